@@ -1,0 +1,45 @@
+// Package manifest defines patchmesh's signed documents — manifests, channel heads
+// and trust roots — with the keys that sign them and the rules a node applies before
+// it believes one.
+//
+// # Manifest
+//
+// The description of one release of a channel: its version, sequence number,
+// creation and expiry times, the platforms and versions it fits (Target), and every
+// file with its path, mode, size, whole-file SHA-256 and ordered chunk CIDs. A node
+// assembles a release only from what a verified manifest names.
+//
+// # Channel head
+//
+// A small signed pointer (Head) to the newest manifest of a channel: the manifest's
+// path, size and SHA-256 in the repository, with a short expiry, so a mirror cannot
+// freeze a node on an old release for longer than that expiry.
+//
+// # Trust root
+//
+// The set of public keys a node trusts and how many of them must sign (TrustRoot).
+// A node pins one in its configuration. A new root (key rotation) is accepted only
+// if it is the next version and is signed by a threshold of the old root's keys and
+// by a threshold of its own.
+//
+// # Envelope
+//
+// The signed wrapper of every document: a type, the exact payload bytes and the
+// signatures. A signature covers a pre-authentication encoding of (type, payload),
+// so a document signed as one type never verifies as another.
+//
+// # Key id
+//
+// The hex of the first 16 bytes of the SHA-256 of an Ed25519 public key. Signatures
+// name their key by id; ids are what users see in messages.
+//
+// # Threshold
+//
+// The number of distinct trusted keys whose valid signatures a document needs.
+// Signatures by unknown keys are ignored and a key counts once however often it signs.
+//
+// # Sequence
+//
+// A number that only goes up within a channel. A node remembers the highest it has
+// seen and refuses anything lower (rollback); the same sequence is the same release.
+package manifest

@@ -1,0 +1,91 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Head is a channel head: the signed pointer to the newest manifest of a channel.
+type Head struct {
+	Channel  string    `json:"channel"`
+	Version  string    `json:"version"`
+	Sequence uint64    `json:"sequence"`
+	Manifest Ref       `json:"manifest"`
+	Issued   time.Time `json:"issued"`
+	Expires  time.Time `json:"expires"`
+}
+
+// Ref locates a manifest envelope file in the repository and pins its bytes.
+type Ref struct {
+	Path   string `json:"path"`   // relative to the repository root, see SafePath
+	Size   int64  `json:"size"`   // of the envelope file
+	SHA256 string `json:"sha256"` // lowercase hex of the envelope file
+}
+
+// NewRef returns the Ref of an envelope file stored at path.
+func NewRef(path string, envelope []byte) Ref {
+	sum := sha256.Sum256(envelope)
+	return Ref{Path: path, Size: int64(len(envelope)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// Check reports whether envelope is the file r pins (ErrMismatch if not). Fetchers
+// read at most r.Size+1 bytes and call Check before parsing.
+func (r Ref) Check(envelope []byte) error {
+	if int64(len(envelope)) != r.Size {
+		return fmt.Errorf("manifest %s: %d bytes, the head says %d (a stale or broken mirror? try another source): %w", r.Path, len(envelope), r.Size, ErrMismatch)
+	}
+	sum := sha256.Sum256(envelope)
+	if hex.EncodeToString(sum[:]) != r.SHA256 {
+		return fmt.Errorf("manifest %s: SHA-256 differs from the head's (a stale or broken mirror? try another source): %w", r.Path, ErrMismatch)
+	}
+	return nil
+}
+
+func (r Ref) validate() error {
+	if err := SafePath(r.Path); err != nil {
+		return fmt.Errorf("manifest reference: %w", err)
+	}
+	if r.Size <= 0 || r.Size > MaxManifestSize {
+		return fmt.Errorf("manifest reference %s: size %d outside 1..%d: %w", r.Path, r.Size, MaxManifestSize, ErrMalformed)
+	}
+	if _, err := hex.DecodeString(r.SHA256); err != nil || len(r.SHA256) != 64 || strings.ToLower(r.SHA256) != r.SHA256 {
+		return fmt.Errorf("manifest reference %s: sha256 must be 64 lowercase hex digits: %w", r.Path, ErrMalformed)
+	}
+	return nil
+}
+
+// Validate checks the head's names, sequence, reference and times.
+func (h *Head) Validate() error {
+	if err := CheckChannel(h.Channel); err != nil {
+		return fmt.Errorf("head: %w", err)
+	}
+	if err := CheckVersion(h.Version); err != nil {
+		return fmt.Errorf("head: %w", err)
+	}
+	if h.Sequence == 0 {
+		return fmt.Errorf("head of %s: sequence must be above 0: %w", h.Channel, ErrMalformed)
+	}
+	if err := h.Manifest.validate(); err != nil {
+		return fmt.Errorf("head of %s: %w", h.Channel, err)
+	}
+	if h.Issued.IsZero() || h.Expires.IsZero() || !h.Expires.After(h.Issued) {
+		return fmt.Errorf("head of %s: issued and expires times are required, expires after issued: %w", h.Channel, ErrMalformed)
+	}
+	return nil
+}
+
+// Marshal validates h and returns its compact JSON: the payload to sign.
+func (h *Head) Marshal() ([]byte, error) {
+	if err := h.Validate(); err != nil {
+		return nil, fmt.Errorf("marshal head: %w", err)
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("marshal head of %s: %w", h.Channel, err)
+	}
+	return b, nil
+}
