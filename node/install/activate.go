@@ -37,8 +37,8 @@ type pending struct {
 // directory (failure: `current` never moves, the release is marked bad), the atomic
 // switch guarded by pending.json, then health checks (failure or timeout: both links
 // switch back, the release is marked bad). A hook failure is returned as a *HookError.
-// If ctx is cancelled during the health check the switch is undone without marking the
-// release bad. Activating the current release does nothing.
+// A release is not marked bad when ctx ends during a hook (the switch is still undone)
+// or when a configured hook cannot be started. Activating the current release does nothing.
 func (in *Installer) Activate(ctx context.Context, name string, opts ActivateOptions) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("activate release: %w", err)
@@ -66,12 +66,12 @@ func (in *Installer) Activate(ctx context.Context, name string, opts ActivateOpt
 
 	dir := in.Dir(name)
 	env := in.hookEnv(name, cur, opts.Env)
-	for _, argv := range [][]string{in.cfg.PreActivate, opts.PreActivate} {
+	for i, argv := range [][]string{in.cfg.PreActivate, opts.PreActivate} {
 		if len(argv) == 0 {
 			continue
 		}
 		if he := in.runHook(ctx, HookPreActivate, argv, dir, env); he != nil {
-			if ctx.Err() == nil {
+			if blame(ctx, he, i == 0) {
 				in.markBad(name, he.reason())
 			}
 			in.log.Warn("pre-activate hook failed, release not activated", "release", name, "err", he)
@@ -96,14 +96,14 @@ func (in *Installer) Activate(ctx context.Context, name string, opts ActivateOpt
 	}
 	in.log.Info("switched release, running health check", "release", name, "previous", cur)
 
-	for _, argv := range [][]string{in.cfg.HealthCheck, opts.HealthCheck} {
+	for i, argv := range [][]string{in.cfg.HealthCheck, opts.HealthCheck} {
 		if len(argv) == 0 {
 			continue
 		}
 		if he := in.runHook(ctx, HookHealthCheck, argv, dir, env); he != nil {
-			reason := he.reason()
-			if ctx.Err() != nil {
-				reason = "" // our own shutdown is not the release's fault
+			reason := ""
+			if blame(ctx, he, i == 0) {
+				reason = he.reason()
 			}
 			if err := in.restore(p, reason); err != nil {
 				return fmt.Errorf("activate release %s: roll back after %v: %w", name, he, err)
@@ -131,6 +131,13 @@ func (in *Installer) Activate(ctx context.Context, name string, opts ActivateOpt
 	}
 	in.log.Info("activated release", "release", name, "previous", cur)
 	return nil
+}
+
+// blame reports whether a hook failure is the release's fault, so that it is marked bad:
+// not when our own ctx ended (a shutdown), nor when a configured hook could not even
+// start (a node misconfiguration would otherwise condemn every release).
+func blame(ctx context.Context, he *HookError, fromConfig bool) bool {
+	return ctx.Err() == nil && (he.started || !fromConfig)
 }
 
 // switchTo points `previous` at prev and then `current` at name.

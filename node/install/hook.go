@@ -33,6 +33,8 @@ type HookError struct {
 	ExitCode int      // -1 when it did not exit on its own (killed, timed out, not started)
 	Output   string   // last 4 KiB of combined stdout and stderr
 	Err      error    // the cause: ErrHookTimeout, a context error, or the exec error
+
+	started bool // the process ran; false when it could not be started at all
 }
 
 func (e *HookError) Error() string {
@@ -103,6 +105,7 @@ func (in *Installer) runHook(ctx context.Context, hook string, argv []string, di
 		return he
 	}
 	w.Close()
+	he.started = true
 	out := &tail{max: maxHookOutput}
 	copied := make(chan struct{})
 	go func() {

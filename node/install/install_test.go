@@ -699,3 +699,37 @@ func TestReaderNeverSeesPartialRelease(t *testing.T) {
 	}
 	t.Logf("reader saw %d distinct targets", len(seen))
 }
+
+func TestMisconfiguredHookDoesNotCondemnRelease(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		opts   ActivateOptions
+		bad    bool
+		wantIn string
+	}{
+		{name: "config pre-activate missing", cfg: Config{PreActivate: []string{"/nonexistent/pre"}}, wantIn: "/nonexistent/pre"},
+		{name: "config health check missing", cfg: Config{HealthCheck: []string{"/nonexistent/check"}}, wantIn: "/nonexistent/check"},
+		{name: "release health check missing", opts: ActivateOptions{HealthCheck: []string{"./hooks/check"}}, bad: true, wantIn: "./hooks/check"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := open(t, tt.cfg)
+			stage(t, in, "r1")
+			stage(t, in, "r2")
+			in.cfg.PreActivate, in.cfg.HealthCheck = nil, nil
+			activate(t, in, "r1", ActivateOptions{})
+			in.cfg.PreActivate, in.cfg.HealthCheck = tt.cfg.PreActivate, tt.cfg.HealthCheck
+
+			err := in.Activate(context.Background(), "r2", tt.opts)
+			var he *HookError
+			if !errors.As(err, &he) || he.ExitCode != -1 || !strings.Contains(err.Error(), tt.wantIn) {
+				t.Fatalf("Activate = %v, want a *HookError naming %s", err, tt.wantIn)
+			}
+			wantLinks(t, in, "r1", "")
+			if bad, _ := in.IsBad("r2"); bad != tt.bad {
+				t.Errorf("IsBad(r2) = %v, want %v", bad, tt.bad)
+			}
+		})
+	}
+}
