@@ -1,0 +1,222 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Files is what a repository server serves from: a folder, or a node's own store.
+type Files interface {
+	// Open returns the file at a clean, slash-separated repository path, or an
+	// error wrapping fs.ErrNotExist.
+	Open(ctx context.Context, name string) (*File, error)
+}
+
+// File is one servable file.
+type File struct {
+	Content   io.ReadSeeker
+	Size      int64
+	ModTime   time.Time
+	ETag      string // quoted strong validator
+	Immutable bool   // content never changes under this name (chunks, manifests)
+	Close     func() error
+}
+
+// Stats counts what a repository server served. Safe for concurrent use.
+type Stats struct {
+	Requests   atomic.Int64
+	Bytes      atomic.Int64 // body bytes of every response
+	ChunkBytes atomic.Int64 // body bytes of chunk responses
+	Chunks     atomic.Int64 // chunk responses with a body
+	NotFound   atomic.Int64
+}
+
+// StatsSnapshot is Stats as plain numbers, for JSON.
+type StatsSnapshot struct {
+	Requests   int64 `json:"requests"`
+	Bytes      int64 `json:"bytes"`
+	ChunkBytes int64 `json:"chunk_bytes"`
+	Chunks     int64 `json:"chunks"`
+	NotFound   int64 `json:"not_found"`
+}
+
+// Snapshot returns the counters now.
+func (s *Stats) Snapshot() StatsSnapshot {
+	return StatsSnapshot{s.Requests.Load(), s.Bytes.Load(), s.ChunkBytes.Load(), s.Chunks.Load(), s.NotFound.Load()}
+}
+
+// HandlerOptions configure NewHandler. The zero value serves without logs.
+type HandlerOptions struct {
+	Logger *slog.Logger // access log; nil: none
+	Stats  *Stats       // nil: not counted
+}
+
+// NewHandler serves a repository read-only over HTTP: GET and HEAD, Range,
+// ETag/If-None-Match, exact lengths, no directory listing, nothing outside the tree.
+func NewHandler(files Files, opts HandlerOptions) http.Handler {
+	return &handler{files: files, opts: opts}
+}
+
+type handler struct {
+	files Files
+	opts  HandlerOptions
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	name, ok := cleanRequestPath(r.URL.Path)
+	defer func() {
+		if h.opts.Stats != nil {
+			h.opts.Stats.Requests.Add(1)
+			h.opts.Stats.Bytes.Add(cw.n)
+			if cw.status == http.StatusNotFound {
+				h.opts.Stats.NotFound.Add(1)
+			}
+			if ok && strings.HasPrefix(name, chunksDir+"/") && cw.n > 0 {
+				h.opts.Stats.ChunkBytes.Add(cw.n)
+				h.opts.Stats.Chunks.Add(1)
+			}
+		}
+		if h.opts.Logger != nil {
+			h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "http",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", cw.status), slog.Int64("bytes", cw.n),
+				slog.Duration("dur", time.Since(start)), slog.String("remote", r.RemoteAddr))
+		}
+	}()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		cw.Header().Set("Allow", "GET, HEAD")
+		http.Error(cw, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !ok {
+		http.NotFound(cw, r)
+		return
+	}
+	f, err := h.files.Open(r.Context(), name)
+	if errors.Is(err, fs.ErrNotExist) {
+		http.NotFound(cw, r)
+		return
+	}
+	if err != nil {
+		http.Error(cw, "internal error", http.StatusInternalServerError)
+		if h.opts.Logger != nil {
+			h.opts.Logger.Error("open", "path", name, "err", err)
+		}
+		return
+	}
+	if f.Close != nil {
+		defer f.Close()
+	}
+	hdr := cw.Header()
+	if f.ETag != "" {
+		hdr.Set("ETag", f.ETag)
+	}
+	if f.Immutable {
+		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		hdr.Set("Cache-Control", "no-cache")
+	}
+	if strings.HasSuffix(name, ".json") {
+		hdr.Set("Content-Type", "application/json")
+	} else {
+		hdr.Set("Content-Type", "application/octet-stream")
+	}
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(cw, r, "", f.ModTime, f.Content)
+}
+
+// cleanRequestPath maps a URL path to a repository path, refusing anything that is
+// not a plain file name inside the tree (hidden and temporary files included).
+func cleanRequestPath(p string) (string, bool) {
+	if p == "" || p[0] != '/' || strings.ContainsRune(p, 0) || strings.Contains(p, "\\") {
+		return "", false
+	}
+	name := strings.TrimPrefix(p, "/")
+	if name == "" || path.Clean(name) != name {
+		return "", false
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == ".." || strings.HasPrefix(el, ".") {
+			return "", false
+		}
+	}
+	return name, true
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// DirFiles serves a repository folder. Opening goes through os.Root, so neither
+// "..", absolute names nor symlinks lead outside the folder.
+type DirFiles struct {
+	root *os.Root
+}
+
+// OpenDir opens a repository folder for serving.
+func OpenDir(dir string) (*DirFiles, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	return &DirFiles{root: root}, nil
+}
+
+// Close releases the folder.
+func (d *DirFiles) Close() error { return d.root.Close() }
+
+// Open implements Files.
+func (d *DirFiles) Open(_ context.Context, name string) (*File, error) {
+	f, err := d.root.Open(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		// Escapes and other refusals of os.Root look like missing files to clients.
+		return nil, fmt.Errorf("%s: %w (%v)", name, fs.ErrNotExist, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
+	}
+	out := &File{Content: f, Size: st.Size(), ModTime: st.ModTime(), Close: f.Close}
+	switch {
+	case strings.HasPrefix(name, chunksDir+"/"):
+		out.ETag = `"` + path.Base(name) + `"`
+		out.Immutable = true
+	default:
+		out.ETag = fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano())
+		out.Immutable = strings.HasPrefix(name, "manifests/") || strings.HasPrefix(name, rootsDir+"/")
+	}
+	return out, nil
+}

@@ -1,0 +1,616 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/manifest"
+)
+
+// ErrNotNewer is returned when a publish would not move the channel forward.
+var ErrNotNewer = errors.New("not newer than the channel head")
+
+// ErrEmptyTree is returned when the source tree holds no file.
+var ErrEmptyTree = errors.New("source tree holds no file")
+
+// ErrBadTree wraps every refusal of the source tree: unreadable or special files,
+// symlinks leaving the tree, hostile names.
+var ErrBadTree = errors.New("tree cannot be published")
+
+var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~-]{0,63}$`)
+
+// PublishOptions describe one release. The zero value of each optional field is documented.
+type PublishOptions struct {
+	Channel string // required, see ValidChannel
+	Version string // required: 1-64 characters of [0-9A-Za-z.+_~-]
+	// Sequence of the new manifest; zero: one more than the channel head's.
+	Sequence uint64
+	Keys     []manifest.PrivateKey // at least one; as many as the trust root's threshold needs
+	Target   manifest.Target       // zero: any OS, architecture and previous version
+	Hooks    manifest.Hooks        // paths of files inside the release; zero: none
+	Params   chunk.Params          // zero: chunk.DefaultParams()
+	// ManifestTTL is how long the manifest stays valid; zero: one year.
+	ManifestTTL time.Duration
+	// HeadTTL is how long the channel head stays valid; zero: 7 days. Heads expire
+	// soon so that a frozen mirror is noticed; republish or re-sign before then.
+	HeadTTL time.Duration
+	Workers int              // chunk hashing and writing goroutines; zero: GOMAXPROCS
+	Now     func() time.Time // zero: time.Now
+	// Progress, if set, is called from one goroutine as bytes are chunked.
+	Progress func(Progress)
+}
+
+// Progress of a publish.
+type Progress struct {
+	Files, FilesTotal int
+	Bytes, BytesTotal int64
+}
+
+// Summary of a publish, as the CLI prints it.
+type Summary struct {
+	Channel      string `json:"channel"`
+	Version      string `json:"version"`
+	Sequence     uint64 `json:"sequence"`
+	Files        int    `json:"files"`
+	Links        int    `json:"links"`
+	Bytes        int64  `json:"bytes"`
+	Chunks       int    `json:"chunks"`
+	UniqueChunks int    `json:"unique_chunks"`
+	NewChunks    int    `json:"new_chunks"`
+	NewBytes     int64  `json:"new_bytes"`
+	// ReusedBytes are bytes of chunks the repository already held from earlier releases.
+	ReusedBytes int64 `json:"reused_bytes"`
+	// DuplicateBytes are bytes of chunks repeated inside this release.
+	DuplicateBytes  int64  `json:"duplicate_bytes"`
+	ManifestPath    string `json:"manifest_path"`
+	ManifestBytes   int64  `json:"manifest_bytes"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	PreviousSeq     uint64 `json:"previous_sequence,omitempty"`
+}
+
+type entry struct {
+	rel  string // slash path inside the tree
+	abs  string
+	mode fs.FileMode
+	size int64
+	link string
+}
+
+// Publish chunks the tree at srcDir into the repository at repoDir and switches the
+// channel head to the new manifest. It writes only chunks the repository lacks.
+func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (*Summary, error) {
+	if err := ValidChannel(opts.Channel); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if !versionRE.MatchString(opts.Version) {
+		return nil, fmt.Errorf("publish: version %q: want 1-64 characters of 0-9, A-Z, a-z, '.', '+', '_', '~', '-'", opts.Version)
+	}
+	if len(opts.Keys) == 0 {
+		return nil, fmt.Errorf("publish: no signing key")
+	}
+	if opts.Params == (chunk.Params{}) {
+		opts.Params = chunk.DefaultParams()
+	}
+	if err := opts.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if opts.ManifestTTL == 0 {
+		opts.ManifestTTL = 365 * 24 * time.Hour
+	}
+	if opts.HeadTTL == 0 {
+		opts.HeadTTL = 7 * 24 * time.Hour
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	unlock, err := lockRepo(repoDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	sum := &Summary{Channel: opts.Channel, Version: opts.Version}
+	prev, err := ReadHeadUnverified(repoDir, opts.Channel)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("publish: read current head: %w", err)
+	}
+	seq := opts.Sequence
+	if prev != nil {
+		sum.PreviousVersion, sum.PreviousSeq = prev.Version, prev.Sequence
+		if seq == 0 {
+			seq = prev.Sequence + 1
+		}
+		if seq <= prev.Sequence {
+			return nil, fmt.Errorf("publish %s %s: sequence %d: %w (head is %s, sequence %d); use a higher --sequence",
+				opts.Channel, opts.Version, seq, ErrNotNewer, prev.Version, prev.Sequence)
+		}
+		if c, ok := manifest.CompareVersions(opts.Version, prev.Version); ok && c <= 0 {
+			return nil, fmt.Errorf("publish %s %s: version: %w (head is %s); publish a higher version",
+				opts.Channel, opts.Version, ErrNotNewer, prev.Version)
+		} else if !ok && opts.Version == prev.Version {
+			return nil, fmt.Errorf("publish %s %s: version: %w (head has the same version); publish a new version",
+				opts.Channel, opts.Version, ErrNotNewer)
+		}
+	} else if seq == 0 {
+		seq = 1
+	}
+	sum.Sequence = seq
+
+	entries, total, err := scanTree(srcDir)
+	if err != nil {
+		if errors.Is(err, ErrEmptyTree) {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		return nil, fmt.Errorf("publish: %w: %w", ErrBadTree, err)
+	}
+	for _, h := range []string{opts.Hooks.PreActivate, opts.Hooks.HealthCheck} {
+		if h != "" && !hasFile(entries, h) {
+			return nil, fmt.Errorf("publish: hook %q is not a file of the release", h)
+		}
+	}
+
+	files, err := chunkTree(ctx, repoDir, entries, total, opts, sum)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+	}
+	// One barrier for every chunk file: far cheaper than an fsync per chunk, and
+	// the manifest below is written only after its chunks are durable.
+	if err := syncFS(repoDir); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+
+	now := opts.Now().UTC().Truncate(time.Second)
+	m := &manifest.Manifest{
+		Channel:  opts.Channel,
+		Version:  opts.Version,
+		Sequence: seq,
+		Created:  now,
+		Expires:  now.Add(opts.ManifestTTL),
+		Target:   opts.Target,
+		Files:    files,
+		Hooks:    opts.Hooks,
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("publish: manifest: %w", err)
+	}
+	payload, err := m.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("publish: manifest: %w", err)
+	}
+	menv, err := manifest.Sign(manifest.TypeManifest, payload, opts.Keys...)
+	if err != nil {
+		return nil, fmt.Errorf("publish: sign manifest: %w", err)
+	}
+	mpath := ManifestPath(opts.Channel, seq)
+	if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(mpath)), menv, 0o644); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	sum.ManifestPath, sum.ManifestBytes = mpath, int64(len(menv))
+
+	digest := sha256.Sum256(menv)
+	h := &manifest.Head{
+		Channel:  opts.Channel,
+		Version:  opts.Version,
+		Sequence: seq,
+		Manifest: manifest.Ref{Path: mpath, Size: int64(len(menv)), SHA256: hex.EncodeToString(digest[:])},
+		Issued:   now,
+		Expires:  now.Add(opts.HeadTTL),
+	}
+	if err := WriteHead(repoDir, h, opts.Keys...); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	return sum, nil
+}
+
+// WriteHead signs h and switches the channel's head to it, atomically.
+func WriteHead(repoDir string, h *manifest.Head, keys ...manifest.PrivateKey) error {
+	payload, err := h.Marshal()
+	if err != nil {
+		return fmt.Errorf("write head %s: %w", h.Channel, err)
+	}
+	env, err := manifest.Sign(manifest.TypeHead, payload, keys...)
+	if err != nil {
+		return fmt.Errorf("sign head %s: %w", h.Channel, err)
+	}
+	return WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(HeadPath(h.Channel))), env, 0o644)
+}
+
+// ReadHeadUnverified reads a channel head without checking its signatures: the
+// publisher holds the keys and needs only the sequence it must exceed. Nodes use
+// manifest.TrustRoot.VerifyHead instead.
+func ReadHeadUnverified(repoDir, channel string) (*manifest.Head, error) {
+	data, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(HeadPath(channel))), manifest.MaxHeadSize)
+	if err != nil {
+		return nil, err
+	}
+	var env manifest.Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("head %s: %w", channel, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(env.Payload))
+	dec.DisallowUnknownFields()
+	var h manifest.Head
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("head %s: %w", channel, err)
+	}
+	return &h, nil
+}
+
+func readLimited(name string, max int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, max)
+	}
+	return data, nil
+}
+
+func hasFile(entries []entry, p string) bool {
+	for _, e := range entries {
+		if e.rel == p && e.link == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// scanTree lists the regular files and symlinks of srcDir, refusing what cannot be
+// published faithfully.
+func scanTree(srcDir string) ([]entry, int64, error) {
+	root, err := filepath.Abs(srcDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := os.Stat(root)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source tree: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, 0, fmt.Errorf("source tree %s: not a directory", srcDir)
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source tree: %w", err)
+	}
+	var entries []entry
+	var total int64
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if err := manifest.SafePath(rel); err != nil {
+			return fmt.Errorf("file %q: %w", rel, err)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		switch {
+		case d.IsDir():
+			return nil
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("read link %s: %w", rel, err)
+			}
+			if err := checkLink(realRoot, p, rel, target); err != nil {
+				return err
+			}
+			entries = append(entries, entry{rel: rel, abs: p, link: filepath.ToSlash(target)})
+		case info.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("file %s is not readable: %w", rel, err)
+			}
+			f.Close()
+			entries = append(entries, entry{rel: rel, abs: p, mode: info.Mode().Perm(), size: info.Size()})
+			total += info.Size()
+		default:
+			return fmt.Errorf("file %s: %s files cannot be published (only regular files, directories and symlinks)", rel, info.Mode().Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	files := 0
+	for _, e := range entries {
+		if e.link == "" {
+			files++
+		}
+	}
+	if files == 0 {
+		return nil, 0, fmt.Errorf("%s: %w", srcDir, ErrEmptyTree)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].rel < entries[j].rel })
+	return entries, total, nil
+}
+
+// checkLink refuses a symlink whose target leaves the tree, by its text or once
+// every link on the way is resolved.
+func checkLink(realRoot, abs, rel, target string) error {
+	if filepath.IsAbs(target) {
+		return fmt.Errorf("symlink %s -> %s points outside the tree (absolute target)", rel, target)
+	}
+	lexical := path.Join(path.Dir(rel), filepath.ToSlash(target))
+	if lexical == ".." || strings.HasPrefix(lexical, "../") {
+		return fmt.Errorf("symlink %s -> %s points outside the tree", rel, target)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return fmt.Errorf("symlink %s -> %s: target does not exist: %w", rel, target, err)
+	}
+	if r, err := filepath.Rel(realRoot, resolved); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("symlink %s -> %s points outside the tree (through other links)", rel, target)
+	}
+	return nil
+}
+
+type chunkJob struct {
+	buf  *[]byte
+	slot *manifest.ChunkRef
+}
+
+// chunkTree cuts every file into chunks and writes the chunks the repository lacks.
+// One goroutine reads, chunks and hashes whole files; Workers goroutines hash and
+// write chunks, so both cores stay busy on one big file.
+func chunkTree(ctx context.Context, repoDir string, entries []entry, total int64, opts PublishOptions, sum *Summary) ([]manifest.File, error) {
+	g, ctx := errgroup.WithContext(ctx)
+	jobs := make(chan chunkJob, opts.Workers*4)
+	pool := sync.Pool{New: func() any { b := make([]byte, 0, opts.Params.Max); return &b }}
+	w := &chunkWriter{repoDir: repoDir, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
+	for range opts.Workers {
+		g.Go(func() error {
+			for j := range jobs {
+				data := *j.buf
+				c := chunk.Sum(data)
+				if err := w.write(c, data, sum); err != nil {
+					return err
+				}
+				j.slot.CID = c
+				pool.Put(j.buf)
+			}
+			return nil
+		})
+	}
+
+	files := make([]manifest.File, 0, len(entries))
+	slots := make([][]*manifest.ChunkRef, len(entries))
+	g.Go(func() error {
+		defer close(jobs)
+		prog := Progress{FilesTotal: len(entries), BytesTotal: total}
+		fileHash := sha256.New()
+		for i, e := range entries {
+			if e.link != "" {
+				prog.Files++
+				continue
+			}
+			n, err := chunkFile(ctx, e, opts.Params, fileHash, func(data []byte) error {
+				bp := pool.Get().(*[]byte)
+				*bp = append((*bp)[:0], data...)
+				slot := &manifest.ChunkRef{Size: uint32(len(data))}
+				slots[i] = append(slots[i], slot)
+				prog.Bytes += int64(len(data))
+				if opts.Progress != nil {
+					opts.Progress(prog)
+				}
+				select {
+				case jobs <- chunkJob{buf: bp, slot: slot}:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if n != e.size {
+				return fmt.Errorf("file %s changed while it was read (%d bytes, expected %d)", e.rel, n, e.size)
+			}
+			files = append(files, manifest.File{Path: e.rel, Mode: uint32(e.mode), Size: e.size, SHA256: hex.EncodeToString(fileHash.Sum(nil))})
+			prog.Files++
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := make([]manifest.File, 0, len(entries))
+	fi := 0
+	for i, e := range entries {
+		if e.link != "" {
+			out = append(out, manifest.File{Path: e.rel, Link: e.link, Mode: 0o777, SHA256: emptySHA256, Chunks: []manifest.ChunkRef{}})
+			sum.Links++
+			continue
+		}
+		f := files[fi]
+		fi++
+		f.Chunks = make([]manifest.ChunkRef, len(slots[i]))
+		for k, s := range slots[i] {
+			f.Chunks[k] = *s
+		}
+		out = append(out, f)
+		sum.Files++
+		sum.Bytes += f.Size
+		sum.Chunks += len(f.Chunks)
+	}
+	sum.UniqueChunks = len(w.seen)
+	sum.DuplicateBytes = sum.Bytes - sum.NewBytes - sum.ReusedBytes
+	return out, nil
+}
+
+var emptySHA256 = hex.EncodeToString(func() []byte { s := sha256.Sum256(nil); return s[:] }())
+
+// chunkFile streams one file through the chunker, hashing the whole file on the way.
+func chunkFile(ctx context.Context, e entry, p chunk.Params, fileHash hash.Hash, emit func([]byte) error) (int64, error) {
+	f, err := os.Open(e.abs)
+	if err != nil {
+		return 0, fmt.Errorf("file %s: %w", e.rel, err)
+	}
+	defer f.Close()
+	fileHash.Reset()
+	cr := &countingReader{r: io.TeeReader(f, fileHash)}
+	ch, err := chunk.NewChunker(cr, p)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		data, err := ch.Next()
+		if err == io.EOF {
+			return cr.n, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("file %s: %w", e.rel, err)
+		}
+		if err := emit(data); err != nil {
+			return 0, err
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type chunkWriter struct {
+	repoDir string
+	mu      sync.Mutex
+	seen    map[cid.Cid]bool
+	dirs    map[string]bool
+}
+
+// write stores a chunk unless the repository or this publish already has it.
+func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
+	w.mu.Lock()
+	if w.seen[c] {
+		w.mu.Unlock()
+		return nil
+	}
+	w.seen[c] = true
+	w.mu.Unlock()
+
+	name := filepath.Join(w.repoDir, filepath.FromSlash(ChunkPath(c)))
+	if st, err := os.Stat(name); err == nil && st.Size() == int64(len(data)) {
+		w.mu.Lock()
+		sum.ReusedBytes += int64(len(data))
+		w.mu.Unlock()
+		return nil
+	}
+	dir := filepath.Dir(name)
+	w.mu.Lock()
+	known := w.dirs[dir]
+	w.mu.Unlock()
+	if !known {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("write chunk %s: %w", c, err)
+		}
+		w.mu.Lock()
+		w.dirs[dir] = true
+		w.mu.Unlock()
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	w.mu.Lock()
+	sum.NewChunks++
+	sum.NewBytes += int64(len(data))
+	w.mu.Unlock()
+	return nil
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// lockRepo takes the repository's publish lock so two publishers cannot interleave.
+func lockRepo(repoDir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(repoDir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock repository: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock repository %s: another publish is running (%w)", repoDir, err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}

@@ -1,0 +1,213 @@
+// Package seed runs a seed node: it serves a repository folder over HTTP(S) to
+// nodes, mirrors and plain clients, and reports what it served on a local status API.
+package seed
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/patchmesh/patchmesh/manifest/repo"
+)
+
+// Config of a seed. The zero value of each optional field is documented.
+type Config struct {
+	Repo    string // repository folder, required
+	Listen  string // repository listener; zero: DefaultConfig's ":8780"
+	TLSCert string // PEM certificate; zero: plain HTTP
+	TLSKey  string // PEM key of TLSCert
+	API     string // status API listener; zero: none
+	// APIToken is required by the API when API is not a loopback address.
+	APIToken string
+	Logger   *slog.Logger // zero: discard
+}
+
+// DefaultConfig returns a config serving on every interface, API on loopback.
+func DefaultConfig() Config {
+	return Config{Listen: ":8780", API: "127.0.0.1:8781"}
+}
+
+// Seed serves one repository.
+type Seed struct {
+	cfg     Config
+	files   *repo.DirFiles
+	stats   repo.Stats
+	started time.Time
+
+	mu      sync.Mutex
+	addr    string
+	apiAddr string
+	ready   chan struct{}
+}
+
+// New checks the config; Run starts serving.
+func New(cfg Config) (*Seed, error) {
+	if cfg.Repo == "" {
+		return nil, errors.New("seed: no repository folder (--repo)")
+	}
+	if st, err := os.Stat(cfg.Repo); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("seed: repository %s is not a folder: %v", cfg.Repo, err)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("seed: give both --tls-cert and --tls-key, or neither")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultConfig().Listen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.API != "" && !isLoopback(cfg.API) && cfg.APIToken == "" {
+		return nil, fmt.Errorf("seed: the API on %s is not loopback: set an API token", cfg.API)
+	}
+	return &Seed{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// Stats returns what the seed has served so far.
+func (s *Seed) Stats() repo.StatsSnapshot { return s.stats.Snapshot() }
+
+// Ready is closed once the listeners are bound.
+func (s *Seed) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the bound repository address, valid after Ready.
+func (s *Seed) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// APIAddr is the bound API address, valid after Ready.
+func (s *Seed) APIAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apiAddr
+}
+
+// Run serves until ctx is cancelled, then drains in-flight requests for at most
+// 10 seconds. Cancellation is a clean exit.
+func (s *Seed) Run(ctx context.Context) error {
+	files, err := repo.OpenDir(s.cfg.Repo)
+	if err != nil {
+		return err
+	}
+	defer files.Close()
+	s.files = files
+	s.started = time.Now()
+
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("seed: listen %s: %w", s.cfg.Listen, err)
+	}
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("seed: load certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	servers := []*http.Server{newServer(repo.NewHandler(files, repo.HandlerOptions{Logger: s.cfg.Logger, Stats: &s.stats}))}
+	listeners := []net.Listener{ln}
+	s.mu.Lock()
+	s.addr = ln.Addr().String()
+	s.mu.Unlock()
+
+	if s.cfg.API != "" {
+		aln, err := net.Listen("tcp", s.cfg.API)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("seed: listen API %s: %w", s.cfg.API, err)
+		}
+		servers = append(servers, newServer(s.apiHandler()))
+		listeners = append(listeners, aln)
+		s.mu.Lock()
+		s.apiAddr = aln.Addr().String()
+		s.mu.Unlock()
+	}
+	s.cfg.Logger.Info("seed serving", "repo", s.cfg.Repo, "url", scheme+"://"+s.Addr(), "api", s.APIAddr())
+	close(s.ready)
+
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("seed: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutCtx)
+	}
+	return runErr
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		WriteTimeout:      10 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Status is what the seed's API reports.
+type Status struct {
+	Repo    string             `json:"repo"`
+	URL     string             `json:"url"`
+	Started time.Time          `json:"started"`
+	Served  repo.StatsSnapshot `json:"served"`
+}
+
+func (s *Seed) status() Status {
+	return Status{Repo: s.cfg.Repo, URL: s.Addr(), Started: s.started, Served: s.Stats()}
+}
+
+func (s *Seed) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.status())
+	})
+	return tokenGuard(s.cfg.APIToken, mux)
+}
+
+// tokenGuard requires the bearer token on every request when one is configured.
+func tokenGuard(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
