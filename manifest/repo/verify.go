@@ -84,9 +84,9 @@ type Report struct {
 
 // VerifyOptions tune Verify; the zero value checks every channel now.
 type VerifyOptions struct {
-	Channels []string         // zero: every channel of the repository
-	Now      time.Time        // zero: time.Now()
-	Workers  int              // zero: 4
+	Channels []string                // zero: every channel of the repository
+	Now      time.Time               // zero: time.Now()
+	Workers  int                     // zero: 4
 	Progress func(done, total int64) // chunk bytes checked
 }
 
