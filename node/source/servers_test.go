@@ -1,0 +1,231 @@
+package source
+
+import (
+	"encoding/pem"
+	"errors"
+	"io"
+	"io/fs"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ftpserver "goftp.io/server/v2"
+	ftpfile "goftp.io/server/v2/driver/file"
+)
+
+// testOptions keeps fault tests short: a stall or a dead server is noticed in
+// a fraction of a second.
+func testOptions() Options {
+	o := DefaultOptions()
+	o.Timeout = 5 * time.Second
+	o.IdleTimeout = 5 * time.Second
+	return o
+}
+
+func mustNew(t *testing.T, rawURL string, opts Options) Source {
+	t.Helper()
+	s, err := New(rawURL, opts)
+	if err != nil {
+		t.Fatalf("New(%q): %v", rawURL, err)
+	}
+	if c, ok := s.(io.Closer); ok {
+		t.Cleanup(func() { c.Close() })
+	}
+	return s
+}
+
+// serveDir serves dir over HTTP on loopback.
+func serveDir(t *testing.T, dir string) *httptest.Server {
+	srv := httptest.NewServer(http.FileServerFS(os.DirFS(dir)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// writeCA writes the test server's certificate as a PEM file for Options.CAFile.
+func writeCA(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ftpServer is a real FTP server on 127.0.0.1 serving a folder.
+type ftpServer struct {
+	addr   string
+	logins atomic.Int32 // successful logins
+	conns  atomic.Int32 // open control connections
+}
+
+type countingAuth struct {
+	user, pass string
+	srv        *ftpServer
+}
+
+func (a *countingAuth) CheckPasswd(_ *ftpserver.Context, user, pass string) (bool, error) {
+	ok := user == a.user && pass == a.pass
+	if ok {
+		a.srv.logins.Add(1)
+	}
+	return ok, nil
+}
+
+// retr550 answers RETR of a missing file with 550, as vsftpd, ProFTPD, IIS and
+// FileZilla do; goftp's own RETR answers 551 for every error.
+type retr550 struct {
+	ftpserver.Command
+	root string
+}
+
+func (c retr550) Execute(sess *ftpserver.Session, param string) {
+	p := filepath.Join(c.root, filepath.FromSlash(sess.BuildPath(param)))
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		sess.WriteMessage(550, "No such file or directory")
+		return
+	}
+	c.Command.Execute(sess, param)
+}
+
+// countingListener tracks the open control connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.n.Add(1)
+	return &countedConn{Conn: c, n: l.n}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	n    *atomic.Int32
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+// serveFTP starts an FTP server for dir accepting user/pass. wrap, if not
+// nil, wraps the file driver (to inject faults).
+func serveFTP(t *testing.T, dir, user, pass string, wrap func(ftpserver.Driver) ftpserver.Driver) *ftpServer {
+	t.Helper()
+	fs := &ftpServer{}
+	drv, err := ftpfile.NewDriver(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		drv = wrap(drv)
+	}
+	cmds := maps.Clone(ftpserver.DefaultCommands())
+	cmds["RETR"] = retr550{Command: cmds["RETR"], root: dir}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ftpserver.NewServer(&ftpserver.Options{
+		Driver:   drv,
+		Auth:     &countingAuth{user: user, pass: pass, srv: fs},
+		Perm:     ftpserver.NewSimplePerm("test", "test"),
+		Hostname: "127.0.0.1",
+		Port:     l.Addr().(*net.TCPAddr).Port,
+		Logger:   &ftpserver.DiscardLogger{},
+		Commands: cmds,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(countingListener{Listener: l, n: &fs.conns})
+	}()
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+	})
+	fs.addr = l.Addr().String()
+	return fs
+}
+
+func TestHTTPSource(t *testing.T) {
+	runSourceSuite(t, func(t *testing.T, dir string) Source {
+		return mustNew(t, serveDir(t, dir).URL, testOptions())
+	})
+}
+
+func TestHTTPSSource(t *testing.T) {
+	runSourceSuite(t, func(t *testing.T, dir string) Source {
+		srv := httptest.NewTLSServer(http.FileServerFS(os.DirFS(dir)))
+		t.Cleanup(srv.Close)
+		opts := testOptions()
+		opts.CAFile = writeCA(t, srv)
+		return mustNew(t, srv.URL, opts)
+	})
+}
+
+func TestHTTPSUnknownCAFails(t *testing.T) {
+	dir, _ := testRepo(t)
+	srv := httptest.NewTLSServer(http.FileServerFS(os.DirFS(dir)))
+	t.Cleanup(srv.Close)
+	src := mustNew(t, srv.URL, testOptions())
+	_, err := readFile(t.Context(), src, "roots/1.json", 1<<10)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("https with a certificate no root vouches for: got %v, want a certificate error", err)
+	}
+}
+
+func TestFTPSource(t *testing.T) {
+	runSourceSuite(t, func(t *testing.T, dir string) Source {
+		fs := serveFTP(t, dir, "mirror", "s3cret", nil)
+		return mustNew(t, "ftp://mirror:s3cret@"+fs.addr, testOptions())
+	})
+}
+
+func TestFTPSourceBasePath(t *testing.T) {
+	dir, files := testRepo(t)
+	// The repository lives in a subfolder of the FTP root, reached anonymously.
+	root := filepath.Dir(dir)
+	fs := serveFTP(t, root, "anonymous", "anonymous", nil)
+	src := mustNew(t, "ftp://"+fs.addr+"/repo/", testOptions())
+	got, err := readFile(t.Context(), src, "roots/1.json", 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(files["roots/1.json"]) {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := readFile(t.Context(), src, "outside.txt", 1<<10); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a file beside the base path: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestFolderSource(t *testing.T) {
+	t.Run("file URL", func(t *testing.T) {
+		runSourceSuite(t, func(t *testing.T, dir string) Source {
+			return mustNew(t, "file://"+filepath.ToSlash(dir), testOptions())
+		})
+	})
+	t.Run("plain path", func(t *testing.T) {
+		runSourceSuite(t, func(t *testing.T, dir string) Source {
+			return mustNew(t, dir, testOptions())
+		})
+	})
+}
