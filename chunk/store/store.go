@@ -1,0 +1,570 @@
+// Package store keeps a node's chunks, and a little of its own durable
+// state, in a badger database.
+//
+// Chunks are verified against their CID before they are written, so a lying
+// peer never gets bytes into the store. Chunk writes are not synced: badger
+// writes them to its memory-mapped write-ahead and value-log files, which the
+// kernel keeps when the process is killed (even with SIGKILL), so only a power
+// loss or kernel crash can lose the last writes; such a chunk is just missing
+// and fetched again, never wrong, as badger checksums every entry it replays.
+// Meta writes, which record what the node has promised (sequence numbers,
+// release records), are synced before SetMeta returns.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk"
+)
+
+// ErrNotFound means the store holds no chunk, or no meta value, by that name.
+var ErrNotFound = errors.New("not found")
+
+// Options tune a Store. Every zero field takes the value DefaultOptions gives;
+// the defaults keep badger's own memory to a few tens of MiB, so a node stays
+// well under 150 MiB resident while it moves a 2 GiB release.
+type Options struct {
+	Logger *slog.Logger // nil: discard
+
+	// MemTableSize is the size of one in-memory table of keys (0: 8 MiB).
+	// Chunk bytes go to the value log, so memtables hold only keys and sizes.
+	MemTableSize int64
+	// NumMemtables is how many memtables may be held at once (0: 2).
+	NumMemtables int
+	// BlockCacheSize is the cache of table blocks (0: 8 MiB).
+	BlockCacheSize int64
+	// IndexCacheSize is the cache of table indexes and bloom filters (0: 4 MiB).
+	IndexCacheSize int64
+	// ValueLogFileSize is the size of one value-log file (0: 128 MiB). GC
+	// gives space back one whole file at a time, and never the newest file.
+	ValueLogFileSize int64
+	// NumCompactors is how many goroutines compact tables (0: 2, badger's minimum).
+	NumCompactors int
+}
+
+// DefaultOptions returns the Options a node uses.
+func DefaultOptions() Options {
+	return Options{
+		MemTableSize:     8 << 20,
+		NumMemtables:     2,
+		BlockCacheSize:   8 << 20,
+		IndexCacheSize:   4 << 20,
+		ValueLogFileSize: 128 << 20,
+		NumCompactors:    2,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.MemTableSize == 0 {
+		o.MemTableSize = d.MemTableSize
+	}
+	if o.NumMemtables == 0 {
+		o.NumMemtables = d.NumMemtables
+	}
+	if o.BlockCacheSize == 0 {
+		o.BlockCacheSize = d.BlockCacheSize
+	}
+	if o.IndexCacheSize == 0 {
+		o.IndexCacheSize = d.IndexCacheSize
+	}
+	if o.ValueLogFileSize == 0 {
+		o.ValueLogFileSize = d.ValueLogFileSize
+	}
+	if o.NumCompactors == 0 {
+		o.NumCompactors = d.NumCompactors
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Key layout. Chunk bytes and their sizes are kept under separate keys so
+// that Size, Usage and ForEach read only the small LSM tree, never the value log.
+const (
+	dataPrefix = "c/" // + binary CID: chunk bytes
+	sizePrefix = "s/" // + binary CID: uvarint size
+	metaPrefix = "m/" // + caller's key: meta value
+	gcPrefix   = "g/" // scratch key GC drops to flush and compact
+)
+
+// valueThreshold sends every chunk to the value log, whose files GC can
+// drop, and keeps sizes and small meta values in the LSM tree.
+const valueThreshold = 256
+
+// Store is a chunk store. It is safe for concurrent use.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+
+	// gate lets GC stop writes while it flushes: writers hold it shared.
+	gate sync.RWMutex
+
+	chunks, bytes atomic.Int64
+
+	// bufs holds MaxSize buffers for WriteTo, which copies a chunk out of
+	// badger before writing it, so that a slow writer never holds a read of
+	// the value log open.
+	bufs sync.Pool
+}
+
+// Open opens (creating if needed) the store in dir and counts what it holds.
+func Open(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithMemTableSize(opts.MemTableSize).
+		WithNumMemtables(opts.NumMemtables).
+		WithBlockCacheSize(opts.BlockCacheSize).
+		WithIndexCacheSize(opts.IndexCacheSize).
+		WithValueLogFileSize(opts.ValueLogFileSize).
+		WithNumCompactors(opts.NumCompactors).
+		WithValueThreshold(valueThreshold).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithCompression(options.None). // keys are CIDs: random
+		WithMetricsEnabled(false).
+		WithSyncWrites(false)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: opts.Logger}
+	s.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize); return &b }
+	if err := s.recount(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+	}
+	c, b := s.Usage()
+	s.log.Info("chunk store open", "dir", dir, "chunks", c, "bytes", b)
+	return s, nil
+}
+
+// recount rebuilds the in-memory usage from the size index.
+func (s *Store) recount() error {
+	var chunks, bytes int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n, err := sizeOf(it.Item())
+			if err != nil {
+				return err
+			}
+			chunks++
+			bytes += n
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("count chunks: %w", err)
+	}
+	s.chunks.Store(chunks)
+	s.bytes.Store(bytes)
+	return nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close chunk store: %w", err)
+	}
+	return nil
+}
+
+func dataKey(c cid.Cid) []byte { return append([]byte(dataPrefix), c.KeyString()...) }
+func sizeKey(c cid.Cid) []byte { return append([]byte(sizePrefix), c.KeyString()...) }
+
+func sizeOf(item *badger.Item) (int64, error) {
+	var n uint64
+	err := item.Value(func(v []byte) error {
+		var k int
+		n, k = binary.Uvarint(v)
+		if k <= 0 {
+			return fmt.Errorf("bad size record for key %x", item.Key())
+		}
+		return nil
+	})
+	return int64(n), err
+}
+
+// update runs fn in a write transaction, again on a conflict with a
+// concurrent one, so that the read-then-write in fn is atomic.
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	for {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// Put verifies data against c and stores it. Storing a chunk already held
+// does nothing. Bytes that do not match c are refused with an error wrapping
+// chunk.ErrMismatch (or chunk.ErrUnsupported, chunk.ErrTooLarge), and nothing
+// is written.
+func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put chunk %s: %w", c, err)
+	}
+	if err := chunk.Verify(c, data); err != nil {
+		return fmt.Errorf("put chunk: %w", err)
+	}
+	var added bool
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		added = false
+		sk := sizeKey(c)
+		if _, err := txn.Get(sk); err == nil {
+			return nil
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(dataKey(c), data); err != nil {
+			return err
+		}
+		added = true
+		return txn.Set(sk, binary.AppendUvarint(nil, uint64(len(data))))
+	})
+	if err != nil {
+		return fmt.Errorf("put chunk %s: %w", c, err)
+	}
+	if added {
+		s.chunks.Add(1)
+		s.bytes.Add(int64(len(data)))
+		s.log.Debug("chunk stored", "cid", c, "size", len(data))
+	}
+	return nil
+}
+
+// Has reports whether the store holds c.
+func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	_, err := s.Size(ctx, c)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Size returns the length of chunk c, or an error wrapping ErrNotFound.
+func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("size of chunk %s: %w", c, err)
+	}
+	var n int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(sizeKey(c))
+		if err != nil {
+			return err
+		}
+		n, err = sizeOf(item)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("size of chunk %s: %w", c, err)
+	}
+	return n, nil
+}
+
+// Get returns a copy of chunk c, or an error wrapping ErrNotFound.
+func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	var out []byte
+	err := s.read(ctx, c, func(v []byte) error {
+		out = append(make([]byte, 0, len(v)), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get chunk %s: %w", c, err)
+	}
+	return out, nil
+}
+
+// read calls fn with the bytes of c, valid only during the call.
+func (s *Store) read(ctx context.Context, c cid.Cid, fn func([]byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(dataKey(c))
+		if err != nil {
+			return err
+		}
+		return item.Value(fn)
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// WriteTo writes chunk c to w and returns the bytes written, or an error
+// wrapping ErrNotFound.
+func (s *Store) WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	err := s.read(ctx, c, func(v []byte) error {
+		if len(v) > cap(*bp) {
+			return fmt.Errorf("stored value of %d bytes: %w", len(v), chunk.ErrTooLarge)
+		}
+		*bp = append((*bp)[:0], v...)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	n, err := w.Write(*bp)
+	if err != nil {
+		return int64(n), fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	return int64(n), nil
+}
+
+// Delete removes chunk c. Deleting a chunk the store does not hold does
+// nothing. The space comes back on disk after GC.
+func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete chunk %s: %w", c, err)
+	}
+	var size int64
+	var found bool
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		found = false
+		sk := sizeKey(c)
+		item, err := txn.Get(sk)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if size, err = sizeOf(item); err != nil {
+			return err
+		}
+		found = true
+		if err := txn.Delete(dataKey(c)); err != nil {
+			return err
+		}
+		return txn.Delete(sk)
+	})
+	if err != nil {
+		return fmt.Errorf("delete chunk %s: %w", c, err)
+	}
+	if found {
+		s.chunks.Add(-1)
+		s.bytes.Add(-size)
+		s.log.Debug("chunk deleted", "cid", c, "size", size)
+	}
+	return nil
+}
+
+// Usage returns how many chunks the store holds and their total size.
+func (s *Store) Usage() (chunks int64, bytes int64) {
+	return s.chunks.Load(), s.bytes.Load()
+}
+
+// forEachBatch is how many chunks ForEach reads per transaction: fn runs
+// outside any transaction, so it may call the Store and take its time.
+const forEachBatch = 1024
+
+// ForEach calls fn for every chunk the store holds, in CID byte order, with
+// its size. It stops at, and returns, the first error of fn. Chunks put or
+// deleted during the walk may or may not be seen.
+func (s *Store) ForEach(ctx context.Context, fn func(c cid.Cid, size int64) error) error {
+	type entry struct {
+		c    cid.Cid
+		size int64
+	}
+	seek := []byte(sizePrefix)
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("walk chunks: %w", err)
+		}
+		var batch []entry
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
+			defer it.Close()
+			for it.Seek(seek); it.Valid() && len(batch) < forEachBatch; it.Next() {
+				item := it.Item()
+				k := item.Key()
+				if len(batch) == 0 && len(seek) > len(sizePrefix) && string(k) == string(seek) {
+					continue // the last key of the previous batch
+				}
+				c, err := cid.Cast(k[len(sizePrefix):])
+				if err != nil {
+					return fmt.Errorf("bad chunk key %x: %w", k, err)
+				}
+				n, err := sizeOf(item)
+				if err != nil {
+					return err
+				}
+				batch = append(batch, entry{c, n})
+				seek = item.KeyCopy(seek[:0])
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("walk chunks: %w", err)
+		}
+		for _, e := range batch {
+			if err := fn(e.c, e.size); err != nil {
+				return err
+			}
+		}
+		if len(batch) < forEachBatch {
+			return nil
+		}
+	}
+}
+
+// GetMeta returns the value stored under key, or an error wrapping ErrNotFound.
+func (s *Store) GetMeta(key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(metaPrefix + key))
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get meta %q: %w", key, err)
+	}
+	return out, nil
+}
+
+// SetMeta stores val under key; it is on disk when SetMeta returns.
+func (s *Store) SetMeta(key string, val []byte) error {
+	if key == "" {
+		return errors.New("set meta: empty key")
+	}
+	err := s.update(context.Background(), func(txn *badger.Txn) error {
+		return txn.Set([]byte(metaPrefix+key), val)
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteMeta removes key; removing a missing key does nothing. It is on
+// disk when DeleteMeta returns.
+func (s *Store) DeleteMeta(key string) error {
+	err := s.update(context.Background(), func(txn *badger.Txn) error {
+		return txn.Delete([]byte(metaPrefix + key))
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("delete meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// ListMeta returns every meta key starting with prefix, with its value.
+func (s *Store) ListMeta(prefix string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	p := []byte(metaPrefix + prefix)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[strings.TrimPrefix(string(it.Item().Key()), metaPrefix)] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list meta %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// gcDiscardRatio is the share of a value-log file that must be dead before
+// GC rewrites it.
+const gcDiscardRatio = 0.5
+
+// GC gives back the disk space of deleted chunks. Writes wait while it
+// flushes the key tables; reads go on. It returns when no value-log file is
+// worth rewriting, or when ctx is done.
+func (s *Store) GC(ctx context.Context) error {
+	if err := s.flush(); err != nil {
+		return fmt.Errorf("gc chunk store: %w", err)
+	}
+	files := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("gc chunk store: %w", err)
+		}
+		err := s.db.RunValueLogGC(gcDiscardRatio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			s.log.Info("chunk store gc done", "files", files)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("gc chunk store: %w", err)
+		}
+		files++
+	}
+}
+
+// flush writes the memtables out and compacts level 0. Badger learns which
+// value-log bytes are dead only when compaction drops the keys that pointed
+// at them; keys are small, so without this a memtable could hold deletions
+// for a long time. Dropping a scratch prefix is the one public call that does
+// both.
+func (s *Store) flush() error {
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(gcPrefix+"flush"), nil)
+	}); err != nil {
+		return err
+	}
+	return s.db.DropPrefix([]byte(gcPrefix))
+}
+
+// badgerLogger sends badger's log to slog: its info is our debug, its
+// debug below that.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) log(level slog.Level, f string, a []any) {
+	if b.l.Enabled(context.Background(), level) {
+		b.l.Log(context.Background(), level, "badger: "+strings.TrimSpace(fmt.Sprintf(f, a...)))
+	}
+}
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug-4, f, a) }
