@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -130,6 +131,8 @@ func (s *httpSource) Open(ctx context.Context, path string, max int64) (io.ReadC
 		return fail(fmt.Errorf("get %s: %w", name, ctx.Err()))
 	case timedOut:
 		return fail(fmt.Errorf("get %s: no response in %v: %w", name, s.opts.Timeout, errTimeout))
+	case isTimeout(err):
+		return fail(fmt.Errorf("get %s: %w (%w)", name, errTimeout, err))
 	case err != nil:
 		return fail(fmt.Errorf("get %s: %w", name, err))
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
@@ -147,4 +150,10 @@ func (s *httpSource) Open(ctx context.Context, path string, max int64) (io.ReadC
 		return err
 	}
 	return newGuard(ctx, name, body, max, s.opts, start, abort, release), nil
+}
+
+// isTimeout reports a transport timeout (dial, TLS handshake, headers).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
