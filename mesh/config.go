@@ -1,0 +1,158 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// RoleDP is the role of a distribution point: when any live member has it,
+// only distribution points own chunks (fetch them from the WAN).
+const RoleDP = "dp"
+
+// ErrConfig is wrapped by every configuration error New returns.
+var ErrConfig = errors.New("invalid mesh config")
+
+// Config configures a Mesh. The zero value of each field but SiteKey has the
+// documented meaning; DefaultConfig spells the defaults out.
+type Config struct {
+	// SiteKey is the 32-byte site key, required: the memberlist SecretKey
+	// (AES-GCM gossip) and so the site's identity. Nodes without it are not
+	// members and cannot fetch chunks.
+	SiteKey []byte
+	// Name is the memberlist node name, unique in the site. Zero: the
+	// hostname and a short form of the libp2p peer id.
+	Name string
+	// GossipAddr is the "host:port" memberlist listens on (TCP and UDP).
+	// Zero: "0.0.0.0:7946". Port 0 picks a free port; GossipAddr() reports it.
+	GossipAddr string
+	// P2PAddrs are the libp2p listen multiaddrs. Zero: TCP and QUIC on all
+	// IPv4 and IPv6 addresses, on ports the kernel picks.
+	P2PAddrs []string
+	// Join lists gossip addresses of peers to join. Empty with MDNS set:
+	// discover the site on the LAN.
+	Join []string
+	// MDNS enables zero-config discovery on the LAN (service
+	// "_patchmesh._udp"; a hash of the site key in the TXT record keeps
+	// other sites apart). Zero: off.
+	MDNS bool
+	// Role is "" or RoleDP. Zero: an ordinary member.
+	Role string
+	// IdentityFile holds the libp2p private key, created (mode 0600) if
+	// absent, so the peer id survives restarts. Zero: an ephemeral identity.
+	IdentityFile string
+	// Concurrency bounds the chunk requests this node makes at once, to
+	// peers and to its WAN. Zero: 32.
+	Concurrency int
+	// PerPeer bounds the requests to one peer at once. Zero: 8.
+	PerPeer int
+	// ServeConcurrency bounds the chunk streams this node serves at once.
+	// Zero: 64.
+	ServeConcurrency int
+	// RequestTimeout bounds one chunk request to a peer, including the
+	// owner's WAN fetch. Zero: 2 minutes.
+	RequestTimeout time.Duration
+	// SiteTimeout is how long a Fetch waits for the site to deliver a chunk
+	// before fetching it from the WAN itself. Zero: 5 minutes.
+	SiteTimeout time.Duration
+	// PenaltyDuration is how long a peer that sent bad bytes, or failed
+	// repeatedly, is not asked. Zero: 1 minute.
+	PenaltyDuration time.Duration
+	// Logger receives the mesh's logs. Zero: slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults used for zero Config fields.
+const (
+	DefaultGossipAddr       = "0.0.0.0:7946"
+	DefaultConcurrency      = 32
+	DefaultPerPeer          = 8
+	DefaultServeConcurrency = 64
+	DefaultRequestTimeout   = 2 * time.Minute
+	DefaultSiteTimeout      = 5 * time.Minute
+	DefaultPenaltyDuration  = time.Minute
+)
+
+// DefaultP2PAddrs are the libp2p listen addresses used when Config.P2PAddrs is empty.
+var defaultP2PAddrs = []string{
+	"/ip4/0.0.0.0/tcp/0",
+	"/ip4/0.0.0.0/udp/0/quic-v1",
+	"/ip6/::/tcp/0",
+	"/ip6/::/udp/0/quic-v1",
+}
+
+// DefaultConfig returns a Config with every default spelled out; the caller
+// sets SiteKey (and usually Join or MDNS).
+func DefaultConfig() Config {
+	return Config{
+		GossipAddr:       DefaultGossipAddr,
+		P2PAddrs:         append([]string(nil), defaultP2PAddrs...),
+		Concurrency:      DefaultConcurrency,
+		PerPeer:          DefaultPerPeer,
+		ServeConcurrency: DefaultServeConcurrency,
+		RequestTimeout:   DefaultRequestTimeout,
+		SiteTimeout:      DefaultSiteTimeout,
+		PenaltyDuration:  DefaultPenaltyDuration,
+	}
+}
+
+// withDefaults fills zero fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.SiteKey) != 32 {
+		return c, fmt.Errorf("site key is %d bytes, want 32 (generate one with patchmesh keygen): %w", len(c.SiteKey), ErrConfig)
+	}
+	c.SiteKey = append([]byte(nil), c.SiteKey...)
+	if c.GossipAddr == "" {
+		c.GossipAddr = DefaultGossipAddr
+	}
+	host, port, err := net.SplitHostPort(c.GossipAddr)
+	if err != nil {
+		return c, fmt.Errorf("gossip address %q: %v: %w", c.GossipAddr, err, ErrConfig)
+	}
+	if net.ParseIP(host) == nil {
+		return c, fmt.Errorf("gossip address %q: host must be an IP address: %w", c.GossipAddr, ErrConfig)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return c, fmt.Errorf("gossip address %q: bad port: %w", c.GossipAddr, ErrConfig)
+	}
+	if len(c.P2PAddrs) == 0 {
+		c.P2PAddrs = append([]string(nil), defaultP2PAddrs...)
+	}
+	if c.Role != "" && c.Role != RoleDP {
+		return c, fmt.Errorf("role %q: want \"\" or %q: %w", c.Role, RoleDP, ErrConfig)
+	}
+	if len(c.Name) > maxNameLen {
+		return c, fmt.Errorf("name %q: longer than %d bytes: %w", c.Name, maxNameLen, ErrConfig)
+	}
+	if c.Concurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 {
+		return c, fmt.Errorf("negative limit: %w", ErrConfig)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.PerPeer == 0 {
+		c.PerPeer = DefaultPerPeer
+	}
+	if c.ServeConcurrency == 0 {
+		c.ServeConcurrency = DefaultServeConcurrency
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.SiteTimeout == 0 {
+		c.SiteTimeout = DefaultSiteTimeout
+	}
+	if c.PenaltyDuration == 0 {
+		c.PenaltyDuration = DefaultPenaltyDuration
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// maxNameLen bounds member names; memberlist sends them in every message.
+const maxNameLen = 128

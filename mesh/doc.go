@@ -1,0 +1,36 @@
+// Package mesh makes the nodes of one LAN site each other's distribution
+// points, so that each chunk crosses the WAN about once per site.
+//
+// It knows nothing of manifests or releases: it moves chunks named by CIDv1
+// (raw codec, sha2-256) between the members of a site and, for the chunks a
+// node owns, from that node's own WAN sources.
+//
+// # Site
+//
+// The set of nodes sharing one site key. Membership is hashicorp/memberlist
+// gossip encrypted with the key (AES-GCM); a node without the key cannot join,
+// and because the libp2p connection gater admits only the peer ids announced
+// through that gossip, it cannot fetch chunks either.
+//
+// # Member
+//
+// A node of the site as gossiped: its memberlist name, its libp2p peer id and
+// addresses, its role ("" or "dp") and the release sequence it holds
+// completely. These travel in memberlist node metadata, capped at 512 bytes.
+//
+// # Owner
+//
+// The one live member that fetches a chunk from the WAN for the whole site,
+// picked by rendezvous (highest-random-weight) hashing of the CID and member
+// names over live members, or only over distribution points ("dp") when any
+// is live. Removing a member moves only the chunks it owned; when an owner
+// dies or fails, the next member by the same order takes over.
+//
+// # Chunk protocol
+//
+// /patchmesh/chunk/1 over libp2p: one stream per chunk carrying a request
+// (CID and a flag telling the peer whether it should fetch from its WAN if it
+// lacks the chunk) and a response (status and at most chunk.MaxSize bytes).
+// The requester verifies every chunk against its CID before storing it; a
+// peer that sends bad bytes is penalized for a while.
+package mesh

@@ -1,0 +1,372 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/patchmesh/patchmesh/chunk"
+)
+
+var (
+	// ErrSiteFailed is wrapped when no member of the site delivered a chunk;
+	// Fetch then falls back to the WAN, so callers see it only in logs.
+	ErrSiteFailed = errors.New("site could not deliver the chunk")
+	// errSelfNext: by the ownership order this node fetches the chunk itself.
+	errSelfNext = errors.New("this node is next in the ownership order")
+	// errPenalized: the peer is on the penalty list.
+	errPenalized = errors.New("peer is penalized")
+)
+
+// fetchResult is what one flight of Fetch shares with its callers.
+type fetchResult struct {
+	data   []byte
+	origin Origin
+}
+
+// Fetch gets one chunk for this node: from the store if present; else from
+// the site, i.e. from the chunk's owner (which fetches it from its WAN once
+// and serves it) or, when the owner fails, the next member by the same order;
+// from this node's WAN if it is the owner, if it is alone, or if the site
+// cannot deliver within SiteTimeout. Bytes are verified before they are
+// stored and returned. Concurrent calls for one CID share one fetch and the
+// returned slice, which callers must not modify.
+func (m *Mesh) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+	data, ok, err := m.local(ctx, c)
+	if err != nil {
+		return nil, Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
+	}
+	if ok {
+		m.stats.localChunks.Add(1)
+		return data, Origin{Local: true}, nil
+	}
+	r, err := doFlight(ctx, &m.fetchGroup, c.KeyString(), func() (fetchResult, error) {
+		return m.fetch(ctx, c)
+	})
+	if err != nil {
+		return nil, Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
+	}
+	return r.data, r.origin, nil
+}
+
+// local returns c from the store if it is there.
+func (m *Mesh) local(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
+	has, err := m.st.Has(ctx, c)
+	if err != nil || !has {
+		return nil, false, err
+	}
+	data, err := m.st.Get(ctx, c)
+	if err != nil {
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+// fetch is one network fetch of c, run once per CID at a time.
+func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
+	select {
+	case m.reqSem <- struct{}{}:
+	case <-ctx.Done():
+		return fetchResult{}, ctx.Err()
+	}
+	defer func() { <-m.reqSem }()
+	// A flight that ended while we queued may have stored it.
+	if data, ok, err := m.local(ctx, c); err != nil || ok {
+		return fetchResult{data, Origin{Local: true}}, err
+	}
+	if m.active() {
+		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
+		data, name, err := m.fromSite(sctx, c)
+		cancel()
+		switch {
+		case err == nil:
+			if err := m.st.Put(ctx, c, data); err != nil {
+				return fetchResult{}, fmt.Errorf("store: %w", err)
+			}
+			return fetchResult{data, Origin{Peer: name}}, nil
+		case ctx.Err() != nil:
+			return fetchResult{}, ctx.Err()
+		case !errors.Is(err, errSelfNext):
+			m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
+		}
+	}
+	data, wasLocal, err := m.fromWAN(ctx, c)
+	if err != nil {
+		return fetchResult{}, err
+	}
+	return fetchResult{data, Origin{WAN: !wasLocal, Local: wasLocal}}, nil
+}
+
+// fromSite asks the members for c in ownership order: the owner first, as
+// owner; when it fails, the next one with the takeover flag, and so on. If
+// the order reaches this node, it returns errSelfNext: we fetch it ourselves.
+// Members that own nothing (not dps while dps live) are asked last, from
+// their stores only, complete holders first.
+func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+	live := m.members.liveCandidates()
+	order := hrwOrder(c.Bytes(), live)
+	var errs []error
+	for i, name := range order {
+		if name == m.name {
+			return nil, "", errSelfNext
+		}
+		flag := flagOwner
+		if i > 0 {
+			flag = flagTakeover
+		}
+		data, err := m.ask(ctx, name, c, flag)
+		if err == nil {
+			return data, name, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+		errs = append(errs, err)
+	}
+	rest := m.holdersOutside(order, live)
+	for _, name := range rest {
+		data, err := m.ask(ctx, name, c, flagStore)
+		if err == nil {
+			return data, name, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", fmt.Errorf("%w: %w", ErrSiteFailed, errors.Join(errs...))
+}
+
+// holdersOutside returns the live members not in order, other than this
+// node, those holding the newest release first.
+func (m *Mesh) holdersOutside(order []string, live []candidate) []string {
+	type h struct {
+		name    string
+		holding uint64
+	}
+	var hs []h
+	for _, cd := range live {
+		if cd.name == m.name || slices.Contains(order, cd.name) {
+			continue
+		}
+		if e, ok := m.members.get(cd.name); ok {
+			hs = append(hs, h{cd.name, e.meta.holding})
+		}
+	}
+	slices.SortFunc(hs, func(a, b h) int {
+		switch {
+		case a.holding > b.holding:
+			return -1
+		case a.holding < b.holding:
+			return 1
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	out := make([]string, len(hs))
+	for i := range hs {
+		out[i] = hs[i].name
+	}
+	return out
+}
+
+// ask requests c from the named member, unless it is gone or penalized.
+func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) ([]byte, error) {
+	e, ok := m.members.get(name)
+	if !ok || !e.live() {
+		return nil, fmt.Errorf("ask %s: not a live member", name)
+	}
+	if m.penalized(e.meta.peerID) {
+		return nil, fmt.Errorf("ask %s: %w", name, errPenalized)
+	}
+	data, err := m.request(ctx, e.meta.peerID, c, flag)
+	if err != nil {
+		m.log.Debug("peer did not deliver chunk", "cid", c, "peer", name, "err", err)
+		return nil, fmt.Errorf("ask %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// request runs one chunk request to peer p and verifies the answer.
+func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	defer cancel()
+	sem := m.peerSemaphore(p)
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-sem }()
+
+	s, err := m.host.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		m.peerFailed(p)
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	// Reset unblocks reads and writes as soon as ctx ends; the deadline
+	// covers a peer that stops sending.
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := writeRequest(s, c, flag); err != nil {
+		_ = s.Reset()
+		m.peerFailed(p)
+		return nil, fmt.Errorf("send request: %w", err)
+	}
+	_ = s.CloseWrite()
+	data, status, err := readResponse(bufio.NewReader(s))
+	if err != nil {
+		_ = s.Reset()
+		if errors.Is(err, errPeerStatus) {
+			// A refusal is an answer, not a fault of the peer.
+			return nil, fmt.Errorf("peer refused (status %d): %w", status, err)
+		}
+		if ctx.Err() == nil {
+			m.peerFailed(p)
+		}
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	_ = s.Close()
+	if err := chunk.Verify(c, data); err != nil {
+		m.stats.verifyFailures.Add(1)
+		m.penalize(p, "sent bytes that do not match the CID")
+		return nil, err
+	}
+	m.peerOK(p)
+	n := int64(len(data))
+	m.stats.lanBytes.Add(n)
+	m.stats.lanChunks.Add(1)
+	m.peerCounters(p, true).from.Add(n)
+	return data, nil
+}
+
+// fromWAN fetches c from this node's WAN, once per CID at a time whoever
+// asks (local Fetch or a peer asking us as owner), verifies and stores it.
+// wasLocal reports that it was found in the store instead.
+func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid) (data []byte, wasLocal bool, err error) {
+	r, err := doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
+		if data, ok, err := m.local(ctx, c); err != nil || ok {
+			return fetchResult{data, Origin{Local: true}}, err
+		}
+		data, err := m.wan.FetchChunk(ctx, c)
+		if err != nil {
+			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
+		}
+		if err := chunk.Verify(c, data); err != nil {
+			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
+		}
+		m.stats.wanBytes.Add(int64(len(data)))
+		m.stats.wanChunks.Add(1)
+		if err := m.st.Put(ctx, c, data); err != nil {
+			return fetchResult{}, fmt.Errorf("store: %w", err)
+		}
+		return fetchResult{data, Origin{WAN: true}}, nil
+	})
+	return r.data, r.origin.Local, err
+}
+
+// flightAborted marks a flight that failed because its leader's context
+// ended; the other callers retry rather than fail with someone else's cancel.
+type flightAborted struct{ err error }
+
+func (e *flightAborted) Error() string { return e.err.Error() }
+func (e *flightAborted) Unwrap() error { return e.err }
+
+// doFlight runs fn once per key at a time across callers. fn runs with the
+// context of the caller that leads the flight.
+func doFlight[T any](ctx context.Context, g *singleflight.Group, key string, fn func() (T, error)) (T, error) {
+	for {
+		v, err, _ := g.Do(key, func() (any, error) {
+			r, err := fn()
+			if err != nil && ctx.Err() != nil {
+				return r, &flightAborted{err}
+			}
+			return r, err
+		})
+		var ab *flightAborted
+		if errors.As(err, &ab) && ctx.Err() == nil {
+			continue // the leader was cancelled, not us
+		}
+		r, _ := v.(T)
+		return r, err
+	}
+}
+
+// peerHealth tracks failures of one peer.
+type peerHealth struct {
+	fails int
+	until time.Time
+}
+
+// maxPeerFails is how many failed requests in a row penalize a peer.
+const maxPeerFails = 3
+
+func (m *Mesh) peerSemaphore(p peer.ID) chan struct{} {
+	m.peerMu.Lock()
+	defer m.peerMu.Unlock()
+	s := m.peerSem[p]
+	if s == nil {
+		s = make(chan struct{}, m.cfg.PerPeer)
+		m.peerSem[p] = s
+	}
+	return s
+}
+
+func (m *Mesh) penalized(p peer.ID) bool {
+	m.peerMu.Lock()
+	defer m.peerMu.Unlock()
+	h := m.health[p]
+	return h != nil && time.Now().Before(h.until)
+}
+
+func (m *Mesh) penalize(p peer.ID, why string) {
+	m.peerMu.Lock()
+	h := m.health[p]
+	if h == nil {
+		h = &peerHealth{}
+		m.health[p] = h
+	}
+	h.fails = 0
+	h.until = time.Now().Add(m.cfg.PenaltyDuration)
+	m.peerMu.Unlock()
+	m.stats.penalties.Add(1)
+	name, _ := m.members.nameOf(p)
+	m.log.Warn("peer penalized", "peer", p, "member", name, "reason", why, "for", m.cfg.PenaltyDuration)
+}
+
+func (m *Mesh) peerFailed(p peer.ID) {
+	m.stats.peerErrors.Add(1)
+	m.peerMu.Lock()
+	h := m.health[p]
+	if h == nil {
+		h = &peerHealth{}
+		m.health[p] = h
+	}
+	h.fails++
+	n := h.fails
+	m.peerMu.Unlock()
+	if n >= maxPeerFails {
+		m.penalize(p, "failed repeatedly")
+	}
+}
+
+func (m *Mesh) peerOK(p peer.ID) {
+	m.peerMu.Lock()
+	defer m.peerMu.Unlock()
+	if h := m.health[p]; h != nil {
+		h.fails = 0
+	}
+}

@@ -1,0 +1,319 @@
+package mesh
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/store"
+)
+
+// testWAN is an HTTP server standing in for a site's update source: it serves
+// chunks by CID and counts what it served, per CID and per fetching node.
+type testWAN struct {
+	srv   *httptest.Server
+	delay time.Duration
+
+	mu     sync.Mutex
+	chunks map[string][]byte
+	count  map[string]int            // CID → times served
+	by     map[string]map[string]int // CID → node → times served
+	bytes  int64
+}
+
+func newTestWAN(t *testing.T) *testWAN {
+	t.Helper()
+	w := &testWAN{chunks: map[string][]byte{}, count: map[string]int{}, by: map[string]map[string]int{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *testWAN) serve(rw http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(r.URL.Path, "/chunks/")
+	w.mu.Lock()
+	data, ok := w.chunks[key]
+	delay := w.delay
+	if ok {
+		w.count[key]++
+		if w.by[key] == nil {
+			w.by[key] = map[string]int{}
+		}
+		w.by[key][r.Header.Get("X-Node")]++
+		w.bytes += int64(len(data))
+	}
+	w.mu.Unlock()
+	if !ok {
+		http.NotFound(rw, r)
+		return
+	}
+	if delay > 0 {
+		time.Sleep(delay) // a slow WAN link, so fetches overlap
+	}
+	_, _ = rw.Write(data)
+}
+
+// add puts n random chunks of 1..maxSize bytes on the server.
+func (w *testWAN) add(t *testing.T, n, maxSize int) (cids []cid.Cid, total int64) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for range n {
+		size, err := rand.Int(rand.Reader, big.NewInt(int64(maxSize)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, size.Int64()+1)
+		_, _ = rand.Read(data)
+		c := chunk.Sum(data)
+		w.chunks[c.String()] = data
+		cids = append(cids, c)
+		total += int64(len(data))
+	}
+	return cids, total
+}
+
+func (w *testWAN) served() (bytes int64, count map[string]int, by map[string]map[string]int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	count = make(map[string]int, len(w.count))
+	for k, v := range w.count {
+		count[k] = v
+	}
+	by = make(map[string]map[string]int, len(w.by))
+	for k, v := range w.by {
+		by[k] = map[string]int{}
+		for n, c := range v {
+			by[k][n] = c
+		}
+	}
+	return w.bytes, count, by
+}
+
+// wanClient is one node's WAN: a tiny FetchChunk adapter over the server.
+type wanClient struct {
+	url  string
+	node string
+}
+
+func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/chunks/"+id.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Node", c.node)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET chunk %s: %s", id, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, chunk.MaxSize+1))
+}
+
+// testNode is one running Mesh with its own badger store.
+type testNode struct {
+	m      *Mesh
+	st     *store.Store
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// stop cancels Run and waits for it.
+func (n *testNode) stop(t *testing.T) {
+	t.Helper()
+	n.cancel()
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("Run of %s: %v", n.m.Name(), err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("Run of %s did not return within 30s of cancel", n.m.Name())
+	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("MESH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func siteKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return k
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// loopbackConfig is a Config listening on loopback only, on free ports.
+func loopbackConfig(key []byte, name string, join ...string) Config {
+	cfg := DefaultConfig()
+	cfg.SiteKey = key
+	cfg.Name = name
+	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.P2PAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	cfg.Join = join
+	cfg.RequestTimeout = 20 * time.Second
+	cfg.SiteTimeout = 40 * time.Second
+	cfg.Logger = testLogger().With("test", name)
+	return cfg
+}
+
+// startNode creates and runs a node; setup may adjust the Mesh before Run.
+func startNode(t *testing.T, cfg Config, w *testWAN, setup func(*Mesh)) *testNode {
+	t.Helper()
+	st := openStore(t)
+	m, err := New(cfg, st, wanClient{url: w.srv.URL, node: cfg.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(m)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{m: m, st: st, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-n.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("Run of %s did not return within 30s of cancel", cfg.Name)
+		}
+	})
+	select {
+	case <-m.Ready():
+	case err := <-n.done:
+		t.Fatalf("Run of %s: %v", cfg.Name, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s not ready", cfg.Name)
+	}
+	return n
+}
+
+// siteOpts adjust the nodes startSite starts.
+type siteOpts struct {
+	config func(i int, cfg *Config) // before New
+	mesh   func(i int, m *Mesh)     // after New, before Run
+}
+
+// startSite starts n nodes joined to the first one and waits until every
+// node sees all of them alive.
+func startSite(t *testing.T, key []byte, w *testWAN, n int, opts siteOpts) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := range n {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].m.GossipAddr()}
+		}
+		cfg := loopbackConfig(key, fmt.Sprintf("node-%d", i), join...)
+		if opts.config != nil {
+			opts.config(i, &cfg)
+		}
+		nodes = append(nodes, startNode(t, cfg, w, func(m *Mesh) {
+			if opts.mesh != nil {
+				opts.mesh(i, m)
+			}
+		}))
+	}
+	waitAlive(t, nodes, n)
+	return nodes
+}
+
+// waitAlive waits until every node sees want alive members.
+func waitAlive(t *testing.T, nodes []*testNode, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		for aliveCount(n.m) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %d alive members, want %d: %+v", n.m.Name(), aliveCount(n.m), want, n.m.Members())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func aliveCount(m *Mesh) int {
+	n := 0
+	for _, mb := range m.Members() {
+		if mb.State == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// fetchAll fetches every CID on node n concurrently, and returns the origins.
+func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]Origin, error) {
+	origins := make([]Origin, len(cids))
+	errs := make(chan error, len(cids))
+	var wg sync.WaitGroup
+	// Shuffle, so nodes do not walk the list in the same order.
+	order := mrand.Perm(len(cids))
+	for _, i := range order {
+		wg.Go(func() {
+			data, o, err := n.m.Fetch(ctx, cids[i])
+			if err == nil {
+				err = chunk.Verify(cids[i], data)
+			}
+			if err != nil {
+				errs <- fmt.Errorf("%s: %w", n.m.Name(), err)
+				return
+			}
+			origins[i] = o
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return origins, <-errs
+}
+
+// checkStored asserts node n's store holds every CID with matching bytes.
+func checkStored(t *testing.T, n *testNode, cids []cid.Cid) {
+	t.Helper()
+	ctx := context.Background()
+	missing := 0
+	for _, c := range cids {
+		data, err := n.st.Get(ctx, c)
+		if err != nil {
+			missing++
+			continue
+		}
+		if err := chunk.Verify(c, data); err != nil {
+			t.Errorf("%s stores chunk %s with bad bytes: %v", n.m.Name(), c, err)
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%s lacks %d of %d chunks", n.m.Name(), missing, len(cids))
+	}
+}

@@ -1,0 +1,498 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+)
+
+// Store is the node's verified chunk store.
+type Store interface {
+	Has(ctx context.Context, c cid.Cid) (bool, error)
+	// Get returns an error wrapping a not-found error when c is absent.
+	Get(ctx context.Context, c cid.Cid) ([]byte, error)
+	// Put verifies data against c and stores it.
+	Put(ctx context.Context, c cid.Cid, data []byte) error
+}
+
+// WAN is this node's own update sources (HTTP, FTP, folder). The mesh asks it
+// only for chunks this node owns, or as the last resort.
+type WAN interface {
+	FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error)
+}
+
+// Origin says where the bytes Fetch returned came from.
+type Origin struct {
+	WAN   bool   // this node fetched them from its WAN sources
+	Peer  string // member name, when they came over the LAN
+	Local bool   // they were already in the store
+}
+
+// Stats are the mesh's counters since New.
+type Stats struct {
+	WANBytes       int64 // verified chunk bytes this node fetched from its WAN
+	WANChunks      int64
+	LANBytes       int64 // verified chunk bytes received from peers
+	LANChunks      int64
+	LocalChunks    int64 // Fetch calls answered from the store
+	ServedBytes    int64 // chunk bytes served to peers
+	ServedChunks   int64
+	VerifyFailures int64 // chunks from peers that did not match their CID
+	PeerErrors     int64 // failed requests to peers (transport or protocol)
+	Penalties      int64 // times a peer was put on the penalty list
+}
+
+// Mesh is one node's membership of its site and its chunk exchange. Create it
+// with New and start it with Run; Fetch works before and after Run too, from
+// the store and the WAN only.
+type Mesh struct {
+	cfg  Config
+	log  *slog.Logger
+	st   Store
+	wan  WAN
+	priv crypto.PrivKey
+	pid  peer.ID
+	name string
+
+	started atomic.Bool
+	ready   chan struct{} // closed when listeners are up
+	done    chan struct{} // closed when Run has stopped serving
+	// Set before ready is closed, read after.
+	host       host.Host
+	ml         *memberlist.Memberlist
+	runCtx     context.Context
+	gossipAddr string
+
+	members   *table
+	holding   atomic.Uint64
+	leaving   atomic.Bool
+	holdingCh chan struct{}
+
+	fetchGroup singleflight.Group // one network fetch per CID for local callers
+	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
+	reqSem     chan struct{}
+	serveSem   chan struct{}
+
+	peerMu   sync.Mutex
+	peerSem  map[peer.ID]chan struct{}
+	health   map[peer.ID]*peerHealth
+	counters map[peer.ID]*peerCounters
+
+	hmu      sync.Mutex
+	closing  bool
+	handlers sync.WaitGroup
+
+	stats struct {
+		wanBytes, wanChunks, lanBytes, lanChunks, localChunks atomic.Int64
+		servedBytes, servedChunks, verifyFailures, peerErrors  atomic.Int64
+		penalties                                              atomic.Int64
+	}
+
+	// corruptServe, set only by tests, alters outgoing chunk bytes: a lying
+	// peer cannot be produced otherwise, since every honest path verifies.
+	corruptServe func([]byte) []byte
+}
+
+// New validates cfg and loads the identity; it starts no listener.
+func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("new mesh: %w", err)
+	}
+	if st == nil || wan == nil {
+		return nil, fmt.Errorf("new mesh: store and WAN are required: %w", ErrConfig)
+	}
+	priv, err := loadIdentity(cfg.IdentityFile)
+	if err != nil {
+		return nil, fmt.Errorf("new mesh: %w", err)
+	}
+	pid, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("new mesh: peer id: %w", err)
+	}
+	name := cfg.Name
+	if name == "" {
+		hn, err := os.Hostname()
+		if err != nil || hn == "" {
+			hn = "node"
+		}
+		s := pid.String()
+		name = hn + "-" + s[len(s)-6:]
+		if len(name) > maxNameLen {
+			name = name[len(name)-maxNameLen:]
+		}
+	}
+	m := &Mesh{
+		cfg:       cfg,
+		log:       cfg.Logger.With("member", name),
+		st:        st,
+		wan:       wan,
+		priv:      priv,
+		pid:       pid,
+		name:      name,
+		ready:     make(chan struct{}),
+		done:      make(chan struct{}),
+		members:   newTable(),
+		holdingCh: make(chan struct{}, 1),
+		reqSem:    make(chan struct{}, cfg.Concurrency),
+		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
+		peerSem:   map[peer.ID]chan struct{}{},
+		health:    map[peer.ID]*peerHealth{},
+		counters:  map[peer.ID]*peerCounters{},
+	}
+	return m, nil
+}
+
+// Ready is closed once the listeners are up, so GossipAddr and PeerID can be
+// read. If Run fails before that, it never closes: wait on Run's return too.
+func (m *Mesh) Ready() <-chan struct{} { return m.ready }
+
+// GossipAddr is the address peers join this node at ("ip:port"), with the
+// port memberlist bound when GossipAddr's port was 0. Empty before Ready.
+func (m *Mesh) GossipAddr() string {
+	select {
+	case <-m.ready:
+		return m.gossipAddr
+	default:
+		return ""
+	}
+}
+
+// PeerID is this node's libp2p peer id.
+func (m *Mesh) PeerID() string { return m.pid.String() }
+
+// Name is this node's member name.
+func (m *Mesh) Name() string { return m.name }
+
+// P2PAddrs are this node's libp2p listen addresses. Empty before Ready.
+func (m *Mesh) P2PAddrs() []string {
+	select {
+	case <-m.ready:
+	default:
+		return nil
+	}
+	var out []string
+	for _, a := range m.host.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// active reports whether Run is serving, so the site can be asked.
+func (m *Mesh) active() bool {
+	select {
+	case <-m.ready:
+	default:
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Run starts the libp2p host and memberlist (and mDNS), joins the site and
+// serves until ctx is cancelled; then it announces it is leaving, leaves
+// (bounded), closes everything and returns nil. It may be called once.
+func (m *Mesh) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return errors.New("run mesh: already started")
+	}
+	defer close(m.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.runCtx = ctx
+
+	h, err := libp2p.New(
+		libp2p.Identity(m.priv),
+		libp2p.ListenAddrStrings(m.cfg.P2PAddrs...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.DefaultSecurity,
+		libp2p.DefaultMuxers,
+		libp2p.ConnectionGater(gater{m}),
+		// LAN only: no relays, NAT traversal, reachability probes or
+		// address discovery through other peers.
+		libp2p.DisableRelay(),
+		libp2p.ForceReachabilityPrivate(),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		libp2p.DisableMetrics(),
+		libp2p.Ping(false),
+	)
+	if err != nil {
+		return fmt.Errorf("run mesh: start libp2p host: %w", err)
+	}
+	m.host = h
+	h.SetStreamHandler(ProtocolID, m.handleStream)
+
+	mc, err := m.memberlistConfig()
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("run mesh: %w", err)
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("run mesh: start gossip on %s: %w", m.cfg.GossipAddr, err)
+	}
+	m.ml = ml
+	ln := ml.LocalNode()
+	m.gossipAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	close(m.ready)
+	m.log.Info("mesh up", "gossip", m.gossipAddr, "peer", m.pid, "p2p", h.Addrs())
+
+	g, gctx := errgroup.WithContext(ctx)
+	if len(m.cfg.Join) > 0 {
+		g.Go(func() error { m.joinLoop(gctx, m.cfg.Join); return nil })
+	}
+	g.Go(func() error { m.metaLoop(gctx); return nil })
+	if m.cfg.MDNS {
+		g.Go(func() error { m.mdnsLoop(gctx); return nil })
+	}
+	<-ctx.Done()
+	_ = g.Wait()
+	m.shutdown()
+	return nil
+}
+
+// Shutdown bounds.
+const (
+	leaveAnnounceTimeout = 2 * time.Second
+	leaveTimeout         = 5 * time.Second
+	metaUpdateTimeout    = 5 * time.Second
+)
+
+// shutdown leaves the site gracefully, within bounds, and closes everything.
+func (m *Mesh) shutdown() {
+	// Announce first, so peers route chunks elsewhere before we go.
+	m.leaving.Store(true)
+	if err := m.ml.UpdateNode(leaveAnnounceTimeout); err != nil {
+		m.log.Debug("announce leaving", "err", err)
+	}
+	if err := m.ml.Leave(leaveTimeout); err != nil {
+		m.log.Warn("leave site", "err", err)
+	}
+	if err := m.ml.Shutdown(); err != nil {
+		m.log.Warn("stop gossip", "err", err)
+	}
+	m.hmu.Lock()
+	m.closing = true
+	m.hmu.Unlock()
+	if err := m.host.Close(); err != nil {
+		m.log.Warn("stop libp2p host", "err", err)
+	}
+	m.handlers.Wait()
+	m.log.Info("mesh down")
+}
+
+// memberlistConfig is memberlist's LAN configuration bound to GossipAddr,
+// encrypted with the site key.
+func (m *Mesh) memberlistConfig() (*memberlist.Config, error) {
+	hostStr, portStr, err := net.SplitHostPort(m.cfg.GossipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", m.cfg.GossipAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", m.cfg.GossipAddr, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = m.name
+	mc.BindAddr = hostStr
+	// Port 0: memberlist binds a free port for TCP and UDP together and
+	// advertises it; a concrete port is advertised as is.
+	mc.BindPort = port
+	mc.AdvertisePort = port
+	if ip := net.ParseIP(hostStr); ip != nil && !ip.IsUnspecified() {
+		// Advertise what we bound (loopback in tests), not a guessed private IP.
+		mc.AdvertiseAddr = hostStr
+	}
+	mc.SecretKey = m.cfg.SiteKey
+	mc.Delegate = delegate{m}
+	mc.Events = delegate{m}
+	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
+	return mc, nil
+}
+
+// localMeta is the metadata this node gossips about itself.
+func (m *Mesh) localMeta() nodeMeta {
+	nm := nodeMeta{peerID: m.pid, role: m.cfg.Role, holding: m.holding.Load(), leaving: m.leaving.Load()}
+	if m.host != nil {
+		nm.addrs = rankAddrs(m.host.Addrs(), m.cfg.GossipAddr)
+	}
+	return nm
+}
+
+// rankAddrs orders libp2p addresses for gossip, best first: on the gossip
+// address's IP, then other non-loopback ones, then loopback; TCP before
+// QUIC within each rank, since both ends surely speak it.
+func rankAddrs(addrs []ma.Multiaddr, gossipAddr string) []ma.Multiaddr {
+	gossipHost, _, _ := net.SplitHostPort(gossipAddr)
+	gip := net.ParseIP(gossipHost)
+	rank := func(a ma.Multiaddr) int {
+		ip, err := manet.ToIP(a)
+		r := 4
+		switch {
+		case err != nil:
+			r = 8
+		case gip != nil && ip.Equal(gip):
+			r = 0
+		case ip.IsLoopback():
+			if gip == nil || !gip.IsLoopback() {
+				r = 6
+			}
+		}
+		if _, err := a.ValueForProtocol(ma.P_TCP); err != nil {
+			r++
+		}
+		return r
+	}
+	out := append([]ma.Multiaddr(nil), addrs...)
+	// Stable insertion sort: a handful of addresses.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && rank(out[j]) < rank(out[j-1]); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// SetHolding gossips, in our metadata, the release sequence this node holds
+// completely, so peers can prefer complete holders. It does not block.
+func (m *Mesh) SetHolding(seq uint64) {
+	m.holding.Store(seq)
+	select {
+	case m.holdingCh <- struct{}{}:
+	default: // an update is already pending; it will carry seq
+	}
+}
+
+// metaLoop pushes metadata changes to the site.
+func (m *Mesh) metaLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.holdingCh:
+			if err := m.ml.UpdateNode(metaUpdateTimeout); err != nil {
+				m.log.Debug("gossip holding", "err", err)
+			}
+		}
+	}
+}
+
+// Join retry bounds.
+const (
+	joinRetryMin = time.Second
+	joinRetryMax = 30 * time.Second
+)
+
+// joinLoop joins the configured peers, and again whenever this node finds
+// itself alone (the peers were down when it started, or it was partitioned).
+func (m *Mesh) joinLoop(ctx context.Context, addrs []string) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if m.ml.NumMembers() > 1 {
+			wait = joinRetryMax
+			continue
+		}
+		n, err := m.ml.Join(addrs)
+		if n > 0 {
+			m.log.Info("joined site", "contacted", n)
+			wait = joinRetryMax
+			continue
+		}
+		m.log.Warn("join site failed; retrying", "peers", addrs, "err", err)
+		wait = min(max(2*wait, joinRetryMin), joinRetryMax)
+	}
+}
+
+// Owner returns the name of the member that owns c now, by this node's view.
+func (m *Mesh) Owner(c cid.Cid) string {
+	order := hrwOrder(c.Bytes(), m.members.liveCandidates())
+	if len(order) == 0 {
+		return m.name
+	}
+	return order[0]
+}
+
+// Members returns every member this node knows, itself included, by name.
+func (m *Mesh) Members() []Member {
+	ents := m.members.all()
+	out := make([]Member, 0, len(ents))
+	for _, e := range ents {
+		mb := Member{
+			Name:    e.name,
+			PeerID:  e.meta.peerID.String(),
+			Addr:    e.addr,
+			State:   e.state,
+			Role:    e.meta.role,
+			Holding: e.meta.holding,
+			Self:    e.self,
+		}
+		if e.state == StateAlive && e.meta.leaving {
+			mb.State = StateLeaving
+		}
+		if pc := m.peerCounters(e.meta.peerID, false); pc != nil {
+			mb.BytesFrom, mb.BytesTo = pc.from.Load(), pc.to.Load()
+		}
+		out = append(out, mb)
+	}
+	return out
+}
+
+// Stats returns the counters.
+func (m *Mesh) Stats() Stats {
+	s := &m.stats
+	return Stats{
+		WANBytes:       s.wanBytes.Load(),
+		WANChunks:      s.wanChunks.Load(),
+		LANBytes:       s.lanBytes.Load(),
+		LANChunks:      s.lanChunks.Load(),
+		LocalChunks:    s.localChunks.Load(),
+		ServedBytes:    s.servedBytes.Load(),
+		ServedChunks:   s.servedChunks.Load(),
+		VerifyFailures: s.verifyFailures.Load(),
+		PeerErrors:     s.peerErrors.Load(),
+		Penalties:      s.penalties.Load(),
+	}
+}
+
+// peerCounters returns p's byte counters, creating them if create is set.
+func (m *Mesh) peerCounters(p peer.ID, create bool) *peerCounters {
+	m.peerMu.Lock()
+	defer m.peerMu.Unlock()
+	pc := m.counters[p]
+	if pc == nil && create {
+		pc = &peerCounters{}
+		m.counters[p] = pc
+	}
+	return pc
+}

@@ -1,0 +1,89 @@
+package mesh
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestSiteFetchesEachChunkOnce: nodes of one site all fetch the same chunks
+// at once; every node ends with every chunk, and the WAN served each chunk
+// once, to its owner.
+func TestSiteFetchesEachChunkOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		nodes  int
+		chunks int
+		dps    int // the first dps nodes are distribution points
+	}{
+		{"4 nodes", 4, 200, 0},
+		{"5 nodes, 2 distribution points", 5, 200, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newTestWAN(t)
+			cids, total := w.add(t, tt.chunks, 64<<10)
+			nodes := startSite(t, siteKey(t), w, tt.nodes, siteOpts{config: func(i int, cfg *Config) {
+				if i < tt.dps {
+					cfg.Role = RoleDP
+				}
+			}})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			errs := make(chan error, len(nodes))
+			for _, n := range nodes {
+				go func() {
+					_, err := fetchAll(ctx, n, cids)
+					errs <- err
+				}()
+			}
+			for range nodes {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range nodes {
+				checkStored(t, n, cids)
+			}
+			bytes, count, by := w.served()
+			for _, c := range cids {
+				if count[c.String()] != 1 {
+					t.Errorf("WAN served chunk %s %d times, want once", c, count[c.String()])
+				}
+				owner := nodes[0].m.Owner(c)
+				if by[c.String()][owner] != 1 {
+					t.Errorf("chunk %s: WAN fetches by node %v, want one by its owner %s", c, by[c.String()], owner)
+				}
+			}
+			ratio := float64(bytes) / float64(total)
+			t.Logf("WAN bytes %d for %d bytes of chunks: %.3fx", bytes, total, ratio)
+			if ratio > 1.0 {
+				t.Errorf("WAN bytes %.3fx the chunk bytes, want 1x", ratio)
+			}
+			for i, n := range nodes {
+				if s := n.m.Stats(); i >= tt.dps && tt.dps > 0 && s.WANChunks != 0 {
+					t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), s.WANChunks)
+				}
+			}
+			// Every node but the owner got each chunk over the LAN. A server
+			// counts a chunk once its write returns, which may be just after
+			// the requester has it: wait for the counters to settle.
+			want := int64(len(nodes)-1) * total
+			var lan, served int64
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				lan, served = 0, 0
+				for _, n := range nodes {
+					lan += n.m.Stats().LANBytes
+					served += n.m.Stats().ServedBytes
+				}
+				if served == want || time.Now().After(deadline) {
+					break
+				}
+			}
+			if lan != want || served != want {
+				t.Errorf("LAN bytes received %d, served %d; want both %d", lan, served, want)
+			}
+		})
+	}
+}
+

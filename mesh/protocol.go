@@ -1,0 +1,127 @@
+package mesh
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/patchmesh/patchmesh/chunk"
+)
+
+// ProtocolID is the libp2p protocol of one chunk request.
+const ProtocolID protocol.ID = "/patchmesh/chunk/1"
+
+// Request flags: what the serving peer may do when it lacks the chunk.
+const (
+	// flagStore: serve only from the store.
+	flagStore byte = 0
+	// flagOwner: the requester believes the server owns the chunk; the
+	// server fetches it from its WAN if it agrees.
+	flagOwner byte = 1
+	// flagTakeover: the candidates before the server failed; it fetches
+	// from its WAN whatever its own view of ownership.
+	flagTakeover byte = 2
+)
+
+// Response statuses.
+const (
+	statusOK       byte = 0
+	statusNotFound byte = 1 // not in the store, and not asked to fetch it
+	statusNotOwner byte = 2 // asked as owner, but not the owner by its view
+	statusBusy     byte = 3 // no serve slot within the deadline
+	statusFailed   byte = 4 // the WAN fetch failed
+)
+
+// maxCIDLen bounds the CID in a request; patchmesh CIDs are 36 bytes.
+const maxCIDLen = 128
+
+var (
+	errProtocol = errors.New("chunk protocol violation")
+	// errPeerStatus is wrapped for a well-formed refusal by the peer.
+	errPeerStatus = errors.New("peer did not serve the chunk")
+)
+
+// writeRequest sends: version, flag, uvarint CID length, CID bytes.
+func writeRequest(w io.Writer, c cid.Cid, flag byte) error {
+	k := c.Bytes()
+	b := make([]byte, 0, 2+binary.MaxVarintLen16+len(k))
+	b = append(b, 1, flag)
+	b = binary.AppendUvarint(b, uint64(len(k)))
+	b = append(b, k...)
+	_, err := w.Write(b)
+	return err
+}
+
+// readRequest reads what writeRequest sent.
+func readRequest(r *bufio.Reader) (cid.Cid, byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return cid.Undef, 0, err
+	}
+	if hdr[0] != 1 || hdr[1] > flagTakeover {
+		return cid.Undef, 0, fmt.Errorf("request header %x: %w", hdr, errProtocol)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return cid.Undef, 0, err
+	}
+	if n == 0 || n > maxCIDLen {
+		return cid.Undef, 0, fmt.Errorf("request CID of %d bytes: %w", n, errProtocol)
+	}
+	k := make([]byte, n)
+	if _, err := io.ReadFull(r, k); err != nil {
+		return cid.Undef, 0, err
+	}
+	c, err := cid.Cast(k)
+	if err != nil {
+		return cid.Undef, 0, fmt.Errorf("request CID: %v: %w", err, errProtocol)
+	}
+	return c, hdr[1], nil
+}
+
+// writeResponse sends a status and, for statusOK, the length-prefixed bytes.
+func writeResponse(w io.Writer, status byte, data []byte) error {
+	var b [1 + binary.MaxVarintLen32]byte
+	b[0] = status
+	n := 1
+	if status == statusOK {
+		n += binary.PutUvarint(b[1:], uint64(len(data)))
+	}
+	if _, err := w.Write(b[:n]); err != nil {
+		return err
+	}
+	if status != statusOK {
+		return nil
+	}
+	_, err := w.Write(data)
+	return err
+}
+
+// readResponse reads a response, refusing anything over chunk.MaxSize. A
+// status other than statusOK is returned with an error wrapping errPeerStatus.
+func readResponse(r *bufio.Reader) ([]byte, byte, error) {
+	status, err := r.ReadByte()
+	if err != nil {
+		return nil, 0, err
+	}
+	if status != statusOK {
+		return nil, status, fmt.Errorf("status %d: %w", status, errPeerStatus)
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, status, err
+	}
+	if n > chunk.MaxSize {
+		return nil, status, fmt.Errorf("response of %d bytes: %w", n, errProtocol)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, status, err
+	}
+	return data, status, nil
+}

@@ -1,0 +1,106 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// Serve-side bounds.
+const (
+	// requestReadTimeout bounds reading the small request.
+	requestReadTimeout = 10 * time.Second
+	// maxServeQueue bounds the wait for a serve slot before answering busy,
+	// so the requester moves on to another member in time.
+	maxServeQueue = 10 * time.Second
+)
+
+// handleStream serves one chunk request: from the store, or, when asked as
+// owner and we agree (or asked to take over), from our WAN, once per CID.
+func (m *Mesh) handleStream(s network.Stream) {
+	m.hmu.Lock()
+	if m.closing {
+		m.hmu.Unlock()
+		_ = s.Reset()
+		return
+	}
+	m.handlers.Add(1)
+	m.hmu.Unlock()
+	defer m.handlers.Done()
+
+	ctx, cancel := context.WithTimeout(m.runCtx, m.cfg.RequestTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	p := s.Conn().RemotePeer()
+
+	_ = s.SetReadDeadline(time.Now().Add(min(requestReadTimeout, m.cfg.RequestTimeout)))
+	c, flag, err := readRequest(bufio.NewReaderSize(s, 256))
+	if err != nil {
+		m.log.Debug("bad chunk request", "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	dl, _ := ctx.Deadline()
+	_ = s.SetWriteDeadline(dl)
+
+	qctx, qcancel := context.WithTimeout(ctx, min(maxServeQueue, m.cfg.RequestTimeout/2))
+	select {
+	case m.serveSem <- struct{}{}:
+		qcancel()
+	case <-qctx.Done():
+		qcancel()
+		_ = writeResponse(s, statusBusy, nil)
+		_ = s.Close()
+		return
+	}
+	defer func() { <-m.serveSem }()
+
+	data, status := m.serveData(ctx, c, flag)
+	if status == statusOK && m.corruptServe != nil {
+		data = m.corruptServe(data)
+	}
+	if err := writeResponse(s, status, data); err != nil {
+		m.log.Debug("send chunk", "cid", c, "peer", p, "err", err)
+		_ = s.Reset()
+		return
+	}
+	if status == statusOK {
+		n := int64(len(data))
+		m.stats.servedBytes.Add(n)
+		m.stats.servedChunks.Add(1)
+		m.peerCounters(p, true).to.Add(n)
+	}
+	_ = s.Close()
+}
+
+// serveData finds the bytes to serve for c and the status to send.
+func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byte) {
+	data, ok, err := m.local(ctx, c)
+	if err != nil {
+		m.log.Warn("read chunk to serve", "cid", c, "err", err)
+		return nil, statusFailed
+	}
+	if ok {
+		return data, statusOK
+	}
+	switch flag {
+	case flagStore:
+		return nil, statusNotFound
+	case flagOwner:
+		if m.Owner(c) != m.name {
+			// Views differ for a moment (a member just joined or left);
+			// the requester asks the next member, which takes over.
+			return nil, statusNotOwner
+		}
+	}
+	data, _, err = m.fromWAN(ctx, c)
+	if err != nil {
+		m.log.Warn("fetch owned chunk from WAN", "cid", c, "err", err)
+		return nil, statusFailed
+	}
+	return data, statusOK
+}
