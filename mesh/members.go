@@ -229,9 +229,9 @@ func (m *Mesh) memberDown(name, state string) {
 // with the site key, so a host without the key is refused here.
 type gater struct{ m *Mesh }
 
-func (gater) InterceptPeerDial(peer.ID) bool                  { return true }
-func (gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool    { return true }
-func (gater) InterceptAccept(network.ConnMultiaddrs) bool     { return true }
+func (gater) InterceptPeerDial(peer.ID) bool               { return true }
+func (gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (gater) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
 func (gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
 }

@@ -104,8 +104,8 @@ type Mesh struct {
 
 	stats struct {
 		wanBytes, wanChunks, lanBytes, lanChunks, localChunks atomic.Int64
-		servedBytes, servedChunks, verifyFailures, peerErrors  atomic.Int64
-		penalties                                              atomic.Int64
+		servedBytes, servedChunks, verifyFailures, peerErrors atomic.Int64
+		penalties                                             atomic.Int64
 	}
 
 	// corruptServe, set only by tests, alters outgoing chunk bytes: a lying

@@ -86,4 +86,3 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 		})
 	}
 }
-
