@@ -39,6 +39,9 @@ var ErrEmptyTree = errors.New("source tree holds no file")
 // symlinks leaving the tree, hostile names.
 var ErrBadTree = errors.New("tree cannot be published")
 
+// ErrLocked is returned when another publish holds the repository's lock.
+var ErrLocked = errors.New("another publish is running")
+
 var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_~-]{0,63}$`)
 
 // PublishOptions describe one release. The zero value of each optional field is documented.
@@ -162,6 +165,23 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	} else if seq == 0 {
 		seq = 1
 	}
+	// A manifest with no head pointing to it is left by a publish that stopped
+	// before switching the head. It is never rewritten (caches hold manifests as
+	// immutable), so the next sequence free of one is taken.
+	for {
+		_, err := os.Lstat(filepath.Join(repoDir, filepath.FromSlash(ManifestPath(opts.Channel, seq))))
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		if opts.Sequence != 0 {
+			return nil, fmt.Errorf("publish %s %s: sequence %d: %w (manifest %s exists from a publish that did not finish); use a higher --sequence",
+				opts.Channel, opts.Version, seq, ErrNotNewer, ManifestPath(opts.Channel, seq))
+		}
+		seq++
+	}
 	sum.Sequence = seq
 
 	entries, total, err := scanTree(srcDir)
@@ -275,7 +295,7 @@ func readLimited(name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, max)
+		return nil, fmt.Errorf("%s: larger than %d bytes: %w", name, max, manifest.ErrTooLarge)
 	}
 	return data, nil
 }
@@ -349,7 +369,7 @@ func scanTree(srcDir string) ([]entry, int64, error) {
 			entries = append(entries, entry{rel: rel, abs: p, mode: info.Mode().Perm(), size: info.Size()})
 			total += info.Size()
 		default:
-			return fmt.Errorf("file %s: %s files cannot be published (only regular files, directories and symlinks)", rel, info.Mode().Type())
+			return fmt.Errorf("file %s is a %s: only regular files, directories and symlinks can be published; remove it from the tree", rel, kindOf(info.Mode()))
 		}
 		return nil
 	})
@@ -369,6 +389,21 @@ func scanTree(srcDir string) ([]entry, int64, error) {
 	return entries, total, nil
 }
 
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	default:
+		return "special file (" + m.Type().String() + ")"
+	}
+}
+
 // checkLink refuses a symlink whose target leaves the tree, by its text or once
 // every link on the way is resolved.
 func checkLink(realRoot, abs, rel, target string) error {
@@ -381,7 +416,7 @@ func checkLink(realRoot, abs, rel, target string) error {
 	}
 	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return fmt.Errorf("symlink %s -> %s: target does not exist: %w", rel, target, err)
+		return fmt.Errorf("symlink %s -> %s cannot be resolved (a missing target or a loop): %w", rel, target, err)
 	}
 	if r, err := filepath.Rel(realRoot, resolved); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
 		return fmt.Errorf("symlink %s -> %s points outside the tree (through other links)", rel, target)
@@ -462,7 +497,7 @@ func chunkTree(ctx context.Context, repoDir string, entries []entry, total int64
 	fi := 0
 	for i, e := range entries {
 		if e.link != "" {
-			out = append(out, manifest.File{Path: e.rel, Link: e.link, Mode: 0o777, SHA256: emptySHA256, Chunks: []manifest.ChunkRef{}})
+			out = append(out, manifest.File{Path: e.rel, Link: e.link, Mode: 0o777, Chunks: []manifest.ChunkRef{}})
 			sum.Links++
 			continue
 		}
@@ -481,8 +516,6 @@ func chunkTree(ctx context.Context, repoDir string, entries []entry, total int64
 	sum.DuplicateBytes = sum.Bytes - sum.NewBytes - sum.ReusedBytes
 	return out, nil
 }
-
-var emptySHA256 = hex.EncodeToString(func() []byte { s := sha256.Sum256(nil); return s[:] }())
 
 // chunkFile streams one file through the chunker, hashing the whole file on the way.
 func chunkFile(ctx context.Context, e entry, p chunk.Params, fileHash hash.Hash, emit func([]byte) error) (int64, error) {
@@ -610,7 +643,7 @@ func lockRepo(repoDir string) (func(), error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock repository %s: another publish is running (%w)", repoDir, err)
+		return nil, fmt.Errorf("lock repository %s: %w (%v); wait for it to finish", repoDir, ErrLocked, err)
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

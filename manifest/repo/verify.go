@@ -208,10 +208,12 @@ func verifyChunks(ctx context.Context, repoDir string, m *manifest.Manifest, opt
 		probs []Problem
 		done  atomic.Int64
 	)
-	g, ctx := errgroup.WithContext(ctx)
+	// The group's context ends when Wait returns; the caller's ctx tells whether
+	// the check was cut short.
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
 	for _, c := range order {
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
