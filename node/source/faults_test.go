@@ -374,27 +374,49 @@ func TestHTTPThroughProxy(t *testing.T) {
 }
 
 func TestIPv6Loopback(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback on this machine (listen [::1]:0: %v)", err)
+	listen := func(t *testing.T) net.Listener {
+		l, err := net.Listen("tcp", "[::1]:0")
+		if err != nil {
+			t.Skipf("no IPv6 loopback on this machine (listen [::1]:0: %v)", err)
+		}
+		return l
 	}
 	dir, files := testRepo(t)
-	srv := httptest.NewUnstartedServer(http.FileServerFS(os.DirFS(dir)))
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
-	if !strings.HasPrefix(srv.URL, "http://[::1]:") {
-		t.Fatalf("server URL %s", srv.URL)
+	tests := []struct {
+		name  string
+		serve func(t *testing.T) string // the source URL
+	}{
+		{"http", func(t *testing.T) string {
+			srv := httptest.NewUnstartedServer(http.FileServerFS(os.DirFS(dir)))
+			srv.Listener.Close()
+			srv.Listener = listen(t)
+			srv.Start()
+			t.Cleanup(srv.Close)
+			return srv.URL + "/"
+		}},
+		{"ftp", func(t *testing.T) string {
+			fs := serveFTPOn(t, listen(t), dir, "anonymous", "anonymous", nil)
+			return "ftp://" + fs.addr
+		}},
 	}
-	src := mustNew(t, srv.URL+"/", testOptions())
-	got, err := readFile(t.Context(), src, "roots/1.json", 1<<10)
-	if err != nil || !bytes.Equal(got, files["roots/1.json"]) {
-		t.Fatalf("read over IPv6: %q, %v", got, err)
-	}
-	u, _ := url.Parse(src.String())
-	if u.Hostname() != "::1" {
-		t.Errorf("String() = %s", src)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rawURL := tt.serve(t)
+			if !strings.Contains(rawURL, "://[::1]:") {
+				t.Fatalf("server URL %s is not on ::1", rawURL)
+			}
+			src := mustNew(t, rawURL, testOptions())
+			for _, p := range []string{"roots/1.json", bigPath} {
+				got, err := readFile(t.Context(), src, p, 4<<20)
+				if err != nil || !bytes.Equal(got, files[p]) {
+					t.Fatalf("read %s over IPv6: %d bytes, %v", p, len(got), err)
+				}
+			}
+			u, _ := url.Parse(src.String())
+			if u.Hostname() != "::1" {
+				t.Errorf("String() = %s", src)
+			}
+		})
 	}
 }
 

@@ -160,6 +160,7 @@ func (s *ftpSource) Open(ctx context.Context, path string, max int64) (io.ReadCl
 		case pooled && attempt == 0:
 			// The server may have dropped an idle connection: one retry on
 			// a fresh one.
+			s.opts.Logger.Debug("ftp pooled connection broken, redialling", "source", s.name, "err", err)
 			c.quit()
 			continue
 		default:
@@ -246,6 +247,7 @@ func (s *ftpSource) dial(ctx context.Context) (*ftpConn, error) {
 		c.quit()
 		return nil, fmt.Errorf("login %s as %s: %w", s.addr, s.user, err)
 	}
+	s.opts.Logger.Debug("ftp logged in", "source", s.name)
 	return c, nil
 }
 

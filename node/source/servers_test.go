@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bytes"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -30,7 +31,7 @@ func testOptions() Options {
 	return o
 }
 
-func mustNew(t *testing.T, rawURL string, opts Options) Source {
+func mustNew(t testing.TB, rawURL string, opts Options) Source {
 	t.Helper()
 	s, err := New(rawURL, opts)
 	if err != nil {
@@ -43,7 +44,7 @@ func mustNew(t *testing.T, rawURL string, opts Options) Source {
 }
 
 // serveDir serves dir over HTTP on loopback.
-func serveDir(t *testing.T, dir string) *httptest.Server {
+func serveDir(t testing.TB, dir string) *httptest.Server {
 	srv := httptest.NewServer(http.FileServerFS(os.DirFS(dir)))
 	t.Cleanup(srv.Close)
 	return srv
@@ -122,9 +123,18 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// serveFTP starts an FTP server for dir accepting user/pass. wrap, if not
-// nil, wraps the file driver (to inject faults).
-func serveFTP(t *testing.T, dir, user, pass string, wrap func(ftpserver.Driver) ftpserver.Driver) *ftpServer {
+// serveFTP starts an FTP server on 127.0.0.1 for dir accepting user/pass.
+// wrap, if not nil, wraps the file driver (to inject faults).
+func serveFTP(t testing.TB, dir, user, pass string, wrap func(ftpserver.Driver) ftpserver.Driver) *ftpServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveFTPOn(t, l, dir, user, pass, wrap)
+}
+
+func serveFTPOn(t testing.TB, l net.Listener, dir, user, pass string, wrap func(ftpserver.Driver) ftpserver.Driver) *ftpServer {
 	t.Helper()
 	fs := &ftpServer{}
 	drv, err := ftpfile.NewDriver(dir)
@@ -136,15 +146,11 @@ func serveFTP(t *testing.T, dir, user, pass string, wrap func(ftpserver.Driver) 
 	}
 	cmds := maps.Clone(ftpserver.DefaultCommands())
 	cmds["RETR"] = retr550{Command: cmds["RETR"], root: dir}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv, err := ftpserver.NewServer(&ftpserver.Options{
 		Driver:   drv,
 		Auth:     &countingAuth{user: user, pass: pass, srv: fs},
 		Perm:     ftpserver.NewSimplePerm("test", "test"),
-		Hostname: "127.0.0.1",
+		Hostname: l.Addr().(*net.TCPAddr).IP.String(),
 		Port:     l.Addr().(*net.TCPAddr).Port,
 		Logger:   &ftpserver.DiscardLogger{},
 		Commands: cmds,
@@ -228,4 +234,38 @@ func TestFolderSource(t *testing.T) {
 			return mustNew(t, dir, testOptions())
 		})
 	})
+}
+
+func TestFolderSymlinks(t *testing.T) {
+	dir, files := testRepo(t)
+	for link, target := range map[string]string{
+		"chunks/af/inside":  "../../roots/1.json",
+		"chunks/af/outside": "../../../outside.txt",
+		"chunks/af/abs":     filepath.Join(filepath.Dir(dir), "outside.txt"),
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, filepath.FromSlash(link))); err != nil {
+			t.Skipf("no symlinks here: %v", err)
+		}
+	}
+	src := mustNew(t, dir, testOptions())
+	got, err := readFile(t.Context(), src, "chunks/af/inside", 1<<10)
+	if err != nil || !bytes.Equal(got, files["roots/1.json"]) {
+		t.Errorf("symlink inside the repository: %q, %v", got, err)
+	}
+	for _, p := range []string{"chunks/af/outside", "chunks/af/abs"} {
+		got, err := readFile(t.Context(), src, p, 1<<10)
+		if err == nil || errors.Is(err, ErrNotFound) || len(got) > 0 {
+			t.Errorf("symlink out of the repository %s: got %q, %v; want a refusal", p, got, err)
+		}
+	}
+}
+
+func TestFolderMissingIsFailureNotNotFound(t *testing.T) {
+	// An unmounted share: the folder itself is gone. That is a failure to
+	// move past, not an answer that the file does not exist.
+	src := mustNew(t, filepath.Join(t.TempDir(), "not-mounted"), testOptions())
+	_, err := readFile(t.Context(), src, "roots/1.json", 1<<10)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing source folder: got %v, want a failure", err)
+	}
 }

@@ -19,7 +19,7 @@ const bigPath = "chunks/bb/bafkreibigbigbigbig"
 // testRepo copies testdata/repo into a fresh folder, adds a generated 3 MiB
 // file and a secret beside (outside) the repository, and returns the folder
 // and the repository's files by path.
-func testRepo(t *testing.T) (dir string, files map[string][]byte) {
+func testRepo(t testing.TB) (dir string, files map[string][]byte) {
 	t.Helper()
 	tmp := t.TempDir()
 	dir = filepath.Join(tmp, "repo")
