@@ -2,8 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +26,10 @@ type ReadFunc func(ctx context.Context, path string, max int64) ([]byte, error)
 // DirReader reads from a repository folder.
 func DirReader(dir string) ReadFunc {
 	return func(_ context.Context, p string, max int64) ([]byte, error) {
+		// Paths come from signed documents, but a reader never leaves its folder.
+		if err := manifest.SafePath(p); err != nil {
+			return nil, fmt.Errorf("read %q: %w", p, err)
+		}
 		return readLimited(filepath.Join(dir, filepath.FromSlash(p)), max)
 	}
 }
@@ -168,9 +170,8 @@ func LoadRelease(ctx context.Context, read ReadFunc, root *manifest.TrustRoot, c
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("read manifest %s: %w", h.Manifest.Path, err)
 	}
-	digest := sha256.Sum256(menv)
-	if int64(len(menv)) != h.Manifest.Size || hex.EncodeToString(digest[:]) != h.Manifest.SHA256 {
-		return nil, nil, nil, nil, fmt.Errorf("manifest %s does not match the digest in the head: %w", h.Manifest.Path, manifest.ErrSignature)
+	if err := h.Manifest.Check(menv); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("head of channel %s: %w", channel, err)
 	}
 	m, err := root.VerifyManifest(menv, now)
 	if err != nil {
