@@ -1,0 +1,211 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchmesh/patchmesh/node/api"
+)
+
+// clientFlags are how client commands reach a running node.
+type clientFlags struct {
+	addr, token string
+	asJSON      bool
+}
+
+func (c *clientFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.addr, "api", "127.0.0.1:7780", "address of the node's local API")
+	cmd.Flags().StringVar(&c.token, "api-token", "", "API token, when the node requires one (or PATCHMESH_API_TOKEN)")
+	cmd.Flags().BoolVar(&c.asJSON, "json", false, "print JSON")
+}
+
+func (c *clientFlags) client() *api.Client {
+	return api.NewClient(c.addr, firstNonEmpty(c.token, envOr("PATCHMESH_API_TOKEN")))
+}
+
+// apiErr maps an unreachable node to its exit code.
+func apiErr(err error) error {
+	if errors.Is(err, api.ErrUnreachable) {
+		return withCode(exitNoNode, err)
+	}
+	return err
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	var c clientFlags
+	cmd := &cobra.Command{
+		Use:   "status [--api ADDR]",
+		Short: "Show a running node's state: release, progress, peers, bytes, errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := c.client().Status(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			if c.asJSON {
+				return printJSON(a.stdout, st)
+			}
+			printStatus(a, st)
+			return nil
+		},
+	}
+	c.register(cmd)
+	return cmd
+}
+
+func printStatus(a *app, st *api.Status) {
+	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "node\t%s (up %s)\n", st.Node.Name, time.Duration(st.Node.UptimeSeconds*float64(time.Second)).Round(time.Second))
+	if st.Node.Site != "" {
+		fmt.Fprintf(w, "site\t%s, %d peer(s)%s\n", st.Node.Site, len(st.Peers), map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"])
+	}
+	fmt.Fprintf(w, "channel\t%s\n", st.Channel)
+	if st.Current != nil {
+		fmt.Fprintf(w, "current\t%s (sequence %d)\n", st.Current.Version, st.Current.Sequence)
+	} else {
+		fmt.Fprintf(w, "current\tnone yet\n")
+	}
+	if st.Previous != nil {
+		fmt.Fprintf(w, "previous\t%s (sequence %d)\n", st.Previous.Version, st.Previous.Sequence)
+	}
+	if p := st.Progress; p != nil {
+		fmt.Fprintf(w, "progress\t%s %s: %d/%d chunks, %s/%s\n", p.Phase, p.Version, p.ChunksDone, p.ChunksTotal, humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
+	}
+	if lc := st.LastCheck; lc != nil {
+		fmt.Fprintf(w, "last check\t%s %s: %s\n", lc.Finished.Local().Format(time.DateTime), lc.Outcome, lc.Message)
+	}
+	if !st.NextCheck.IsZero() {
+		fmt.Fprintf(w, "next check\t%s\n", st.NextCheck.Local().Format(time.DateTime))
+	}
+	fmt.Fprintf(w, "bytes\tWAN %s, LAN %s (%.1f%% saved), served %s\n", humanBytes(st.Bytes.WAN), humanBytes(st.Bytes.LAN), st.Bytes.SavingPercent, humanBytes(st.Bytes.Served))
+	for _, s := range st.Sources {
+		state := "ok"
+		if !s.Healthy {
+			state = "FAILING: " + s.LastError
+		}
+		fmt.Fprintf(w, "source\t%s %s\n", s.URL, state)
+	}
+	w.Flush()
+	if len(st.Peers) > 0 {
+		fmt.Fprintln(a.stdout, "\npeers:")
+		pw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(pw, "  NAME\tSTATE\tHOLDS\tFROM IT\tTO IT")
+		for _, p := range st.Peers {
+			name := p.Name
+			if p.Self {
+				name += " (self)"
+			}
+			fmt.Fprintf(pw, "  %s\t%s\t%d\t%s\t%s\n", name, p.State, p.Holding, humanBytes(p.BytesFrom), humanBytes(p.BytesTo))
+		}
+		pw.Flush()
+	}
+	if len(st.Errors) > 0 {
+		fmt.Fprintln(a.stdout, "\nrecent errors and refusals:")
+		for i, e := range st.Errors {
+			if i == 5 {
+				break
+			}
+			fmt.Fprintf(a.stdout, "  %s %-8s %s\n", e.Time.Local().Format(time.TimeOnly), e.Kind, e.Message)
+		}
+	}
+}
+
+func newReleasesCmd(a *app) *cobra.Command {
+	var c clientFlags
+	cmd := &cobra.Command{
+		Use:   "releases [--api ADDR]",
+		Short: "List the releases a node holds, with their state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rels, err := c.client().Releases(cmd.Context())
+			if err != nil {
+				return apiErr(err)
+			}
+			if c.asJSON {
+				return printJSON(a.stdout, rels)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "VERSION\tSEQ\tSTATE\tSIZE\tWAN\tLAN\tREASON")
+			for _, r := range rels {
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Sequence, r.State, humanBytes(r.Bytes), humanBytes(r.FromWAN), humanBytes(r.FromLAN), r.Reason)
+			}
+			return w.Flush()
+		},
+	}
+	c.register(cmd)
+	return cmd
+}
+
+func newUpdateCmd(a *app) *cobra.Command {
+	var (
+		c      clientFlags
+		noWait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "update [--api ADDR]",
+		Short: "Make a running node check its sources now (and apply what it finds)",
+		Long: `update asks a running node to check its sources now, as the schedule would, and
+waits for the outcome (fetch and apply included) unless --no-wait. Exit code 3 when the
+node refused the release or rolled it back, 1 when the check failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := c.client().Check(cmd.Context(), !noWait)
+			if err != nil {
+				return apiErr(err)
+			}
+			if c.asJSON {
+				if err := printJSON(a.stdout, res); err != nil {
+					return err
+				}
+			} else if noWait {
+				fmt.Fprintln(a.stdout, "check requested")
+			} else {
+				fmt.Fprintf(a.stdout, "%s: %s\n", res.Outcome, res.Message)
+			}
+			switch res.Outcome {
+			case "refused", "rolled-back", "skipped-bad":
+				return withCode(exitRefused, fmt.Errorf("update: %s", res.Outcome))
+			case "failed":
+				return fmt.Errorf("update: %s", strings.TrimSpace(res.Message))
+			}
+			return nil
+		},
+	}
+	c.register(cmd)
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the check is requested")
+	return cmd
+}
+
+func newRollbackCmd(a *app) *cobra.Command {
+	var (
+		c      clientFlags
+		reason string
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback [--api ADDR] [--reason TEXT]",
+		Short: "Switch a running node back to its previous release",
+		Long: `rollback switches the node's current link back to the previous release and marks
+the one it leaves bad, so the node does not apply it again; a newer release is applied
+as usual.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := c.client().Rollback(cmd.Context(), reason)
+			if err != nil {
+				return apiErr(err)
+			}
+			if c.asJSON {
+				return printJSON(a.stdout, res)
+			}
+			fmt.Fprintf(a.stdout, "rolled back from %s to %s\n", res.From, res.To)
+			return nil
+		},
+	}
+	c.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
+	return cmd
+}

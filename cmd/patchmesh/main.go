@@ -1,0 +1,128 @@
+// Command patchmesh publishes signed, chunked software releases and runs the nodes
+// that spread them across a site peer to peer. Each subcommand is a thin layer over
+// the library packages; see README.md for the whole picture.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in the root command's help.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitRefused = 3 // verification failed or input refused
+	exitNoNode  = 4 // the node's local API could not be reached
+)
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// app holds what every subcommand shares: output streams and logging flags.
+type app struct {
+	stdout, stderr io.Writer
+	logLevel       string
+	logFormat      string
+}
+
+func (a *app) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(a.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if a.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(a.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, opts))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "patchmesh",
+		Short: "Peer-to-peer distribution points for signed software updates",
+		Long: `patchmesh publishes software releases as signed manifests of content-addressed
+chunks into a static repository, and runs nodes that keep a release current from a
+list of sources, share chunks with the other nodes of their site, and apply each
+release atomically with a health check and rollback.
+
+Exit codes:
+  0  success
+  1  failure (I/O, network, internal error)
+  2  usage error (bad flags or arguments)
+  3  verification failed or input refused (bad signature, tampered data, not newer)
+  4  the node's local API could not be reached`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitUsage, err) })
+	for _, add := range commands {
+		root.AddCommand(add(a))
+	}
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "patchmesh: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") ||
+		strings.Contains(err.Error(), "required flag") || strings.HasPrefix(err.Error(), "unknown flag") {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// commands lists the subcommand constructors; each file adds its own.
+var commands = []func(*app) *cobra.Command{
+	newKeygenCmd,
+	newTrustCmd,
+	newPublishCmd,
+	newVerifyCmd,
+	newServeCmd,
+	newNodeCmd,
+	newStatusCmd,
+	newReleasesCmd,
+	newUpdateCmd,
+	newRollbackCmd,
+	newDemoCmd,
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node"
+)
+
+func newNodeCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a node, or write its example config",
+	}
+	cmd.AddCommand(newNodeRunCmd(a), newNodeInitCmd(a))
+	return cmd
+}
+
+// nodeFlags binds every flag of `node run`; applyTo copies the ones set (on the
+// command line or through PATCHMESH_* environment variables) over the file config.
+type nodeFlags struct {
+	config, data, install, channel, trust, api, apiToken, caFile, proxy string
+	sources, join, p2p                                                  []string
+	siteKey, gossip, role, serveRepo, name                              string
+	interval, jitter                                                    time.Duration
+	keep, concurrency                                                   int
+	quota                                                               int64
+	preActivate, healthCheck                                            string
+	mdns                                                                bool
+}
+
+func (f *nodeFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML config file (flags and PATCHMESH_* environment variables override it)")
+	fs.StringVar(&f.data, "data", "", "data folder: chunk store and state")
+	fs.StringVar(&f.install, "install-dir", "", "install folder: `current` link and releases")
+	fs.StringVar(&f.channel, "channel", "", "channel to follow (default stable)")
+	fs.StringVar(&f.trust, "trust", "", "pinned trust root file")
+	fs.StringArrayVar(&f.sources, "source", nil, "update source URL, in order of preference (repeatable): http(s)://, ftp://, file:// or a folder")
+	fs.StringVar(&f.api, "api", "", "local API and dashboard address (default 127.0.0.1:7780; \"off\" for none)")
+	fs.StringVar(&f.apiToken, "api-token", "", "token required by the API (mandatory when --api is not loopback)")
+	fs.StringVar(&f.caFile, "ca-file", "", "extra PEM CA certificates for https sources")
+	fs.StringVar(&f.proxy, "proxy", "", "HTTP proxy for sources (default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY)")
+	fs.DurationVar(&f.interval, "check-interval", 0, "time between scheduled checks (default 1h)")
+	fs.DurationVar(&f.jitter, "check-jitter", 0, "random spread of scheduled checks (default a tenth of the interval)")
+	fs.IntVar(&f.keep, "keep", 0, "old releases kept besides current and previous (default 2)")
+	fs.Int64Var(&f.quota, "quota", 0, "chunk store bytes above which unneeded chunks are collected (default: collect all unneeded)")
+	fs.IntVar(&f.concurrency, "concurrency", 0, "chunks fetched at once (default 16)")
+	fs.StringVar(&f.preActivate, "pre-activate", "", "command run before switching to a release (split on spaces)")
+	fs.StringVar(&f.healthCheck, "health-check", "", "command run after switching; failure rolls back (split on spaces)")
+	fs.StringVar(&f.siteKey, "site-key", "", "site key file: join the site mesh (patchmesh keygen --site)")
+	fs.StringArrayVar(&f.join, "join", nil, "gossip address of a site member to join (repeatable; none: mDNS discovery)")
+	fs.StringVar(&f.gossip, "gossip", "", "gossip listener host:port (default 0.0.0.0:7946)")
+	fs.StringArrayVar(&f.p2p, "p2p", nil, "libp2p listener, multiaddr or host:port (repeatable)")
+	fs.StringVar(&f.role, "role", "", "\"dp\" marks a distribution point: only they fetch from the WAN when any is alive")
+	fs.BoolVar(&f.mdns, "mdns", false, "discover site members by mDNS even with --join")
+	fs.StringVar(&f.serveRepo, "serve-repo", "", "serve the repository format on this address for plain clients and other sites")
+	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
+}
+
+// applyEnv sets every flag not given on the command line from PATCHMESH_<FLAG>
+// (dashes as underscores; repeatable flags take comma-separated values).
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if fl.Changed || err != nil {
+			return
+		}
+		env := "PATCHMESH_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return
+		}
+		vals := []string{v}
+		if fl.Value.Type() == "stringArray" {
+			vals = strings.Split(v, ",")
+		}
+		for _, s := range vals {
+			if e := fs.Set(fl.Name, s); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+				return
+			}
+		}
+	})
+	return err
+}
+
+func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
+	cfg := node.DefaultConfig()
+	if f.config != "" {
+		var err error
+		if cfg, err = node.LoadConfig(f.config); err != nil {
+			return cfg, err
+		}
+	}
+	set := func(name string, apply func()) {
+		if fs.Changed(name) {
+			apply()
+		}
+	}
+	set("data", func() { cfg.DataDir = f.data })
+	set("install-dir", func() { cfg.InstallDir = f.install })
+	set("channel", func() { cfg.Channel = f.channel })
+	set("trust", func() { cfg.Trust = f.trust })
+	set("source", func() { cfg.Sources = f.sources })
+	set("api", func() { cfg.API = f.api })
+	set("api-token", func() { cfg.APIToken = f.apiToken })
+	set("ca-file", func() { cfg.CAFile = f.caFile })
+	set("proxy", func() { cfg.Proxy = f.proxy })
+	set("check-interval", func() { cfg.CheckInterval = node.Duration(f.interval) })
+	set("check-jitter", func() { cfg.CheckJitter = node.Duration(f.jitter) })
+	set("keep", func() { cfg.Keep = f.keep })
+	set("quota", func() { cfg.QuotaBytes = f.quota })
+	set("concurrency", func() { cfg.Concurrency = f.concurrency })
+	set("pre-activate", func() { cfg.Hooks.PreActivate = strings.Fields(f.preActivate) })
+	set("health-check", func() { cfg.Hooks.HealthCheck = strings.Fields(f.healthCheck) })
+	set("site-key", func() { cfg.Mesh.SiteKey = f.siteKey })
+	set("join", func() { cfg.Mesh.Join = f.join })
+	set("gossip", func() { cfg.Mesh.Gossip = f.gossip })
+	set("p2p", func() { cfg.Mesh.P2P = f.p2p })
+	set("role", func() { cfg.Mesh.Role = f.role })
+	set("mdns", func() { m := f.mdns; cfg.Mesh.MDNS = &m })
+	set("serve-repo", func() { cfg.ServeRepo = f.serveRepo })
+	set("name", func() { cfg.Name = f.name })
+	return cfg, nil
+}
+
+func newNodeRunCmd(a *app) *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "run [--config FILE] [flags]",
+		Short: "Run a node: keep a channel's release current and share it with the site",
+		Long: `run is the long-running node service. It checks its update sources at start,
+every --check-interval (with jitter) and when asked ("patchmesh update"), verifies
+every head, manifest and chunk against the pinned trust root, fetches only the chunks
+it lacks (from its site first when it has a --site-key), assembles the release in a
+staging folder and switches --install-dir/current to it atomically, rolling back when
+the health check fails. SIGINT or SIGTERM stop it cleanly.
+
+Settings come from --config, then PATCHMESH_* environment variables (e.g.
+PATCHMESH_SOURCE=url1,url2, PATCHMESH_DATA=/var/lib/patchmesh), then flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return withCode(exitUsage, err)
+			}
+			cfg, err := f.toConfig(cmd.Flags())
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			cfg.Logger = a.logger()
+			n, err := node.New(cfg)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			return n.Run(cmd.Context())
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func newNodeInitCmd(a *app) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "init --out node.yaml",
+		Short: "Write a commented example node config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" || out == "-" {
+				_, err := fmt.Fprint(a.stdout, node.ExampleConfig)
+				return err
+			}
+			if _, err := os.Stat(out); err == nil {
+				return withCode(exitUsage, fmt.Errorf("node init: %s exists; not overwriting it", out))
+			}
+			if err := repo.WriteFileAtomic(out, []byte(node.ExampleConfig), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "example config written to %s\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "-", "file to write (\"-\": standard output)")
+	return cmd
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/repo"
+)
+
+func newPublishCmd(a *app) *cobra.Command {
+	var (
+		repoDir, channel, version string
+		keyFiles                  []string
+		seq                       uint64
+		target                    manifest.Target
+		hooks                     manifest.Hooks
+		headTTL, manifestTTL      time.Duration
+		asJSON                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
+		Short: "Chunk a directory into a signed release in a static repository",
+		Long: `publish cuts every file of SRC_DIR into content-defined chunks, writes the chunks
+the repository lacks, then the signed manifest, then switches the channel head: a
+reader sees the old release or the new one, never half of one. A new version costs
+only the chunks that changed; the summary says how many bytes were new.
+
+It refuses a version or sequence not newer than the channel's head, an empty tree,
+unreadable files, special files, and symlinks that point outside the tree.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(keyFiles) == 0 {
+				return withCode(exitUsage, fmt.Errorf("publish: --key is required"))
+			}
+			var keys []manifest.PrivateKey
+			for _, f := range keyFiles {
+				k, err := manifest.LoadKey(f)
+				if err != nil {
+					return withCode(exitUsage, err)
+				}
+				keys = append(keys, k)
+			}
+			bar := newProgressBar(a.stderr, "publishing")
+			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
+				Channel: channel, Version: version, Sequence: seq, Keys: keys,
+				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL,
+				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
+			})
+			bar.finish()
+			if err != nil {
+				if errors.Is(err, repo.ErrNotNewer) || errors.Is(err, repo.ErrEmptyTree) || errors.Is(err, repo.ErrBadTree) {
+					return withCode(exitRefused, err)
+				}
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, sum)
+			}
+			fmt.Fprintf(a.stdout, "published %s %s (sequence %d)\n", sum.Channel, sum.Version, sum.Sequence)
+			if sum.PreviousVersion != "" {
+				fmt.Fprintf(a.stdout, "  replaces      %s (sequence %d)\n", sum.PreviousVersion, sum.PreviousSeq)
+			}
+			fmt.Fprintf(a.stdout, "  files         %d (%d symlinks)\n", sum.Files, sum.Links)
+			fmt.Fprintf(a.stdout, "  size          %s in %d chunks (%d unique)\n", humanBytes(sum.Bytes), sum.Chunks, sum.UniqueChunks)
+			pct := 0.0
+			if sum.Bytes > 0 {
+				pct = 100 * float64(sum.NewBytes) / float64(sum.Bytes)
+			}
+			fmt.Fprintf(a.stdout, "  new chunks    %d, %s (%.2f%% of the release)\n", sum.NewChunks, humanBytes(sum.NewBytes), pct)
+			fmt.Fprintf(a.stdout, "  deduplicated  %s already in the repository, %s repeated inside the release\n", humanBytes(sum.ReusedBytes), humanBytes(sum.DuplicateBytes))
+			fmt.Fprintf(a.stdout, "  manifest      %s (%s)\n", sum.ManifestPath, humanBytes(sum.ManifestBytes))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&repoDir, "repo", "", "repository folder (created if missing) (required)")
+	f.StringArrayVar(&keyFiles, "key", nil, "signing key file (repeatable, for thresholds) (required)")
+	f.StringVar(&channel, "channel", "stable", "channel to publish to")
+	f.StringVar(&version, "version", "", "version label, e.g. 1.4.2 (required)")
+	f.Uint64Var(&seq, "sequence", 0, "manifest sequence; 0: one more than the head's")
+	f.StringSliceVar(&target.OS, "os", nil, "operating systems this release is for (GOOS names; empty: any)")
+	f.StringSliceVar(&target.Arch, "arch", nil, "architectures this release is for (GOARCH names; empty: any)")
+	f.StringSliceVar(&target.Replaces, "replaces", nil, "versions this release may replace, as globs (e.g. 1.4.*; empty: any)")
+	f.StringVar(&hooks.PreActivate, "pre-activate", "", "file of the release that nodes run before switching to it")
+	f.StringVar(&hooks.HealthCheck, "health-check", "", "file of the release that nodes run after switching; failure rolls back")
+	f.DurationVar(&headTTL, "head-ttl", 7*24*time.Hour, "how long the channel head stays valid")
+	f.DurationVar(&manifestTTL, "manifest-ttl", 365*24*time.Hour, "how long the manifest stays valid")
+	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	_ = cmd.MarkFlagRequired("repo")
+	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}

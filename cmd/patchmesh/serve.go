@@ -1,0 +1,37 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/patchmesh/patchmesh/node/seed"
+)
+
+func newServeCmd(a *app) *cobra.Command {
+	cfg := seed.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "serve --repo DIR [--listen ADDR]",
+		Short: "Run a seed node: serve a repository over HTTP(S)",
+		Long: `serve is the seed node: it serves a repository folder read-only over HTTP, or
+HTTPS with --tls-cert and --tls-key, with Range, ETag/If-None-Match and exact lengths,
+no directory listing and nothing outside the folder, and logs every request. Its
+status API and dashboard listen on --api (loopback by default).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger = a.logger()
+			s, err := seed.New(cfg)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Repo, "repo", "", "repository folder to serve (required)")
+	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve the repository on (host:port; [::]:port for IPv6)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate: serve HTTPS")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&cfg.API, "api", cfg.API, "address of the status API and dashboard; empty: none")
+	f.StringVar(&cfg.APIToken, "api-token", "", "token required by the API when it does not listen on loopback")
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}

@@ -1,0 +1,174 @@
+// End-to-end check of a patchmesh node dashboard in headless Chromium.
+//
+//   node dashboard.mjs --url http://127.0.0.1:7780/ --screenshot out.png \
+//        --peers 3 --want 2.0.0 [--timeout 120] [--wait-stdin]
+//
+// (or the environment: DASHBOARD_URL, SCREENSHOT, PEERS, WANT_VERSION,
+// TIMEOUT_SECONDS, WAIT_STDIN=1, CHROMIUM=/usr/bin/chromium).
+//
+// It loads the dashboard, waits until the peers table shows at least --peers
+// rows and a current release or a release in progress, clicks "Check for
+// updates now" and waits until the current version is --want, printing one JSON
+// line per thing it saw. With --wait-stdin it prints {"event":"ready"} before
+// the click and waits for a line on stdin, so the caller can publish the new
+// release first. It saves a screenshot (also on failure) and exits non-zero with
+// a message on any failure, including a JavaScript error in the page.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { createInterface } from "node:readline";
+
+function options() {
+  const o = {
+    url: process.env.DASHBOARD_URL,
+    screenshot: process.env.SCREENSHOT,
+    peers: process.env.PEERS,
+    want: process.env.WANT_VERSION,
+    timeout: process.env.TIMEOUT_SECONDS || "120",
+    waitStdin: process.env.WAIT_STDIN === "1",
+    chromium: process.env.CHROMIUM || "/usr/bin/chromium",
+  };
+  const argv = process.argv.slice(2);
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) fail(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === "--url") o.url = val();
+    else if (a === "--screenshot") o.screenshot = val();
+    else if (a === "--peers") o.peers = val();
+    else if (a === "--want") o.want = val();
+    else if (a === "--timeout") o.timeout = val();
+    else if (a === "--chromium") o.chromium = val();
+    else if (a === "--wait-stdin") o.waitStdin = true;
+    else if (a.startsWith("--")) fail(`unknown flag ${a}`);
+    else positional.push(a);
+  }
+  [o.url, o.screenshot, o.peers, o.want] = [o.url || positional[0], o.screenshot || positional[1], o.peers || positional[2], o.want || positional[3]];
+  if (!o.url || !o.screenshot || !o.want) fail("usage: dashboard.mjs --url URL --screenshot PATH --want VERSION [--peers N] [--timeout S] [--wait-stdin]");
+  o.peers = Number(o.peers || 0);
+  o.timeoutMs = Number(o.timeout) * 1000;
+  if (!Number.isFinite(o.peers) || !(o.timeoutMs > 0)) fail("--peers and --timeout must be numbers");
+  return o;
+}
+
+function say(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function fail(msg) {
+  process.stderr.write(`dashboard test: ${msg}\n`);
+  process.exit(1);
+}
+
+// What the page shows, read from the DOM as a user would see it.
+async function seen(page) {
+  return page.evaluate(() => {
+    const text = (sel) => (document.querySelector(sel)?.textContent || "").trim();
+    const progress = document.querySelector("#progress");
+    return {
+      live: text("#live"),
+      node: text("#node-name"),
+      current: text("#current-version"),
+      previous: text("#previous-version"),
+      saving: text("#saving"),
+      phase: progress?.dataset.phase || "",
+      progress: text("#progress-pct"),
+      checking: document.querySelector("#check-now")?.disabled || false,
+      peers: [...document.querySelectorAll("#peers tbody tr")].map((tr) => ({
+        name: tr.dataset.peer, state: tr.dataset.state, holding: tr.querySelector("[data-testid=peer-holding]")?.textContent.trim(),
+      })),
+      releases: [...document.querySelectorAll("#releases tbody tr")].map((tr) => `${tr.dataset.version}:${tr.dataset.state}`),
+      notice: document.querySelector("#notice")?.hidden ? "" : text("#notice"),
+      noticeError: document.querySelector("#notice")?.classList.contains("error") || false,
+    };
+  });
+}
+
+async function main() {
+  const o = options();
+  const deadline = Date.now() + o.timeoutMs;
+  const left = () => Math.max(1000, deadline - Date.now());
+  const profile = mkdtempSync(join(tmpdir(), "patchmesh-chromium-"));
+  // A fresh profile every run, so nothing from an earlier run leaks in.
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: o.chromium,
+    headless: true,
+    viewport: { width: 1280, height: 1400 },
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--no-default-browser-check",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--disable-domain-reliability", "--disable-client-side-phishing-detection", "--disable-default-apps",
+      "--metrics-recording-only",
+    ],
+  }).catch((e) => fail(`launch ${o.chromium}: ${e.message}`));
+  const pageErrors = [];
+  let page;
+  try {
+    page = browser.pages()[0] || await browser.newPage();
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => { if (m.type() === "error") say({ event: "console", text: m.text() }); });
+    page.on("dialog", (d) => d.accept());
+    const checkErrors = () => { if (pageErrors.length) throw new Error(`JavaScript error in the page: ${pageErrors[0]}`); };
+
+    const resp = await page.goto(o.url, { timeout: left() });
+    if (!resp || !resp.ok()) throw new Error(`load ${o.url}: HTTP ${resp && resp.status()}`);
+
+    await page.waitForFunction((n) => document.querySelectorAll("#peers tbody tr").length >= n, o.peers, { timeout: left(), polling: 200 })
+      .catch(() => { throw new Error(`peers table never showed ${o.peers} peers`); });
+    await page.waitForFunction(() => document.querySelector("#current-version")?.textContent.trim() ||
+      document.querySelector("#progress")?.dataset.phase !== "idle", null, { timeout: left(), polling: 200 })
+      .catch(() => { throw new Error("neither a current release nor a release in progress appeared"); });
+    checkErrors();
+    say({ event: "loaded", ...(await seen(page)) });
+
+    if (o.waitStdin) {
+      say({ event: "ready" });
+      const rl = createInterface({ input: process.stdin });
+      await new Promise((resolve) => { rl.once("line", resolve); rl.once("close", resolve); });
+      rl.close();
+    }
+
+    await page.click("#check-now", { timeout: left() });
+    say({ event: "clicked", target: "#check-now" });
+
+    // Watch until the wanted version is current, reporting each change seen.
+    let prev = "";
+    for (;;) {
+      checkErrors();
+      const s = await seen(page);
+      const key = JSON.stringify([s.current, s.phase, s.progress, s.peers.map((p) => p.holding), s.notice]);
+      if (key !== prev) {
+        prev = key;
+        say({ event: "seen", ...s });
+      }
+      if (s.noticeError) throw new Error(`the dashboard reported an error: ${s.notice}`);
+      if (s.current === o.want) break;
+      if (Date.now() > deadline) throw new Error(`current version is ${JSON.stringify(s.current)}, never ${o.want}`);
+      await page.waitForTimeout(200);
+    }
+    // Let the charts take the final state before the picture.
+    await page.waitForTimeout(500);
+    mkdirSync(dirname(o.screenshot), { recursive: true });
+    await page.screenshot({ path: o.screenshot, fullPage: true });
+    say({ event: "done", current: o.want, screenshot: o.screenshot });
+  } catch (e) {
+    if (page) {
+      try {
+        mkdirSync(dirname(o.screenshot), { recursive: true });
+        await page.screenshot({ path: o.screenshot, fullPage: true });
+        say({ event: "failed", screenshot: o.screenshot, ...(await seen(page)) });
+      } catch { /* the page is gone: nothing to show */ }
+    }
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+    fail(e.message);
+  }
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+main().catch((e) => fail(e.stack || e.message));

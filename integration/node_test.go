@@ -1,0 +1,326 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/manifest/repo"
+)
+
+// TestNodeUpdatesAndRollsBack walks one node through a release's life: v1 applied
+// at start, v2 fetched by `patchmesh update` costing only its changed chunks at
+// the seed, a v3 whose health check fails rolled back while the node stays on v2,
+// and a manual rollback.
+func TestNodeUpdatesAndRollsBack(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 8, 1)
+	s1 := pub.Publish("1.0.0", src)
+	seed := newSeed(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "n1", Trust: pub.Trust, Sources: []string{seed.URL}})
+	n.WaitVersion(t, "1.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	first := seed.Served(t).ChunkBytes
+	if first < s1.NewBytes || float64(first) > 1.05*float64(s1.NewBytes) {
+		t.Errorf("v1: seed served %d chunk bytes for %d unique bytes", first, s1.NewBytes)
+	}
+
+	editTree(t, src, 4)
+	s2 := pub.Publish("1.1.0", src)
+	if s2.NewBytes >= s2.Bytes/10 {
+		t.Fatalf("v2 publish wrote %d new bytes of %d: not a delta", s2.NewBytes, s2.Bytes)
+	}
+	r := n.Update(t)
+	if r.code != 0 || !strings.Contains(r.stdout, "applied") {
+		t.Fatalf("update: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	n.WaitVersion(t, "1.1.0", 30*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	delta := seed.Served(t).ChunkBytes - first
+	if delta != s2.NewBytes {
+		t.Errorf("v2: seed served %d chunk bytes, the release had %d new bytes", delta, s2.NewBytes)
+	}
+
+	// v3 ships a health check that fails: it must be rolled back, v2 stays.
+	if err := os.WriteFile(filepath.Join(src, "health.sh"), []byte("#!/bin/sh\necho database unreachable >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish("1.2.0", src, "--health-check", "health.sh")
+	r = n.Update(t)
+	if r.code != 3 || !strings.Contains(r.stdout, "rolled-back") {
+		t.Fatalf("update to a failing release: exit %d (want 3): %s %s", r.code, r.stdout, r.stderr)
+	}
+	if v := n.Current(); v != "1.1.0" {
+		t.Fatalf("after a failed health check the node runs %q, want 1.1.0", v)
+	}
+	if !n.HasError(t, "1.2.0", "database unreachable") {
+		t.Errorf("status does not explain the rollback with the hook's output: %+v", n.Status(t).Errors)
+	}
+	st := n.Status(t)
+	bad := false
+	for _, rel := range st.Releases {
+		if rel.Version == "1.2.0" && rel.State == "bad" {
+			bad = true
+		}
+	}
+	if !bad {
+		t.Errorf("1.2.0 not marked bad: %+v", st.Releases)
+	}
+	// A bad release is not retried in a loop.
+	r = n.Update(t)
+	if r.code != 3 || !strings.Contains(r.stdout, "skipped-bad") {
+		t.Errorf("second update of a bad release: exit %d: %s", r.code, r.stdout)
+	}
+
+	// Rollback by hand goes back to 1.0.0.
+	r = pm(t, "rollback", "--api", n.API, "--reason", "test")
+	if r.code != 0 {
+		t.Fatalf("rollback: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if v := n.Current(); v != "1.0.0" {
+		t.Errorf("after rollback the node runs %q, want 1.0.0", v)
+	}
+	out := mustPM(t, "releases", "--api", n.API, "--json")
+	var rels []map[string]any
+	if err := json.Unmarshal([]byte(out.stdout), &rels); err != nil || len(rels) < 3 {
+		t.Errorf("releases --json: %v %s", err, out.stdout)
+	}
+}
+
+// countingRepo is a real HTTP server over a repository folder that counts what it
+// serves and can slow every chunk down, so a test can act in the middle of a fetch.
+type countingRepo struct {
+	*httptest.Server
+	stats repo.Stats
+	delay atomic.Int64 // per chunk, nanoseconds
+}
+
+func newCountingRepo(t *testing.T, dir string) *countingRepo {
+	t.Helper()
+	files, err := repo.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countingRepo{}
+	h := repo.NewHandler(files, repo.HandlerOptions{Stats: &c.stats})
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			time.Sleep(time.Duration(c.delay.Load()))
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { c.Close(); files.Close() })
+	return c
+}
+
+// TestNodeResumesAfterKill kills a node with SIGKILL in the middle of a large
+// fetch; restarted, it finishes without fetching again the chunks it had verified.
+func TestNodeResumesAfterKill(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 48, 2)
+	s := pub.Publish("2.0.0", src)
+	cr := newCountingRepo(t, pub.Repo)
+	cr.delay.Store(int64(15 * time.Millisecond))
+	n := newNode(t, nodeOpts{Name: "resume", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "8"}})
+	waitFor(t, 60*time.Second, func() bool {
+		st, err := n.status()
+		return err == nil && st.Progress != nil && st.Progress.ChunksDone > st.Progress.ChunksTotal/3
+	}, "a third of the chunks")
+	n.Kill()
+	before := cr.stats.ChunkBytes.Load()
+	if before >= s.NewBytes {
+		t.Fatalf("the fetch finished before the kill (%d of %d bytes); slow the repository down", before, s.NewBytes)
+	}
+	if _, err := os.Stat(filepath.Join(n.Install, "current")); err == nil {
+		t.Fatal("a release is visible before the fetch finished")
+	}
+	cr.delay.Store(0)
+	n.Restart()
+	n.WaitVersion(t, "2.0.0", 90*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	total := cr.stats.ChunkBytes.Load()
+	// At most the chunks in flight at the kill are fetched twice.
+	slack := int64(8 * chunk.DefaultParams().Max)
+	if total > s.NewBytes+slack {
+		t.Errorf("served %d chunk bytes for a %d-byte release: the restart refetched verified chunks (slack %d)", total, s.NewBytes, slack)
+	}
+	t.Logf("release %d bytes; served before kill %d, in all %d (%.3fx)", s.NewBytes, before, total, float64(total)/float64(s.NewBytes))
+}
+
+// TestNodeSourceFallback: a dead first source falls back to a folder source.
+func TestNodeSourceFallback(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 2, 3)
+	pub.Publish("3.0.0", src)
+	dead := "http://" + freeAddr(t)
+	n := newNode(t, nodeOpts{Name: "fallback", Trust: pub.Trust, Sources: []string{dead, "file://" + pub.Repo}})
+	n.WaitVersion(t, "3.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	st := n.Status(t)
+	if len(st.Sources) != 2 || st.Sources[0].Healthy || st.Sources[0].LastError == "" || !st.Sources[1].Healthy {
+		t.Errorf("source health does not show the dead first source: %+v", st.Sources)
+	}
+}
+
+// TestNodeRefusals: bad input is refused with the reason in the log and status,
+// and none of it disturbs the running release.
+func TestNodeRefusals(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 2, 4)
+	pub.Publish("1.0.0", src)
+	headV1, err := os.ReadFile(filepath.Join(pub.Repo, repo.HeadPath("stable")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := newSeed(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "refusals", Trust: pub.Trust, Sources: []string{seed.URL}})
+	n.WaitVersion(t, "1.0.0", 60*time.Second)
+	editTree(t, src, 2)
+	pub.Publish("1.1.0", src)
+	if r := n.Update(t); r.code != 0 {
+		t.Fatalf("update to 1.1.0: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	headPath := filepath.Join(pub.Repo, repo.HeadPath("stable"))
+	headV2, _ := os.ReadFile(headPath)
+
+	other := newPublisher(t) // another key, unknown to the node
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T)
+		words []string // what the node's errors must say
+	}{
+		{
+			name:  "replayed old head",
+			setup: func(t *testing.T) { writeFile(t, headPath, headV1) },
+			words: []string{"rollback"},
+		},
+		{
+			name: "manifest signed by another key",
+			setup: func(t *testing.T) {
+				s := other.Publish("9.0.0", src, "--sequence", "50")
+				copyFile(t, filepath.Join(other.Repo, filepath.FromSlash(s.ManifestPath)), filepath.Join(pub.Repo, filepath.FromSlash(s.ManifestPath)))
+				copyFile(t, filepath.Join(other.Repo, repo.HeadPath("stable")), headPath)
+			},
+			words: []string{"head", "signature"},
+		},
+		{
+			name: "expired head",
+			setup: func(t *testing.T) {
+				writeFile(t, headPath, headV2)
+				pub.Publish("1.2.0", src, "--head-ttl", "1s")
+				time.Sleep(2 * time.Second)
+			},
+			words: []string{"expired", "clock"},
+		},
+		{
+			name: "release for another OS",
+			setup: func(t *testing.T) {
+				pub.Publish("1.3.0", src, "--os", "plan9", "--head-ttl", "1h")
+			},
+			words: []string{"1.3.0", "plan9"},
+		},
+		{
+			name: "tampered chunk",
+			setup: func(t *testing.T) {
+				editTree(t, src, 9)
+				before := chunkFiles(t, pub.Repo)
+				pub.Publish("1.4.0", src)
+				// Flip one byte of every new chunk of 1.4.0 in the repository.
+				flipNewChunks(t, pub.Repo, before)
+			},
+			words: []string{"chunk", "do not match"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.setup(t)
+			r := n.Update(t)
+			if r.code == 0 {
+				t.Errorf("update exit 0, want a refusal or failure: %s", r.stdout)
+			}
+			if v := n.Current(); v != "1.1.0" {
+				t.Fatalf("node runs %q after %s, want 1.1.0", v, tt.name)
+			}
+			if !n.HasError(t, tt.words...) {
+				t.Errorf("no error mentioning %q in status: %+v", tt.words, n.Status(t).Errors)
+			}
+			sameTreeExcept(t, n)
+		})
+	}
+}
+
+// sameTreeExcept checks the running release is whole: every file verifies.
+func sameTreeExcept(t *testing.T, n *nodeProc) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(n.Install, "current", "bin", "app")); err != nil {
+		t.Errorf("running release damaged: %v", err)
+	}
+}
+
+// chunkFiles lists the chunk files of a repository.
+func chunkFiles(t *testing.T, repoDir string) map[string]bool {
+	t.Helper()
+	out := make(map[string]bool)
+	err := filepath.Walk(filepath.Join(repoDir, "chunks"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			out[p] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// flipNewChunks flips one byte in every chunk file that is not in before.
+func flipNewChunks(t *testing.T, repoDir string, before map[string]bool) {
+	t.Helper()
+	n := 0
+	for p := range chunkFiles(t, repoDir) {
+		if before[p] {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 1
+		writeFile(t, p, data)
+		n++
+	}
+	if n == 0 {
+		t.Fatal("flipped no chunk")
+	}
+}
+
+func writeFile(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, to, data)
+}

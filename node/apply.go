@@ -1,0 +1,213 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk/store"
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/node/install"
+)
+
+// apply assembles m from the store into staging, checks every file, and switches
+// to it with hooks and a health check; on failure the previous release stays.
+func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string) error {
+	n.setPhase("assembling")
+	err := n.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
+		return n.assemble(ctx, m, dir)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = fmt.Errorf("assemble %s: %w", m.Version, err)
+		n.event("apply", err.Error())
+		return err
+	}
+	n.setPhase("activating")
+	opts := install.ActivateOptions{Env: []string{
+		"PATCHMESH_CHANNEL=" + m.Channel,
+		"PATCHMESH_VERSION=" + m.Version,
+		"PATCHMESH_SEQUENCE=" + strconv.FormatUint(m.Sequence, 10),
+	}}
+	if *n.cfg.Hooks.ReleaseHooks {
+		dir := n.inst.Dir(name)
+		if m.Hooks.PreActivate != "" {
+			opts.PreActivate = []string{filepath.Join(dir, filepath.FromSlash(m.Hooks.PreActivate))}
+		}
+		if m.Hooks.HealthCheck != "" {
+			opts.HealthCheck = []string{filepath.Join(dir, filepath.FromSlash(m.Hooks.HealthCheck))}
+		}
+	}
+	if err := n.inst.Activate(ctx, name, opts); err != nil {
+		var he *install.HookError
+		if errors.As(err, &he) {
+			n.mu.Lock()
+			n.stat.counters.Rollbacks++
+			n.mu.Unlock()
+			err = fmt.Errorf("release %s rolled back: %w", m.Version, err)
+			n.event("rollback", err.Error())
+			return err
+		}
+		err = fmt.Errorf("activate %s: %w", m.Version, err)
+		n.event("apply", err.Error())
+		return err
+	}
+	n.mu.Lock()
+	n.stat.counters.Applies++
+	n.mu.Unlock()
+	n.log.Info("release applied", "release", m.Version, "sequence", m.Sequence)
+	return nil
+}
+
+// assemble writes every file of m into dir from the store, checking each file's
+// size and sha256 against the manifest.
+func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, f := range m.Files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := filepath.FromSlash(f.Path)
+		if d := filepath.Dir(name); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("file %s: %w", f.Path, err)
+			}
+		}
+		if f.Link != "" {
+			if err := root.Symlink(f.Link, name); err != nil {
+				return fmt.Errorf("link %s: %w", f.Path, err)
+			}
+			continue
+		}
+		if err := n.writeFile(ctx, root, name, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File) error {
+	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	defer out.Close()
+	h := sha256.New()
+	var size int64
+	for _, r := range f.Chunks {
+		n, err := n.writeChunk(ctx, r.CID, out, h)
+		if err != nil {
+			return fmt.Errorf("file %s: chunk %s: %w", f.Path, r.CID, err)
+		}
+		size += n
+	}
+	if size != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("file %s: assembled %d bytes whose sha256 does not match the manifest: %w", f.Path, size, manifest.ErrMismatch)
+	}
+	if err := out.Chmod(os.FileMode(f.Mode) & os.ModePerm); err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	return out.Close()
+}
+
+func (n *Node) writeChunk(ctx context.Context, c cid.Cid, out *os.File, h interface{ Write([]byte) (int, error) }) (int64, error) {
+	data, err := n.store.Get(ctx, c)
+	if errors.Is(err, store.ErrNotFound) {
+		// Collected or lost since the fetch: get it again rather than fail the apply.
+		data, _, err = n.fetchChunk(ctx, c)
+	}
+	if err != nil {
+		return 0, err
+	}
+	h.Write(data)
+	k, err := out.Write(data)
+	return int64(k), err
+}
+
+// collect prunes old releases and then the chunks no kept release needs, while the
+// store is above its quota (always, with no quota).
+func (n *Node) collect(ctx context.Context) {
+	removed, err := n.inst.Prune()
+	if err != nil {
+		n.event("apply", fmt.Sprintf("prune old releases: %v", err))
+	}
+	for _, name := range removed {
+		n.log.Info("release removed", "release", name)
+	}
+	need := make(map[cid.Cid]bool)
+	keep := make(map[string]bool)
+	for _, r := range n.inst.Releases() {
+		keep[r.Name] = true
+	}
+	recs := n.records()
+	root := n.trustRoot()
+	for name := range keep {
+		rec, ok := recs[name]
+		if !ok {
+			continue
+		}
+		env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
+		if err != nil {
+			n.log.Warn("collect: manifest of a kept release is missing; keeping all chunks", "release", name)
+			return
+		}
+		m, err := root.VerifyManifest(env, time.Now())
+		if err != nil {
+			n.log.Warn("collect: manifest of a kept release does not verify; keeping all chunks", "release", name, "err", err)
+			return
+		}
+		for _, f := range m.Files {
+			for _, r := range f.Chunks {
+				need[r.CID] = true
+			}
+		}
+	}
+	for name, rec := range recs {
+		if !keep[name] {
+			_ = n.store.DeleteMeta(metaRelease + name)
+			_ = n.store.DeleteMeta(manifestKey(rec.Channel, rec.Sequence))
+		}
+	}
+	quota := n.cfg.QuotaBytes
+	_, used := n.store.Usage()
+	if quota > 0 && used <= quota {
+		return
+	}
+	var freed int64
+	err = n.store.ForEach(ctx, func(c cid.Cid, size int64) error {
+		if need[c] {
+			return nil
+		}
+		if quota > 0 && used-freed <= quota {
+			return nil
+		}
+		if err := n.store.Delete(ctx, c); err != nil {
+			return err
+		}
+		freed += size
+		return nil
+	})
+	if err != nil {
+		n.log.Warn("collect chunks", "err", err)
+	}
+	if freed > 0 {
+		n.log.Info("chunks collected", "bytes", freed)
+		if err := n.store.GC(ctx); err != nil {
+			n.log.Debug("store gc", "err", err)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/api"
+	"github.com/patchmesh/patchmesh/node/install"
+	"github.com/patchmesh/patchmesh/node/source"
+)
+
+// errRefused marks a check that found a release it must not use.
+var errRefused = errors.New("refused")
+
+// check runs one whole check: find the newest valid release, fetch it, apply it.
+// It never disturbs the running release unless a new one passes every check.
+func (n *Node) check(ctx context.Context) api.CheckResult {
+	res := api.CheckResult{Started: time.Now()}
+	n.mu.Lock()
+	n.stat.checking = true
+	n.mu.Unlock()
+	defer func() {
+		res.Finished = time.Now()
+		n.mu.Lock()
+		n.stat.checking = false
+		n.stat.progress = nil
+		n.stat.lastCheck = &res
+		n.stat.counters.Checks++
+		n.stat.counters.CheckSecondsTotal += res.Finished.Sub(res.Started).Seconds()
+		n.mu.Unlock()
+		n.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
+	}()
+
+	n.updateRoot(ctx)
+	h, henv, src, err := n.fetchHead(ctx)
+	if err != nil {
+		res.Outcome, res.Message = outcomeOf(err), err.Error()
+		return res
+	}
+	res.Version, res.Sequence, res.Source = h.Version, h.Sequence, src
+	name := releaseName(h.Version, h.Sequence)
+	if cur := n.currentRecord(); cur != nil && cur.Sequence == h.Sequence {
+		res.Outcome, res.Message = "up-to-date", "running "+h.Version
+		return res
+	}
+	if bad, why := n.inst.IsBad(name); bad {
+		res.Outcome = "skipped-bad"
+		res.Message = fmt.Sprintf("release %s was rolled back (%s); waiting for a newer one", h.Version, why)
+		return res
+	}
+	m, menv, err := n.fetchManifest(ctx, h)
+	if err != nil {
+		res.Outcome, res.Message = outcomeOf(err), err.Error()
+		return res
+	}
+	cur := n.currentRecord()
+	curVersion := ""
+	if cur != nil {
+		curVersion = cur.Version
+	}
+	if err := m.Target.Check(n.cfg.GOOS, n.cfg.GOARCH, curVersion); err != nil {
+		err = n.refuse(fmt.Errorf("release %s: %w", h.Version, err))
+		res.Outcome, res.Message = "refused", err.Error()
+		return res
+	}
+	// Only now, with head and manifest verified, does the highest sequence move up.
+	if err := n.setHighestSeq(h.Sequence); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		return res
+	}
+	if err := n.store.SetMeta(metaHead+n.cfg.Channel, henv); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		return res
+	}
+	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, m.Sequence), menv); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		return res
+	}
+	n.setKnownManifest(m)
+
+	rec := releaseRecord{Name: name, Channel: m.Channel, Version: m.Version, Sequence: m.Sequence, Files: len(m.Files), Bytes: m.TotalSize()}
+	if err := n.fetchRelease(ctx, m, &rec); err != nil {
+		res.Outcome, res.Message = outcomeOf(err), fmt.Sprintf("fetch %s: %v", m.Version, err)
+		if ctx.Err() == nil {
+			n.event("fetch", res.Message)
+		}
+		return res
+	}
+	if n.mesh != nil {
+		n.mesh.SetHolding(m.Sequence)
+	}
+	if err := n.saveRecord(rec); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		return res
+	}
+	if err := n.apply(ctx, m, name); err != nil {
+		var he *install.HookError
+		if errors.As(err, &he) {
+			res.Outcome = "rolled-back"
+		} else {
+			res.Outcome = outcomeOf(err)
+		}
+		res.Message = err.Error()
+		return res
+	}
+	res.Outcome, res.Message = "applied", fmt.Sprintf("%s is now current", m.Version)
+	n.collect(ctx)
+	return res
+}
+
+func outcomeOf(err error) string {
+	if errors.Is(err, errRefused) {
+		return "refused"
+	}
+	return "failed"
+}
+
+// refuse records a refusal for the status and the log, and marks err as one.
+func (n *Node) refuse(err error) error {
+	n.mu.Lock()
+	n.stat.counters.Refusals++
+	n.mu.Unlock()
+	n.event("refused", err.Error())
+	return fmt.Errorf("%w: %w", errRefused, err)
+}
+
+// loadRoots restores the newest trust root reached by rotation in an earlier run.
+func (n *Node) loadRoots() {
+	all, err := n.store.ListMeta(metaRoot)
+	if err != nil {
+		return
+	}
+	for v := n.root.Version + 1; ; v++ {
+		env, ok := all[metaRoot+strconv.FormatUint(v, 10)]
+		if !ok {
+			env, ok = all[strconv.FormatUint(v, 10)]
+		}
+		if !ok {
+			return
+		}
+		next, err := n.root.VerifyNext(env)
+		if err != nil {
+			return
+		}
+		n.rootMu.Lock()
+		n.root = next
+		n.rootMu.Unlock()
+	}
+}
+
+func (n *Node) trustRoot() *manifest.TrustRoot {
+	n.rootMu.Lock()
+	defer n.rootMu.Unlock()
+	return n.root
+}
+
+// updateRoot follows key rotations published in the repository.
+func (n *Node) updateRoot(ctx context.Context) {
+	cur := n.trustRoot()
+	next, env, err := repo.UpdateRoot(ctx, n.readFile, cur)
+	if err != nil {
+		n.event("refused", fmt.Sprintf("trust root rotation: %v", err))
+	}
+	if next.Version > cur.Version && env != nil {
+		if err := n.store.SetMeta(metaRoot+strconv.FormatUint(next.Version, 10), env); err != nil {
+			n.event("refused", fmt.Sprintf("save trust root %d: %v", next.Version, err))
+			return
+		}
+		n.rootMu.Lock()
+		n.root = next
+		n.rootMu.Unlock()
+		n.log.Info("trust root rotated", "version", next.Version)
+	}
+}
+
+// readFile reads a repository file from the sources in order, as repo.ReadFunc.
+func (n *Node) readFile(ctx context.Context, path string, max int64) ([]byte, error) {
+	data, _, err := n.list.ReadAll(ctx, path, max)
+	if errors.Is(err, source.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", path, fs.ErrNotExist)
+	}
+	return data, err
+}
+
+// fetchHead returns the first valid head among the sources, in order. A source
+// whose head is stale, expired or badly signed is reported and the next is tried:
+// a mirror serving old metadata is not a reason to stop.
+func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, error) {
+	highest, err := n.highestSeq()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	root := n.trustRoot()
+	var refusals []string
+	path := repo.HeadPath(n.cfg.Channel)
+	var found *manifest.Head
+	var foundEnv []byte
+	data, src, err := n.list.ReadVerified(ctx, path, manifest.MaxHeadSize, func(s source.Source, env []byte) error {
+		h, err := root.VerifyHead(env, time.Now())
+		if err == nil && h.Channel != n.cfg.Channel {
+			err = fmt.Errorf("head names channel %q: %w", h.Channel, manifest.ErrMalformed)
+		}
+		if err == nil {
+			err = manifest.CheckNewer(highest, h.Sequence)
+		}
+		if err != nil {
+			msg := fmt.Sprintf("head of %s from %s: %v", n.cfg.Channel, s, err)
+			if errors.Is(err, manifest.ErrExpired) {
+				msg += " (check this machine's clock, or ask the publisher to re-sign the head)"
+			}
+			if errors.Is(err, manifest.ErrRollback) {
+				msg += " (a stale or replayed head; trying the next source)"
+			}
+			refusals = append(refusals, msg)
+			n.refuse(errors.New(msg))
+			return err
+		}
+		found = h
+		return nil
+	})
+	if err != nil {
+		if len(refusals) > 0 {
+			return nil, nil, "", fmt.Errorf("%w: no source has a valid head: %s", errRefused, strings.Join(refusals, "; "))
+		}
+		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", n.cfg.Channel, err)
+	}
+	foundEnv = data
+	return found, foundEnv, src.String(), nil
+}
+
+// fetchManifest reads the manifest the head names and verifies it completely.
+func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.Manifest, []byte, error) {
+	if h.Manifest.Size > manifest.MaxManifestSize {
+		return nil, nil, n.refuse(fmt.Errorf("manifest %s: %d bytes: %w", h.Manifest.Path, h.Manifest.Size, manifest.ErrTooLarge))
+	}
+	// A manifest already verified once (e.g. before a restart) is not fetched again.
+	if env, err := n.store.GetMeta(manifestKey(n.cfg.Channel, h.Sequence)); err == nil && refMatches(h.Manifest, env) {
+		if m, err := n.trustRoot().VerifyManifest(env, time.Now()); err == nil {
+			return m, env, nil
+		}
+	}
+	root := n.trustRoot()
+	var m *manifest.Manifest
+	var last error
+	env, _, err := n.list.ReadVerified(ctx, h.Manifest.Path, h.Manifest.Size, func(s source.Source, env []byte) error {
+		if !refMatches(h.Manifest, env) {
+			last = n.refuse(fmt.Errorf("manifest %s from %s does not match the digest in the head: %w", h.Manifest.Path, s, manifest.ErrSignature))
+			return last
+		}
+		mm, err := root.VerifyManifest(env, time.Now())
+		if err == nil {
+			err = manifest.CheckHead(h, mm)
+		}
+		if err != nil {
+			last = n.refuse(fmt.Errorf("manifest %s from %s: %w", h.Manifest.Path, s, err))
+			return last
+		}
+		m = mm
+		return nil
+	})
+	if err != nil {
+		if last != nil {
+			return nil, nil, last
+		}
+		return nil, nil, fmt.Errorf("read manifest %s: %w", h.Manifest.Path, err)
+	}
+	return m, env, nil
+}
+
+func refMatches(r manifest.Ref, env []byte) bool {
+	d := sha256.Sum256(env)
+	return int64(len(env)) == r.Size && hex.EncodeToString(d[:]) == r.SHA256
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config of a node. DefaultConfig gives every optional field a sane value; the
+// zero value of each is documented. LoadConfig reads it from YAML, refusing
+// unknown keys so a typo is an error rather than a silently ignored setting.
+type Config struct {
+	Name       string   `yaml:"name"`        // zero: hostname plus a short hash of DataDir, unique per node on a machine
+	DataDir    string   `yaml:"data"`        // state and chunk store; required
+	InstallDir string   `yaml:"install_dir"` // where `current` and the releases live; required
+	Channel    string   `yaml:"channel"`     // zero: "stable"
+	Trust      string   `yaml:"trust"`       // pinned trust root file; required
+	Sources    []string `yaml:"sources"`     // update sources in order: http(s)://, ftp://, file:// or a folder; required
+	CAFile     string   `yaml:"ca_file"`     // extra PEM roots for https sources
+	Proxy      string   `yaml:"proxy"`       // HTTP proxy URL; zero: HTTP_PROXY/HTTPS_PROXY/NO_PROXY
+	// CheckInterval between scheduled checks; zero: one hour.
+	CheckInterval Duration `yaml:"check_interval"`
+	// CheckJitter spreads a fleet's checks: each wait is CheckInterval ± a random
+	// part of it. Zero: a tenth of CheckInterval; negative: none.
+	CheckJitter   Duration `yaml:"check_jitter"`
+	SourceTimeout Duration `yaml:"source_timeout"` // per request for small files; zero: 30s
+	IdleTimeout   Duration `yaml:"idle_timeout"`   // no byte for this long fails a download; zero: 15s
+
+	API      string `yaml:"api"`       // local control API and dashboard; zero: 127.0.0.1:7780; "off": none
+	APIToken string `yaml:"api_token"` // required when API is not loopback
+
+	Keep        int   `yaml:"keep"`        // old releases kept besides current and previous; zero: 2
+	QuotaBytes  int64 `yaml:"quota_bytes"` // chunk store size above which unneeded chunks are collected; zero: collect all unneeded
+	Concurrency int   `yaml:"concurrency"` // chunks fetched at once; zero: 16
+
+	Hooks HooksConfig `yaml:"hooks"`
+	Mesh  MeshConfig  `yaml:"mesh"`
+	// ServeRepo, when set, serves the repository format (heads, manifests, chunks)
+	// over HTTP from this node, fetching through the site on a miss, so plain
+	// clients and other sites can use this node as their source.
+	ServeRepo string `yaml:"serve_repo"`
+
+	// GOOS and GOARCH the node matches release targets against; zero: this build's.
+	GOOS   string `yaml:"goos"`
+	GOARCH string `yaml:"goarch"`
+
+	Logger *slog.Logger `yaml:"-"` // zero: discard
+}
+
+// HooksConfig are the commands a node runs around an apply.
+type HooksConfig struct {
+	PreActivate []string `yaml:"pre_activate"` // argv run before the switch; failure aborts the apply
+	HealthCheck []string `yaml:"health_check"` // argv run after the switch; failure rolls back
+	Timeout     Duration `yaml:"timeout"`      // per hook; zero: 2m
+	// ReleaseHooks lets the hooks a signed manifest names (files inside the
+	// release) run too. Zero (false) in a YAML file is overridden by DefaultConfig's true.
+	ReleaseHooks *bool `yaml:"release_hooks"`
+}
+
+// MeshConfig joins the node to its site. Without a site key the node has no mesh
+// and fetches everything from its sources.
+type MeshConfig struct {
+	SiteKey string   `yaml:"site_key"` // site key file (patchmesh keygen --site); zero: no mesh
+	Join    []string `yaml:"join"`     // gossip addresses of other nodes; zero: mDNS discovery on the LAN
+	Gossip  string   `yaml:"gossip"`   // gossip listener; zero: 0.0.0.0:7946
+	P2P     []string `yaml:"p2p"`      // libp2p listeners, as multiaddrs or host:port; zero: TCP and QUIC on all interfaces, any port
+	Role    string   `yaml:"role"`     // "dp" marks a distribution point: when any is alive, only they fetch from the WAN
+	MDNS    *bool    `yaml:"mdns"`     // zero: on when Join is empty
+	// SiteTimeout: after this long without the site delivering a chunk, the node
+	// fetches it from its sources itself. Zero: 5m.
+	SiteTimeout Duration `yaml:"site_timeout"`
+}
+
+// DefaultConfig returns the defaults every field falls back to.
+func DefaultConfig() Config {
+	t := true
+	return Config{
+		Channel:       "stable",
+		CheckInterval: Duration(time.Hour),
+		API:           "127.0.0.1:7780",
+		Keep:          2,
+		Concurrency:   16,
+		Hooks:         HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
+		Mesh:          MeshConfig{Gossip: "0.0.0.0:7946"},
+		GOOS:          runtime.GOOS,
+		GOARCH:        runtime.GOARCH,
+	}
+}
+
+// LoadConfig reads a YAML config file over DefaultConfig.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > 1<<20 {
+		return cfg, fmt.Errorf("config %s: larger than 1 MiB", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// withDefaults fills zero fields and checks the required ones.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.DataDir == "" {
+		return c, errors.New("config: no data folder (--data)")
+	}
+	if c.InstallDir == "" {
+		return c, errors.New("config: no install folder (--install-dir)")
+	}
+	if c.Trust == "" {
+		return c, errors.New("config: no trust root (--trust)")
+	}
+	if len(c.Sources) == 0 {
+		return c, errors.New("config: no update source (--source)")
+	}
+	if c.Channel == "" {
+		c.Channel = d.Channel
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = d.CheckInterval
+	}
+	if c.CheckJitter == 0 {
+		c.CheckJitter = c.CheckInterval / 10
+	}
+	if c.API == "" {
+		c.API = d.API
+	}
+	if c.Keep <= 0 {
+		c.Keep = d.Keep
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.Hooks.Timeout <= 0 {
+		c.Hooks.Timeout = d.Hooks.Timeout
+	}
+	if c.Hooks.ReleaseHooks == nil {
+		c.Hooks.ReleaseHooks = d.Hooks.ReleaseHooks
+	}
+	if c.Mesh.Gossip == "" {
+		c.Mesh.Gossip = d.Mesh.Gossip
+	}
+	if c.GOOS == "" {
+		c.GOOS = d.GOOS
+	}
+	if c.GOARCH == "" {
+		c.GOARCH = d.GOARCH
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		abs, _ := filepath.Abs(c.DataDir)
+		h := sha256.Sum256([]byte(abs))
+		c.Name = host + "-" + hex.EncodeToString(h[:3])
+	}
+	return c, nil
+}
+
+// Duration is a time.Duration written as "90s", "1h" in YAML and JSON.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// String implements fmt.Stringer.
+func (d Duration) String() string { return time.Duration(d).String() }

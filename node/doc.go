@@ -1,0 +1,26 @@
+// Package node is the service that runs on every machine of a fleet: it keeps one
+// channel's release current from an ordered list of update sources (and, with a
+// site key, from the other nodes of its site), verifies everything against a
+// pinned trust root, and applies each release atomically with hooks, a health
+// check and rollback, without restarting.
+//
+// # Check
+//
+// At start, on a schedule (hourly by default, with jitter) and on demand the node
+// walks trust-root rotations, reads the channel head from the first source that
+// has a valid one (stale, expired or badly signed heads are refused and the next
+// source is tried), refuses sequences below the highest it has ever seen
+// (persisted), fetches and verifies the manifest and checks the target.
+//
+// # Fetch
+//
+// Only chunks missing from the store are fetched, many at once with a bound, each
+// verified against its CID before it is stored. A node killed at any point resumes
+// without refetching verified chunks. Chunks come from a ChunkSource: the site
+// mesh when there is one (asked before the WAN), else the update sources.
+//
+// # Apply
+//
+// The release is assembled from the store into a staging folder, every file's
+// sha256 checked, then node/install switches it in and rolls back on failure.
+package node

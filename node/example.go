@@ -1,0 +1,81 @@
+package node
+
+// ExampleConfig is the commented config that `patchmesh node init` writes; the
+// same text is scripts/patchmesh-node.yaml (a test keeps them equal).
+const ExampleConfig = `# patchmesh node configuration. Flags and PATCHMESH_* environment variables
+# override what is set here (e.g. --source, PATCHMESH_SOURCE=url1,url2).
+
+# Node name shown to the site and on the dashboard. Default: hostname + hash of data.
+# name: shop-12-till-3
+
+# Folder for the chunk store and the node's state.
+data: /var/lib/patchmesh
+
+# Folder where releases are installed; "current" points to the running one.
+install_dir: /opt/patchmesh-app
+
+# Channel to follow.
+channel: stable
+
+# Pinned trust root (patchmesh trust init). Only releases signed by a threshold of
+# its keys are ever applied; rotations published in the repository are followed.
+trust: /etc/patchmesh/trust.json
+
+# Update sources, tried in order; the next one on failure.
+sources:
+  - https://updates.example.com/patchmesh
+  - ftp://mirror.example.com/patchmesh
+  - file:///mnt/updates/patchmesh
+
+# Extra CA certificates for https sources, and an HTTP proxy (default: the
+# HTTP_PROXY, HTTPS_PROXY and NO_PROXY environment variables).
+# ca_file: /etc/patchmesh/ca.pem
+# proxy: http://proxy.example.com:3128
+
+# Scheduled checks: every hour, spread by up to +/- 6 minutes.
+check_interval: 1h
+check_jitter: 6m
+
+# Per-request timeout for small files, and the longest silence of a download.
+# source_timeout: 30s
+# idle_timeout: 15s
+
+# Local API, dashboard and metrics. Loopback by default; any other address
+# requires api_token.
+api: 127.0.0.1:7780
+# api_token: change-me
+
+# Old releases kept besides current and previous, and the chunk store size above
+# which chunks no kept release needs are deleted (0: delete them all).
+keep: 2
+quota_bytes: 0
+
+# Chunks fetched at once.
+concurrency: 16
+
+hooks:
+  # Run before switching (cwd: the new release); a failure aborts the apply.
+  # pre_activate: ["/usr/local/bin/app-drain"]
+  # Run after switching; a failure or timeout switches back and marks the release bad.
+  # health_check: ["curl", "-fsS", "http://127.0.0.1:8080/health"]
+  timeout: 2m
+  # Also run the hooks a signed manifest names (files inside the release).
+  release_hooks: true
+
+# The site mesh: nodes of one LAN share chunks so each crosses the WAN about once.
+mesh:
+  # Shared secret of the site (patchmesh keygen --site). Without it: no mesh.
+  # site_key: /etc/patchmesh/site.key
+  # Gossip addresses of other nodes; empty: find them by mDNS on the LAN.
+  # join: ["10.1.2.3:7946"]
+  gossip: 0.0.0.0:7946
+  # libp2p listeners for chunk exchange (default: TCP and QUIC, any port).
+  # p2p: ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+  # "dp" marks a distribution point: when any is alive, only they use the WAN.
+  # role: dp
+  # site_timeout: 5m
+
+# Serve the repository format to plain clients and other sites (tiered
+# distribution points), fetching through the site on a miss.
+# serve_repo: 0.0.0.0:8780
+`

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/mesh"
+	"github.com/patchmesh/patchmesh/node/api"
+	"github.com/patchmesh/patchmesh/node/source"
+)
+
+// ChunkSource is where the node gets a chunk it lacks. The update sources (WAN)
+// and the site mesh are the two implementations; the mesh falls back to the WAN.
+type ChunkSource interface {
+	// Fetch returns the verified bytes of c, already in the store, and where they came from.
+	Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error)
+}
+
+// Origin says where a chunk came from.
+type Origin struct {
+	WAN  bool   // from an update source
+	Peer string // from this site member
+}
+
+// wanSource fetches chunks from the update sources in order; a source that sends
+// bytes not matching the CID is counted as failed and the next one is asked.
+type wanSource struct {
+	list *source.List
+	node *Node
+}
+
+// FetchChunk gets a verified chunk from the sources without storing it; the mesh
+// uses it when this node owns a chunk.
+func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
+	data, _, err := w.list.ReadVerified(ctx, repo.ChunkPath(c), chunk.MaxSize, func(s source.Source, data []byte) error {
+		if err := chunk.Verify(c, data); err != nil {
+			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %s: %w", c, err)
+	}
+	w.node.countWAN(int64(len(data)))
+	return data, nil
+}
+
+// Fetch implements ChunkSource for a node without a mesh.
+func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+	data, err := w.FetchChunk(ctx, c)
+	if err != nil {
+		return nil, Origin{}, err
+	}
+	if err := w.node.store.Put(ctx, c, data); err != nil {
+		return nil, Origin{}, err
+	}
+	return data, Origin{WAN: true}, nil
+}
+
+// meshSource asks the site first; the mesh itself falls back to our WAN source.
+type meshSource struct{ m *mesh.Mesh }
+
+func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+	data, o, err := s.m.Fetch(ctx, c)
+	if err != nil {
+		return nil, Origin{}, err
+	}
+	return data, Origin{WAN: o.WAN, Peer: o.Peer}, nil
+}
+
+// fetchRelease gets every chunk of m the store lacks, many at once, and fills the
+// record's bytes by origin. Verified chunks stay stored whatever happens next, so
+// a restart resumes where this left off.
+func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, rec *releaseRecord) error {
+	type job struct {
+		c    cid.Cid
+		size int64
+	}
+	seen := make(map[cid.Cid]bool)
+	var jobs []job
+	var total int64
+	for _, f := range m.Files {
+		for _, r := range f.Chunks {
+			if !seen[r.CID] {
+				seen[r.CID] = true
+				jobs = append(jobs, job{r.CID, int64(r.Size)})
+				total += int64(r.Size)
+			}
+		}
+	}
+	prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: len(jobs), BytesTotal: total, Started: time.Now()}
+	n.mu.Lock()
+	n.stat.progress = prog
+	n.mu.Unlock()
+
+	var wan, lan, local atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n.cfg.Concurrency)
+	for _, j := range jobs {
+		if gctx.Err() != nil {
+			break
+		}
+		if ok, err := n.store.Has(gctx, j.c); err == nil && ok {
+			local.Add(j.size)
+			n.progressAdd(1, j.size)
+			continue
+		}
+		g.Go(func() error {
+			data, o, err := n.fetchChunk(gctx, j.c)
+			if err != nil {
+				return err
+			}
+			switch {
+			case o.Peer != "":
+				lan.Add(int64(len(data)))
+			case o.WAN:
+				wan.Add(int64(len(data)))
+			default:
+				local.Add(int64(len(data)))
+			}
+			n.progressAdd(1, int64(len(data)))
+			return nil
+		})
+	}
+	err := g.Wait()
+	rec.FromWAN, rec.FromLAN, rec.FromLocal = wan.Load(), lan.Load(), local.Load()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// fetchChunk tries the chunk source a few times: a failed attempt (a dead peer, a
+// source that timed out) is often fixed by the next, which may go elsewhere.
+func (n *Node) fetchChunk(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+	var last error
+	for attempt := range 4 {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, Origin{}, ctx.Err()
+			}
+		}
+		data, o, err := n.chunks.Fetch(ctx, c)
+		if err == nil {
+			if o.Peer != "" {
+				n.countLAN(o.Peer, int64(len(data)))
+			}
+			return data, o, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return nil, Origin{}, ctx.Err()
+		}
+		if errors.Is(err, source.ErrNotFound) {
+			break
+		}
+		n.log.Debug("chunk fetch failed", "cid", c, "attempt", attempt+1, "err", err)
+	}
+	return nil, Origin{}, last
+}
+
+func (n *Node) progressAdd(chunks int, bytes int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.stat.progress; p != nil {
+		p.ChunksDone += chunks
+		p.BytesDone += bytes
+	}
+}
+
+func (n *Node) setPhase(phase string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.stat.progress; p != nil {
+		p.Phase = phase
+	}
+}

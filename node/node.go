@@ -1,0 +1,345 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchmesh/patchmesh/chunk/store"
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/mesh"
+	"github.com/patchmesh/patchmesh/node/api"
+	"github.com/patchmesh/patchmesh/node/install"
+	"github.com/patchmesh/patchmesh/node/source"
+)
+
+// BuildVersion is reported in the status; the CLI sets it from its own version.
+const BuildVersion = "0.1.0"
+
+// Node is one running node. Create it with New, run it with Run.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	store   *store.Store
+	inst    *install.Installer
+	list    *source.List
+	mesh    *mesh.Mesh
+	siteID  string
+	chunks  ChunkSource
+	wan     *wanSource
+	checkCh chan checkRequest
+
+	// rootMu guards root, the newest trust root reached.
+	rootMu sync.Mutex
+	root   *manifest.TrustRoot
+
+	mu   sync.Mutex // guards the status fields below
+	stat statusState
+}
+
+type checkRequest struct {
+	done chan api.CheckResult // nil: nobody waits
+}
+
+// New opens the node's store and install folder and checks its config. Nothing
+// listens and nothing is fetched until Run.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8)}
+	n.stat.init()
+
+	data, err := os.ReadFile(cfg.Trust)
+	if err != nil {
+		return nil, fmt.Errorf("trust root: %w", err)
+	}
+	root, err := manifest.ParseTrustRoot(data)
+	if err != nil {
+		return nil, fmt.Errorf("trust root %s: %w", cfg.Trust, err)
+	}
+	n.root = root
+
+	opts := source.DefaultOptions()
+	opts.CAFile, opts.Proxy, opts.Logger = cfg.CAFile, cfg.Proxy, n.log
+	opts.UserAgent = "patchmesh/" + BuildVersion
+	if cfg.SourceTimeout > 0 {
+		opts.Timeout = time.Duration(cfg.SourceTimeout)
+	}
+	if cfg.IdleTimeout > 0 {
+		opts.IdleTimeout = time.Duration(cfg.IdleTimeout)
+	}
+	var srcs []source.Source
+	for _, u := range cfg.Sources {
+		s, err := source.New(u, opts)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", u, err)
+		}
+		srcs = append(srcs, s)
+	}
+	n.list = source.NewList(srcs, n.log)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log})
+	if err != nil {
+		n.list.Close()
+		return nil, err
+	}
+	n.inst, err = install.Open(install.Config{
+		Root: cfg.InstallDir, Keep: cfg.Keep, HookTimeout: time.Duration(cfg.Hooks.Timeout),
+		PreActivate: cfg.Hooks.PreActivate, HealthCheck: cfg.Hooks.HealthCheck, Logger: n.log,
+	})
+	if err != nil {
+		n.store.Close()
+		n.list.Close()
+		return nil, err
+	}
+	n.wan = &wanSource{list: n.list, node: n}
+	n.chunks = n.wan
+
+	if cfg.Mesh.SiteKey != "" {
+		key, err := LoadSiteKey(cfg.Mesh.SiteKey)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		n.siteID = siteFingerprint(key)
+		mc := mesh.DefaultConfig()
+		mc.SiteKey = key
+		mc.Name = cfg.Name
+		mc.GossipAddr = cfg.Mesh.Gossip
+		if len(cfg.Mesh.P2P) > 0 {
+			mc.P2PAddrs = cfg.Mesh.P2P
+		}
+		mc.Join = cfg.Mesh.Join
+		mc.MDNS = len(cfg.Mesh.Join) == 0
+		if cfg.Mesh.MDNS != nil {
+			mc.MDNS = *cfg.Mesh.MDNS
+		}
+		mc.Role = cfg.Mesh.Role
+		mc.IdentityFile = filepath.Join(cfg.DataDir, "p2p.key")
+		mc.Concurrency = cfg.Concurrency * 2
+		if cfg.Mesh.SiteTimeout > 0 {
+			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
+		}
+		mc.Logger = n.log
+		n.mesh, err = mesh.New(mc, n.store, n.wan)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		n.chunks = &meshSource{m: n.mesh}
+	}
+	return n, nil
+}
+
+func (n *Node) close() {
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.log.Error("close store", "err", err)
+		}
+	}
+	n.list.Close()
+}
+
+// Run serves the node until ctx is cancelled: the API, the mesh, the scheduled
+// checks. In-flight work stops on cancel and nothing half-written stays visible.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	n.started = time.Now()
+	if to, err := n.inst.Recover(ctx); err != nil {
+		n.event("apply", fmt.Sprintf("recover after a crash: %v", err))
+	} else if to != "" {
+		n.event("rollback", fmt.Sprintf("a crash interrupted an apply before its health check: rolled back to %s", to))
+	}
+	n.loadRoots()
+
+	g, ctx := errgroup.WithContext(ctx)
+	var servers []*http.Server
+	if n.cfg.API != "off" {
+		if !api.IsLoopback(n.cfg.API) && n.cfg.APIToken == "" {
+			return fmt.Errorf("api %s is not loopback: set api_token (--api-token)", n.cfg.API)
+		}
+		ln, err := net.Listen("tcp", n.cfg.API)
+		if err != nil {
+			return fmt.Errorf("api: listen %s: %w", n.cfg.API, err)
+		}
+		n.stat.apiAddr = ln.Addr().String()
+		srv := newHTTPServer(api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: BuildVersion}))
+		servers = append(servers, srv)
+		g.Go(func() error { return serveUntilClosed(srv, ln) })
+	}
+	if n.cfg.ServeRepo != "" {
+		ln, err := net.Listen("tcp", n.cfg.ServeRepo)
+		if err != nil {
+			return fmt.Errorf("serve-repo: listen %s: %w", n.cfg.ServeRepo, err)
+		}
+		n.stat.serveAddr = ln.Addr().String()
+		srv := newHTTPServer(n.repoHandler())
+		servers = append(servers, srv)
+		g.Go(func() error { return serveUntilClosed(srv, ln) })
+	}
+	if n.mesh != nil {
+		g.Go(func() error { return n.mesh.Run(ctx) })
+		select {
+		case <-n.mesh.Ready():
+		case <-ctx.Done():
+		}
+	}
+	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "sources", len(n.cfg.Sources),
+		"serve_repo", n.stat.serveAddr, "site", n.siteID)
+	g.Go(func() error { n.sampleBytes(ctx); return nil })
+	g.Go(func() error { n.schedule(ctx); return nil })
+	g.Go(func() error {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, s := range servers {
+			_ = s.Shutdown(shut)
+		}
+		return nil
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	n.log.Info("node stopped")
+	return err
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+func serveUntilClosed(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// schedule runs a check at start, then every CheckInterval ± jitter, and whenever
+// asked through the API. Checks never overlap.
+func (n *Node) schedule(ctx context.Context) {
+	next := time.Now()
+	for {
+		n.mu.Lock()
+		n.stat.nextCheck = next
+		n.mu.Unlock()
+		timer := time.NewTimer(time.Until(next))
+		var req checkRequest
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			n.drainRequests()
+			return
+		case <-timer.C:
+		case req = <-n.checkCh:
+			timer.Stop()
+		}
+		res := n.check(ctx)
+		if req.done != nil {
+			req.done <- res
+		}
+		// Everyone who asked while this check ran gets its result too.
+		for drained := false; !drained; {
+			select {
+			case r := <-n.checkCh:
+				if r.done != nil {
+					r.done <- res
+				}
+			default:
+				drained = true
+			}
+		}
+		next = time.Now().Add(n.interval())
+	}
+}
+
+func (n *Node) drainRequests() {
+	for {
+		select {
+		case r := <-n.checkCh:
+			if r.done != nil {
+				r.done <- api.CheckResult{Outcome: "failed", Message: "node is stopping"}
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) interval() time.Duration {
+	iv := time.Duration(n.cfg.CheckInterval)
+	j := time.Duration(n.cfg.CheckJitter)
+	if j <= 0 {
+		return iv
+	}
+	return iv - j + time.Duration(rand.Int64N(int64(2*j)+1))
+}
+
+// Check implements api.Backend.
+func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
+	req := checkRequest{}
+	if wait {
+		req.done = make(chan api.CheckResult, 1)
+	}
+	select {
+	case n.checkCh <- req:
+	case <-ctx.Done():
+		return api.CheckResult{}, ctx.Err()
+	default:
+		if !wait {
+			return api.CheckResult{Outcome: "queued"}, nil
+		}
+		select {
+		case n.checkCh <- req:
+		case <-ctx.Done():
+			return api.CheckResult{}, ctx.Err()
+		}
+	}
+	if !wait {
+		return api.CheckResult{Outcome: "queued", Started: time.Now()}, nil
+	}
+	select {
+	case res := <-req.done:
+		return res, nil
+	case <-ctx.Done():
+		return api.CheckResult{}, ctx.Err()
+	}
+}
+
+// Rollback implements api.Backend.
+func (n *Node) Rollback(ctx context.Context, reason string) (api.RollbackResult, error) {
+	if reason == "" {
+		reason = "rolled back by hand"
+	}
+	from := n.inst.Current()
+	to, err := n.inst.Rollback(ctx, reason)
+	if err != nil {
+		if n.inst.Previous() == "" {
+			return api.RollbackResult{}, fmt.Errorf("%w: %v", api.ErrNoPrevious, err)
+		}
+		return api.RollbackResult{}, err
+	}
+	n.mu.Lock()
+	n.stat.counters.Rollbacks++
+	n.mu.Unlock()
+	n.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
+	return api.RollbackResult{From: from, To: to}, nil
+}

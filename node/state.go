@@ -1,0 +1,85 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/patchmesh/patchmesh/chunk/store"
+)
+
+// Keys of the node's durable state in the store's meta area.
+const (
+	metaHighestSeq = "seq/"     // + channel: highest head sequence ever verified (rollback protection)
+	metaRoot       = "root/"    // + version: trust root envelopes reached by rotation
+	metaHead       = "head/"    // + channel: the newest verified head envelope
+	metaManifest   = "mf/"      // + channel/seq: verified manifest envelopes of kept releases
+	metaRelease    = "release/" // + name: releaseRecord
+)
+
+// releaseRecord is what the node remembers of a release it fetched.
+type releaseRecord struct {
+	Name      string `json:"name"`
+	Channel   string `json:"channel"`
+	Version   string `json:"version"`
+	Sequence  uint64 `json:"sequence"`
+	Files     int    `json:"files"`
+	Bytes     int64  `json:"bytes"`
+	FromWAN   int64  `json:"from_wan"`
+	FromLAN   int64  `json:"from_lan"`
+	FromLocal int64  `json:"from_local"`
+}
+
+func releaseName(version string, seq uint64) string {
+	return strconv.FormatUint(seq, 10) + "-" + version
+}
+
+func manifestKey(channel string, seq uint64) string {
+	return metaManifest + channel + "/" + strconv.FormatUint(seq, 10)
+}
+
+func (n *Node) highestSeq() (uint64, error) {
+	b, err := n.store.GetMeta(metaHighestSeq + n.cfg.Channel)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read highest sequence: %w", err)
+	}
+	return strconv.ParseUint(string(b), 10, 64)
+}
+
+func (n *Node) setHighestSeq(seq uint64) error {
+	cur, err := n.highestSeq()
+	if err != nil {
+		return err
+	}
+	if seq <= cur {
+		return nil
+	}
+	return n.store.SetMeta(metaHighestSeq+n.cfg.Channel, []byte(strconv.FormatUint(seq, 10)))
+}
+
+func (n *Node) saveRecord(r releaseRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return n.store.SetMeta(metaRelease+r.Name, b)
+}
+
+func (n *Node) records() map[string]releaseRecord {
+	out := make(map[string]releaseRecord)
+	all, err := n.store.ListMeta(metaRelease)
+	if err != nil {
+		return out
+	}
+	for _, v := range all {
+		var r releaseRecord
+		if json.Unmarshal(v, &r) == nil {
+			out[r.Name] = r
+		}
+	}
+	return out
+}
