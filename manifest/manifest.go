@@ -82,6 +82,9 @@ func (c ChunkRef) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads ["<cid>", size]; the CID must be in its canonical text form.
 func (c *ChunkRef) UnmarshalJSON(data []byte) error {
+	if s, n, ok := compactChunk(data); ok {
+		return c.set(s, n)
+	}
 	var parts []json.RawMessage
 	if err := json.Unmarshal(data, &parts); err != nil || len(parts) != 2 {
 		return fmt.Errorf("chunk: want [\"<cid>\", size], got %.40q: %w", data, ErrMalformed)
@@ -90,6 +93,26 @@ func (c *ChunkRef) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(parts[0], &s); err != nil {
 		return fmt.Errorf("chunk: CID is not a string: %w", ErrMalformed)
 	}
+	return c.set(s, string(parts[1]))
+}
+
+// compactChunk splits the form MarshalJSON writes, ["<base32>",<digits>], without the
+// general JSON machinery; anything else goes the slow, general way.
+func compactChunk(data []byte) (cidText, size string, ok bool) {
+	if len(data) < 6 || data[0] != '[' || data[1] != '"' || data[len(data)-1] != ']' {
+		return "", "", false
+	}
+	i := 2
+	for i < len(data) && ('a' <= data[i] && data[i] <= 'z' || '2' <= data[i] && data[i] <= '7') {
+		i++
+	}
+	if i+2 >= len(data) || data[i] != '"' || data[i+1] != ',' {
+		return "", "", false
+	}
+	return string(data[2:i]), string(data[i+2 : len(data)-1]), true
+}
+
+func (c *ChunkRef) set(s, size string) error {
 	id, err := cid.Decode(s)
 	if err != nil {
 		return fmt.Errorf("chunk %.80q: %v: %w", s, err, ErrMalformed)
@@ -97,9 +120,9 @@ func (c *ChunkRef) UnmarshalJSON(data []byte) error {
 	if id.String() != s {
 		return fmt.Errorf("chunk %.80q: CID not in canonical form %s: %w", s, id, ErrMalformed)
 	}
-	n, err := strconv.ParseUint(string(parts[1]), 10, 32)
+	n, err := strconv.ParseUint(size, 10, 32)
 	if err != nil {
-		return fmt.Errorf("chunk %s: size %.20q is not a 32-bit unsigned integer: %w", s, parts[1], ErrMalformed)
+		return fmt.Errorf("chunk %s: size %.20q is not a 32-bit unsigned integer: %w", s, size, ErrMalformed)
 	}
 	*c = ChunkRef{CID: id, Size: uint32(n)}
 	return nil
