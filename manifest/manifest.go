@@ -109,7 +109,11 @@ func compactChunk(data []byte) (cidText, size string, ok bool) {
 	if i+2 >= len(data) || data[i] != '"' || data[i+1] != ',' {
 		return "", "", false
 	}
-	return string(data[2:i]), string(data[i+2 : len(data)-1]), true
+	size = string(data[i+2 : len(data)-1])
+	if size == "" || strings.Trim(size, "0123456789") != "" {
+		return "", "", false
+	}
+	return string(data[2:i]), size, true
 }
 
 func (c *ChunkRef) set(s, size string) error {

@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -332,5 +333,35 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 	if got.Files[1].Chunks[0] != m.Files[1].Chunks[0] {
 		t.Errorf("chunk %v, want %v", got.Files[1].Chunks[0], m.Files[1].Chunks[0])
+	}
+}
+
+// Chunk references in other JSON spellings decode like the compact form.
+func TestChunkRefSpellings(t *testing.T) {
+	c := chunkOf("x").CID.String()
+	tests := []struct {
+		json string
+		ok   bool
+	}{
+		{`["` + c + `",1]`, true},
+		{`[ "` + c + `" , 1 ]`, true},
+		{"[\n\"" + c + "\",\n1\n]", true},
+		{`["` + c + `",01]`, false},
+		{`["` + c + `",-1]`, false},
+		{`["` + c + `",1,1]`, false},
+		{`["` + c + `"]`, false},
+		{`["` + strings.ToUpper(c) + `",1]`, false},
+		{`[1,"` + c + `"]`, false},
+		{`{"cid":"` + c + `"}`, false},
+	}
+	for _, tt := range tests {
+		var ref manifest.ChunkRef
+		err := json.Unmarshal([]byte(tt.json), &ref)
+		if tt.ok != (err == nil) {
+			t.Errorf("%s: got %v, want ok=%v", tt.json, err, tt.ok)
+		}
+		if err == nil && (ref.CID.String() != c || ref.Size != 1) {
+			t.Errorf("%s: decoded %v", tt.json, ref)
+		}
 	}
 }
