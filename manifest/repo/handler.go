@@ -83,7 +83,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if cw.status == http.StatusNotFound {
 				h.opts.Stats.NotFound.Add(1)
 			}
-			if ok && strings.HasPrefix(name, chunksDir+"/") && cw.n > 0 {
+			// Error pages under chunks/ are not chunk bytes.
+			served := cw.status == http.StatusOK || cw.status == http.StatusPartialContent
+			if ok && served && strings.HasPrefix(name, chunksDir+"/") && cw.n > 0 {
 				h.opts.Stats.ChunkBytes.Add(cw.n)
 				h.opts.Stats.Chunks.Add(1)
 			}
@@ -171,6 +173,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// ReadFrom keeps the server's sendfile path for file bodies while counting them.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	n, err := io.Copy(c.ResponseWriter, r)
+	c.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // DirFiles serves a repository folder. Opening goes through os.Root, so neither
 // "..", absolute names nor symlinks lead outside the folder.
