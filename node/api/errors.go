@@ -1,0 +1,22 @@
+package api
+
+import "errors"
+
+// Sentinel errors callers tell apart with errors.Is.
+var (
+	// ErrNoPrevious: there is no previous release to roll back to. The Backend's
+	// Rollback wraps it; the API answers 409 and the Client returns it again.
+	ErrNoPrevious = errors.New("no previous release to roll back to")
+	// ErrUnreachable: the node's API could not be reached (connection refused,
+	// timeout). The CLI maps it to exit code 4.
+	ErrUnreachable = errors.New("node API unreachable")
+	// ErrUnauthorized: the node refused the request for a missing or wrong token.
+	ErrUnauthorized = errors.New("node API refused the token")
+)
+
+// Error codes in JSON error bodies ({"error": "...", "code": "..."}) that the
+// Client turns back into sentinel errors.
+const (
+	codeNoPrevious   = "no-previous"
+	codeUnauthorized = "unauthorized"
+)

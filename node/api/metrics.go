@@ -1,0 +1,163 @@
+package api
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("patchmesh_"+name, help, labels, nil)
+}
+
+// collector reads Backend.Status at scrape time, so the metrics are exactly
+// what /api/status says, with no second set of counters to drift.
+type collector struct {
+	b       Backend
+	version string
+
+	up, buildInfo, uptime                                *prometheus.Desc
+	bytesReceived, bytesServed                           *prometheus.Desc
+	chunksFetched, chunksServed, verifyFailures          *prometheus.Desc
+	peers, applies, rollbacks, refusals                  *prometheus.Desc
+	sourceFailures, sourceHealthy, checks, checkSeconds  *prometheus.Desc
+	checking, progressRatio, progressChunks, progressBy  *prometheus.Desc
+	storeBytes, storeChunks, storeQuota, currentSequence *prometheus.Desc
+	errors                                               *prometheus.Desc
+}
+
+func newCollector(b Backend, version string) *collector {
+	return &collector{
+		b: b, version: version,
+		up:              desc("up", "1 while the node answers."),
+		buildInfo:       desc("build_info", "Build version of patchmesh, as a label; always 1.", "version"),
+		uptime:          desc("uptime_seconds", "Seconds since the node started."),
+		bytesReceived:   desc("bytes_received_total", "Chunk bytes received, by origin: wan (update sources) or lan (site peers).", "origin"),
+		bytesServed:     desc("bytes_served_total", "Chunk bytes sent to site peers and repository clients."),
+		chunksFetched:   desc("chunks_fetched_total", "Chunks fetched and verified, by origin: wan or lan.", "origin"),
+		chunksServed:    desc("chunks_served_total", "Chunks sent to site peers and repository clients."),
+		verifyFailures:  desc("verify_failures_total", "Chunks or files whose bytes did not match their digest."),
+		peers:           desc("peers", "Other members of the site, by membership state.", "state"),
+		applies:         desc("applies_total", "Releases switched in."),
+		rollbacks:       desc("rollbacks_total", "Rollbacks to a previous release, automatic or asked for."),
+		refusals:        desc("refusals_total", "Heads or manifests refused (signature, expiry, rollback, platform)."),
+		sourceFailures:  desc("source_failures_total", "Failed requests to an update source.", "source"),
+		sourceHealthy:   desc("source_healthy", "1 when the update source answered its last request.", "source"),
+		checks:          desc("checks_total", "Checks of the update sources."),
+		checkSeconds:    desc("check_duration_seconds_total", "Time spent in checks, including the fetch and apply they start."),
+		checking:        desc("checking", "1 while a check runs."),
+		progressRatio:   desc("release_progress_ratio", "Share of the bytes of the release in progress that the node holds; 0 when idle."),
+		progressChunks:  desc("release_progress_chunks", "Chunks of the release in progress, done and in total.", "kind"),
+		progressBy:      desc("release_progress_bytes", "Bytes of the release in progress, done and in total.", "kind"),
+		storeBytes:      desc("store_bytes", "Bytes held in the chunk store."),
+		storeChunks:     desc("store_chunks", "Chunks held in the chunk store."),
+		storeQuota:      desc("store_quota_bytes", "Disk quota of the chunk store; 0 means none."),
+		currentSequence: desc("current_release_sequence", "Sequence number of the current release; 0 before the first."),
+		errors:          desc("recent_errors", "Errors and refusals in the recent list, by kind.", "kind"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.up, c.buildInfo, c.uptime, c.bytesReceived, c.bytesServed, c.chunksFetched, c.chunksServed,
+		c.verifyFailures, c.peers, c.applies, c.rollbacks, c.refusals, c.sourceFailures, c.sourceHealthy,
+		c.checks, c.checkSeconds, c.checking, c.progressRatio, c.progressChunks, c.progressBy,
+		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
+	} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := sanitize(c.b.Status())
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	n := &st.Counters
+
+	gauge(c.up, 1)
+	gauge(c.buildInfo, 1, c.version)
+	gauge(c.uptime, st.Node.UptimeSeconds)
+	counter(c.bytesReceived, float64(st.Bytes.WAN), "wan")
+	counter(c.bytesReceived, float64(st.Bytes.LAN), "lan")
+	counter(c.bytesServed, float64(st.Bytes.Served))
+	counter(c.chunksFetched, float64(n.ChunksFetchedWAN), "wan")
+	counter(c.chunksFetched, float64(n.ChunksFetchedLAN), "lan")
+	counter(c.chunksServed, float64(n.ChunksServed))
+	counter(c.verifyFailures, float64(n.VerifyFailures))
+	counter(c.applies, float64(n.Applies))
+	counter(c.rollbacks, float64(n.Rollbacks))
+	counter(c.refusals, float64(n.Refusals))
+	counter(c.checks, float64(n.Checks))
+	counter(c.checkSeconds, n.CheckSecondsTotal)
+
+	// Every state has a series, so a state with no peer reads 0, not absent.
+	states := make(map[string]int, 4)
+	for _, s := range []string{"alive", "suspect", "dead", "left"} {
+		states[s] = 0
+	}
+	for _, p := range st.Peers {
+		if !p.Self {
+			states[p.State]++
+		}
+	}
+	for s, k := range states {
+		gauge(c.peers, float64(k), s)
+	}
+
+	// Every configured source has a series, failing or not.
+	failures := make(map[string]int64, len(st.Sources))
+	for _, s := range st.Sources {
+		failures[s.URL] = 0
+		gauge(c.sourceHealthy, boolFloat(s.Healthy), s.URL)
+	}
+	for u, k := range n.SourceFailuresByURL {
+		failures[u] = k
+	}
+	for u, k := range failures {
+		counter(c.sourceFailures, float64(k), u)
+	}
+
+	gauge(c.checking, boolFloat(st.Checking))
+	var ratio float64
+	var p Progress
+	if st.Progress != nil {
+		p = *st.Progress
+		switch {
+		case p.BytesTotal > 0:
+			ratio = float64(p.BytesDone) / float64(p.BytesTotal)
+		case p.ChunksTotal > 0:
+			ratio = float64(p.ChunksDone) / float64(p.ChunksTotal)
+		}
+	}
+	gauge(c.progressRatio, ratio)
+	gauge(c.progressChunks, float64(p.ChunksDone), "done")
+	gauge(c.progressChunks, float64(p.ChunksTotal), "total")
+	gauge(c.progressBy, float64(p.BytesDone), "done")
+	gauge(c.progressBy, float64(p.BytesTotal), "total")
+
+	gauge(c.storeBytes, float64(st.Store.Bytes))
+	gauge(c.storeChunks, float64(st.Store.Chunks))
+	gauge(c.storeQuota, float64(st.Store.QuotaBytes))
+	var seq float64
+	if st.Current != nil {
+		seq = float64(st.Current.Sequence)
+	}
+	gauge(c.currentSequence, seq)
+
+	kinds := make(map[string]int)
+	for _, e := range st.Errors {
+		kinds[e.Kind]++
+	}
+	for k, v := range kinds {
+		gauge(c.errors, float64(v), k)
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

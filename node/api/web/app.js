@@ -1,0 +1,346 @@
+// patchmesh dashboard: renders /api/status, live through /api/events with
+// polling as the fallback. Every value goes in through textContent: no HTML
+// from the node is ever parsed.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVGNS = "http://www.w3.org/2000/svg";
+let last = null;
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "title") e.title = v;
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
+  return e;
+}
+
+function fmtBytes(n) {
+  if (!n) return "0 B";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + " " + u[i];
+}
+
+function fmtDuration(s) {
+  s = Math.max(0, Math.round(s));
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  if (d) return d + "d " + h + "h";
+  if (h) return h + "h " + m + "m";
+  if (m) return m + "m " + (s % 60) + "s";
+  return s + "s";
+}
+
+function isSet(t) { return t && !t.startsWith("0001-"); }
+
+function fmtWhen(t) {
+  if (!isSet(t)) return "–";
+  const d = (Date.parse(t) - Date.now()) / 1000;
+  const rel = Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
+  return rel;
+}
+
+function fmtTime(t) {
+  if (!isSet(t)) return "";
+  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
+
+function render(st) {
+  last = st;
+  const n = st.node || {};
+  setText("node-title", n.name || "node");
+  document.title = (n.name || "node") + " · patchmesh";
+  setText("node-name", n.name || "–");
+  setText("node-site", n.site || "no site");
+  setText("node-role", n.role === "dp" ? "distribution point" : (n.role || "peer"));
+  setText("node-channel", st.channel || "–");
+  setText("node-uptime", fmtDuration(n.uptime_seconds || 0));
+  setText("node-build", [n.version, n.os && n.os + "/" + n.arch].filter(Boolean).join(" · ") || "–");
+  setText("next-check", st.checking ? "checking now…" : fmtWhen(st.next_check));
+  const lc = st.last_check;
+  setText("last-check", lc ? lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + " (" + fmtWhen(lc.finished || lc.started) + ")" : "never");
+
+  const src = $("sources");
+  src.replaceChildren(...(st.sources || []).map((s) => el("li", { title: s.last_error || "" },
+    el("span", { class: "dot " + (s.healthy ? "ok" : "bad") }),
+    el("span", { class: "mono" }, s.url),
+    s.healthy ? null : el("span", { class: "muted small" }, s.last_error ? "— " + s.last_error : "— failing"))));
+  if (!src.children.length) src.append(el("li", { class: "muted" }, "no sources configured"));
+
+  renderCurrent(st);
+  renderBytes(st.bytes || {});
+  renderProgress(st.progress);
+  renderHistory(st.bytes || {});
+  renderPeers(st);
+  renderReleases(st.releases || []);
+  renderErrors(st.errors || []);
+
+  const ck = $("check-now");
+  ck.disabled = !!st.checking || busy;
+  ck.textContent = st.checking ? "Checking…" : "Check for updates now";
+  $("rollback").disabled = !st.previous || busy;
+  $("rollback").title = st.previous ? "go back to " + (st.previous.version || st.previous.name) : "no previous release";
+}
+
+function renderCurrent(st) {
+  const c = st.current;
+  setText("current-version", c ? (c.version || c.name) : "");
+  $("current-none").hidden = !!c;
+  setText("current-seq", c ? c.sequence : "–");
+  setText("current-activated", c && isSet(c.activated) ? fmtWhen(c.activated) : "–");
+  setText("previous-version", st.previous ? (st.previous.version || st.previous.name) : "–");
+  const s = st.store || {};
+  setText("store", fmtBytes(s.bytes) + " in " + (s.chunks || 0) + " chunks" + (s.quota_bytes ? " (quota " + fmtBytes(s.quota_bytes) + ")" : ""));
+}
+
+function renderBytes(b) {
+  const wan = b.wan || 0, lan = b.lan || 0, total = wan + lan;
+  const circ = 2 * Math.PI * 48;
+  const lanLen = total ? circ * lan / total : 0, wanLen = total ? circ * wan / total : 0;
+  // LAN from 12 o'clock clockwise, WAN after it.
+  $("donut-lan").setAttribute("stroke-dasharray", lanLen + " " + (circ - lanLen));
+  $("donut-lan").setAttribute("stroke-dashoffset", "0");
+  $("donut-wan").setAttribute("stroke-dasharray", wanLen + " " + (circ - wanLen));
+  $("donut-wan").setAttribute("stroke-dashoffset", String(-lanLen));
+  setText("saving", total ? Math.round(b.saving_percent != null ? b.saving_percent : 100 * lan / total) + "%" : "–");
+  setText("bytes-lan", fmtBytes(lan));
+  setText("bytes-wan", fmtBytes(wan));
+  setText("bytes-served", fmtBytes(b.served || 0));
+}
+
+function renderProgress(p) {
+  const box = $("progress");
+  box.dataset.phase = p ? p.phase : "idle";
+  $("progress-idle").hidden = !!p;
+  $("progress-body").hidden = !p;
+  if (!p) return;
+  const bytesPct = p.bytes_total ? 100 * p.bytes_done / p.bytes_total : 0;
+  const chunksPct = p.chunks_total ? 100 * p.chunks_done / p.chunks_total : 0;
+  setText("progress-version", (p.version || "") + " (#" + p.sequence + ")");
+  const ph = $("progress-phase");
+  ph.className = "badge " + p.phase;
+  setText("progress-phase", p.phase);
+  setText("progress-pct", Math.floor(p.bytes_total ? bytesPct : chunksPct) + "%");
+  $("progress-bytes-fill").style.width = bytesPct.toFixed(1) + "%";
+  $("progress-chunks-fill").style.width = chunksPct.toFixed(1) + "%";
+  setText("progress-bytes", fmtBytes(p.bytes_done) + " of " + fmtBytes(p.bytes_total));
+  setText("progress-chunks", p.chunks_done + " of " + p.chunks_total);
+}
+
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+
+function renderHistory(b) {
+  const W = 640, H = 170, pad = 4;
+  const pts = (b.history || []).map((s) => ({ t: Date.parse(s.t), wan: s.wan, lan: s.lan }));
+  // The newest point is now, so the chart never lags the counters above it.
+  pts.push({ t: Date.now(), wan: b.wan || 0, lan: b.lan || 0 });
+  const g = $("history");
+  const kids = [];
+  for (let i = 1; i < 4; i++) kids.push(svg("line", { class: "grid-line", x1: 0, x2: W, y1: H * i / 4, y2: H * i / 4 }));
+  const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
+  const max = Math.max(1, ...pts.map((p) => p.wan + p.lan));
+  if (pts.length < 2 || t1 <= t0) {
+    const txt = svg("text", { class: "empty", x: W / 2, y: H / 2, "text-anchor": "middle" });
+    txt.textContent = "collecting samples…";
+    kids.push(txt);
+    g.replaceChildren(...kids);
+    setText("history-from", ""); setText("history-to", ""); setText("history-max", "");
+    return;
+  }
+  const x = (t) => ((t - t0) / (t1 - t0) * W).toFixed(1);
+  const y = (v) => (H - pad - v / max * (H - 2 * pad)).toFixed(1);
+  const area = (lo, hi) => {
+    let d = "M" + x(pts[0].t) + "," + y(lo(pts[0]));
+    for (const p of pts) d += " L" + x(p.t) + "," + y(hi(p));
+    for (let i = pts.length - 1; i >= 0; i--) d += " L" + x(pts[i].t) + "," + y(lo(pts[i]));
+    return d + " Z";
+  };
+  kids.push(svg("path", { class: "area-wan", d: area(() => 0, (p) => p.wan) }));
+  kids.push(svg("path", { class: "area-lan", d: area((p) => p.wan, (p) => p.wan + p.lan) }));
+  g.replaceChildren(...kids);
+  setText("history-from", fmtTime(new Date(t0).toISOString()));
+  setText("history-max", "top: " + fmtBytes(max) + " received (WAN below, LAN on top)");
+  setText("history-to", "now");
+}
+
+function versionOf(seq, st) {
+  if (!seq) return "";
+  for (const r of st.releases || []) if (r.sequence === seq) return r.version || r.name;
+  if (st.progress && st.progress.sequence === seq) return st.progress.version;
+  return "#" + seq;
+}
+
+function renderPeers(st) {
+  const peers = st.peers || [];
+  const cur = st.current ? st.current.sequence : 0;
+  const rows = peers.map((p) => {
+    const held = versionOf(p.holding, st);
+    let badge = null;
+    if (p.holding && cur) badge = el("span", { class: "badge " + (p.holding >= cur ? "has" : "behind") }, p.holding >= cur ? "up to date" : "behind");
+    return el("tr", { class: p.self ? "self" : "", "data-peer": p.name, "data-state": p.state },
+      el("td", {}, el("span", { class: "dot " + p.state, title: p.state })),
+      el("td", {}, el("span", { class: "strong" }, p.name), p.self ? el("span", { class: "muted small" }, " (this node)") : null),
+      el("td", {}, el("span", { class: "badge " + p.state }, p.state)),
+      el("td", {}, p.role === "dp" ? "distribution point" : (p.role || "")),
+      el("td", { "data-testid": "peer-holding" }, held || el("span", { class: "muted" }, "nothing yet"), " ", badge),
+      el("td", { class: "num" }, p.self ? "" : fmtBytes(p.bytes_from)),
+      el("td", { class: "num" }, p.self ? "" : fmtBytes(p.bytes_to)),
+      el("td", { class: "mono muted" }, p.addr || ""));
+  });
+  $("peers").querySelector("tbody").replaceChildren(...rows);
+  $("peers-empty").hidden = peers.length > 0;
+  $("peers").hidden = peers.length === 0;
+  const others = peers.filter((p) => !p.self);
+  setText("peer-count", peers.length ? others.filter((p) => p.state === "alive").length + " of " + others.length + " alive" : "");
+}
+
+function splitBar(r) {
+  const wan = r.from_wan || 0, lan = r.from_lan || 0, local = r.from_local || 0, t = wan + lan + local;
+  if (!t) return el("span", { class: "muted small" }, "–");
+  const bar = el("div", { class: "split", title: "WAN " + fmtBytes(wan) + " · LAN " + fmtBytes(lan) + " · already held " + fmtBytes(local) });
+  for (const [cls, v] of [["lan", lan], ["wan", wan], ["local", local]]) {
+    if (!v) continue;
+    const s = el("span", { class: cls });
+    s.style.width = (100 * v / t).toFixed(1) + "%";
+    bar.append(s);
+  }
+  const fetched = wan + lan;
+  const label = el("div", { class: "split-label" }, fetched ? Math.round(100 * lan / fetched) + "% from LAN · WAN " + fmtBytes(wan) : "all bytes already held");
+  return el("div", {}, bar, label);
+}
+
+function renderReleases(rels) {
+  const rows = rels.map((r) => el("tr", { "data-state": r.state, "data-version": r.version || r.name },
+    el("td", { class: "strong" }, r.version || r.name),
+    el("td", {}, r.sequence || ""),
+    el("td", {}, el("span", { class: "badge " + r.state }, r.state), r.reason ? el("span", { class: "reason" }, r.reason) : null),
+    el("td", {}, splitBar(r)),
+    el("td", { class: "num" }, r.bytes ? fmtBytes(r.bytes) : ""),
+    el("td", { class: "muted" }, fmtWhen(isSet(r.activated) ? r.activated : r.installed))));
+  $("releases").querySelector("tbody").replaceChildren(...rows);
+  $("releases-empty").hidden = rels.length > 0;
+  $("releases").hidden = rels.length === 0;
+}
+
+function renderErrors(errs) {
+  $("errors").replaceChildren(...errs.slice(0, 20).map((e) => el("li", {},
+    el("span", { class: "muted small" }, fmtWhen(e.time)),
+    el("span", {}, el("span", { class: "badge " + (e.kind === "refused" ? "refused" : "bad") }, e.kind)),
+    el("span", {}, e.message))));
+  $("errors-empty").hidden = errs.length > 0;
+}
+
+// --- live updates ---
+
+let pollTimer = null;
+let source = null;
+
+function setLive(state, text) {
+  const l = $("live");
+  l.className = "live " + state;
+  l.textContent = text;
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/status", { credentials: "same-origin", cache: "no-store" });
+    if (r.status === 401) { setLive("off", "token needed"); return; }
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    render(await r.json());
+    if (!source || source.readyState !== EventSource.OPEN) setLive("poll", "polling");
+  } catch (e) {
+    setLive("off", "node unreachable");
+  }
+}
+
+function startPolling() {
+  if (!pollTimer) pollTimer = setInterval(poll, 2000);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+function connect() {
+  if (!window.EventSource) { startPolling(); return; }
+  source = new EventSource("/api/events");
+  source.addEventListener("status", (ev) => {
+    stopPolling();
+    setLive("on", "live");
+    render(JSON.parse(ev.data));
+  });
+  source.onerror = () => {
+    // The browser reconnects by itself (the server ends each stream after a
+    // while); poll meanwhile, and start over if it gave up.
+    startPolling();
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  };
+}
+
+// --- actions ---
+
+let busy = false;
+let noticeTimer = null;
+
+function notice(text, isError) {
+  const n = $("notice");
+  n.textContent = text;
+  n.className = "notice" + (isError ? " error" : "");
+  n.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { n.hidden = true; }, isError ? 15000 : 6000);
+}
+
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: "POST", credentials: "same-origin", cache: "no-store",
+    headers: { "Content-Type": "application/json", "X-Patchmesh": "1" },
+    body: JSON.stringify(body || {}),
+  });
+  let data = {};
+  try { data = await r.json(); } catch (e) { /* empty answer */ }
+  if (!r.ok) throw new Error(data.error || "HTTP " + r.status);
+  return data;
+}
+
+async function act(fn) {
+  busy = true;
+  $("check-now").disabled = true;
+  $("rollback").disabled = true;
+  try { await fn(); } catch (e) { notice(e.message, true); }
+  busy = false;
+  poll();
+}
+
+function init() {
+  $("check-now").addEventListener("click", () => act(async () => {
+    const res = await post("/api/update");
+    notice("Checking the sources now" + (res.outcome && res.outcome !== "queued" ? ": " + res.outcome : "…"));
+  }));
+  $("rollback").addEventListener("click", () => {
+    const cur = last && last.current ? (last.current.version || last.current.name) : "the current release";
+    const prev = last && last.previous ? (last.previous.version || last.previous.name) : "the previous release";
+    if (!confirm("Roll back from " + cur + " to " + prev + "?\n\n" + cur + " will be marked bad and not installed again.")) return;
+    act(async () => {
+      const res = await post("/api/rollback", { reason: "rolled back from the dashboard" });
+      notice("Rolled back from " + res.from + " to " + res.to + ".");
+    });
+  });
+  poll();
+  connect();
+  // Relative times ("in 4m") age between events.
+  setInterval(() => { if (last && (!source || source.readyState !== EventSource.OPEN)) render(last); }, 5000);
+}
+
+document.addEventListener("DOMContentLoaded", init);
