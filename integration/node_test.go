@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/source/ftptest"
 )
 
 // TestNodeUpdatesAndRollsBack walks one node through a release's life: v1 applied
@@ -323,4 +325,65 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 	writeFile(t, to, data)
+}
+
+// TestNodeFTPFallback: a dead first source falls back to a real FTP server.
+func TestNodeFTPFallback(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 2, 5)
+	pub.Publish("4.0.0", src)
+	ftp := ftptest.Start(t, pub.Repo, "mirror", "s3cret")
+	dead := "http://" + freeAddr(t)
+	n := newNode(t, nodeOpts{Name: "ftp", Trust: pub.Trust, Sources: []string{dead, "ftp://mirror:s3cret@" + ftp + "/"}})
+	n.WaitVersion(t, "4.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	for _, s := range n.Status(t).Sources {
+		if strings.Contains(s.URL, "s3cret") {
+			t.Errorf("status reveals the FTP password: %s", s.URL)
+		}
+	}
+}
+
+// TestNodeHostileSources: sources that send endless bytes or stall are given up on
+// within their bounds and the node gets the release from the next source.
+func TestNodeHostileSources(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 6)
+	pub.Publish("5.0.0", src)
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := bytes.Repeat([]byte("x"), 32<<10)
+		for r.Context().Err() == nil {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	}))
+	defer endless.Close()
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("{"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+	}))
+	defer stall.Close()
+	n := newNode(t, nodeOpts{Name: "hostile", Trust: pub.Trust, Sources: []string{endless.URL, stall.URL, "file://" + pub.Repo},
+		Extra: []string{"--idle-timeout", "2s", "--source-timeout", "3s"}})
+	n.WaitVersion(t, "5.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	st := n.Status(t)
+	if len(st.Sources) != 3 {
+		t.Fatalf("sources: %+v", st.Sources)
+	}
+	if e := st.Sources[0].LastError; !strings.Contains(e, "too large") && !strings.Contains(e, "over") {
+		t.Errorf("endless source: last error %q, want a size refusal", e)
+	}
+	if e := st.Sources[1].LastError; !strings.Contains(e, "stalled") && !strings.Contains(e, "timeout") && !strings.Contains(e, "timed out") {
+		t.Errorf("stalling source: last error %q, want a stall or timeout", e)
+	}
 }

@@ -28,7 +28,7 @@ type nodeFlags struct {
 	config, data, install, channel, trust, api, apiToken, caFile, proxy string
 	sources, join, p2p                                                  []string
 	siteKey, gossip, role, serveRepo, name                              string
-	interval, jitter                                                    time.Duration
+	interval, jitter, srcTimeout, idleTimeout                           time.Duration
 	keep, concurrency                                                   int
 	quota                                                               int64
 	preActivate, healthCheck                                            string
@@ -48,6 +48,8 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.proxy, "proxy", "", "HTTP proxy for sources (default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY)")
 	fs.DurationVar(&f.interval, "check-interval", 0, "time between scheduled checks (default 1h)")
 	fs.DurationVar(&f.jitter, "check-jitter", 0, "random spread of scheduled checks (default a tenth of the interval)")
+	fs.DurationVar(&f.srcTimeout, "source-timeout", 0, "per-request time limit for small files (default 30s)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 0, "a download with no byte for this long fails (default 15s)")
 	fs.IntVar(&f.keep, "keep", 0, "old releases kept besides current and previous (default 2)")
 	fs.Int64Var(&f.quota, "quota", 0, "chunk store bytes above which unneeded chunks are collected (default: collect all unneeded)")
 	fs.IntVar(&f.concurrency, "concurrency", 0, "chunks fetched at once (default 16)")
@@ -114,6 +116,8 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("proxy", func() { cfg.Proxy = f.proxy })
 	set("check-interval", func() { cfg.CheckInterval = node.Duration(f.interval) })
 	set("check-jitter", func() { cfg.CheckJitter = node.Duration(f.jitter) })
+	set("source-timeout", func() { cfg.SourceTimeout = node.Duration(f.srcTimeout) })
+	set("idle-timeout", func() { cfg.IdleTimeout = node.Duration(f.idleTimeout) })
 	set("keep", func() { cfg.Keep = f.keep })
 	set("quota", func() { cfg.QuotaBytes = f.quota })
 	set("concurrency", func() { cfg.Concurrency = f.concurrency })

@@ -1,0 +1,82 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExampleConfig: the example that `node init` writes and scripts/ ships are
+// the same text, and it loads.
+func TestExampleConfig(t *testing.T) {
+	shipped, err := os.ReadFile(filepath.Join("..", "scripts", "patchmesh-node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(shipped) != ExampleConfig {
+		t.Fatal("scripts/patchmesh-node.yaml differs from node.ExampleConfig; copy one over the other")
+	}
+	p := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(p, shipped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatalf("LoadConfig(example): %v", err)
+	}
+	if len(cfg.Sources) != 3 || cfg.CheckInterval != Duration(time.Hour) || cfg.CheckJitter != Duration(6*time.Minute) || cfg.API != "127.0.0.1:7780" {
+		t.Errorf("example config read as %+v", cfg)
+	}
+}
+
+func TestLoadConfigRefuses(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "data: /x\nsorces: [a]\n", "sorces"},
+		{"bad duration", "check_interval: often\n", "often"},
+		{"wrong type", "keep: many\n", "many"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "node.yaml")
+			if err := os.WriteFile(p, []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("LoadConfig: got %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigRequired(t *testing.T) {
+	full := Config{DataDir: "d", InstallDir: "i", Trust: "t", Sources: []string{"s"}}
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string
+	}{
+		{"data", func(c *Config) { c.DataDir = "" }, "--data"},
+		{"install", func(c *Config) { c.InstallDir = "" }, "--install-dir"},
+		{"trust", func(c *Config) { c.Trust = "" }, "--trust"},
+		{"sources", func(c *Config) { c.Sources = nil }, "--source"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := full
+			tt.modify(&c)
+			_, err := c.withDefaults()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+	c, err := full.withDefaults()
+	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Name == "" {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+}

@@ -1,0 +1,59 @@
+package source
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestReadVerifiedMovesOn: bytes a check refuses (a tampered copy on the first
+// mirror) count as that source's failure, and the next source's good copy is used.
+func TestReadVerifiedMovesOn(t *testing.T) {
+	good, files := testRepo(t)
+	var path string
+	var want []byte
+	for p, b := range files {
+		path, want = p, b
+		break
+	}
+	bad := t.TempDir()
+	tampered := append([]byte(nil), want...)
+	tampered[0] ^= 1
+	if err := os.MkdirAll(filepath.Join(bad, filepath.Dir(filepath.FromSlash(path))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bad, filepath.FromSlash(path)), tampered, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := mustNew(t, serveDir(t, bad).URL, testOptions())
+	second := mustNew(t, serveDir(t, good).URL, testOptions())
+	l := NewList([]Source{first, second}, nil)
+	t.Cleanup(func() { l.Close() })
+
+	errTampered := errors.New("tampered")
+	check := func(_ Source, b []byte) error {
+		if !bytes.Equal(b, want) {
+			return errTampered
+		}
+		return nil
+	}
+	got, src, err := l.ReadVerified(t.Context(), path, 1<<20, check)
+	if err != nil {
+		t.Fatalf("ReadVerified: %v", err)
+	}
+	if !bytes.Equal(got, want) || src != second {
+		t.Fatalf("got %d bytes from %v, want the good copy from the second source", len(got), src)
+	}
+	h := l.Health()
+	if h[0].Healthy || h[0].Failures != 1 || !h[1].Healthy {
+		t.Fatalf("health after a refused copy: %+v", h)
+	}
+
+	// When every copy is refused, the error says so.
+	_, _, err = l.ReadVerified(t.Context(), path, 1<<20, func(Source, []byte) error { return errTampered })
+	if !errors.Is(err, errTampered) {
+		t.Fatalf("all copies refused: got %v, want the check's error", err)
+	}
+}
