@@ -19,11 +19,23 @@ var (
 	// ErrSiteFailed is wrapped when no member of the site delivered a chunk;
 	// Fetch then falls back to the WAN, so callers see it only in logs.
 	ErrSiteFailed = errors.New("site could not deliver the chunk")
-	// errSelfNext: by the ownership order this node fetches the chunk itself.
-	errSelfNext = errors.New("this node is next in the ownership order")
 	// errPenalized: the peer is on the penalty list.
 	errPenalized = errors.New("peer is penalized")
 )
+
+// selfNext says that, by the ownership order, this node fetches the chunk
+// itself: as its owner, or taking over from members before it that failed.
+type selfNext struct{ takeover bool }
+
+func (e *selfNext) Error() string { return "this node is next in the ownership order" }
+
+// takeoverWindow is how long after an owner left its successor first asks a
+// few members for a chunk before fetching it from the WAN: the old owner may
+// have handed it out already.
+const takeoverWindow = 10 * time.Minute
+
+// takeoverProbes bounds the members asked, from their stores, on a takeover.
+const takeoverProbes = 3
 
 // fetchResult is what one flight of Fetch shares with its callers.
 type fetchResult struct {
@@ -81,10 +93,12 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	if data, ok, err := m.local(ctx, c); err != nil || ok {
 		return fetchResult{data, Origin{Local: true}}, err
 	}
+	takeover := false
 	if m.active() {
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
 		data, name, err := m.fromSite(sctx, c)
 		cancel()
+		var self *selfNext
 		switch {
 		case err == nil:
 			if err := m.st.Put(ctx, c, data); err != nil {
@@ -93,20 +107,18 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 			return fetchResult{data, Origin{Peer: name}}, nil
 		case ctx.Err() != nil:
 			return fetchResult{}, ctx.Err()
-		case !errors.Is(err, errSelfNext):
+		case errors.As(err, &self):
+			takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+		default:
 			m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
 		}
 	}
-	data, wasLocal, err := m.fromWAN(ctx, c)
-	if err != nil {
-		return fetchResult{}, err
-	}
-	return fetchResult{data, Origin{WAN: !wasLocal, Local: wasLocal}}, nil
+	return m.fromWAN(ctx, c, takeover)
 }
 
 // fromSite asks the members for c in ownership order: the owner first, as
 // owner; when it fails, the next one with the takeover flag, and so on. If
-// the order reaches this node, it returns errSelfNext: we fetch it ourselves.
+// the order reaches this node, it returns a *selfNext: we fetch it ourselves.
 // Members that own nothing (not dps while dps live) are asked last, from
 // their stores only, complete holders first.
 func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) {
@@ -115,7 +127,7 @@ func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) 
 	var errs []error
 	for i, name := range order {
 		if name == m.name {
-			return nil, "", errSelfNext
+			return nil, "", &selfNext{takeover: i > 0}
 		}
 		flag := flagOwner
 		if i > 0 {
@@ -208,6 +220,10 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]
 		return nil, ctx.Err()
 	}
 	defer func() { <-sem }()
+	// The peer may have been penalized while we queued for it.
+	if m.penalized(p) {
+		return nil, errPenalized
+	}
 
 	s, err := m.host.NewStream(ctx, p, ProtocolID)
 	if err != nil {
@@ -255,11 +271,20 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]
 
 // fromWAN fetches c from this node's WAN, once per CID at a time whoever
 // asks (local Fetch or a peer asking us as owner), verifies and stores it.
-// wasLocal reports that it was found in the store instead.
-func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid) (data []byte, wasLocal bool, err error) {
-	r, err := doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
+// On a takeover it first asks a few members' stores, since the previous
+// owner may have handed the chunk out before it went.
+func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResult, error) {
+	return doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
 			return fetchResult{data, Origin{Local: true}}, err
+		}
+		if takeover && m.active() {
+			if data, name, err := m.probeHolders(ctx, c); err == nil {
+				if err := m.st.Put(ctx, c, data); err != nil {
+					return fetchResult{}, fmt.Errorf("store: %w", err)
+				}
+				return fetchResult{data, Origin{Peer: name}}, nil
+			}
 		}
 		data, err := m.wan.FetchChunk(ctx, c)
 		if err != nil {
@@ -275,7 +300,35 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid) (data []byte, wasLocal bo
 		}
 		return fetchResult{data, Origin{WAN: true}}, nil
 	})
-	return r.data, r.origin.Local, err
+}
+
+// probeTimeout bounds one takeover probe: a store read on a LAN peer.
+const probeTimeout = 5 * time.Second
+
+// probeHolders asks up to takeoverProbes live members, next after this node
+// in the ownership order, for c from their stores only.
+func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+	live := m.members.liveCandidates()
+	asked := 0
+	for _, name := range hrwOrderAll(c.Bytes(), live) {
+		if name == m.name {
+			continue
+		}
+		if asked == takeoverProbes {
+			break
+		}
+		asked++
+		pctx, cancel := context.WithTimeout(ctx, min(probeTimeout, m.cfg.RequestTimeout))
+		data, err := m.ask(pctx, name, c, flagStore)
+		cancel()
+		if err == nil {
+			return data, name, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", ctx.Err()
+		}
+	}
+	return nil, "", ErrSiteFailed
 }
 
 // flightAborted marks a flight that failed because its leader's context

@@ -132,17 +132,18 @@ type testNode struct {
 	m      *Mesh
 	st     *store.Store
 	cancel context.CancelFunc
-	done   chan error
+	exited chan struct{} // closed when Run returned
+	err    error         // what Run returned
 }
 
-// stop cancels Run and waits for it.
+// stop cancels Run and waits for it; Run must return nil within a bound.
 func (n *testNode) stop(t *testing.T) {
 	t.Helper()
 	n.cancel()
 	select {
-	case err := <-n.done:
-		if err != nil {
-			t.Errorf("Run of %s: %v", n.m.Name(), err)
+	case <-n.exited:
+		if n.err != nil {
+			t.Errorf("Run of %s: %v", n.m.Name(), n.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("Run of %s did not return within 30s of cancel", n.m.Name())
@@ -199,20 +200,16 @@ func startNode(t *testing.T, cfg Config, w *testWAN, setup func(*Mesh)) *testNod
 		setup(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{m: m, st: st, cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-n.done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("Run of %s did not return within 30s of cancel", cfg.Name)
-		}
-	})
+	n := &testNode{m: m, st: st, cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		defer close(n.exited)
+		n.err = m.Run(ctx)
+	}()
+	t.Cleanup(func() { n.stop(t) })
 	select {
 	case <-m.Ready():
-	case err := <-n.done:
-		t.Fatalf("Run of %s: %v", cfg.Name, err)
+	case <-n.exited:
+		t.Fatalf("Run of %s: %v", cfg.Name, n.err)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s not ready", cfg.Name)
 	}

@@ -42,7 +42,12 @@ func eligible(members []candidate) []candidate {
 // weight for key, highest (the owner) first. Ties, which need a sha256
 // collision on 64 bits, break by name so every node agrees.
 func hrwOrder(key []byte, members []candidate) []string {
-	el := eligible(members)
+	return hrwOrderAll(key, eligible(members))
+}
+
+// hrwOrderAll orders all the given members by rendezvous weight for key,
+// whatever their roles.
+func hrwOrderAll(key []byte, el []candidate) []string {
 	type scored struct {
 		name  string
 		score uint64

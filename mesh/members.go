@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/libp2p/go-libp2p/core/control"
@@ -41,6 +42,7 @@ type memberEntry struct {
 	meta  nodeMeta
 	state string
 	self  bool
+	gone  time.Time // when it announced leaving, or became dead or left
 }
 
 // live reports whether the member takes part in ownership and may connect.
@@ -76,6 +78,12 @@ func (t *table) upsert(e memberEntry) (old memberEntry, had bool) {
 			delete(t.byPeer, prev.meta.peerID)
 		}
 	}
+	if e.meta.leaving {
+		e.gone = time.Now()
+		if had && old.meta.leaving {
+			e.gone = old.gone
+		}
+	}
 	t.byName[e.name] = &e
 	if e.meta.peerID != "" {
 		t.byPeer[e.meta.peerID] = e.name
@@ -92,6 +100,9 @@ func (t *table) setState(name, state string) (memberEntry, bool) {
 		return memberEntry{}, false
 	}
 	e.state = state
+	if e.gone.IsZero() {
+		e.gone = time.Now()
+	}
 	return *e, true
 }
 
@@ -106,6 +117,34 @@ func (t *table) liveCandidates() []candidate {
 		}
 	}
 	return out
+}
+
+// departedAhead reports whether a member that left or died within window
+// would rank before self for key: the chunk's owner is gone, and it may have
+// handed the chunk to some members already.
+func (t *table) departedAhead(key []byte, self string, window time.Duration) bool {
+	t.mu.RLock()
+	var cands []candidate
+	departed := map[string]bool{}
+	for _, e := range t.byName {
+		switch {
+		case e.live():
+			cands = append(cands, candidate{name: e.name, role: e.meta.role})
+		case !e.gone.IsZero() && time.Since(e.gone) < window:
+			cands = append(cands, candidate{name: e.name, role: e.meta.role})
+			departed[e.name] = true
+		}
+	}
+	t.mu.RUnlock()
+	for _, n := range hrwOrder(key, cands) {
+		if n == self {
+			return false
+		}
+		if departed[n] {
+			return true
+		}
+	}
+	return false
 }
 
 // get returns a copy of the named member.

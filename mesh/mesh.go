@@ -80,8 +80,11 @@ type Mesh struct {
 	// Set before ready is closed, read after.
 	host       host.Host
 	ml         *memberlist.Memberlist
-	runCtx     context.Context
 	gossipAddr string
+	// serveCtx bounds serving; it outlives Run's ctx by the leave, so
+	// requests in flight finish while peers learn we are leaving.
+	serveCtx    context.Context
+	serveCancel context.CancelFunc
 
 	members   *table
 	holding   atomic.Uint64
@@ -221,9 +224,8 @@ func (m *Mesh) Run(ctx context.Context) error {
 		return errors.New("run mesh: already started")
 	}
 	defer close(m.done)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	m.runCtx = ctx
+	m.serveCtx, m.serveCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer m.serveCancel()
 
 	h, err := libp2p.New(
 		libp2p.Identity(m.priv),
@@ -297,6 +299,7 @@ func (m *Mesh) shutdown() {
 	if err := m.ml.Shutdown(); err != nil {
 		m.log.Warn("stop gossip", "err", err)
 	}
+	m.serveCancel()
 	m.hmu.Lock()
 	m.closing = true
 	m.hmu.Unlock()

@@ -31,7 +31,7 @@ func (m *Mesh) handleStream(s network.Stream) {
 	m.hmu.Unlock()
 	defer m.handlers.Done()
 
-	ctx, cancel := context.WithTimeout(m.runCtx, m.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(m.serveCtx, m.cfg.RequestTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	defer stop()
@@ -87,6 +87,7 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 	if ok {
 		return data, statusOK
 	}
+	takeover := flag == flagTakeover
 	switch flag {
 	case flagStore:
 		return nil, statusNotFound
@@ -96,11 +97,12 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 			// the requester asks the next member, which takes over.
 			return nil, statusNotOwner
 		}
+		takeover = m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
 	}
-	data, _, err = m.fromWAN(ctx, c)
+	r, err := m.fromWAN(ctx, c, takeover)
 	if err != nil {
-		m.log.Warn("fetch owned chunk from WAN", "cid", c, "err", err)
+		m.log.Warn("fetch owned chunk", "cid", c, "err", err)
 		return nil, statusFailed
 	}
-	return data, statusOK
+	return r.data, statusOK
 }

@@ -1,0 +1,214 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/patchmesh/patchmesh/chunk"
+)
+
+// TestOwnerStopsMidway: the member owning the most chunks is stopped while
+// the others fetch; they still get every chunk, and the WAN serves about
+// one copy of each.
+func TestOwnerStopsMidway(t *testing.T) {
+	w := newTestWAN(t)
+	w.delay = 2 * time.Millisecond
+	cids, total := w.add(t, 300, 32<<10)
+	nodes := startSite(t, siteKey(t), w, 4, siteOpts{})
+
+	owned := map[string]int{}
+	for _, c := range cids {
+		owned[nodes[0].m.Owner(c)]++
+	}
+	var victim *testNode
+	var survivors []*testNode
+	for _, n := range nodes {
+		if victim == nil || owned[n.m.Name()] > owned[victim.m.Name()] {
+			victim = n
+		}
+	}
+	for _, n := range nodes {
+		if n != victim {
+			survivors = append(survivors, n)
+		}
+	}
+	t.Logf("stopping %s, owner of %d of %d chunks", victim.m.Name(), owned[victim.m.Name()], len(cids))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, len(survivors))
+	for _, n := range survivors {
+		go func() {
+			_, err := fetchAll(ctx, n, cids)
+			errs <- err
+		}()
+	}
+	// Stop the owner once it has served a quarter of what it will serve.
+	quarter := int64(owned[victim.m.Name()] * len(survivors) / 4)
+	for victim.m.Stats().ServedChunks < quarter {
+		select {
+		case err := <-errs:
+			t.Fatalf("a survivor finished before the owner was stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	servedBefore := victim.m.Stats().ServedChunks
+	victim.stop(t)
+	for range survivors {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range survivors {
+		checkStored(t, n, cids)
+	}
+	bytes, count, by := w.served()
+	dup := 0
+	for _, c := range cids {
+		if count[c.String()] > 1 {
+			dup++
+			t.Logf("chunk %s fetched by %v", c, by[c.String()])
+		}
+	}
+	ratio := float64(bytes) / float64(total)
+	t.Logf("owner served %d chunks before it stopped; WAN bytes %.3fx, %d chunks fetched twice", servedBefore, ratio, dup)
+	if ratio > 1.1 {
+		t.Errorf("WAN bytes %.3fx the chunk bytes, want near 1x", ratio)
+	}
+	for _, n := range survivors {
+		for _, mb := range n.m.Members() {
+			if mb.Name == victim.m.Name() && mb.State != StateLeft {
+				t.Errorf("%s sees the stopped member as %s, want %s", n.m.Name(), mb.State, StateLeft)
+			}
+		}
+	}
+}
+
+// TestCorruptPeer: a member that serves bad bytes is detected and
+// penalized, and the chunks still arrive intact from another member.
+func TestCorruptPeer(t *testing.T) {
+	w := newTestWAN(t)
+	cids, _ := w.add(t, 120, 16<<10)
+	var corrupted atomic.Int64
+	nodes := startSite(t, siteKey(t), w, 3, siteOpts{mesh: func(i int, m *Mesh) {
+		if i == 2 {
+			// Test-only hook: an honest Mesh never serves unverified
+			// bytes, so a lying peer cannot be made any other way.
+			m.corruptServe = func(b []byte) []byte {
+				corrupted.Add(1)
+				out := append([]byte(nil), b...)
+				out[len(out)/2] ^= 0xff
+				return out
+			}
+		}
+	}})
+	liar, reader := nodes[2], nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	origins, err := fetchAll(ctx, reader, cids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, reader, cids)
+	for i, o := range origins {
+		if o.Peer == liar.m.Name() {
+			t.Errorf("chunk %s reported as delivered by the corrupting member", cids[i])
+		}
+	}
+	s := reader.m.Stats()
+	t.Logf("corrupted %d responses; reader saw %d verify failures, %d penalties", corrupted.Load(), s.VerifyFailures, s.Penalties)
+	if s.VerifyFailures == 0 || s.Penalties == 0 {
+		t.Fatalf("no verify failure or penalty recorded: %+v", s)
+	}
+	if !reader.m.penalized(liar.m.pid) {
+		t.Errorf("corrupting member is not penalized")
+	}
+	// Once penalized, the liar is not asked again: only requests already
+	// in flight to it (at most PerPeer) can fail verification.
+	if s.VerifyFailures > int64(reader.m.cfg.PerPeer) {
+		t.Errorf("%d verify failures, want at most PerPeer=%d: the penalty did not stop requests", s.VerifyFailures, reader.m.cfg.PerPeer)
+	}
+}
+
+// TestOtherSiteRefused: a node with another site key cannot join, and a
+// libp2p host outside the site cannot fetch chunks from a member.
+func TestOtherSiteRefused(t *testing.T) {
+	w := newTestWAN(t)
+	cids, _ := w.add(t, 1, 1024)
+	nodes := startSite(t, siteKey(t), w, 2, siteOpts{})
+	member := nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := member.m.Fetch(ctx, cids[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	// A node with another key joining the member's gossip address.
+	cfg := loopbackConfig(siteKey(t), "stranger", member.m.GossipAddr())
+	stranger := startNode(t, cfg, w, nil)
+	if n, err := stranger.m.ml.Join([]string{member.m.GossipAddr()}); n != 0 || err == nil {
+		t.Errorf("join with another site key: contacted %d, err %v; want refusal", n, err)
+	}
+	// Watch a while (several gossip rounds): nobody may see the stranger.
+	time.Sleep(2 * time.Second)
+	for _, n := range append(nodes, stranger) {
+		if got := aliveCount(n.m); (n == stranger && got != 1) || (n != stranger && got != 2) {
+			t.Errorf("%s sees %d alive members: %+v", n.m.Name(), got, n.m.Members())
+		}
+	}
+
+	// A plain libp2p host (no gater of its own) asking the member for the
+	// chunk: the member's gater refuses the connection.
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	info := peer.AddrInfo{ID: member.m.pid}
+	for _, a := range member.m.P2PAddrs() {
+		info.Addrs = append(info.Addrs, ma.StringCast(a))
+	}
+	h.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+	if _, err := outsiderRequest(ctx, h, info.ID, cids[0]); err == nil {
+		t.Fatalf("host outside the site fetched a chunk from a member")
+	}
+	// The same request from the stranger's mesh (its own gater and all).
+	if _, err := stranger.m.request(ctx, member.m.pid, cids[0], flagStore); err == nil {
+		t.Fatalf("node of another site fetched a chunk from a member")
+	}
+	if got := member.m.Stats().ServedChunks; got != 0 {
+		t.Errorf("member served %d chunks to outsiders", got)
+	}
+	// Control: a member of the site gets it.
+	data, err := nodes[1].m.request(ctx, member.m.pid, cids[0], flagStore)
+	if err != nil || chunk.Verify(cids[0], data) != nil {
+		t.Errorf("site member request: %v", err)
+	}
+}
+
+// outsiderRequest speaks the chunk protocol from a bare libp2p host.
+func outsiderRequest(ctx context.Context, h host.Host, p peer.ID, c cid.Cid) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := h.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Reset()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := writeRequest(s, c, flagStore); err != nil {
+		return nil, err
+	}
+	_ = s.CloseWrite()
+	data, _, err := readResponse(bufio.NewReader(s))
+	return data, err
+}

@@ -1,0 +1,242 @@
+package mesh
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/patchmesh/patchmesh/chunk"
+)
+
+// TestMetaSize: metadata stays under memberlist's cap, which it would panic
+// on, whatever the addresses, and what fits decodes back.
+func TestMetaSize(t *testing.T) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(k)
+	long := "/dns4/" + strings.Repeat("a", 200) + ".example/tcp/4001"
+	var many []ma.Multiaddr
+	for i := range 40 {
+		many = append(many, ma.StringCast(fmt.Sprintf("/ip6/2001:db8::%x/udp/%d/quic-v1", i, 40000+i)))
+	}
+	tests := []struct {
+		name      string
+		addrs     []ma.Multiaddr
+		wantAddrs int
+	}{
+		{"no addresses", nil, 0},
+		{"one address", many[:1], 1},
+		{"many addresses", many, maxMetaAddrs},
+		{"long addresses then short", []ma.Multiaddr{ma.StringCast(long), ma.StringCast(long), ma.StringCast(long), many[0]}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := nodeMeta{peerID: pid, addrs: tt.addrs, role: RoleDP, holding: ^uint64(0), leaving: true}
+			b := in.encode(memberlist.MetaMaxSize)
+			if len(b) > memberlist.MetaMaxSize {
+				t.Fatalf("metadata is %d bytes, over %d", len(b), memberlist.MetaMaxSize)
+			}
+			out, err := decodeMeta(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.peerID != pid || out.role != RoleDP || out.holding != ^uint64(0) || !out.leaving {
+				t.Errorf("decoded %+v, want %+v", out, in)
+			}
+			if len(out.addrs) != tt.wantAddrs {
+				t.Errorf("decoded %d addresses, want %d", len(out.addrs), tt.wantAddrs)
+			}
+			for i, a := range out.addrs {
+				if !slices.ContainsFunc(tt.addrs, a.Equal) {
+					t.Errorf("address %d %s was not given", i, a)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeMetaRejectsGarbage: malformed metadata from a member is an
+// error, never a panic.
+func TestDecodeMetaRejectsGarbage(t *testing.T) {
+	for _, b := range [][]byte{nil, {1}, {2, 0, 0}, {1, 0, 0, 200, 1, 2}, {1, 0, 0, 0, 0}} {
+		if _, err := decodeMeta(b); !errors.Is(err, errMeta) {
+			t.Errorf("decodeMeta(%x) = %v, want errMeta", b, err)
+		}
+	}
+}
+
+// TestHRWRemovalMovesOnlyItsChunks: removing a member moves exactly the
+// chunks it owned; the others keep their owners. Only distribution points
+// own chunks while any is live.
+func TestHRWRemovalMovesOnlyItsChunks(t *testing.T) {
+	m := func(names string, dps ...string) []candidate {
+		var out []candidate
+		for _, n := range strings.Fields(names) {
+			c := candidate{name: n}
+			if slices.Contains(dps, n) {
+				c.role = RoleDP
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		before     []candidate
+		remove     string
+		wantOwners []string // who may own chunks before
+	}{
+		{"five members, one leaves", m("a b c d e"), "c", []string{"a", "b", "c", "d", "e"}},
+		{"two members, one leaves", m("a b"), "a", []string{"a", "b"}},
+		{"dps own, a dp leaves", m("a b c d e", "b", "d"), "b", []string{"b", "d"}},
+		{"dps own, a plain member leaves", m("a b c d e", "b", "d"), "a", []string{"b", "d"}},
+		{"last dp leaves, all own again", m("a b c", "b"), "b", []string{"b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var after []candidate
+			for _, c := range tt.before {
+				if c.name != tt.remove {
+					after = append(after, c)
+				}
+			}
+			const keys = 3000
+			owned := map[string]int{}
+			for i := range keys {
+				key := chunk.Sum(fmt.Appendf(nil, "chunk %d", i)).Bytes()
+				ob, oa := hrwOrder(key, tt.before), hrwOrder(key, after)
+				owned[ob[0]]++
+				if !slices.Contains(tt.wantOwners, ob[0]) {
+					t.Fatalf("key %d owned by %s, want one of %v", i, ob[0], tt.wantOwners)
+				}
+				if ob[0] != tt.remove && oa[0] != ob[0] {
+					t.Fatalf("key %d moved from %s to %s though %s left", i, ob[0], oa[0], tt.remove)
+				}
+				if ob[0] == tt.remove {
+					if oa[0] == tt.remove {
+						t.Fatalf("key %d still owned by the removed member", i)
+					}
+					// Takeover: the next by the old order, when the
+					// eligible set only lost the leaver.
+					if len(eligible(after)) == len(eligible(tt.before))-1 && oa[0] != ob[1] {
+						t.Fatalf("key %d: new owner %s, want the old second %s", i, oa[0], ob[1])
+					}
+				}
+			}
+			// Rendezvous spreads ownership evenly: each owner gets at least
+			// half its fair share of 3000 keys.
+			for _, n := range tt.wantOwners {
+				if fair := keys / len(tt.wantOwners); owned[n] < fair/2 {
+					t.Errorf("%s owns %d keys, fair share %d", n, owned[n], fair)
+				}
+			}
+		})
+	}
+}
+
+// TestConfigValidation: New refuses bad configs with ErrConfig.
+func TestConfigValidation(t *testing.T) {
+	key := make([]byte, 32)
+	tests := []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"no site key", func(c *Config) { c.SiteKey = nil }},
+		{"short site key", func(c *Config) { c.SiteKey = key[:16] }},
+		{"gossip host name", func(c *Config) { c.GossipAddr = "localhost:7946" }},
+		{"gossip without port", func(c *Config) { c.GossipAddr = "127.0.0.1" }},
+		{"unknown role", func(c *Config) { c.Role = "server" }},
+		{"negative concurrency", func(c *Config) { c.Concurrency = -1 }},
+		{"long name", func(c *Config) { c.Name = strings.Repeat("n", 200) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.SiteKey = key
+			tt.edit(&cfg)
+			if _, err := New(cfg, openStore(t), wanClient{}); !errors.Is(err, ErrConfig) {
+				t.Errorf("New = %v, want ErrConfig", err)
+			}
+		})
+	}
+	cfg := Config{SiteKey: key}
+	m, err := New(cfg, openStore(t), wanClient{})
+	if err != nil {
+		t.Fatalf("zero config with a key: %v", err)
+	}
+	if m.cfg.Concurrency != DefaultConcurrency || m.cfg.GossipAddr != DefaultGossipAddr || len(m.cfg.P2PAddrs) != 4 || m.Name() == "" {
+		t.Errorf("zero config not defaulted: %+v", m.cfg)
+	}
+}
+
+// TestIdentityFileKeepsPeerID: the peer id survives a restart, and the key
+// file is private.
+func TestIdentityFileKeepsPeerID(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "identity.key")
+	cfg := DefaultConfig()
+	cfg.SiteKey = make([]byte, 32)
+	cfg.IdentityFile = path
+	a, err := New(cfg, openStore(t), wanClient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(cfg, openStore(t), wanClient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PeerID() != b.PeerID() {
+		t.Errorf("peer id changed across restarts: %s, then %s", a.PeerID(), b.PeerID())
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("identity file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, openStore(t), wanClient{}); err == nil {
+		t.Errorf("New accepted a corrupt identity file")
+	}
+}
+
+// TestMDNSMatch: mDNS answers from other sites, or from ourselves, are skipped.
+func TestMDNSMatch(t *testing.T) {
+	tag := siteTag([]byte("site key"))
+	if tag == siteTag([]byte("other key")) {
+		t.Fatal("two keys give one site tag")
+	}
+	ip := []byte{127, 0, 0, 1}
+	tests := []struct {
+		name   string
+		fields []string
+		want   string
+	}{
+		{"same site", mdnsTXT(tag, "b"), "127.0.0.1:7946"},
+		{"other site", mdnsTXT(siteTag([]byte("other key")), "b"), ""},
+		{"ourselves", mdnsTXT(tag, "a"), ""},
+		{"no tag", []string{"name=b"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := mdnsMatch(tag, "a", tt.fields, ip, 7946)
+			if got != tt.want {
+				t.Errorf("mdnsMatch = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
