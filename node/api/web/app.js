@@ -186,7 +186,10 @@ function renderPeers(st) {
   const rows = peers.map((p) => {
     const held = versionOf(p.holding, st);
     let badge = null;
-    if (p.holding && cur) badge = el("span", { class: "badge " + (p.holding >= cur ? "has" : "behind") }, p.holding >= cur ? "up to date" : "behind");
+    if (p.holding && cur && !p.self) {
+      const [cls, txt] = p.holding > cur ? ["has", "newer"] : p.holding === cur ? ["has", "same as ours"] : ["behind", "behind"];
+      badge = el("span", { class: "badge " + cls }, txt);
+    }
     return el("tr", { class: p.self ? "self" : "", "data-peer": p.name, "data-state": p.state },
       el("td", {}, el("span", { class: "dot " + p.state, title: p.state })),
       el("td", {}, el("span", { class: "strong" }, p.name), p.self ? el("span", { class: "muted small" }, " (this node)") : null),
