@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,12 @@ type Store struct {
 	// badger before writing it, so that a slow writer never holds a read of
 	// the value log open.
 	bufs sync.Pool
+
+	// dir is the resolved store directory, as /proc/self/maps names it.
+	dir string
+	// moved counts chunk bytes put or read since the mapped value-log pages
+	// were last trimmed (see trimMapped).
+	moved atomic.Int64
 }
 
 // Open opens (creating if needed) the store in dir and counts what it holds.
@@ -142,7 +149,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger}
+	s := &Store{db: db, log: opts.Logger, dir: dir}
+	if abs, err := filepath.Abs(dir); err == nil {
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			s.dir = real
+		}
+	}
 	s.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize); return &b }
 	if err := s.recount(); err != nil {
 		db.Close()
@@ -246,6 +258,7 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
+	s.account(len(data))
 	if added {
 		s.chunks.Add(1)
 		s.bytes.Add(int64(len(data)))
@@ -309,6 +322,7 @@ func (s *Store) read(ctx context.Context, c cid.Cid, fn func([]byte) error) erro
 		if err != nil {
 			return err
 		}
+		s.account(int(item.ValueSize()))
 		return item.Value(fn)
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -375,6 +389,21 @@ func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
 		s.log.Debug("chunk deleted", "cid", c, "size", size)
 	}
 	return nil
+}
+
+// trimEvery is how many chunk bytes may pass through badger's mapped value
+// log between two trims: it bounds what they add to resident memory.
+const trimEvery = 32 << 20
+
+// account counts n bytes moved and trims the mapped value log now and then.
+func (s *Store) account(n int) {
+	if s.moved.Add(int64(n)) < trimEvery {
+		return
+	}
+	s.moved.Store(0)
+	if err := trimMapped(s.dir); err != nil {
+		s.log.Warn("chunk store trim", "err", err)
+	}
 }
 
 // Usage returns how many chunks the store holds and their total size.
