@@ -94,6 +94,9 @@ function renderCurrent(st) {
   $("current-none").hidden = !!c;
   setText("current-seq", c ? c.sequence : "–");
   setText("current-activated", c && isSet(c.activated) ? fmtWhen(c.activated) : "–");
+  const peers = st.peers || [];
+  const holding = c ? peers.filter((p) => p.holding >= c.sequence).length : 0;
+  setText("site-holding", c && peers.length ? holding + " of " + peers.length + " nodes hold it" : "–");
   setText("previous-version", st.previous ? (st.previous.version || st.previous.name) : "–");
   const s = st.store || {};
   setText("store", fmtBytes(s.bytes) + " in " + (s.chunks || 0) + " chunks" + (s.quota_bytes ? " (quota " + fmtBytes(s.quota_bytes) + ")" : ""));
