@@ -111,6 +111,10 @@ type Mesh struct {
 		penalties                                             atomic.Int64
 	}
 
+	// crashStop, set only by tests, makes shutdown skip announcing and
+	// leaving, as a killed process would, so peers must detect the death.
+	crashStop bool
+
 	// corruptServe, set only by tests, alters outgoing chunk bytes: a lying
 	// peer cannot be produced otherwise, since every honest path verifies.
 	corruptServe func([]byte) []byte
@@ -288,13 +292,15 @@ const (
 
 // shutdown leaves the site gracefully, within bounds, and closes everything.
 func (m *Mesh) shutdown() {
-	// Announce first, so peers route chunks elsewhere before we go.
-	m.leaving.Store(true)
-	if err := m.ml.UpdateNode(leaveAnnounceTimeout); err != nil {
-		m.log.Debug("announce leaving", "err", err)
-	}
-	if err := m.ml.Leave(leaveTimeout); err != nil {
-		m.log.Warn("leave site", "err", err)
+	if !m.crashStop {
+		// Announce first, so peers route chunks elsewhere before we go.
+		m.leaving.Store(true)
+		if err := m.ml.UpdateNode(leaveAnnounceTimeout); err != nil {
+			m.log.Debug("announce leaving", "err", err)
+		}
+		if err := m.ml.Leave(leaveTimeout); err != nil {
+			m.log.Warn("leave site", "err", err)
+		}
 	}
 	if err := m.ml.Shutdown(); err != nil {
 		m.log.Warn("stop gossip", "err", err)
