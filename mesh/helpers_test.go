@@ -35,7 +35,7 @@ type testWAN struct {
 	bytes  int64
 }
 
-func newTestWAN(t *testing.T) *testWAN {
+func newTestWAN(t testing.TB) *testWAN {
 	t.Helper()
 	w := &testWAN{chunks: map[string][]byte{}, count: map[string]int{}, by: map[string]map[string]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
@@ -68,7 +68,7 @@ func (w *testWAN) serve(rw http.ResponseWriter, r *http.Request) {
 }
 
 // add puts n random chunks of 1..maxSize bytes on the server.
-func (w *testWAN) add(t *testing.T, n, maxSize int) (cids []cid.Cid, total int64) {
+func (w *testWAN) add(t testing.TB, n, maxSize int) (cids []cid.Cid, total int64) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -83,6 +83,22 @@ func (w *testWAN) add(t *testing.T, n, maxSize int) (cids []cid.Cid, total int64
 		w.chunks[c.String()] = data
 		cids = append(cids, c)
 		total += int64(len(data))
+	}
+	return cids, total
+}
+
+// addFixed puts n random chunks of size bytes on the server.
+func (w *testWAN) addFixed(t testing.TB, n, size int) (cids []cid.Cid, total int64) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for range n {
+		data := make([]byte, size)
+		_, _ = rand.Read(data)
+		c := chunk.Sum(data)
+		w.chunks[c.String()] = data
+		cids = append(cids, c)
+		total += int64(size)
 	}
 	return cids, total
 }
@@ -137,7 +153,7 @@ type testNode struct {
 }
 
 // stop cancels Run and waits for it; Run must return nil within a bound.
-func (n *testNode) stop(t *testing.T) {
+func (n *testNode) stop(t testing.TB) {
 	t.Helper()
 	n.cancel()
 	select {
@@ -157,14 +173,14 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func siteKey(t *testing.T) []byte {
+func siteKey(t testing.TB) []byte {
 	t.Helper()
 	k := make([]byte, 32)
 	_, _ = rand.Read(k)
 	return k
 }
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), store.DefaultOptions())
 	if err != nil {
@@ -189,7 +205,7 @@ func loopbackConfig(key []byte, name string, join ...string) Config {
 }
 
 // startNode creates and runs a node; setup may adjust the Mesh before Run.
-func startNode(t *testing.T, cfg Config, w *testWAN, setup func(*Mesh)) *testNode {
+func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNode {
 	t.Helper()
 	st := openStore(t)
 	m, err := New(cfg, st, wanClient{url: w.srv.URL, node: cfg.Name})
@@ -224,7 +240,7 @@ type siteOpts struct {
 
 // startSite starts n nodes joined to the first one and waits until every
 // node sees all of them alive.
-func startSite(t *testing.T, key []byte, w *testWAN, n int, opts siteOpts) []*testNode {
+func startSite(t testing.TB, key []byte, w *testWAN, n int, opts siteOpts) []*testNode {
 	t.Helper()
 	var nodes []*testNode
 	for i := range n {
@@ -247,7 +263,7 @@ func startSite(t *testing.T, key []byte, w *testWAN, n int, opts siteOpts) []*te
 }
 
 // waitAlive waits until every node sees want alive members.
-func waitAlive(t *testing.T, nodes []*testNode, want int) {
+func waitAlive(t testing.TB, nodes []*testNode, want int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range nodes {
@@ -296,7 +312,7 @@ func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]Origin, error
 }
 
 // checkStored asserts node n's store holds every CID with matching bytes.
-func checkStored(t *testing.T, n *testNode, cids []cid.Cid) {
+func checkStored(t testing.TB, n *testNode, cids []cid.Cid) {
 	t.Helper()
 	ctx := context.Background()
 	missing := 0

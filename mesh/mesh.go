@@ -17,7 +17,9 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -246,6 +248,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		libp2p.DisableIdentifyAddressDiscovery(),
 		libp2p.DisableMetrics(),
 		libp2p.Ping(false),
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
 	)
 	if err != nil {
 		return fmt.Errorf("run mesh: start libp2p host: %w", err)
@@ -343,6 +346,25 @@ func (m *Mesh) memberlistConfig() (*memberlist.Config, error) {
 	mc.Events = delegate{m}
 	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
 	return mc, nil
+}
+
+// quicDialDelay is how long a dial waits for TCP before trying QUIC too.
+const quicDialDelay = 250 * time.Millisecond
+
+// tcpFirst ranks dials TCP first, QUIC a moment later: on a LAN, where
+// nothing blocks TCP, go-libp2p moves chunks about twice as fast over TCP as
+// over QUIC (measured by BenchmarkLANTransfer), unlike libp2p's default
+// ranker which prefers QUIC.
+func tcpFirst(addrs []ma.Multiaddr) []network.AddrDelay {
+	out := make([]network.AddrDelay, 0, len(addrs))
+	for _, a := range addrs {
+		d := time.Duration(0)
+		if _, err := a.ValueForProtocol(ma.P_TCP); err != nil {
+			d = quicDialDelay
+		}
+		out = append(out, network.AddrDelay{Addr: a, Delay: d})
+	}
+	return out
 }
 
 // localMeta is the metadata this node gossips about itself.
