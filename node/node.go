@@ -180,7 +180,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("api: listen %s: %w", n.cfg.API, err)
 		}
 		n.stat.apiAddr = ln.Addr().String()
-		srv := newHTTPServer(api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: BuildVersion}))
+		srv := newHTTPServer(ctx, api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: BuildVersion}))
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
 	}
@@ -190,7 +190,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("serve-repo: listen %s: %w", n.cfg.ServeRepo, err)
 		}
 		n.stat.serveAddr = ln.Addr().String()
-		srv := newHTTPServer(n.repoHandler())
+		srv := newHTTPServer(ctx, n.repoHandler())
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
 	}
@@ -204,7 +204,11 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "sources", len(n.cfg.Sources),
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
-	g.Go(func() error { n.schedule(ctx); return nil })
+	g.Go(func() error {
+		n.awaitSite(ctx)
+		n.schedule(ctx)
+		return nil
+	})
 	g.Go(func() error {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -222,8 +226,11 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+// newHTTPServer serves h with bounded header reads; requests see ctx, so long
+// streams (the dashboard's events) end when the node stops.
+func newHTTPServer(ctx context.Context, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 }
 
 func serveUntilClosed(srv *http.Server, ln net.Listener) error {
@@ -231,6 +238,38 @@ func serveUntilClosed(srv *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// awaitSite gives a joining node a few seconds to see its site before the first
+// check, so that it agrees with the others on who owns which chunk instead of
+// fetching everything from the WAN alone.
+func (n *Node) awaitSite(ctx context.Context) {
+	if n.mesh == nil || len(n.cfg.Mesh.Join) == 0 {
+		return
+	}
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		alive := 0
+		for _, m := range n.mesh.Members() {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		if alive > 1 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			n.log.Warn("no site member answered yet; checking alone", "join", n.cfg.Mesh.Join)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // schedule runs a check at start, then every CheckInterval ± jitter, and whenever

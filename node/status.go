@@ -151,7 +151,7 @@ func (n *Node) Status() api.Status {
 
 	var srcs []api.SourceState
 	for _, h := range n.list.Health() {
-		srcs = append(srcs, api.SourceState{URL: h.URL, Healthy: h.Healthy, Failures: h.Failures, LastError: h.LastError,
+		srcs = append(srcs, api.SourceState{URL: h.URL, Healthy: h.Healthy, Failures: h.Failures, FailuresTotal: h.FailuresTotal, LastError: h.LastError,
 			LastErrorAt: h.LastErrorAt, LastOK: h.LastOK, RetryAt: h.RetryAt, BytesRead: h.BytesRead})
 	}
 	var peers []api.Peer
@@ -187,8 +187,8 @@ func (n *Node) Status() api.Status {
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
 	for _, s := range srcs {
-		st.Counters.SourceFailures += int64(s.Failures)
-		st.Counters.SourceFailuresByURL[s.URL] = int64(s.Failures)
+		st.Counters.SourceFailures += s.FailuresTotal
+		st.Counters.SourceFailuresByURL[s.URL] = s.FailuresTotal
 	}
 	st.Bytes = api.Bytes{WAN: n.stat.wanBytes, LAN: n.stat.lanBytes, Served: n.stat.servedBytes + meshServed, ByPeer: make(map[string]int64)}
 	for k, v := range n.stat.byPeer {

@@ -29,6 +29,7 @@ type nodeFlags struct {
 	sources, join, p2p                                                  []string
 	siteKey, gossip, role, serveRepo, name                              string
 	interval, jitter, srcTimeout, idleTimeout                           time.Duration
+	siteTimeout                                                         time.Duration
 	keep, concurrency                                                   int
 	quota                                                               int64
 	preActivate, healthCheck                                            string
@@ -60,6 +61,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.gossip, "gossip", "", "gossip listener host:port (default 0.0.0.0:7946)")
 	fs.StringArrayVar(&f.p2p, "p2p", nil, "libp2p listener, multiaddr or host:port (repeatable)")
 	fs.StringVar(&f.role, "role", "", "\"dp\" marks a distribution point: only they fetch from the WAN when any is alive")
+	fs.DurationVar(&f.siteTimeout, "site-timeout", 0, "fetch a chunk from the sources when the site has not delivered it in this long (default 5m)")
 	fs.BoolVar(&f.mdns, "mdns", false, "discover site members by mDNS even with --join")
 	fs.StringVar(&f.serveRepo, "serve-repo", "", "serve the repository format on this address for plain clients and other sites")
 	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
@@ -128,6 +130,7 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("gossip", func() { cfg.Mesh.Gossip = f.gossip })
 	set("p2p", func() { cfg.Mesh.P2P = f.p2p })
 	set("role", func() { cfg.Mesh.Role = f.role })
+	set("site-timeout", func() { cfg.Mesh.SiteTimeout = node.Duration(f.siteTimeout) })
 	set("mdns", func() { m := f.mdns; cfg.Mesh.MDNS = &m })
 	set("serve-repo", func() { cfg.ServeRepo = f.serveRepo })
 	set("name", func() { cfg.Name = f.name })

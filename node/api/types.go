@@ -52,14 +52,15 @@ type NodeInfo struct {
 
 // SourceState is the health of one update source.
 type SourceState struct {
-	URL         string    `json:"url"`
-	Healthy     bool      `json:"healthy"`
-	Failures    int       `json:"failures"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitempty"`
-	LastOK      time.Time `json:"last_ok,omitempty"`
-	RetryAt     time.Time `json:"retry_at,omitempty"`
-	BytesRead   int64     `json:"bytes_read"`
+	URL           string    `json:"url"`
+	Healthy       bool      `json:"healthy"`
+	Failures      int       `json:"failures"` // consecutive, reset on success
+	FailuresTotal int64     `json:"failures_total"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitempty"`
+	LastOK        time.Time `json:"last_ok,omitempty"`
+	RetryAt       time.Time `json:"retry_at,omitempty"`
+	BytesRead     int64     `json:"bytes_read"`
 }
 
 // CheckResult is the outcome of one check of the sources.

@@ -34,6 +34,7 @@ type entry struct {
 	bytesRead atomic.Int64
 
 	failures  int
+	total     int64 // failures ever, for counters that never go down
 	lastErr   string
 	lastErrAt time.Time
 	lastOK    time.Time
@@ -42,14 +43,15 @@ type entry struct {
 
 // Health is the state of one source, for status pages and the API.
 type Health struct {
-	URL         string    `json:"url"`
-	Healthy     bool      `json:"healthy"`
-	Failures    int       `json:"failures"` // consecutive, reset on success
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-	LastOK      time.Time `json:"last_ok,omitzero"`
-	RetryAt     time.Time `json:"retry_at,omitzero"` // end of the backoff
-	BytesRead   int64     `json:"bytes_read"`
+	URL           string    `json:"url"`
+	Healthy       bool      `json:"healthy"`
+	Failures      int       `json:"failures"`       // consecutive, reset on success
+	FailuresTotal int64     `json:"failures_total"` // since start, never reset
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	LastOK        time.Time `json:"last_ok,omitzero"`
+	RetryAt       time.Time `json:"retry_at,omitzero"` // end of the backoff
+	BytesRead     int64     `json:"bytes_read"`
 }
 
 // NewList returns a list trying sources in the given order. A nil logger
@@ -195,6 +197,7 @@ func (l *List) fail(e *entry, path string, err error) {
 	now := l.now()
 	l.mu.Lock()
 	e.failures++
+	e.total++
 	wait := backoffMax
 	if e.failures <= 16 {
 		wait = min(backoffMin<<(e.failures-1), backoffMax)
@@ -215,14 +218,15 @@ func (l *List) Health() []Health {
 	hs := make([]Health, 0, len(l.entries))
 	for _, e := range l.entries {
 		hs = append(hs, Health{
-			URL:         e.src.String(),
-			Healthy:     e.failures == 0,
-			Failures:    e.failures,
-			LastError:   e.lastErr,
-			LastErrorAt: e.lastErrAt,
-			LastOK:      e.lastOK,
-			RetryAt:     e.retryAt,
-			BytesRead:   e.bytesRead.Load(),
+			URL:           e.src.String(),
+			Healthy:       e.failures == 0,
+			Failures:      e.failures,
+			FailuresTotal: e.total,
+			LastError:     e.lastErr,
+			LastErrorAt:   e.lastErrAt,
+			LastOK:        e.lastOK,
+			RetryAt:       e.retryAt,
+			BytesRead:     e.bytesRead.Load(),
 		})
 	}
 	return hs

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: installs what the tests need when it
+# is missing (Chromium for the dashboard's browser test, its npm package,
+# staticcheck), then checks formatting, vets, lints and runs every test.
+#   ./scripts/test.sh            the default run: unit, fuzz seeds, multi-node integration, browser
+#   ./scripts/test.sh -run Mesh  extra arguments go to `go test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "test.sh: installing $1 needs root (or install it yourself)" >&2; exit 1; }; }
+
+if ! command -v chromium >/dev/null 2>&1; then
+  need_root chromium
+  echo "== installing chromium (browser test)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  need_root npm
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d integration/browser/node_modules/playwright-core ]; then
+  echo "== installing the browser test's npm packages"
+  (cd integration/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if ! command -v staticcheck >/dev/null 2>&1; then
+  echo "== installing staticcheck"
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+staticcheck ./...
+echo "== go test"
+go test -count=1 -timeout 20m "$@" ./...
