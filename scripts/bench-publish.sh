@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# bench-publish.sh measures `patchmesh publish` against the brief's targets:
+#   - publishing a tree takes at most 2x the time of `sha256sum` over the same
+#     files (warm page cache, measured in the same run);
+#   - a new version with 1% of the bytes changed in 64 scattered places (half
+#     insertions, half overwrites) costs at most a few percent in new chunks.
+#
+# Environment:
+#   SIZE_MIB  size of the generated tree in MiB (default 1024)
+#   TMPDIR    where the tree and the repository go (default /tmp)
+#   KEEP=1    keep the work folder
+# Needs bash, GNU coreutils, awk, jq and go. Prints one line per figure.
+set -euo pipefail
+
+SIZE_MIB=${SIZE_MIB:-1024}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-publish.XXXXXX")
+if [[ "${KEEP:-0}" != 1 ]]; then
+	trap 'rm -rf "$WORK"' EXIT
+fi
+BIN=$WORK/patchmesh
+SRC=$WORK/tree
+REPO=$WORK/repo
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+say() { printf '%-34s %s\n' "$1" "$2"; }
+
+echo "building patchmesh"
+(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
+
+# The tree: 60% in six large binaries, 25% in shared libraries of about 1 MiB,
+# 15% in text files of 64 KiB (base64 lines, as configs and scripts compress).
+echo "writing a tree of $SIZE_MIB MiB in $SRC"
+total=$((SIZE_MIB << 20))
+mkdir -p "$SRC/bin" "$SRC/lib" "$SRC/share"
+large=$((total * 60 / 100 / 6))
+for i in 1 2 3 4 5 6; do
+	head -c "$large" /dev/urandom >"$SRC/bin/tool-$i"
+done
+libs=$((total * 25 / 100))
+i=0
+while ((libs > 0)); do
+	n=$(((1 << 20) + (i % 7) * 65536))
+	((n > libs)) && n=$libs
+	head -c "$n" /dev/urandom >"$SRC/lib/lib$i.so"
+	libs=$((libs - n))
+	i=$((i + 1))
+done
+texts=$((total - 6 * large - total * 25 / 100))
+i=0
+while ((texts > 0)); do
+	n=65536
+	((n > texts)) && n=$texts
+	d=$SRC/share/doc-$((i / 100))
+	mkdir -p "$d"
+	head -c $((n * 3 / 4 + 3)) /dev/urandom | base64 -w 76 >"$d/page-$i.txt"
+	truncate -s "$n" "$d/page-$i.txt"
+	texts=$((texts - n))
+	i=$((i + 1))
+done
+nfiles=$(find "$SRC" -type f | wc -l)
+bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+say "tree" "$nfiles files, $bytes bytes"
+
+"$BIN" keygen --out "$WORK/release.key" >/dev/null
+"$BIN" trust init --key "$WORK/release.key" --out "$WORK/trust.json" >/dev/null
+
+# Write the tree out first, so publish's one sync does not pay for it, and warm
+# the page cache so both sides read from memory.
+sync
+find "$SRC" -type f -print0 | xargs -0 cat >/dev/null
+
+t0=$(now)
+find "$SRC" -type f -print0 | xargs -0 sha256sum >/dev/null
+t1=$(now)
+sha=$(elapsed "$t0" "$t1")
+
+t0=$(now)
+"$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.0 --json "$SRC" >"$WORK/v1.json"
+t1=$(now)
+pub=$(elapsed "$t0" "$t1")
+
+say "sha256sum" "${sha} s"
+say "publish v1 (fresh repository)" "${pub} s ($(jq -r .new_chunks "$WORK/v1.json") chunk files written)"
+say "publish / sha256sum" "$(awk -v a="$pub" -v b="$sha" 'BEGIN { printf "%.2fx (target: at most 2x)", a / b }')"
+
+# The same tree again into the same repository: chunking, hashing and signing
+# with every chunk already stored, i.e. without creating chunk files.
+t0=$(now)
+"$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1-rc1 --json "$SRC" >/dev/null
+t1=$(now)
+again=$(elapsed "$t0" "$t1")
+say "publish again (no new chunk)" "${again} s, $(awk -v a="$again" -v b="$sha" 'BEGIN { printf "%.2fx", a / b }') sha256sum"
+
+# A 1% scattered edit: 64 places spread over the binaries by byte position,
+# alternately an insertion and an overwrite of total/6400 random bytes.
+edit=$((bytes / 100 / 64))
+find "$SRC/bin" "$SRC/lib" -type f -printf '%s %p\n' | sort -k2 >"$WORK/bins"
+awk -v n=64 -v len="$edit" 'BEGIN { srand(42) }
+	{ size[NR] = $1; name[NR] = $2; sum += $1 }
+	END {
+		for (k = 0; k < n; k++) {
+			pos = int(rand() * sum)
+			for (i = 1; pos >= size[i]; i++) pos -= size[i]
+			if (pos + len > size[i]) pos = size[i] - len
+			if (pos < 0) pos = 0
+			print name[i], pos, (k % 2 ? "over" : "insert")
+		}
+	}' "$WORK/bins" | sort -k1,1 -k2,2n >"$WORK/edits"
+
+apply_edits() { # file, then "offset kind" lines on stdin, sorted by offset
+	local f=$1 out=$1.new prev=0 off kind
+	: >"$out"
+	while read -r off kind; do
+		((off < prev)) && off=$prev
+		if ((off > prev)); then
+			dd if="$f" bs=1M iflag=skip_bytes,count_bytes skip="$prev" count=$((off - prev)) status=none >>"$out"
+		fi
+		head -c "$edit" /dev/urandom >>"$out"
+		if [[ $kind == over ]]; then prev=$((off + edit)); else prev=$off; fi
+	done
+	dd if="$f" bs=1M iflag=skip_bytes skip="$prev" status=none >>"$out"
+	mv "$out" "$f"
+}
+for f in $(cut -d' ' -f1 "$WORK/edits" | uniq); do
+	awk -v f="$f" '$1 == f { print $2, $3 }' "$WORK/edits" | apply_edits "$f"
+done
+say "edit" "64 places x $edit bytes ($(cut -d' ' -f1 "$WORK/edits" | uniq | wc -l) files)"
+sync
+
+t0=$(now)
+"$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1 --json "$SRC" >"$WORK/v2.json"
+t1=$(now)
+v2bytes=$(jq -r .bytes "$WORK/v2.json")
+newb=$(jq -r .new_bytes "$WORK/v2.json")
+manb=$(jq -r .manifest_bytes "$WORK/v2.json")
+say "publish v2" "$(elapsed "$t0" "$t1") s"
+say "v2 new chunk bytes" "$newb ($(awk -v a="$newb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * a / b }') of the tree; target: at most 5%)"
+say "v2 manifest" "$manb bytes ($(awk -v a="$manb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * a / b }') of the tree)"
+say "v2 new chunks + manifest" "$(awk -v a="$newb" -v m="$manb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * (a + m) / b }') of the tree (brief: at most 2% on the WAN)"
+
+t0=$(now)
+"$BIN" verify --repo "$REPO" --trust "$WORK/trust.json" >/dev/null
+t1=$(now)
+say "verify (all chunks)" "$(elapsed "$t0" "$t1") s"
