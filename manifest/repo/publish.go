@@ -562,7 +562,9 @@ type chunkWriter struct {
 	repoDir string
 	mu      sync.Mutex
 	seen    map[cid.Cid]bool
-	dirs    map[string]bool
+	// dirs records the shard folders met so far: true for one this publish
+	// created, which holds no earlier chunk, so nothing in it needs a stat.
+	dirs map[string]bool
 }
 
 // write stores a chunk unless the repository or this publish already has it.
@@ -576,23 +578,18 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 	w.mu.Unlock()
 
 	name := filepath.Join(w.repoDir, filepath.FromSlash(ChunkPath(c)))
-	if st, err := os.Stat(name); err == nil && st.Size() == int64(len(data)) {
-		w.mu.Lock()
-		sum.ReusedBytes += int64(len(data))
-		w.mu.Unlock()
-		return nil
-	}
 	dir := filepath.Dir(name)
-	w.mu.Lock()
-	known := w.dirs[dir]
-	w.mu.Unlock()
-	if !known {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("write chunk %s: %w", c, err)
+	fresh, err := w.shard(dir)
+	if err != nil {
+		return fmt.Errorf("write chunk %s: %w", c, err)
+	}
+	if !fresh {
+		if st, err := os.Stat(name); err == nil && st.Size() == int64(len(data)) {
+			w.mu.Lock()
+			sum.ReusedBytes += int64(len(data))
+			w.mu.Unlock()
+			return nil
 		}
-		w.mu.Lock()
-		w.dirs[dir] = true
-		w.mu.Unlock()
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
@@ -621,6 +618,40 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 	sum.NewBytes += int64(len(data))
 	w.mu.Unlock()
 	return nil
+}
+
+// shard makes sure a shard folder exists and reports whether this publish
+// created it. Creating a file costs far more than a stat on some file systems,
+// and a fresh repository would otherwise stat every chunk for nothing.
+func (w *chunkWriter) shard(dir string) (bool, error) {
+	w.mu.Lock()
+	fresh, known := w.dirs[dir]
+	w.mu.Unlock()
+	if known {
+		return fresh, nil
+	}
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return false, err
+		}
+		err = os.Mkdir(dir, 0o755)
+	}
+	switch {
+	case err == nil:
+		fresh = true
+	case errors.Is(err, fs.ErrExist):
+		fresh = false
+	default:
+		return false, err
+	}
+	w.mu.Lock()
+	if prev, ok := w.dirs[dir]; ok {
+		fresh = prev && fresh
+	}
+	w.dirs[dir] = fresh
+	w.mu.Unlock()
+	return fresh, nil
 }
 
 func syncFS(dir string) error {

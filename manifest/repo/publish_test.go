@@ -431,3 +431,26 @@ func TestPublishFileChangingWhileRead(t *testing.T) {
 		t.Fatalf("publish of a growing file: %v", err)
 	}
 }
+
+func TestPublishRewritesATruncatedChunk(t *testing.T) {
+	// A chunk file cut short (a disk filled up, a copy interrupted) is written
+	// again by the next publish instead of being counted as present.
+	key := newKey(t)
+	root := newRoot(t, 1, key)
+	repoDir := t.TempDir()
+	src, files := releaseTree(t, 16)
+	mustPublish(t, repoDir, src, publishOpts("1.0.0", key))
+	_, _, m, _, err := LoadRelease(context.Background(), DirReader(repoDir), root, "stable", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := m.Files[0].Chunks[0]
+	if err := os.Truncate(filepath.Join(repoDir, ChunkPath(ref.CID)), int64(ref.Size/2)); err != nil {
+		t.Fatal(err)
+	}
+	s := mustPublish(t, repoDir, src, publishOpts("1.0.1", key))
+	if s.NewChunks != 1 || s.NewBytes != int64(ref.Size) {
+		t.Errorf("republish wrote %d chunks (%d bytes), want the truncated one (%d bytes)", s.NewChunks, s.NewBytes, ref.Size)
+	}
+	checkRelease(t, repoDir, root, "1.0.1", files)
+}
