@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# bench-site.sh measures a site behind a slow WAN link against the brief's targets:
+#   - WAN bytes per site per release: at most 1.02x the unique chunk bytes;
+#   - time until every node of the site holds the release: at most 1.1x the time
+#     one node alone needs over the same link (measured first, in the same run).
+#
+# Topology (network namespaces created here, removed on exit):
+#
+#   pmb-wan: the seed (patchmesh serve), 10.99.0.1 on veth pmb-w0
+#      |  WAN: tc tbf RATE on both ends of the veth pair
+#   pmb-site: every node, 10.99.0.2 on veth pmb-s0; the nodes talk to each other
+#             on this namespace's own loopback (the LAN, unshaped)
+#
+# One shared LAN namespace keeps the setup small; the seed is reachable from the
+# site only through the shaped veth. Addresses exist only inside the namespaces.
+#
+# Rows: the raw link (curl of one big file, and of every chunk 16 at a time),
+# one node without a mesh (T1, the baseline), then a site of each size in NODES.
+# Each row uses a fresh repository and fresh nodes: the nodes start, see each
+# other, the release is published, and `patchmesh update` is asked of all at once.
+#
+# Environment:
+#   SIZE_MIB  release size in MiB (default 64)
+#   RATE      WAN rate, as tc spells it (default 20mbit)
+#   DELAY     one-way WAN delay added with netem, e.g. 20ms (default none)
+#   NODES     site sizes to measure (default "5 20 1")
+#   BIN       patchmesh binary to use (default: built from this tree)
+#   TMPDIR    where the work folder goes (default /tmp)
+#   KEEP=1    keep the work folder (logs, repositories)
+# Needs root, ip and tc (iproute2), curl, jq, awk, and go unless BIN is set.
+# Prints the table and writes it to $WORK/table.md.
+set -euo pipefail
+
+SIZE_MIB=${SIZE_MIB:-64}
+RATE=${RATE:-20mbit}
+DELAY=${DELAY:-}
+NODES=${NODES:-5 20 1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+NS_WAN=pmb-wan
+NS_SITE=pmb-site
+WAN_IP=10.99.0.1
+SITE_IP=10.99.0.2
+
+die() { echo "bench-site: $*" >&2; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "needs root (network namespaces and tc)"
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+	echo "installing iproute2"
+	apt-get install -y iproute2 >/dev/null || die "ip and tc missing and apt-get install iproute2 failed"
+fi
+for c in curl jq awk; do command -v "$c" >/dev/null || die "needs $c"; done
+ulimit -n 65536 2>/dev/null || true
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-site.XXXXXX")
+PIDS=()
+
+# stop_procs ends every process this script started: SIGTERM, then SIGKILL
+# after 15 s for any that did not stop.
+stop_procs() {
+	local p i
+	((${#PIDS[@]})) || return 0
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for ((i = 0; i < 150; i++)); do
+		local left=0
+		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+		((left)) || break
+		sleep 0.1
+	done
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	PIDS=()
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_procs
+	ip netns del "$NS_WAN" 2>/dev/null || true
+	ip netns del "$NS_SITE" 2>/dev/null || true
+	if [[ "${KEEP:-0}" == 1 || $rc != 0 ]]; then
+		echo "work folder kept: $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+in_wan() { ip netns exec "$NS_WAN" "$@"; }
+in_site() { ip netns exec "$NS_SITE" "$@"; }
+
+# wait_until SECONDS WHAT CMD...: poll CMD every 0.2 s.
+wait_until() {
+	local secs=$1 what=$2 end
+	shift 2
+	end=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
+		sleep 0.2
+	done
+}
+
+# bg NS LOG CMD...: run CMD in namespace NS in the background, output to LOG.
+bg() {
+	local ns=$1 log=$2
+	shift 2
+	ip netns exec "$ns" "$@" >"$log" 2>&1 &
+	PIDS+=($!)
+}
+
+if [[ -z "${BIN:-}" ]]; then
+	echo "building patchmesh"
+	BIN=$WORK/patchmesh
+	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
+fi
+
+# --- topology ---------------------------------------------------------------
+for ns in "$NS_WAN" "$NS_SITE"; do
+	if ip netns list | grep -qw "$ns"; then
+		die "namespace $ns exists: another bench-site run, or a stale one (ip netns del $ns)"
+	fi
+done
+ip netns add "$NS_WAN"
+ip netns add "$NS_SITE"
+in_wan ip link set lo up
+in_site ip link set lo up
+# The pair is created inside pmb-wan and one end moved to pmb-site: the host's
+# own network never sees either end.
+in_wan ip link add pmb-w0 type veth peer name pmb-s0 netns "$NS_SITE"
+in_wan ip addr add "$WAN_IP/24" dev pmb-w0
+in_site ip addr add "$SITE_IP/24" dev pmb-s0
+in_wan ip link set pmb-w0 up
+in_site ip link set pmb-s0 up
+shape() { # namespace device
+	if [[ -n "$DELAY" ]]; then
+		ip netns exec "$1" tc qdisc add dev "$2" root handle 1: netem delay "$DELAY"
+		ip netns exec "$1" tc qdisc add dev "$2" parent 1: handle 10: tbf rate "$RATE" burst 64kb latency 50ms
+	else
+		ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$RATE" burst 64kb latency 50ms
+	fi
+}
+shape "$NS_WAN" pmb-w0
+shape "$NS_SITE" pmb-s0
+link_tx() { in_wan cat /sys/class/net/pmb-w0/statistics/tx_bytes; }
+
+# --- the release ------------------------------------------------------------
+# One pseudo-random binary (no chunk repeats) and two small files.
+SRC=$WORK/tree
+mkdir -p "$SRC/bin" "$SRC/etc"
+head -c $((SIZE_MIB << 20)) /dev/urandom >"$SRC/bin/app"
+echo "listen = 127.0.0.1:8080" >"$SRC/etc/app.conf"
+echo "bench-site" >"$SRC/VERSION"
+"$BIN" keygen --out "$WORK/release.key" >/dev/null
+"$BIN" keygen --site --out "$WORK/site.key" >/dev/null
+
+SEED_PORT=8780
+SEED_API=127.0.0.1:8781
+SEED_PID=
+seed_status() { in_wan curl -sf --max-time 5 "http://$SEED_API/api/status"; }
+start_seed() { # repo log
+	bg "$NS_WAN" "$2" "$BIN" serve --repo "$1" --listen "$WAN_IP:$SEED_PORT" --api "$SEED_API"
+	SEED_PID=${PIDS[-1]}
+	wait_until 20 "the seed to listen" seed_status
+}
+
+say() { printf '%-44s %s\n' "$1" "$2"; }
+echo
+say "release" "$SIZE_MIB MiB of random bytes"
+say "WAN" "tbf $RATE${DELAY:+, netem delay $DELAY} each way (veth between pmb-wan and pmb-site)"
+say "binary" "$BIN"
+
+# --- raw link ---------------------------------------------------------------
+RAW=$WORK/raw
+"$BIN" trust init --key "$WORK/release.key" --out "$WORK/raw-trust.json" --repo "$RAW" >/dev/null
+"$BIN" publish --repo "$RAW" --key "$WORK/release.key" --version 0.0.0 --json "$SRC" >"$WORK/raw.json"
+cp "$SRC/bin/app" "$RAW/blob.bin"
+start_seed "$RAW" "$WORK/seed-raw.log"
+in_site curl -sf --noproxy '*' --max-time 5 -o /dev/null "http://$WAN_IP:$SEED_PORT/root.json" ||
+	die "the site does not reach the seed over the veth"
+UNIQUE=$(jq -r .new_bytes "$WORK/raw.json")
+say "unique chunk bytes" "$UNIQUE in $(jq -r .new_chunks "$WORK/raw.json") chunks"
+ideal=$(awk -v b="$UNIQUE" -v r="$RATE" 'BEGIN {
+	n = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
+	m = (u ~ /^g/) ? 1e9 : (u ~ /^m/) ? 1e6 : (u ~ /^k/) ? 1e3 : 1
+	if (u ~ /bps$/) m *= 8  # tc: "mbps" is bytes, "mbit" bits
+	printf "%.1f", b * 8 / (n * m) }')
+say "unique bytes at the nominal rate" "$ideal s"
+
+t0=$(now)
+in_site curl -sf --noproxy '*' -o /dev/null "http://$WAN_IP:$SEED_PORT/blob.bin"
+t1=$(now)
+RAW_FILE=$(calc "%.2f" "$t1 - $t0")
+say "raw link: curl one file of the same size" "$RAW_FILE s ($(calc "%.1f" "$UNIQUE * 8 / ($t1 - $t0) / 1e6") Mbit/s)"
+
+(cd "$RAW" && find chunks -type f -printf "url = \"http://$WAN_IP:$SEED_PORT/%p\"\noutput = \"/dev/null\"\n") >"$WORK/chunks.curl"
+t0=$(now)
+in_site curl -sf --no-progress-meter --noproxy '*' --parallel --parallel-max 16 -K "$WORK/chunks.curl"
+t1=$(now)
+RAW_CHUNKS=$(calc "%.2f" "$t1 - $t0")
+say "raw link: curl every chunk, 16 at a time" "$RAW_CHUNKS s"
+stop_procs
+
+# --- one run ----------------------------------------------------------------
+T1=
+TABLE=$WORK/table.md
+{
+	echo "| nodes | mesh | time (s) | time / T1 | seed chunk bytes / unique | seed bytes, all files / unique | link bytes / unique | LAN bytes / unique |"
+	echo "|---:|:---:|---:|---:|---:|---:|---:|---:|"
+} >"$TABLE"
+
+# run_site N MESH SLUG LABEL: N nodes (with the mesh when MESH=1) get a fresh
+# release; the repository and logs go to $WORK/SLUG.
+run_site() {
+	local n=$1 mesh=$2 dir=$WORK/$3 label=$4 i
+	local repo=$dir/repo trust=$dir/trust.json base=$((20000 + RANDOM % 20000))
+	mkdir -p "$dir"
+	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
+	start_seed "$repo" "$dir/seed.log"
+
+	local apis=() join=
+	for ((i = 1; i <= n; i++)); do
+		local api=127.0.0.1:$((base + i)) args=()
+		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
+			--source "http://$WAN_IP:$SEED_PORT" --api "$api" --check-interval 1h)
+		if ((mesh)); then
+			args+=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$((base + 1000 + i))"
+				--p2p "/ip4/127.0.0.1/tcp/$((base + 2000 + i))")
+			[[ -n $join ]] && args+=(--join "$join")
+			join=${join:-127.0.0.1:$((base + 1001))}
+		fi
+		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' "$BIN" "${args[@]}"
+		apis+=("$api")
+	done
+	for api in "${apis[@]}"; do
+		wait_until 60 "node $api to answer" in_site curl -sf --max-time 5 "http://$api/api/status"
+	done
+	if ((mesh)); then
+		for api in "${apis[@]}"; do
+			wait_until 90 "node $api to see the $n nodes of the site" sees_site "$api" "$n"
+		done
+	fi
+	# The nodes' start-up checks found no release; let them finish before publishing.
+	for api in "${apis[@]}"; do
+		wait_until 30 "node $api to finish its start-up check" not_checking "$api"
+	done
+
+	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version "1.0.0" --json "$SRC" >"$dir/publish.json"
+	local unique served0 bytes0 tx0
+	unique=$(jq -r .new_bytes "$dir/publish.json")
+	served0=$(seed_status | jq -r .served.chunk_bytes)
+	bytes0=$(seed_status | jq -r .served.bytes)
+	tx0=$(link_tx)
+
+	local t0 t1 ups=() rc=0
+	t0=$(now)
+	for ((i = 1; i <= n; i++)); do
+		(
+			in_site timeout 900 env NO_PROXY='*' "$BIN" update --api "${apis[i - 1]}" --json >"$dir/update-$i.json" 2>&1
+			now >"$dir/done-$i"
+		) &
+		ups+=($!)
+	done
+	for p in "${ups[@]}"; do wait "$p" || rc=1; done
+	((rc == 0)) || die "an update failed in $label; see $dir"
+	t1=$(cat "$dir"/done-* | sort -n | tail -1)
+
+	local served bytes tx wan=0 lan=0 st
+	served=$(($(seed_status | jq -r .served.chunk_bytes) - served0))
+	bytes=$(($(seed_status | jq -r .served.bytes) - bytes0))
+	tx=$(($(link_tx) - tx0))
+	for ((i = 1; i <= n; i++)); do
+		st=$(in_site curl -sf --max-time 5 "http://${apis[i - 1]}/api/status")
+		[[ $(jq -r '.current.version // ""' <<<"$st") == 1.0.0 ]] || die "$label: node n$i does not run 1.0.0"
+		cmp -s "$SRC/bin/app" "$dir/n$i/app/current/bin/app" || die "$label: node n$i installed other bytes"
+		wan=$((wan + $(jq -r .bytes.wan <<<"$st")))
+		lan=$((lan + $(jq -r .bytes.lan <<<"$st")))
+	done
+	stop_procs
+	local secs
+	secs=$(calc "%.2f" "$t1 - $t0")
+	[[ -n $T1 ]] || T1=$secs
+	local row
+	row=$(printf '| %d | %s | %s | %s | %s | %s | %s | %s |' "$n" "$( ((mesh)) && echo yes || echo no)" "$secs" \
+		"$(calc "%.3fx" "$secs / $T1")" "$(calc "%.4fx" "$served / $unique")" "$(calc "%.4fx" "$bytes / $unique")" \
+		"$(calc "%.4fx" "$tx / $unique")" "$(calc "%.2fx" "$lan / $unique")")
+	echo "$row" >>"$TABLE"
+	say "$label" "$secs s, seed chunk bytes $(calc "%.4fx" "$served / $unique"), nodes' WAN $(calc "%.4fx" "$wan / $unique"), LAN $(calc "%.2fx" "$lan / $unique")"
+	rm -rf "${dir:?}"/n*/
+}
+
+sees_site() { # api n
+	in_site curl -sf --max-time 5 "http://$1/api/status" | jq -e --argjson n "$2" '[.peers[] | select(.state == "alive")] | length == $n'
+}
+not_checking() { # api
+	in_site curl -sf --max-time 5 "http://$1/api/status" | jq -e '.checking == false and .last_check != null'
+}
+
+echo
+run_site 1 0 alone "one node alone (T1)"
+for n in $NODES; do
+	run_site "$n" 1 "site-$n" "site of $n"
+done
+
+echo
+cat "$TABLE"
+echo
+echo "raw link: one file $RAW_FILE s ($(calc "%.3fx" "$RAW_FILE / $T1") T1), every chunk 16 at a time $RAW_CHUNKS s ($(calc "%.3fx" "$RAW_CHUNKS / $T1") T1); unique bytes at the nominal rate $ideal s"
+echo "targets at 20 nodes: at most 1.02x WAN bytes, 1.1x time (caching proxy 1.01x / 1.04x, BitTorrent 1.4x / 1.6x)"
