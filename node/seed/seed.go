@@ -5,7 +5,6 @@ package seed
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/api"
 )
 
 // Config of a seed. The zero value of each optional field is documented.
@@ -41,9 +41,15 @@ type Seed struct {
 	files   *repo.DirFiles
 	stats   repo.Stats
 	started time.Time
+	history *history
+
+	// sampleEvery is how often the history takes a sample; a field so tests can
+	// shorten it.
+	sampleEvery time.Duration
 
 	mu      sync.Mutex
 	addr    string
+	scheme  string
 	apiAddr string
 	ready   chan struct{}
 }
@@ -65,10 +71,10 @@ func New(cfg Config) (*Seed, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.API != "" && !isLoopback(cfg.API) && cfg.APIToken == "" {
-		return nil, fmt.Errorf("seed: the API on %s is not loopback: set an API token", cfg.API)
+	if cfg.API != "" && !api.IsLoopback(cfg.API) && cfg.APIToken == "" {
+		return nil, fmt.Errorf("seed: the API on %s is not loopback: set an API token (--api-token)", cfg.API)
 	}
-	return &Seed{cfg: cfg, ready: make(chan struct{})}, nil
+	return &Seed{cfg: cfg, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery}, nil
 }
 
 // Stats returns what the seed has served so far.
@@ -120,6 +126,7 @@ func (s *Seed) Run(ctx context.Context) error {
 	listeners := []net.Listener{ln}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
+	s.scheme = scheme
 	s.mu.Unlock()
 
 	if s.cfg.API != "" {
@@ -134,7 +141,16 @@ func (s *Seed) Run(ctx context.Context) error {
 		s.apiAddr = aln.Addr().String()
 		s.mu.Unlock()
 	}
-	s.cfg.Logger.Info("seed serving", "repo", s.cfg.Repo, "url", scheme+"://"+s.Addr(), "api", s.APIAddr())
+	s.cfg.Logger.Info("seed serving", "repo", s.cfg.Repo, "url", s.url(), "api", s.APIAddr())
+
+	// The sampler stops before Run returns, after the servers have drained.
+	sampleCtx, stopSampling := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.sample(sampleCtx) })
+	defer func() {
+		stopSampling()
+		wg.Wait()
+	}()
 	close(s.ready)
 
 	errc := make(chan error, len(servers))
@@ -165,49 +181,9 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// Status is what the seed's API reports.
-type Status struct {
-	Repo    string             `json:"repo"`
-	URL     string             `json:"url"`
-	Started time.Time          `json:"started"`
-	Served  repo.StatsSnapshot `json:"served"`
-}
-
-func (s *Seed) status() Status {
-	return Status{Repo: s.cfg.Repo, URL: s.Addr(), Started: s.started, Served: s.Stats()}
-}
-
-func (s *Seed) apiHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(s.status())
-	})
-	return tokenGuard(s.cfg.APIToken, mux)
-}
-
-// tokenGuard requires the bearer token on every request when one is configured.
-func tokenGuard(token string, h http.Handler) http.Handler {
-	if token == "" {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+// url is the repository's address as a client would write it.
+func (s *Seed) url() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scheme + "://" + s.addr
 }

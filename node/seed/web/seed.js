@@ -1,0 +1,175 @@
+// patchmesh seed dashboard: renders /api/status, polled every 2 seconds. Every
+// value goes in through textContent: no HTML from the seed is ever parsed.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVGNS = "http://www.w3.org/2000/svg";
+const DAY = 86400;
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "title") e.title = v;
+    else e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
+  return e;
+}
+
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+
+function fmtBytes(n) {
+  if (!n) return "0 B";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + " " + u[i];
+}
+
+function fmtCount(n) { return (n || 0).toLocaleString(); }
+
+function fmtDuration(s) {
+  s = Math.max(0, Math.round(s));
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  if (d) return d + "d " + h + "h";
+  if (h) return h + "h " + m + "m";
+  if (m) return m + "m " + (s % 60) + "s";
+  return s + "s";
+}
+
+function isSet(t) { return t && !t.startsWith("0001-"); }
+
+function fmtWhen(t) {
+  if (!isSet(t)) return "–";
+  const d = (Date.parse(t) - Date.now()) / 1000;
+  return Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
+}
+
+function fmtTime(t) {
+  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function fmtDate(t) { return isSet(t) ? new Date(t).toLocaleString() : "–"; }
+
+function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
+
+function render(st) {
+  setText("seed-url", st.url || "–");
+  setText("seed-repo", st.repo || "–");
+  setText("seed-uptime", fmtDuration(st.uptime_seconds || 0));
+  setText("seed-started", fmtDate(st.started));
+  const s = st.served || {};
+  setText("served-bytes", fmtBytes(s.bytes));
+  setText("served-chunk-bytes", fmtBytes(s.chunk_bytes));
+  setText("served-chunks", fmtCount(s.chunks));
+  setText("served-requests", fmtCount(s.requests));
+  setText("served-notfound", fmtCount(s.not_found));
+  renderChannels(st.channels || []);
+  renderHistory(st.history || [], s);
+}
+
+const STATE_TEXT = { ok: "ok", expiring: "expires soon", expired: "expired", unreadable: "unreadable" };
+
+function renderChannels(chans) {
+  const rows = chans.map((c) => {
+    const left = isSet(c.expires) ? (Date.parse(c.expires) - Date.now()) / 1000 : null;
+    // The seed judged the state when it answered; the browser's clock refines
+    // it between polls so a head that just expired does not look fine.
+    let state = c.state;
+    if (left !== null && state !== "unreadable") state = left <= 0 ? "expired" : left <= DAY ? "expiring" : "ok";
+    const badge = el("span", { class: "badge " + state }, STATE_TEXT[state] || state);
+    const why = c.error ? el("span", { class: "reason" }, c.error) : null;
+    return el("tr", { class: state, "data-channel": c.name },
+      el("td", { class: "strong" }, c.name),
+      el("td", {}, c.version || "–"),
+      el("td", { class: "num" }, c.sequence || "–"),
+      el("td", { title: fmtDate(c.issued) }, fmtWhen(c.issued)),
+      el("td", { class: "expires", title: fmtDate(c.expires) }, fmtWhen(c.expires)),
+      el("td", {}, badge, why));
+  });
+  $("channels").tBodies[0].replaceChildren(...rows);
+  $("channels-empty").hidden = rows.length > 0;
+  setText("channel-count", chans.length || "");
+}
+
+// renderHistory draws bytes served per second between consecutive samples:
+// all bytes light, chunk bytes dark in front.
+function renderHistory(hist, now) {
+  const W = 640, H = 170, pad = 4;
+  const pts = hist.map((s) => ({ t: Date.parse(s.t), bytes: s.bytes, chunks: s.chunk_bytes }));
+  // The newest point is now, so the chart never lags the totals above it.
+  pts.push({ t: Date.now(), bytes: now.bytes || 0, chunks: now.chunk_bytes || 0 });
+  const rates = [];
+  for (let i = 1; i < pts.length; i++) {
+    const dt = (pts[i].t - pts[i - 1].t) / 1000;
+    if (dt <= 0) continue;
+    rates.push({ t: pts[i].t, bytes: Math.max(0, pts[i].bytes - pts[i - 1].bytes) / dt, chunks: Math.max(0, pts[i].chunks - pts[i - 1].chunks) / dt });
+  }
+  const g = $("history");
+  const kids = [];
+  for (let i = 1; i < 4; i++) kids.push(svg("line", { class: "grid-line", x1: 0, x2: W, y1: H * i / 4, y2: H * i / 4 }));
+  if (rates.length < 2) {
+    const txt = svg("text", { class: "empty", x: W / 2, y: H / 2, "text-anchor": "middle" });
+    txt.textContent = "collecting samples…";
+    kids.push(txt);
+    g.replaceChildren(...kids);
+    setText("history-from", ""); setText("history-to", ""); setText("history-max", "");
+    return;
+  }
+  const t0 = rates[0].t, t1 = rates[rates.length - 1].t;
+  const max = Math.max(1, ...rates.map((r) => r.bytes));
+  const x = (t) => (t1 > t0 ? (t - t0) / (t1 - t0) * W : 0).toFixed(1);
+  const y = (v) => (H - pad - v / max * (H - 2 * pad)).toFixed(1);
+  const area = (val) => {
+    let d = "M" + x(t0) + "," + y(0);
+    for (const r of rates) d += " L" + x(r.t) + "," + y(val(r));
+    return d + " L" + x(t1) + "," + y(0) + " Z";
+  };
+  kids.push(svg("path", { class: "area-served", d: area((r) => r.bytes) }));
+  kids.push(svg("path", { class: "area-chunks", d: area((r) => r.chunks) }));
+  g.replaceChildren(...kids);
+  setText("history-from", fmtTime(t0));
+  setText("history-max", "top: " + fmtBytes(max) + "/s (chunk bytes dark)");
+  setText("history-to", "now");
+}
+
+function setLive(state, text) {
+  const l = $("live");
+  l.className = "live " + state;
+  l.textContent = text;
+}
+
+function notice(text) {
+  const n = $("notice");
+  n.hidden = !text;
+  n.textContent = text || "";
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/status", { credentials: "same-origin", cache: "no-store" });
+    if (r.status === 401) {
+      setLive("off", "token needed");
+      notice("This dashboard needs the seed's API token: open /?token=YOUR_TOKEN once.");
+      return;
+    }
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    render(await r.json());
+    setLive("on", "live");
+    notice("");
+  } catch (e) {
+    setLive("off", "seed unreachable");
+  }
+}
+
+function init() {
+  poll();
+  setInterval(poll, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", init);
