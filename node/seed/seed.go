@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,8 +25,10 @@ type Config struct {
 	Listen  string // repository listener; zero: DefaultConfig's ":8780"
 	TLSCert string // PEM certificate; zero: plain HTTP
 	TLSKey  string // PEM key of TLSCert
-	API     string // status API listener; zero: none
-	// APIToken is required by the API when API is not a loopback address.
+	API     string // dashboard, status API and metrics listener; zero: none
+	// APIToken, when set, is required by every API request (bearer header, or
+	// the dashboard's cookie from /?token=T). It must be set when API is not a
+	// loopback address; without it only loopback Host names are answered.
 	APIToken string
 	Logger   *slog.Logger // zero: discard
 }
@@ -59,8 +62,15 @@ func New(cfg Config) (*Seed, error) {
 	if cfg.Repo == "" {
 		return nil, errors.New("seed: no repository folder (--repo)")
 	}
-	if st, err := os.Stat(cfg.Repo); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("seed: repository %s is not a folder: %v", cfg.Repo, err)
+	switch st, err := os.Stat(cfg.Repo); {
+	case err != nil:
+		return nil, fmt.Errorf("seed: repository: %w", err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("seed: repository %s is not a folder", cfg.Repo)
+	}
+	// The dashboard shows the folder; a relative path says little there.
+	if abs, err := filepath.Abs(cfg.Repo); err == nil {
+		cfg.Repo = abs
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("seed: give both --tls-cert and --tls-key, or neither")
