@@ -153,7 +153,9 @@ func (s *Seed) Run(ctx context.Context) error {
 	}
 	s.cfg.Logger.Info("seed serving", "repo", s.cfg.Repo, "url", s.url(), "api", s.APIAddr())
 
-	// The sampler stops before Run returns, after the servers have drained.
+	// The first sample is taken before anything is served, so the history starts
+	// at zero; the sampler stops before Run returns, after the servers drained.
+	s.takeSample(time.Now())
 	sampleCtx, stopSampling := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sample(sampleCtx) })

@@ -172,13 +172,14 @@ func (h *history) snapshot() []Sample {
 	return append([]Sample{}, h.samples...)
 }
 
+// takeSample records the served counters at t.
+func (s *Seed) takeSample(t time.Time) {
+	st := s.Stats()
+	s.history.add(Sample{Time: t, Requests: st.Requests, Bytes: st.Bytes, ChunkBytes: st.ChunkBytes})
+}
+
 // sample records the served counters every s.sampleEvery until ctx ends.
 func (s *Seed) sample(ctx context.Context) {
-	take := func(t time.Time) {
-		st := s.Stats()
-		s.history.add(Sample{Time: t, Requests: st.Requests, Bytes: st.Bytes, ChunkBytes: st.ChunkBytes})
-	}
-	take(time.Now())
 	tick := time.NewTicker(s.sampleEvery)
 	defer tick.Stop()
 	for {
@@ -186,7 +187,7 @@ func (s *Seed) sample(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case t := <-tick.C:
-			take(t)
+			s.takeSample(t)
 		}
 	}
 }
