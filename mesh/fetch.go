@@ -278,8 +278,12 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
 			return fetchResult{data, Origin{Local: true}}, err
 		}
-		if takeover && m.active() {
-			if data, name, err := m.probeHolders(ctx, c); err == nil {
+		probe := m.probeAhead
+		if takeover {
+			probe = m.probeHolders
+		}
+		if m.active() {
+			if data, name, err := probe(ctx, c); err == nil {
 				if err := m.st.Put(ctx, c, data); err != nil {
 					return fetchResult{}, fmt.Errorf("store: %w", err)
 				}
@@ -308,9 +312,32 @@ const probeTimeout = 5 * time.Second
 // probeHolders asks up to takeoverProbes live members, next after this node
 // in the ownership order, for c from their stores only.
 func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) ([]byte, string, error) {
-	live := m.members.liveCandidates()
+	return m.probe(ctx, c, m.members.liveCandidates())
+}
+
+// probeAhead asks members that hold a newer complete release than this node
+// for c from their stores: a node that joined late or was away owns chunks its
+// site already holds, and must not fetch them from the WAN again. When nobody
+// is ahead (a release new to the whole site) it asks no one.
+func (m *Mesh) probeAhead(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+	own := m.holding.Load()
+	var ahead []candidate
+	for _, e := range m.members.all() {
+		if !e.self && e.live() && e.meta.holding > own {
+			ahead = append(ahead, candidate{name: e.name, role: e.meta.role})
+		}
+	}
+	if len(ahead) == 0 {
+		return nil, "", ErrSiteFailed
+	}
+	return m.probe(ctx, c, ahead)
+}
+
+// probe asks up to takeoverProbes of cands, in c's ownership order, for c from
+// their stores only.
+func (m *Mesh) probe(ctx context.Context, c cid.Cid, cands []candidate) ([]byte, string, error) {
 	asked := 0
-	for _, name := range hrwOrderAll(c.Bytes(), live) {
+	for _, name := range hrwOrderAll(c.Bytes(), cands) {
 		if name == m.name {
 			continue
 		}

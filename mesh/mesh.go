@@ -75,6 +75,7 @@ type Mesh struct {
 	priv crypto.PrivKey
 	pid  peer.ID
 	name string
+	docs Docs // set by SetDocs before Run; nil: serve no documents
 
 	started atomic.Bool
 	ready   chan struct{} // closed when listeners are up
@@ -255,6 +256,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 	}
 	m.host = h
 	h.SetStreamHandler(ProtocolID, m.handleStream)
+	h.SetStreamHandler(DocProtocolID, m.handleDoc)
 
 	mc, err := m.memberlistConfig()
 	if err != nil {

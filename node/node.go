@@ -90,14 +90,12 @@ func New(cfg Config) (*Node, error) {
 		}
 		srcs = append(srcs, s)
 	}
-	n.list = source.NewList(srcs, n.log)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log})
 	if err != nil {
-		n.list.Close()
 		return nil, err
 	}
 	n.inst, err = install.Open(install.Config{
@@ -106,10 +104,9 @@ func New(cfg Config) (*Node, error) {
 	})
 	if err != nil {
 		n.store.Close()
-		n.list.Close()
 		return nil, err
 	}
-	n.wan = &wanSource{list: n.list, node: n}
+	n.wan = &wanSource{node: n}
 	n.chunks = n.wan
 
 	if cfg.Mesh.SiteKey != "" {
@@ -144,7 +141,12 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.chunks = &meshSource{m: n.mesh}
+		n.mesh.SetDocs(siteDocs{n})
+		// Peers hand out signed heads and manifests when every source is down.
+		srcs = append(srcs, siteSource{n.mesh})
 	}
+	n.list = source.NewList(srcs, n.log)
+	n.wan.list = n.list
 	return n, nil
 }
 
@@ -154,7 +156,9 @@ func (n *Node) close() {
 			n.log.Error("close store", "err", err)
 		}
 	}
-	n.list.Close()
+	if n.list != nil {
+		n.list.Close()
+	}
 }
 
 // Run serves the node until ctx is cancelled: the API, the mesh, the scheduled
