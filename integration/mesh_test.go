@@ -1,0 +1,179 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// site starts n nodes of one site, each joining the first, all using sources.
+func site(t *testing.T, pub *publisher, siteKey string, n int, sources []string, extra ...string) []*nodeProc {
+	t.Helper()
+	nodes := make([]*nodeProc, 0, n)
+	for i := range n {
+		o := nodeOpts{Name: "site-" + strconv.Itoa(i+1), Trust: pub.Trust, Sources: sources, SiteKey: siteKey, Extra: extra}
+		if i > 0 {
+			o.Join = []string{nodes[0].Gossip}
+		}
+		nodes = append(nodes, newNode(t, o))
+	}
+	for _, nd := range nodes {
+		waitFor(t, 30*time.Second, func() bool { return alive(nd) == n }, nd.Name+" to see the whole site")
+	}
+	return nodes
+}
+
+func alive(n *nodeProc) int {
+	st, err := n.status()
+	if err != nil {
+		return 0
+	}
+	c := 0
+	for _, p := range st.Peers {
+		if p.State == "alive" {
+			c++
+		}
+	}
+	return c
+}
+
+// updateAll runs `patchmesh update --no-wait` on every node at once.
+func updateAll(t *testing.T, nodes []*nodeProc) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pm(t, "update", "--no-wait", "--api", n.API)
+		}()
+	}
+	wg.Wait()
+}
+
+func siteKey(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "site.key")
+	mustPM(t, "keygen", "--site", "--out", p)
+	return p
+}
+
+// TestSiteFetchesEachChunkOnce: five nodes of one site get a release while the
+// seed serves each chunk about once; a node killed mid-transfer does not stop the
+// others; with the seed gone, a newcomer gets the whole release from its peers.
+func TestSiteFetchesEachChunkOnce(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 16, 11)
+	cr := newCountingRepo(t, pub.Repo)
+	key := siteKey(t)
+	nodes := site(t, pub, key, 5, []string{cr.URL})
+
+	s1 := pub.Publish("1.0.0", src)
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "1.0.0", 90*time.Second)
+		sameTree(t, src, filepath.Join(n.Install, "current"))
+	}
+	wan := cr.stats.ChunkBytes.Load()
+	ratio := float64(wan) / float64(s1.NewBytes)
+	t.Logf("v1: %d unique chunk bytes, the seed served %d (%.3fx) to a site of 5", s1.NewBytes, wan, ratio)
+	if ratio > 1.05 {
+		t.Errorf("the seed served %.3fx the release's unique chunk bytes to one site, want at most 1.05x", ratio)
+	}
+	var lan int64
+	for _, n := range nodes {
+		lan += n.Status(t).Bytes.LAN
+	}
+	if lan < 3*s1.NewBytes {
+		t.Errorf("nodes got %d bytes from peers in all; 5 nodes with one WAN copy should get at least 3x %d", lan, s1.NewBytes)
+	}
+
+	// v2 with a slow seed; one node is killed in the middle.
+	editTree(t, src, 40)
+	makeBig(t, src, "lib/data.bin", 8, 12)
+	s2 := pub.Publish("2.0.0", src)
+	cr.delay.Store(int64(20 * time.Millisecond))
+	before := cr.stats.ChunkBytes.Load()
+	updateAll(t, nodes)
+	victim := nodes[1]
+	waitFor(t, 60*time.Second, func() bool {
+		st, err := victim.status()
+		return err == nil && st.Progress != nil && st.Progress.ChunksDone > st.Progress.ChunksTotal/4
+	}, "the victim to be a quarter through")
+	victim.Kill()
+	cr.delay.Store(0)
+	survivors := append([]*nodeProc{nodes[0]}, nodes[2:]...)
+	for _, n := range survivors {
+		n.WaitVersion(t, "2.0.0", 120*time.Second)
+		sameTree(t, src, filepath.Join(n.Install, "current"))
+	}
+	wan2 := cr.stats.ChunkBytes.Load() - before
+	t.Logf("v2: %d new chunk bytes, the seed served %d (%.3fx) with a node killed mid-way", s2.NewBytes, wan2, float64(wan2)/float64(s2.NewBytes))
+	if float64(wan2) > 1.5*float64(s2.NewBytes) {
+		t.Errorf("after the kill the seed served %.3fx the new bytes", float64(wan2)/float64(s2.NewBytes))
+	}
+
+	// The seed goes away; a new node of the site still gets everything from peers.
+	cr.Close()
+	late := newNode(t, nodeOpts{Name: "late", Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: key, Join: []string{nodes[0].Gossip}})
+	late.WaitVersion(t, "2.0.0", 120*time.Second)
+	sameTree(t, src, filepath.Join(late.Install, "current"))
+	if st := late.Status(t); st.Bytes.WAN != 0 || st.Bytes.LAN == 0 {
+		t.Errorf("late node: WAN %d, LAN %d bytes; want everything from the LAN", st.Bytes.WAN, st.Bytes.LAN)
+	}
+}
+
+// TestSiteKeyRequired: a node with another site key neither joins the site nor
+// gets chunks from it.
+func TestSiteKeyRequired(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 2, 13)
+	cr := newCountingRepo(t, pub.Repo)
+	nodes := site(t, pub, siteKey(t), 2, []string{cr.URL})
+	pub.Publish("1.0.0", src)
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "1.0.0", 60*time.Second)
+	}
+	cr.Close() // only the site could deliver now
+	stranger := newNode(t, nodeOpts{Name: "stranger", Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: siteKey(t),
+		Join: []string{nodes[0].Gossip}, Extra: []string{"--site-timeout", "3s"}})
+	time.Sleep(8 * time.Second)
+	st := stranger.Status(t)
+	if len(st.Peers) > 1 {
+		t.Errorf("a node with another site key sees the site: %+v", st.Peers)
+	}
+	if st.Current != nil || st.Bytes.LAN != 0 {
+		t.Errorf("a node with another site key got the release: current %+v, LAN bytes %d", st.Current, st.Bytes.LAN)
+	}
+	for _, n := range nodes {
+		for _, p := range n.Status(t).Peers {
+			if p.Name == "stranger" {
+				t.Errorf("%s lists the stranger as a peer", n.Name)
+			}
+		}
+	}
+}
+
+// makeBig writes a pseudo-random file of sizeMiB under dir.
+func makeBig(t *testing.T, dir, name string, sizeMiB int, seed uint64) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := t.TempDir()
+	makeTree(t, sub, sizeMiB, seed)
+	data, err := os.ReadFile(filepath.Join(sub, "bin/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
