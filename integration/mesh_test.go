@@ -177,3 +177,36 @@ func makeBig(t *testing.T, dir, name string, sizeMiB int, seed uint64) {
 		t.Fatal(err)
 	}
 }
+
+// TestTieredDistributionPoint: a node serving the repository format (--serve-repo)
+// is the only source of a node of another site; it fetches through its own
+// site on a miss, and everything it hands out verifies.
+func TestTieredDistributionPoint(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 4, 21)
+	pub.Publish("1.0.0", src)
+	seed := newSeed(t, pub.Repo)
+	serve := freeAddr(t)
+	dp := newNode(t, nodeOpts{Name: "dp", Trust: pub.Trust, Sources: []string{seed.URL}, SiteKey: siteKey(t), Extra: []string{"--serve-repo", serve}})
+	dp.WaitVersion(t, "1.0.0", 60*time.Second)
+
+	branch := newNode(t, nodeOpts{Name: "branch", Trust: pub.Trust, Sources: []string{"http://" + serve}})
+	branch.WaitVersion(t, "1.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(branch.Install, "current"))
+
+	// A new version: the branch asks the dp, which fetches it from the seed on the way.
+	editTree(t, src, 5)
+	s2 := pub.Publish("1.1.0", src)
+	before := seed.Served(t).ChunkBytes
+	// The dp refreshes the head it serves at most once a second.
+	waitFor(t, 30*time.Second, func() bool {
+		r := branch.Update(t)
+		return r.code == 0 && branch.Current() == "1.1.0"
+	}, "the branch to get 1.1.0 through the dp")
+	sameTree(t, src, filepath.Join(branch.Install, "current"))
+	if got := seed.Served(t).ChunkBytes - before; got != s2.NewBytes {
+		t.Errorf("the seed served %d chunk bytes for %d new bytes: the dp should fetch each once", got, s2.NewBytes)
+	}
+	dp.WaitVersion(t, "1.0.0", time.Second) // the dp itself still runs what it had
+}

@@ -81,6 +81,7 @@ func (n *Node) check(ctx context.Context) api.CheckResult {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res
 	}
+	n.noteHead(h)
 	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, m.Sequence), menv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res

@@ -47,6 +47,11 @@ type Node struct {
 
 	mu   sync.Mutex // guards the status fields below
 	stat statusState
+
+	// headMu guards the head served to repository clients (--serve-repo).
+	headMu sync.Mutex
+	headAt time.Time
+	served *manifest.Head
 }
 
 type checkRequest struct {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/store"
+	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 )
 
@@ -33,11 +34,15 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 	n := f.n
 	switch {
 	case name == repo.HeadPath(n.cfg.Channel):
+		n.refreshHead(ctx)
 		return f.meta(metaHead+n.cfg.Channel, false)
 	case strings.HasPrefix(name, "manifests/"+n.cfg.Channel+"/"):
 		seq, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
 		if err != nil || name != repo.ManifestPath(n.cfg.Channel, seq) {
 			return nil, fs.ErrNotExist
+		}
+		if err := n.ensureManifest(ctx, seq); err != nil {
+			return nil, err
 		}
 		return f.meta(manifestKey(n.cfg.Channel, seq), true)
 	case strings.HasPrefix(name, "roots/"):
@@ -68,6 +73,67 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 		return &repo.File{Content: bytes.NewReader(data), Size: int64(len(data)), ETag: `"` + c.String() + `"`, Immutable: true}, nil
 	}
 	return nil, fs.ErrNotExist
+}
+
+// headRefresh bounds how often a node serving the repository asks its own
+// sources for a newer head on behalf of its clients.
+const headRefresh = time.Second
+
+// refreshHead makes the served head at most headRefresh old: a node that other
+// sites use as their source passes new releases on without waiting for its own
+// schedule. The head is verified (signatures, expiry, never older) first.
+func (n *Node) refreshHead(ctx context.Context) {
+	n.headMu.Lock()
+	defer n.headMu.Unlock()
+	if time.Since(n.headAt) < headRefresh {
+		return
+	}
+	n.headAt = time.Now()
+	h, env, _, err := n.fetchHead(ctx)
+	if err != nil {
+		n.log.Debug("refresh served head", "err", err)
+		return
+	}
+	if n.served != nil && h.Sequence <= n.served.Sequence {
+		return
+	}
+	if err := n.store.SetMeta(metaHead+n.cfg.Channel, env); err != nil {
+		n.log.Warn("save head", "err", err)
+		return
+	}
+	n.served = h
+}
+
+// noteHead records the newest verified head, which the repository serves.
+func (n *Node) noteHead(h *manifest.Head) {
+	n.headMu.Lock()
+	defer n.headMu.Unlock()
+	if n.served == nil || h.Sequence > n.served.Sequence {
+		n.served = h
+	}
+}
+
+// ensureManifest fetches and verifies the manifest the served head names when
+// this node has not fetched it for itself yet.
+func (n *Node) ensureManifest(ctx context.Context, seq uint64) error {
+	if _, err := n.store.GetMeta(manifestKey(n.cfg.Channel, seq)); err == nil {
+		return nil
+	}
+	n.headMu.Lock()
+	h := n.served
+	n.headMu.Unlock()
+	if h == nil || h.Sequence != seq {
+		return fs.ErrNotExist
+	}
+	m, env, err := n.fetchManifest(ctx, h)
+	if err != nil {
+		return fmt.Errorf("manifest %d: %w", seq, err)
+	}
+	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, seq), env); err != nil {
+		return err
+	}
+	n.setKnownManifest(m)
+	return nil
 }
 
 func (f nodeFiles) meta(key string, immutable bool) (*repo.File, error) {
