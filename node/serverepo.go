@@ -25,24 +25,35 @@ import (
 // a verified manifest names is fetched through the site (and the WAN) on the way,
 // like a caching proxy; anything else is not found. Everything served was verified.
 func (n *Node) repoHandler() http.Handler {
-	return repo.NewHandler(nodeFiles{n}, repo.HandlerOptions{Logger: n.log})
+	return repo.NewHandler(nodeFiles{n: n, passThrough: true}, repo.HandlerOptions{Logger: n.log})
 }
 
-type nodeFiles struct{ n *Node }
+// nodeFiles are the repository files a node holds. With passThrough (the
+// --serve-repo handler) a request for a newer head or its manifest goes on to the
+// node's own sources; without it (peers asking over the mesh) only what the node
+// holds is served, so requests never bounce between members.
+type nodeFiles struct {
+	n           *Node
+	passThrough bool
+}
 
 func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 	n := f.n
 	switch {
 	case name == repo.HeadPath(n.cfg.Channel):
-		n.refreshHead(ctx)
+		if f.passThrough {
+			n.refreshHead(ctx)
+		}
 		return f.meta(metaHead+n.cfg.Channel, false)
 	case strings.HasPrefix(name, "manifests/"+n.cfg.Channel+"/"):
 		seq, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
 		if err != nil || name != repo.ManifestPath(n.cfg.Channel, seq) {
 			return nil, fs.ErrNotExist
 		}
-		if err := n.ensureManifest(ctx, seq); err != nil {
-			return nil, err
+		if f.passThrough {
+			if err := n.ensureManifest(ctx, seq); err != nil {
+				return nil, err
+			}
 		}
 		return f.meta(manifestKey(n.cfg.Channel, seq), true)
 	case strings.HasPrefix(name, "roots/"):
@@ -58,6 +69,9 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 		}
 		data, err := n.store.Get(ctx, c)
 		if errors.Is(err, store.ErrNotFound) {
+			if !f.passThrough {
+				return nil, fs.ErrNotExist
+			}
 			n.mu.Lock()
 			known := n.stat.known[c]
 			n.mu.Unlock()

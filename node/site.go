@@ -42,7 +42,7 @@ func (s siteSource) Open(ctx context.Context, path string, max int64) (io.ReadCl
 type siteDocs struct{ n *Node }
 
 func (d siteDocs) ReadDoc(ctx context.Context, path string) ([]byte, error) {
-	f, err := nodeFiles{d.n}.Open(ctx, path)
+	f, err := nodeFiles{n: d.n}.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}

@@ -77,16 +77,6 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			return err
 		}
 	}
-	src := filepath.Join(dir, "build")
-	if err := writeSample(src, opts.SizeMiB, 0); err != nil {
-		return err
-	}
-	sum1, err := repo.Publish(ctx, repoDir, src, repo.PublishOptions{Channel: "stable", Version: "1.0.0", Keys: []manifest.PrivateKey{key}})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "published stable 1.0.0: %d files, %s in %d chunks\n", sum1.Files, mib(sum1.Bytes), sum1.Chunks)
-
 	g, ctx := errgroup.WithContext(ctx)
 	sd, err := seed.New(seed.Config{Repo: repoDir, Listen: "127.0.0.1:0", API: "127.0.0.1:0", Logger: opts.Logger})
 	if err != nil {
@@ -100,8 +90,6 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "seed serving http://%s (dashboard http://%s/)\n", sd.Addr(), sd.APIAddr())
 
-	// Nodes check at start, so the count for the first release begins now.
-	served := sd.Stats().ChunkBytes
 	siteKey := filepath.Join(dir, "site.key")
 	if err := node.GenerateSiteKey(siteKey); err != nil {
 		return err
@@ -143,7 +131,19 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if err := waitFor(ctx, func() bool { return alivePeers(nodes[len(nodes)-1]) == len(nodes) }); err != nil {
 		return g.Wait()
 	}
-	if err := spread(ctx, out, nodes, "1.0.0", sd, served, sum1); err != nil {
+	fmt.Fprintf(out, "site of %d nodes formed\n", len(nodes))
+
+	// The first release arrives at a formed site, as releases do.
+	src := filepath.Join(dir, "build")
+	if err := writeSample(src, opts.SizeMiB, 0); err != nil {
+		return err
+	}
+	sum1, err := repo.Publish(ctx, repoDir, src, repo.PublishOptions{Channel: "stable", Version: "1.0.0", Keys: []manifest.PrivateKey{key}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\npublished stable 1.0.0: %d files, %s in %d chunks\n", sum1.Files, mib(sum1.Bytes), sum1.Chunks)
+	if err := spread(ctx, out, nodes, "1.0.0", sd, sd.Stats().ChunkBytes, sum1); err != nil {
 		return err
 	}
 
