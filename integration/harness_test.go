@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -42,12 +41,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// buildBinary returns the binary TestMain built.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	return binary
 }
 
 // result of one CLI run.
@@ -458,16 +451,4 @@ func sameTree(t *testing.T, want, got string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lines returns the non-empty lines of s.
-func lines(s string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
 }

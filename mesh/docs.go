@@ -173,7 +173,8 @@ func (m *Mesh) handleDoc(s network.Stream) {
 		return
 	}
 	out := binary.AppendUvarint([]byte{statusOK}, uint64(len(data)))
-	if _, err := s.Write(out); err == nil {
+	_, err = s.Write(out)
+	if err == nil {
 		_, err = s.Write(data)
 	}
 	if err != nil {
