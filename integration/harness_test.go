@@ -240,7 +240,13 @@ type seedProc struct {
 
 func newSeed(t *testing.T, repoDir string) *seedProc {
 	t.Helper()
-	addr, apiAddr := freeAddr(t), freeAddr(t)
+	return newSeedAt(t, repoDir, freeAddr(t))
+}
+
+// newSeedAt starts a seed serving on addr.
+func newSeedAt(t *testing.T, repoDir, addr string) *seedProc {
+	t.Helper()
+	apiAddr := freeAddr(t)
 	p := startProc(t, "seed", "serve", "--repo", repoDir, "--listen", addr, "--api", apiAddr)
 	s := &seedProc{proc: p, URL: "http://" + addr, APIURL: "http://" + apiAddr}
 	waitFor(t, 20*time.Second, func() bool { _, err := s.served(); return err == nil }, "seed to listen")

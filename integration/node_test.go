@@ -387,3 +387,44 @@ func TestNodeHostileSources(t *testing.T) {
 		t.Errorf("stalling source: last error %q, want a stall or timeout", e)
 	}
 }
+
+// TestRenewHead: a head about to expire is renewed without a new release; a node
+// refuses the expired head, then accepts the renewed one.
+func TestRenewHead(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 8)
+	pub.Publish("1.0.0", src, "--head-ttl", "3s")
+	n := newNode(t, nodeOpts{Name: "renew", Trust: pub.Trust, Sources: []string{"file://" + pub.Repo}})
+	n.WaitVersion(t, "1.0.0", 30*time.Second)
+	waitFor(t, 30*time.Second, func() bool { return n.Update(t).code == 3 }, "the head to expire")
+	if !n.HasError(t, "expired") {
+		t.Errorf("no expiry refusal in status: %+v", n.Status(t).Errors)
+	}
+	out := mustPM(t, "renew", "--repo", pub.Repo, "--key", pub.Key, "--channel", "stable")
+	if !strings.Contains(out.stdout, "renewed stable 1.0.0") {
+		t.Errorf("renew said %q", out.stdout)
+	}
+	if r := n.Update(t); r.code != 0 || !strings.Contains(r.stdout, "up-to-date") {
+		t.Errorf("after renew: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	mustPM(t, "verify", "--repo", pub.Repo, "--trust", pub.Trust)
+}
+
+// TestNodeRetriesFailedCheck: a node whose only source is down at start does not
+// wait for its hourly schedule; it retries with backoff and gets the release once
+// the source is back.
+func TestNodeRetriesFailedCheck(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 9)
+	pub.Publish("1.0.0", src)
+	addr := freeAddr(t)
+	n := newNode(t, nodeOpts{Name: "retry", Trust: pub.Trust, Sources: []string{"http://" + addr}})
+	waitFor(t, 20*time.Second, func() bool {
+		st, err := n.status()
+		return err == nil && st.LastCheck != nil && st.LastCheck.Outcome == "failed"
+	}, "the first check to fail")
+	newSeedAt(t, pub.Repo, addr)
+	n.WaitVersion(t, "1.0.0", 60*time.Second)
+}

@@ -268,6 +268,12 @@ func (n *Node) awaitSite(ctx context.Context) {
 			}
 		}
 		if alive > 1 {
+			// The members we see learn of us by gossip too; until they do,
+			// their connection gaters refuse us. Give it a moment.
+			select {
+			case <-ctx.Done():
+			case <-time.After(siteSettle):
+			}
 			return
 		}
 		select {
@@ -281,10 +287,19 @@ func (n *Node) awaitSite(ctx context.Context) {
 	}
 }
 
+// Retry bounds of a failed check (sources down, site not delivering): sooner than
+// the schedule, backing off to it.
+const (
+	siteSettle = 2 * time.Second
+	retryFirst = 15 * time.Second
+)
+
 // schedule runs a check at start, then every CheckInterval ± jitter, and whenever
-// asked through the API. Checks never overlap.
+// asked through the API. A check that failed is retried sooner, with backoff.
+// Checks never overlap.
 func (n *Node) schedule(ctx context.Context) {
 	next := time.Now()
+	retry := retryFirst
 	for {
 		n.mu.Lock()
 		n.stat.nextCheck = next
@@ -316,6 +331,14 @@ func (n *Node) schedule(ctx context.Context) {
 			}
 		}
 		next = time.Now().Add(n.interval())
+		if res.Outcome == "failed" && ctx.Err() == nil {
+			if retry < time.Until(next) {
+				next = time.Now().Add(retry)
+			}
+			retry *= 2
+		} else {
+			retry = retryFirst
+		}
 	}
 }
 
