@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# bench-node.sh measures one node pulling a whole release from a local seed,
+# against the brief's targets:
+#   - memory: the node's resident memory stays under 150 MiB while it moves a
+#     2 GiB release (VmRSS sampled from /proc/PID/status, VmHWM at the end);
+#   - transfer: the node pulls at least half as fast as a plain HTTP download
+#     of the same chunk files from the same seed, measured in the same run
+#     (curl --parallel with as many transfers at once as the node's
+#     --concurrency).
+# The node stores every chunk in its store and then assembles the release
+# files, so the run needs about four times SIZE_MIB of free disk (tree,
+# repository, chunk store, installed release).
+#
+# Environment:
+#   SIZE_MIB     size of the release in MiB (default 2048)
+#   PARALLEL     transfers at once, for curl and the node (default 16)
+#   SAMPLE_SECS  RSS sampling period (default 0.15)
+#   TMPDIR       where the work folder goes (default /tmp)
+#   PATCHMESH    a patchmesh binary to measure (default: built from this tree)
+#   KEEP=1       keep the work folder (logs, samples, tree, repository)
+# Needs bash, GNU coreutils, findutils, awk, curl, jq and go. Loopback only.
+set -euo pipefail
+
+SIZE_MIB=${SIZE_MIB:-2048}
+PARALLEL=${PARALLEL:-16}
+SAMPLE_SECS=${SAMPLE_SECS:-0.15}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-node.XXXXXX")
+BIN=$WORK/patchmesh
+SRC=$WORK/tree
+REPO=$WORK/repo
+DATA=$WORK/node/data
+INSTALL=$WORK/node/app
+VERSION=1.0.0
+export NO_PROXY='*' no_proxy='*'
+
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ "${KEEP:-0}" == 1 ]]; then
+		echo "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
+say() { printf '%-34s %s\n' "$1" "$2"; }
+die() {
+	echo "bench-node: $*" >&2
+	exit 1
+}
+
+# freeport sets PORT to a loopback TCP port nobody listens on right now and
+# that it has not handed out before. It runs in this shell, not in $(...):
+# subshells share RANDOM's state and would all pick the same port. Ports come
+# from below the kernel's ephemeral range, where curl's own connections live.
+TAKEN=" "
+freeport() {
+	local p lo=10000 hi
+	read -r hi _ </proc/sys/net/ipv4/ip_local_port_range
+	for _ in $(seq 200); do
+		p=$((lo + RANDOM % (hi - lo)))
+		[[ $TAKEN == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			TAKEN+="$p "
+			PORT=$p
+			return
+		fi
+	done
+	die "no free loopback port"
+}
+
+# waitfor polls a command until it succeeds, for at most $1 seconds.
+waitfor() {
+	local limit=$1
+	shift
+	local end=$((SECONDS + limit))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < end)) || die "timed out after ${limit}s waiting for: $*"
+		sleep 0.1
+	done
+}
+
+need=$((SIZE_MIB * 4 + 512))
+avail=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')
+((avail >= need)) || die "$WORK has $avail MiB free; this run needs about $need MiB (lower SIZE_MIB)"
+
+if [[ -n ${PATCHMESH:-} ]]; then
+	cp "$PATCHMESH" "$BIN"
+else
+	echo "building patchmesh"
+	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
+fi
+
+# The release: 60% in six large binaries, 25% in libraries of about 1 MiB,
+# 15% in text files of 64 KiB; random bytes, so every chunk is distinct.
+echo "writing a release of $SIZE_MIB MiB in $SRC"
+total=$((SIZE_MIB << 20))
+mkdir -p "$SRC/bin" "$SRC/lib" "$SRC/share"
+large=$((total * 60 / 100 / 6))
+for i in 1 2 3 4 5 6; do
+	head -c "$large" /dev/urandom >"$SRC/bin/tool-$i"
+done
+libs=$((total * 25 / 100))
+i=0
+while ((libs > 0)); do
+	n=$(((1 << 20) + (i % 7) * 65536))
+	((n > libs)) && n=$libs
+	head -c "$n" /dev/urandom >"$SRC/lib/lib$i.so"
+	libs=$((libs - n))
+	i=$((i + 1))
+done
+# The text pages come from one base64 stream cut by split, a few processes per
+# hundred files rather than several per file.
+texts=$((total - 6 * large - total * 25 / 100))
+i=0
+while ((texts > 0)); do
+	n=$((100 * 65536))
+	((n > texts)) && n=$texts
+	d=$SRC/share/doc-$i
+	mkdir -p "$d"
+	# base64 dies of SIGPIPE when head has enough; that is no failure.
+	{ head -c $((n * 3 / 4 + 3)) /dev/urandom | base64 -w 76 || true; } | head -c "$n" |
+		split -b 65536 -a 3 -d --additional-suffix=.txt - "$d/page-"
+	texts=$((texts - n))
+	i=$((i + 1))
+done
+nfiles=$(find "$SRC" -type f | wc -l)
+bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+say "release" "$nfiles files, $bytes bytes ($(mib "$bytes") MiB)"
+
+"$BIN" keygen --out "$WORK/release.key" >/dev/null
+"$BIN" trust init --key "$WORK/release.key" --out "$WORK/trust.json" --repo "$REPO" >/dev/null
+t0=$(now)
+"$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version "$VERSION" --json "$SRC" >"$WORK/publish.json"
+say "publish" "$(elapsed "$t0" "$(now)") s"
+# The tree is no longer needed: free its disk before the node writes twice as much.
+rm -rf "$SRC"
+
+# Every chunk file of the fresh repository belongs to this release.
+(cd "$REPO" && find chunks -type f -printf '%P %s\n') >"$WORK/chunks"
+nchunks=$(wc -l <"$WORK/chunks")
+chunkbytes=$(awk '{ s += $2 } END { printf "%d", s }' "$WORK/chunks")
+say "chunks" "$nchunks files, $chunkbytes bytes (mean $(awk -v b="$chunkbytes" -v n="$nchunks" 'BEGIN { printf "%.1f", b / n / 1024 }') KiB)"
+
+freeport
+SEED=127.0.0.1:$PORT
+freeport
+SEEDAPI=127.0.0.1:$PORT
+"$BIN" serve --repo "$REPO" --listen "$SEED" --api "$SEEDAPI" >"$WORK/seed.log" 2>&1 &
+PIDS+=($!)
+waitfor 20 curl -sf --max-time 2 "http://$SEEDAPI/api/status"
+
+# Warm the page cache so neither side pays for the repository's disk reads.
+sync
+(cd "$REPO" && find chunks -type f -print0 | xargs -0 cat >/dev/null)
+
+# Baseline: curl fetching exactly the chunk files the node will fetch, from the
+# same seed, PARALLEL at once over reused connections, bodies thrown away.
+awk -v u="http://$SEED/chunks/" '{ printf "url = \"%s%s\"\noutput = \"/dev/null\"\n", u, $1 }' "$WORK/chunks" >"$WORK/curl.cfg"
+t0=$(now)
+curl -s --no-progress-meter --noproxy '*' --parallel --parallel-max "$PARALLEL" --max-time 60 \
+	-w '%{http_code} %{size_download}\n' -K "$WORK/curl.cfg" >"$WORK/curl.out"
+t1=$(now)
+curl_secs=$(elapsed "$t0" "$t1")
+curl_bytes=$(awk '{ s += $2 } END { printf "%d", s }' "$WORK/curl.out")
+curl_bad=$(awk '$1 != 200' "$WORK/curl.out" | wc -l)
+((curl_bad == 0)) || die "curl: $curl_bad of $nchunks chunk requests did not answer 200"
+((curl_bytes == chunkbytes)) || die "curl fetched $curl_bytes bytes, want $chunkbytes"
+say "curl (baseline)" "$curl_secs s, $(rate "$curl_bytes" "$curl_secs") MiB/s"
+
+# The node: a fresh data folder, the seed as its only source, no mesh.
+freeport
+API=127.0.0.1:$PORT
+t0=$(now)
+"$BIN" node run --name bench --data "$DATA" --install-dir "$INSTALL" --trust "$WORK/trust.json" \
+	--source "http://$SEED" --api "$API" --check-interval 1h --concurrency "$PARALLEL" >"$WORK/node.log" 2>&1 &
+NODE=$!
+PIDS+=($NODE)
+
+# Sample the node's memory with shell builtins only, so sampling costs little.
+sampler() {
+	local k v _ rss anon file
+	while [[ -r /proc/$NODE/status ]]; do
+		rss=0 anon=0 file=0
+		while read -r k v _; do
+			case $k in
+			VmRSS:) rss=$v ;;
+			RssAnon:) anon=$v ;;
+			RssFile:) file=$v ;;
+			esac
+		done <"/proc/$NODE/status" 2>/dev/null || break
+		printf '%s %s %s %s\n' "$EPOCHREALTIME" "$rss" "$anon" "$file"
+		sleep "$SAMPLE_SECS"
+	done
+}
+sampler >"$WORK/rss.samples" &
+PIDS+=($!)
+
+# Follow the node's phases until it runs the release.
+fetch_start="" assemble_start="" done_at=""
+end=$((SECONDS + 1800))
+while :; do
+	kill -0 "$NODE" 2>/dev/null || die "node exited; see $WORK/node.log (KEEP=1 keeps it)"
+	((SECONDS < end)) || die "node did not run $VERSION within 30 min"
+	st=$(curl -sf --max-time 5 "http://$API/api/status" || true)
+	if [[ -n $st ]]; then
+		read -r cur phase started < <(jq -r '[.current.version // "-", .progress.phase // "-", .progress.started // "-"] | @tsv' <<<"$st")
+		t=$(now)
+		# The node stamps the start of its fetch itself.
+		[[ $phase == fetching && -z $fetch_start ]] && fetch_start=$(date -d "$started" +%s.%N)
+		[[ ($phase == assembling || $phase == activating) && -z $assemble_start ]] && assemble_start=$t
+		if [[ $cur == "$VERSION" ]]; then
+			done_at=$t
+			break
+		fi
+	fi
+	sleep 0.25
+done
+# The fetch's and the last check's start and finish are the node's own stamps;
+# the end of the fetch (the switch to assembling) is polled, good to a poll period.
+read -r hwm hwm_unit < <(awk '$1 == "VmHWM:" { print $2, $3 }' "/proc/$NODE/status")
+waitfor 60 sh -c "curl -sf --max-time 5 http://$API/api/status | jq -e '.last_check.outcome == \"applied\"'"
+st=$(curl -sf --max-time 5 "http://$API/api/status")
+check_secs=$(elapsed "$(date -d "$(jq -r .last_check.started <<<"$st")" +%s.%N)" "$(date -d "$(jq -r .last_check.finished <<<"$st")" +%s.%N)")
+wan=$(jq -r .bytes.wan <<<"$st")
+node_total=$(elapsed "$t0" "$done_at")
+((wan == chunkbytes)) || echo "note: node counted $wan WAN bytes, chunk files hold $chunkbytes"
+kill "$NODE"
+wait "$NODE" 2>/dev/null || true
+
+# Peak RSS from the samples, and its split into anonymous memory and mapped files.
+read -r peak_rss peak_anon peak_file nsamples < <(awk '
+	$2 > r { r = $2 } $3 > a { a = $3 } $4 > f { f = $4 } END { print r, a, f, NR }' "$WORK/rss.samples")
+
+fetch_secs=""
+if [[ -n $fetch_start && -n $assemble_start ]]; then
+	fetch_secs=$(elapsed "$fetch_start" "$assemble_start")
+	say "node fetch (phase fetching)" "$fetch_secs s, $(rate "$chunkbytes" "$fetch_secs") MiB/s (±0.25 s)"
+	say "node assemble + activate" "$(elapsed "$assemble_start" "$done_at") s (±0.25 s)"
+fi
+say "node check (its own clock)" "$check_secs s: head, manifest, fetch, assemble, switch, collect"
+say "node start to release current" "$node_total s, $(rate "$chunkbytes" "$node_total") MiB/s"
+if [[ -n $fetch_secs ]]; then
+	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.5x)", c / n }')"
+fi
+say "node end to end / curl" "$(awk -v n="$node_total" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (fetch, assemble, switch)", c / n }')"
+say "node peak VmRSS (sampled)" "$(awk -v k="$peak_rss" 'BEGIN { printf "%.1f MiB", k / 1024 }') over $nsamples samples (target: under 150 MiB)"
+say "node VmHWM" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }') ($hwm $hwm_unit)"
+say "node peak RssAnon / RssFile" "$(awk -v a="$peak_anon" -v f="$peak_file" 'BEGIN { printf "%.1f MiB / %.1f MiB", a / 1024, f / 1024 }')"
