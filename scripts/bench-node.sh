@@ -137,7 +137,7 @@ while ((texts > 0)); do
 	i=$((i + 1))
 done
 nfiles=$(find "$SRC" -type f | wc -l)
-bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 say "release" "$nfiles files, $bytes bytes ($(mib "$bytes") MiB)"
 
 "$BIN" keygen --out "$WORK/release.key" >/dev/null
@@ -151,7 +151,7 @@ rm -rf "$SRC"
 # Every chunk file of the fresh repository belongs to this release.
 (cd "$REPO" && find chunks -type f -printf '%P %s\n') >"$WORK/chunks"
 nchunks=$(wc -l <"$WORK/chunks")
-chunkbytes=$(awk '{ s += $2 } END { printf "%d", s }' "$WORK/chunks")
+chunkbytes=$(awk '{ s += $2 } END { printf "%.0f", s }' "$WORK/chunks")
 say "chunks" "$nchunks files, $chunkbytes bytes (mean $(awk -v b="$chunkbytes" -v n="$nchunks" 'BEGIN { printf "%.1f", b / n / 1024 }') KiB)"
 
 freeport
@@ -174,7 +174,7 @@ curl -s --no-progress-meter --noproxy '*' --parallel --parallel-max "$PARALLEL" 
 	-w '%{http_code} %{size_download}\n' -K "$WORK/curl.cfg" >"$WORK/curl.out"
 t1=$(now)
 curl_secs=$(elapsed "$t0" "$t1")
-curl_bytes=$(awk '{ s += $2 } END { printf "%d", s }' "$WORK/curl.out")
+curl_bytes=$(awk '{ s += $2 } END { printf "%.0f", s }' "$WORK/curl.out")
 curl_bad=$(awk '$1 != 200' "$WORK/curl.out" | wc -l)
 ((curl_bad == 0)) || die "curl: $curl_bad of $nchunks chunk requests did not answer 200"
 ((curl_bytes == chunkbytes)) || die "curl fetched $curl_bytes bytes, want $chunkbytes"
