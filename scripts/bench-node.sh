@@ -230,8 +230,11 @@ while :; do
 done
 # The fetch's and the last check's start and finish are the node's own stamps;
 # the end of the fetch (the switch to assembling) is polled, good to a poll period.
-read -r hwm hwm_unit < <(awk '$1 == "VmHWM:" { print $2, $3 }' "/proc/$NODE/status")
+hwm_current=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$NODE/status")
+# The check ends after the switch with collecting unneeded chunks: still part
+# of moving the release, so VmHWM is read again once the check has ended.
 waitfor 60 sh -c "curl -sf --max-time 5 http://$API/api/status | jq -e '.last_check.outcome == \"applied\"'"
+hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$NODE/status")
 st=$(curl -sf --max-time 5 "http://$API/api/status")
 check_secs=$(elapsed "$(date -d "$(jq -r .last_check.started <<<"$st")" +%s.%N)" "$(date -d "$(jq -r .last_check.finished <<<"$st")" +%s.%N)")
 wan=$(jq -r .bytes.wan <<<"$st")
@@ -256,6 +259,7 @@ if [[ -n $fetch_secs ]]; then
 	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.5x)", c / n }')"
 fi
 say "node end to end / curl" "$(awk -v n="$node_total" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (fetch, assemble, switch)", c / n }')"
-say "node peak VmRSS (sampled)" "$(awk -v k="$peak_rss" 'BEGIN { printf "%.1f MiB", k / 1024 }') over $nsamples samples (target: under 150 MiB)"
-say "node VmHWM" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB", k / 1024 }') ($hwm $hwm_unit)"
+say "node peak VmRSS (sampled)" "$(awk -v k="$peak_rss" 'BEGIN { printf "%.1f MiB", k / 1024 }') over $nsamples samples, until stopped"
+say "node VmHWM until release current" "$(awk -v k="$hwm_current" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
+say "node VmHWM until check ended" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f MiB (target: under 150 MiB)", k / 1024 }')"
 say "node peak RssAnon / RssFile" "$(awk -v a="$peak_anon" -v f="$peak_file" 'BEGIN { printf "%.1f MiB / %.1f MiB", a / 1024, f / 1024 }')"
