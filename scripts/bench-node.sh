@@ -200,7 +200,7 @@ sampler() {
 			RssAnon:) anon=$v ;;
 			RssFile:) file=$v ;;
 			esac
-		done <"/proc/$NODE/status" 2>/dev/null || break
+		done 2>/dev/null <"/proc/$NODE/status" || break
 		printf '%s %s %s %s\n' "$EPOCHREALTIME" "$rss" "$anon" "$file"
 		sleep "$SAMPLE_SECS"
 	done
