@@ -79,6 +79,12 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 		sameTree(t, src, filepath.Join(n.Install, "current"))
 	}
 	wan := cr.stats.ChunkBytes.Load()
+	// Besides chunks, the seed served the manifest about once for the site
+	// (its owner fetched it) and a small head to each node.
+	other := cr.stats.Bytes.Load() - wan
+	if other > 2*s1.ManifestBytes+5*4096 {
+		t.Errorf("the seed served %d bytes besides chunks for a %d-byte manifest: each node fetched the manifest itself", other, s1.ManifestBytes)
+	}
 	ratio := float64(wan) / float64(s1.NewBytes)
 	t.Logf("v1: %d unique chunk bytes, the seed served %d (%.3fx) to a site of 5", s1.NewBytes, wan, ratio)
 	if ratio > 1.05 {

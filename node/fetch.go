@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,12 +37,19 @@ type Origin struct {
 type wanSource struct {
 	list *source.List
 	node *Node
+	// docs maps the CIDs of documents moved like chunks (manifests) to their
+	// repository paths.
+	docs sync.Map
 }
 
 // FetchChunk gets a verified chunk from the sources without storing it; the mesh
 // uses it when this node owns a chunk.
 func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
-	data, _, err := w.list.ReadVerified(ctx, repo.ChunkPath(c), chunk.MaxSize, func(s source.Source, data []byte) error {
+	path, isDoc := repo.ChunkPath(c), false
+	if p, ok := w.docs.Load(c); ok {
+		path, isDoc = p.(string), true
+	}
+	data, _, err := w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
 		if err := chunk.Verify(c, data); err != nil {
 			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
 			return err
@@ -51,7 +59,9 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
-	w.node.countWAN(int64(len(data)))
+	if !isDoc {
+		w.node.countWAN(int64(len(data)))
+	}
 	return data, nil
 }
 
