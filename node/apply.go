@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,18 +125,20 @@ func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f mani
 	return out.Close()
 }
 
-func (n *Node) writeChunk(ctx context.Context, c cid.Cid, out *os.File, h interface{ Write([]byte) (int, error) }) (int64, error) {
-	data, err := n.store.Get(ctx, c)
-	if errors.Is(err, store.ErrNotFound) {
+func (n *Node) writeChunk(ctx context.Context, c cid.Cid, out *os.File, h io.Writer) (int64, error) {
+	// WriteTo uses the store's pooled buffers: no copy of every chunk on the heap.
+	k, err := n.store.WriteTo(ctx, c, io.MultiWriter(out, h))
+	if errors.Is(err, store.ErrNotFound) && k == 0 {
 		// Collected or lost since the fetch: get it again rather than fail the apply.
-		data, _, err = n.fetchChunk(ctx, c)
+		data, _, ferr := n.fetchChunk(ctx, c)
+		if ferr != nil {
+			return 0, ferr
+		}
+		h.Write(data)
+		w, err := out.Write(data)
+		return int64(w), err
 	}
-	if err != nil {
-		return 0, err
-	}
-	h.Write(data)
-	k, err := out.Write(data)
-	return int64(k), err
+	return k, err
 }
 
 // collect prunes old releases and then the chunks no kept release needs, while the

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type nodeFlags struct {
 	quota                                                               int64
 	preActivate, healthCheck                                            string
 	mdns                                                                bool
+	memLimit                                                            int64
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -63,6 +65,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.role, "role", "", "\"dp\" marks a distribution point: only they fetch from the WAN when any is alive")
 	fs.DurationVar(&f.siteTimeout, "site-timeout", 0, "fetch a chunk from the sources when the site has not delivered it in this long (default 5m)")
 	fs.BoolVar(&f.mdns, "mdns", false, "discover site members by mDNS even with --join")
+	fs.Int64Var(&f.memLimit, "memory-limit", 64<<20, "soft limit of the Go heap in bytes, so the node stays small while it moves large releases (GOMEMLIMIT, when set, wins; 0: none)")
 	fs.StringVar(&f.serveRepo, "serve-repo", "", "serve the repository format on this address for plain clients and other sites")
 	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
 }
@@ -161,6 +164,11 @@ PATCHMESH_SOURCE=url1,url2, PATCHMESH_DATA=/var/lib/patchmesh), then flags.`,
 				return withCode(exitUsage, err)
 			}
 			cfg.Logger = a.logger()
+			// The live heap of a node is small (tens of MiB) but churns: a
+			// soft limit keeps the collector from letting it double.
+			if os.Getenv("GOMEMLIMIT") == "" && f.memLimit > 0 {
+				debug.SetMemoryLimit(f.memLimit)
+			}
 			n, err := node.New(cfg)
 			if err != nil {
 				return withCode(exitUsage, err)
