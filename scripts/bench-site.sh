@@ -27,6 +27,10 @@
 #   BIN       patchmesh binary to use (default: built from this tree)
 #   TMPDIR    where the work folder goes (default /tmp)
 #   KEEP=1    keep the work folder (logs, repositories)
+#   TRACE=1   write the progress of each run's first and last node, twice a
+#             second, to $WORK/SLUG/trace.tsv (time, node, phase, chunks done,
+#             WAN, LAN, API answer time) and the seed's chunk Mbit/s per second
+#             to $WORK/SLUG/wan.tsv
 # Needs root, ip and tc (iproute2), curl, jq, awk, and go unless BIN is set.
 # Prints the table and writes it to $WORK/table.md.
 set -euo pipefail
@@ -208,8 +212,8 @@ stop_procs
 T1=
 TABLE=$WORK/table.md
 {
-	echo "| nodes | mesh | time (s) | time / T1 | seed chunk bytes / unique | seed bytes, all files / unique | link bytes / unique | LAN bytes / unique |"
-	echo "|---:|:---:|---:|---:|---:|---:|---:|---:|"
+	echo "| nodes | mesh | time (s) | time / T1 | seed chunk bytes / unique | seed bytes, all files / unique | link bytes / unique | LAN bytes / unique | node CPU (s) |"
+	echo "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$TABLE"
 
 # run_site N MESH SLUG LABEL: N nodes (with the mesh when MESH=1) get a fresh
@@ -221,7 +225,7 @@ run_site() {
 	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
 	start_seed "$repo" "$dir/seed.log"
 
-	local apis=() join=
+	local apis=() pids=() join=
 	for ((i = 1; i <= n; i++)); do
 		local api=127.0.0.1:$((base + i)) args=()
 		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
@@ -234,6 +238,7 @@ run_site() {
 		fi
 		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' "$BIN" "${args[@]}"
 		apis+=("$api")
+		pids+=("${PIDS[-1]}")
 	done
 	for api in "${apis[@]}"; do
 		wait_until 60 "node $api to answer" in_site curl -sf --max-time 5 "http://$api/api/status"
@@ -255,7 +260,12 @@ run_site() {
 	bytes0=$(seed_status | jq -r .served.bytes)
 	tx0=$(link_tx)
 
-	local t0 t1 ups=() rc=0
+	local t0 t1 ups=() rc=0 tracer= cpu0
+	cpu0=$(cpu_ticks "${pids[@]}")
+	if [[ "${TRACE:-0}" == 1 ]]; then
+		trace "$dir" "${apis[@]}" >"$dir/trace.tsv" &
+		tracer=$!
+	fi
 	t0=$(now)
 	for ((i = 1; i <= n; i++)); do
 		(
@@ -265,8 +275,16 @@ run_site() {
 		ups+=($!)
 	done
 	for p in "${ups[@]}"; do wait "$p" || rc=1; done
+	if [[ -n $tracer ]]; then kill "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
 	((rc == 0)) || die "an update failed in $label; see $dir"
 	t1=$(cat "$dir"/done-* | sort -n | tail -1)
+	local cpu
+	cpu=$(calc "%.1f" "($(cpu_ticks "${pids[@]}") - $cpu0) / $(getconf CLK_TCK)")
+	if [[ "${TRACE:-0}" == 1 ]]; then
+		# The seed logs each request when it ends: chunk bytes per second.
+		sed -nE 's/^time=[^T]*T([0-9:]+)\.[0-9]*Z .*path=\/chunks\/.* bytes=([0-9]+) .*/\1 \2/p' "$dir/seed.log" |
+			awk '{ b[$1] += $2 } END { for (k in b) printf "%s\t%.1f\n", k, b[k] * 8 / 1e6 }' | sort >"$dir/wan.tsv"
+	fi
 
 	local served bytes tx wan=0 lan=0 st
 	served=$(($(seed_status | jq -r .served.chunk_bytes) - served0))
@@ -284,12 +302,41 @@ run_site() {
 	secs=$(calc "%.2f" "$t1 - $t0")
 	[[ -n $T1 ]] || T1=$secs
 	local row
-	row=$(printf '| %d | %s | %s | %s | %s | %s | %s | %s |' "$n" "$( ((mesh)) && echo yes || echo no)" "$secs" \
+	row=$(printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s |' "$n" "$( ((mesh)) && echo yes || echo no)" "$secs" \
 		"$(calc "%.3fx" "$secs / $T1")" "$(calc "%.4fx" "$served / $unique")" "$(calc "%.4fx" "$bytes / $unique")" \
-		"$(calc "%.4fx" "$tx / $unique")" "$(calc "%.2fx" "$lan / $unique")")
+		"$(calc "%.4fx" "$tx / $unique")" "$(calc "%.2fx" "$lan / $unique")" "$cpu")
 	echo "$row" >>"$TABLE"
 	say "$label" "$secs s, seed chunk bytes $(calc "%.4fx" "$served / $unique"), nodes' WAN $(calc "%.4fx" "$wan / $unique"), LAN $(calc "%.2fx" "$lan / $unique")"
 	rm -rf "${dir:?}"/n*/
+}
+
+# cpu_ticks PID...: user and system clock ticks the processes used so far.
+cpu_ticks() {
+	local p t=0 f
+	for p in "$@"; do
+		f=$(cut -d')' -f2 "/proc/$p/stat" 2>/dev/null) || continue
+		t=$((t + $(awk '{ print $12 + $13 }' <<<"$f")))
+	done
+	echo "$t"
+}
+
+# trace DIR API...: twice a second, for the first and the last node only (to
+# disturb little): time, node, phase, chunks done, WAN and LAN bytes, and the
+# seconds its API took to answer (a starved CPU shows there first).
+trace() {
+	local dir=$1 t k
+	shift
+	local picks=("1:$1")
+	(($# > 1)) && picks+=("$#:${!#}")
+	while sleep 0.5; do
+		t=$(now)
+		for k in "${picks[@]}"; do
+			in_site curl -sf --max-time 5 -o "$dir/.trace" -w '%{time_total}' "http://${k#*:}/api/status" >"$dir/.trace.t" || continue
+			jq -r --arg t "$t" --arg n "n${k%%:*}" --arg d "$(cat "$dir/.trace.t")" \
+				'[$t, $n, (.progress.phase // (if .current then "done" else "-" end)),
+				(.progress.chunks_done // 0), .bytes.wan, .bytes.lan, $d] | @tsv' "$dir/.trace" || true
+		done
+	done
 }
 
 sees_site() { # api n
