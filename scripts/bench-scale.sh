@@ -13,7 +13,7 @@
 #   SIZE_MIB  release size in MiB (default 16)
 #   BIN       patchmesh binary to use (default: built from this tree)
 #   TMPDIR    where the work folder goes (default /tmp)
-#   KEEP=1    keep the work folder (logs, repository)
+#   KEEP=1    keep the work folder (logs, repository); kept anyway on failure
 # Needs root (for the namespace), ip (iproute2), curl, jq, awk, and go unless BIN is set.
 set -euo pipefail
 

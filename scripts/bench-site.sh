@@ -26,7 +26,7 @@
 #   NODES     site sizes to measure (default "5 20 1")
 #   BIN       patchmesh binary to use (default: built from this tree)
 #   TMPDIR    where the work folder goes (default /tmp)
-#   KEEP=1    keep the work folder (logs, repositories)
+#   KEEP=1    keep the work folder (logs, repositories); kept anyway on failure
 #   TRACE=1   write the progress of each run's first and last node, twice a
 #             second, to $WORK/SLUG/trace.tsv (time, node, phase, chunks done,
 #             WAN, LAN, API answer time) and the seed's chunk Mbit/s per second
