@@ -5,8 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
-	"io/fs"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +18,8 @@ import (
 
 	ftpserver "goftp.io/server/v2"
 	ftpfile "goftp.io/server/v2/driver/file"
+
+	"github.com/patchmesh/patchmesh/node/source/ftptest"
 )
 
 // testOptions keeps fault tests short: a stall or a dead server is noticed in
@@ -81,22 +81,6 @@ func (a *countingAuth) CheckPasswd(_ *ftpserver.Context, user, pass string) (boo
 	return ok, nil
 }
 
-// retr550 answers RETR of a missing file with 550, as vsftpd, ProFTPD, IIS and
-// FileZilla do; goftp's own RETR answers 551 for every error.
-type retr550 struct {
-	ftpserver.Command
-	root string
-}
-
-func (c retr550) Execute(sess *ftpserver.Session, param string) {
-	p := filepath.Join(c.root, filepath.FromSlash(sess.BuildPath(param)))
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-		sess.WriteMessage(550, "No such file or directory")
-		return
-	}
-	c.Command.Execute(sess, param)
-}
-
 // countingListener tracks the open control connections.
 type countingListener struct {
 	net.Listener
@@ -144,8 +128,7 @@ func serveFTPOn(t testing.TB, l net.Listener, dir, user, pass string, wrap func(
 	if wrap != nil {
 		drv = wrap(drv)
 	}
-	cmds := maps.Clone(ftpserver.DefaultCommands())
-	cmds["RETR"] = retr550{Command: cmds["RETR"], root: dir}
+	cmds := ftptest.Commands(dir)
 	srv, err := ftpserver.NewServer(&ftpserver.Options{
 		Driver:   drv,
 		Auth:     &countingAuth{user: user, pass: pass, srv: fs},

@@ -27,8 +27,6 @@ func Start(tb testing.TB, dir, user, pass string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmds := maps.Clone(ftpserver.DefaultCommands())
-	cmds["RETR"] = retr550{Command: cmds["RETR"], root: dir}
 	srv, err := ftpserver.NewServer(&ftpserver.Options{
 		Driver:   drv,
 		Auth:     &ftpserver.SimpleAuth{Name: user, Password: pass},
@@ -36,7 +34,7 @@ func Start(tb testing.TB, dir, user, pass string) string {
 		Hostname: "127.0.0.1",
 		Port:     l.Addr().(*net.TCPAddr).Port,
 		Logger:   &ftpserver.DiscardLogger{},
-		Commands: cmds,
+		Commands: Commands(dir),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -51,6 +49,14 @@ func Start(tb testing.TB, dir, user, pass string) string {
 		<-done
 	})
 	return l.Addr().String()
+}
+
+// Commands are goftp's commands for a server over dir, except that RETR of a
+// missing file answers 550 as real servers do (goftp answers 551).
+func Commands(dir string) map[string]ftpserver.Command {
+	cmds := maps.Clone(ftpserver.DefaultCommands())
+	cmds["RETR"] = retr550{Command: cmds["RETR"], root: dir}
+	return cmds
 }
 
 // retr550 answers RETR of a missing file with 550, as vsftpd, ProFTPD, IIS and
