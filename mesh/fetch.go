@@ -195,7 +195,9 @@ func (m *Mesh) holdersOutside(order []string, live []candidate) []string {
 // ask requests c from the named member, unless it is gone or penalized.
 func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) ([]byte, error) {
 	e, ok := m.members.get(name)
-	if !ok || !e.live() {
+	// A member announcing it leaves still serves its store until it is gone.
+	leavingStore := ok && flag == flagStore && e.state == StateAlive && e.meta.leaving
+	if !ok || (!e.live() && !leavingStore) {
 		return nil, fmt.Errorf("ask %s: not a live member", name)
 	}
 	if m.penalized(e.meta.peerID) {
@@ -312,6 +314,18 @@ const probeTimeout = 5 * time.Second
 // probeHolders asks up to takeoverProbes live members, next after this node
 // in the ownership order, for c from their stores only.
 func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+	// A member still leaving is asked first: it is most likely the owner we
+	// take over from, holding what it fetched but had not handed out yet.
+	for _, e := range m.members.all() {
+		if !e.self && e.state == StateAlive && e.meta.leaving {
+			pctx, cancel := context.WithTimeout(ctx, min(probeTimeout, m.cfg.RequestTimeout))
+			data, err := m.ask(pctx, e.name, c, flagStore)
+			cancel()
+			if err == nil {
+				return data, e.name, nil
+			}
+		}
+	}
 	return m.probe(ctx, c, m.members.liveCandidates())
 }
 
