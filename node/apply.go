@@ -142,8 +142,9 @@ func (n *Node) writeChunk(ctx context.Context, c cid.Cid, out *os.File, h io.Wri
 }
 
 // collect prunes old releases and then the chunks no kept release needs, while the
-// store is above its quota (always, with no quota).
-func (n *Node) collect(ctx context.Context) {
+// store is above its quota (always, with no quota). cur is the manifest just
+// applied, already verified and in memory; the others are read back.
+func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 	removed, err := n.inst.Prune()
 	if err != nil {
 		n.event("apply", fmt.Sprintf("prune old releases: %v", err))
@@ -163,6 +164,10 @@ func (n *Node) collect(ctx context.Context) {
 		if !ok {
 			continue
 		}
+		if cur != nil && rec.Channel == cur.Channel && rec.Sequence == cur.Sequence {
+			addChunks(need, cur)
+			continue
+		}
 		env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
 		if err != nil {
 			n.log.Warn("collect: manifest of a kept release is missing; keeping all chunks", "release", name)
@@ -173,11 +178,7 @@ func (n *Node) collect(ctx context.Context) {
 			n.log.Warn("collect: manifest of a kept release does not verify; keeping all chunks", "release", name, "err", err)
 			return
 		}
-		for _, f := range m.Files {
-			for _, r := range f.Chunks {
-				need[r.CID] = true
-			}
-		}
+		addChunks(need, m)
 	}
 	for name, rec := range recs {
 		if !keep[name] {
@@ -211,6 +212,14 @@ func (n *Node) collect(ctx context.Context) {
 		n.log.Info("chunks collected", "bytes", freed)
 		if err := n.store.GC(ctx); err != nil {
 			n.log.Debug("store gc", "err", err)
+		}
+	}
+}
+
+func addChunks(set map[cid.Cid]bool, m *manifest.Manifest) {
+	for _, f := range m.Files {
+		for _, r := range f.Chunks {
+			set[r.CID] = true
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (n *Node) check(ctx context.Context) api.CheckResult {
 		return res
 	}
 	res.Outcome, res.Message = "applied", fmt.Sprintf("%s is now current", m.Version)
-	n.collect(ctx)
+	n.collect(ctx, m)
 	return res
 }
 
@@ -208,7 +208,6 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 	var refusals []string
 	path := repo.HeadPath(n.cfg.Channel)
 	var found *manifest.Head
-	var foundEnv []byte
 	data, src, err := n.list.ReadVerified(ctx, path, manifest.MaxHeadSize, func(s source.Source, env []byte) error {
 		h, err := root.VerifyHead(env, time.Now())
 		if err == nil && h.Channel != n.cfg.Channel {
@@ -238,8 +237,7 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 		}
 		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", n.cfg.Channel, err)
 	}
-	foundEnv = data
-	return found, foundEnv, src.String(), nil
+	return found, data, src.String(), nil
 }
 
 // fetchManifest reads the manifest the head names and verifies it completely.

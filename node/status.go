@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,12 +213,6 @@ func splitName(name string) (string, uint64, bool) {
 	if !ok {
 		return "", 0, false
 	}
-	var seq uint64
-	for _, ch := range s {
-		if ch < '0' || ch > '9' {
-			return "", 0, false
-		}
-		seq = seq*10 + uint64(ch-'0')
-	}
-	return v, seq, true
+	seq, err := strconv.ParseUint(s, 10, 64)
+	return v, seq, err == nil
 }
