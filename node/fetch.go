@@ -49,13 +49,15 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if p, ok := w.docs.Load(c); ok {
 		path, isDoc = p.(string), true
 	}
-	data, _, err := w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
-		if err := chunk.Verify(c, data); err != nil {
-			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
-			return err
+	data, err := w.read(ctx, c, path)
+	if errors.Is(err, source.ErrNotFound) && !isDoc {
+		// A peer may ask us, the owner, for a manifest before our own check
+		// reached it: the verified head names it.
+		if p, ok := w.manifestPath(ctx, c); ok {
+			path, isDoc = p, true
+			data, err = w.read(ctx, c, path)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
@@ -63,6 +65,37 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
 		w.node.countWAN(int64(len(data)))
 	}
 	return data, nil
+}
+
+// read gets path from the sources in order, accepting only bytes that match c.
+func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) ([]byte, error) {
+	data, _, err := w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
+		if err := chunk.Verify(c, data); err != nil {
+			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
+			return err
+		}
+		return nil
+	})
+	return data, err
+}
+
+// manifestPath reports whether c names the manifest of the channel's current
+// head (read from the sources and verified), and its path. It is asked only for
+// CIDs this node has not seen, which are rare: a peer's manifest request.
+func (w *wanSource) manifestPath(ctx context.Context, c cid.Cid) (string, bool) {
+	if w.node.mesh == nil {
+		return "", false
+	}
+	h, _, _, err := w.node.fetchHead(ctx)
+	if err != nil {
+		return "", false
+	}
+	hc, err := refCID(h.Manifest)
+	if err != nil || !hc.Equals(c) {
+		return "", false
+	}
+	w.docs.Store(c, h.Manifest.Path)
+	return h.Manifest.Path, true
 }
 
 // Fetch implements ChunkSource for a node without a mesh.
