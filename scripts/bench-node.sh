@@ -25,6 +25,7 @@ SIZE_MIB=${SIZE_MIB:-2048}
 PARALLEL=${PARALLEL:-16}
 SAMPLE_SECS=${SAMPLE_SECS:-0.15}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/make-tree.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-node.XXXXXX")
 BIN=$WORK/patchmesh
 SRC=$WORK/tree
@@ -103,39 +104,8 @@ else
 	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
 fi
 
-# The release: 60% in six large binaries, 25% in libraries of about 1 MiB,
-# 15% in text files of 64 KiB; random bytes, so every chunk is distinct.
 echo "writing a release of $SIZE_MIB MiB in $SRC"
-total=$((SIZE_MIB << 20))
-mkdir -p "$SRC/bin" "$SRC/lib" "$SRC/share"
-large=$((total * 60 / 100 / 6))
-for i in 1 2 3 4 5 6; do
-	head -c "$large" /dev/urandom >"$SRC/bin/tool-$i"
-done
-libs=$((total * 25 / 100))
-i=0
-while ((libs > 0)); do
-	n=$(((1 << 20) + (i % 7) * 65536))
-	((n > libs)) && n=$libs
-	head -c "$n" /dev/urandom >"$SRC/lib/lib$i.so"
-	libs=$((libs - n))
-	i=$((i + 1))
-done
-# The text pages come from one base64 stream cut by split, a few processes per
-# hundred files rather than several per file.
-texts=$((total - 6 * large - total * 25 / 100))
-i=0
-while ((texts > 0)); do
-	n=$((100 * 65536))
-	((n > texts)) && n=$texts
-	d=$SRC/share/doc-$i
-	mkdir -p "$d"
-	# base64 dies of SIGPIPE when head has enough; that is no failure.
-	{ head -c $((n * 3 / 4 + 3)) /dev/urandom | base64 -w 76 || true; } | head -c "$n" |
-		split -b 65536 -a 3 -d --additional-suffix=.txt - "$d/page-"
-	texts=$((texts - n))
-	i=$((i + 1))
-done
+make_tree "$SRC" "$SIZE_MIB"
 nfiles=$(find "$SRC" -type f | wc -l)
 bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 say "release" "$nfiles files, $bytes bytes ($(mib "$bytes") MiB)"

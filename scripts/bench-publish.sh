@@ -14,6 +14,7 @@ set -euo pipefail
 
 SIZE_MIB=${SIZE_MIB:-1024}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/make-tree.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-publish.XXXXXX")
 if [[ "${KEEP:-0}" != 1 ]]; then
 	trap 'rm -rf "$WORK"' EXIT
@@ -29,36 +30,8 @@ say() { printf '%-34s %s\n' "$1" "$2"; }
 echo "building patchmesh"
 (cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
 
-# The tree: 60% in six large binaries, 25% in shared libraries of about 1 MiB,
-# 15% in text files of 64 KiB (base64 lines, as configs and scripts compress).
 echo "writing a tree of $SIZE_MIB MiB in $SRC"
-total=$((SIZE_MIB << 20))
-mkdir -p "$SRC/bin" "$SRC/lib" "$SRC/share"
-large=$((total * 60 / 100 / 6))
-for i in 1 2 3 4 5 6; do
-	head -c "$large" /dev/urandom >"$SRC/bin/tool-$i"
-done
-libs=$((total * 25 / 100))
-i=0
-while ((libs > 0)); do
-	n=$(((1 << 20) + (i % 7) * 65536))
-	((n > libs)) && n=$libs
-	head -c "$n" /dev/urandom >"$SRC/lib/lib$i.so"
-	libs=$((libs - n))
-	i=$((i + 1))
-done
-texts=$((total - 6 * large - total * 25 / 100))
-i=0
-while ((texts > 0)); do
-	n=65536
-	((n > texts)) && n=$texts
-	d=$SRC/share/doc-$((i / 100))
-	mkdir -p "$d"
-	head -c $((n * 3 / 4 + 3)) /dev/urandom | base64 -w 76 >"$d/page-$i.txt"
-	truncate -s "$n" "$d/page-$i.txt"
-	texts=$((texts - n))
-	i=$((i + 1))
-done
+make_tree "$SRC" "$SIZE_MIB"
 nfiles=$(find "$SRC" -type f | wc -l)
 bytes=$(find "$SRC" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 say "tree" "$nfiles files, $bytes bytes"
