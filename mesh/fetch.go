@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -227,37 +226,10 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]
 		return nil, errPenalized
 	}
 
-	s, err := m.host.NewStream(ctx, p, ProtocolID)
+	data, err := m.exchange(ctx, p, c, flag)
 	if err != nil {
-		m.peerFailed(p)
-		return nil, fmt.Errorf("open stream: %w", err)
+		return nil, err
 	}
-	// Reset unblocks reads and writes as soon as ctx ends; the deadline
-	// covers a peer that stops sending.
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
-	if err := writeRequest(s, c, flag); err != nil {
-		_ = s.Reset()
-		m.peerFailed(p)
-		return nil, fmt.Errorf("send request: %w", err)
-	}
-	_ = s.CloseWrite()
-	data, status, err := readResponse(bufio.NewReader(s))
-	if err != nil {
-		_ = s.Reset()
-		if errors.Is(err, errPeerStatus) {
-			// A refusal is an answer, not a fault of the peer.
-			return nil, fmt.Errorf("peer refused (status %d): %w", status, err)
-		}
-		if ctx.Err() == nil {
-			m.peerFailed(p)
-		}
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	_ = s.Close()
 	if err := chunk.Verify(c, data); err != nil {
 		m.stats.verifyFailures.Add(1)
 		m.penalize(p, "sent bytes that do not match the CID")
@@ -269,6 +241,65 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]
 	m.stats.lanChunks.Add(1)
 	m.peerCounters(p, true).from.Add(n)
 	return data, nil
+}
+
+// exchange sends one request for c to p on a kept stream (or a new one) and
+// reads the answer, unverified. A kept stream the peer closed while it was
+// idle fails before any answer: the request is then sent again on a new one.
+func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, error) {
+	for {
+		cs, reused, err := m.getStream(ctx, p)
+		if err != nil {
+			m.peerFailed(p)
+			return nil, fmt.Errorf("open stream: %w", err)
+		}
+		data, answered, err := m.roundTrip(ctx, cs, c, flag)
+		if err == nil {
+			m.putStream(p, cs)
+			return data, nil
+		}
+		_ = cs.s.Reset()
+		if errors.Is(err, errPeerStatus) {
+			// A refusal is an answer, not a fault of the peer.
+			return nil, err
+		}
+		if reused && !answered && ctx.Err() == nil {
+			continue
+		}
+		if ctx.Err() == nil {
+			m.peerFailed(p)
+		}
+		return nil, err
+	}
+}
+
+// roundTrip is one request and response on cs; answered reports whether any
+// of the response arrived.
+func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag byte) (data []byte, answered bool, err error) {
+	// Reset unblocks reads and writes as soon as ctx ends; the deadline
+	// covers a peer that stops sending.
+	stop := context.AfterFunc(ctx, func() { _ = cs.s.Reset() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = cs.s.SetDeadline(dl)
+	}
+	if err := writeRequest(cs.s, c, flag); err != nil {
+		return nil, false, fmt.Errorf("send request: %w", err)
+	}
+	if _, err := cs.r.Peek(1); err != nil {
+		return nil, false, fmt.Errorf("read response: %w", err)
+	}
+	data, status, err := readResponse(cs.r)
+	if err != nil {
+		if errors.Is(err, errPeerStatus) {
+			return nil, true, fmt.Errorf("peer refused (status %d): %w", status, err)
+		}
+		return nil, true, fmt.Errorf("read response: %w", err)
+	}
+	if !stop() {
+		return nil, true, ctx.Err() // reset under us as ctx ended
+	}
+	return data, true, nil
 }
 
 // fromWAN fetches c from this node's WAN, once per CID at a time whoever
@@ -436,6 +467,7 @@ func (m *Mesh) penalize(p peer.ID, why string) {
 	h.fails = 0
 	h.until = time.Now().Add(m.cfg.PenaltyDuration)
 	m.peerMu.Unlock()
+	m.dropStreams(p)
 	m.stats.penalties.Add(1)
 	name, _ := m.members.nameOf(p)
 	m.log.Warn("peer penalized", "peer", p, "member", name, "reason", why, "for", m.cfg.PenaltyDuration)

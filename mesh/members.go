@@ -260,6 +260,7 @@ func (m *Mesh) memberDown(name, state string) {
 	if !ok || e.self {
 		return
 	}
+	m.dropStreams(e.meta.peerID)
 	m.log.Info("member "+state, "member", name, "peer", e.meta.peerID)
 }
 

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -26,6 +28,8 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/patchmesh/patchmesh/chunk"
 )
 
 // Store is the node's verified chunk store.
@@ -98,9 +102,11 @@ type Mesh struct {
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
 	reqSem     chan struct{}
 	serveSem   chan struct{}
+	bufs       sync.Pool // *[]byte scratch buffers for responses
 
 	peerMu   sync.Mutex
 	peerSem  map[peer.ID]chan struct{}
+	idle     map[peer.ID][]*chunkStream // kept chunk streams, see streams.go
 	health   map[peer.ID]*peerHealth
 	counters map[peer.ID]*peerCounters
 
@@ -167,9 +173,11 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		reqSem:    make(chan struct{}, cfg.Concurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
 		peerSem:   map[peer.ID]chan struct{}{},
+		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
+	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }
 
@@ -234,7 +242,17 @@ func (m *Mesh) Run(ctx context.Context) error {
 	m.serveCtx, m.serveCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer m.serveCancel()
 
+	// libp2p's default resource manager, without its Prometheus trace
+	// reporter: it costs a few percent of the CPU per stream event and
+	// nothing reads it (libp2p.DisableMetrics does not reach it).
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
+	if err != nil {
+		return fmt.Errorf("run mesh: resource manager: %w", err)
+	}
 	h, err := libp2p.New(
+		libp2p.ResourceManager(rm),
 		libp2p.Identity(m.priv),
 		libp2p.ListenAddrStrings(m.cfg.P2PAddrs...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -252,6 +270,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
 	)
 	if err != nil {
+		_ = rm.Close()
 		return fmt.Errorf("run mesh: start libp2p host: %w", err)
 	}
 	m.host = h
@@ -474,6 +493,17 @@ func (m *Mesh) Owner(c cid.Cid) string {
 		return m.name
 	}
 	return order[0]
+}
+
+// Owns reports whether this node owns c now and other members are live, so
+// that only it fetches c from the WAN for the site.
+func (m *Mesh) Owns(c cid.Cid) bool {
+	live := m.members.liveCandidates()
+	if len(live) < 2 {
+		return false
+	}
+	order := hrwOrder(c.Bytes(), live)
+	return len(order) > 0 && order[0] == m.name
 }
 
 // Members returns every member this node knows, itself included, by name.

@@ -84,21 +84,16 @@ func readRequest(r *bufio.Reader) (cid.Cid, byte, error) {
 	return c, hdr[1], nil
 }
 
-// writeResponse sends a status and, for statusOK, the length-prefixed bytes.
-func writeResponse(w io.Writer, status byte, data []byte) error {
-	var b [1 + binary.MaxVarintLen32]byte
-	b[0] = status
-	n := 1
+// writeResponse sends a status and, for statusOK, the length-prefixed bytes,
+// in one write (one frame) through buf, a scratch buffer it may grow.
+func writeResponse(w io.Writer, status byte, data []byte, buf *[]byte) error {
+	b := append((*buf)[:0], status)
 	if status == statusOK {
-		n += binary.PutUvarint(b[1:], uint64(len(data)))
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		b = append(b, data...)
 	}
-	if _, err := w.Write(b[:n]); err != nil {
-		return err
-	}
-	if status != statusOK {
-		return nil
-	}
-	_, err := w.Write(data)
+	*buf = b
+	_, err := w.Write(b)
 	return err
 }
 

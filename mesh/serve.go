@@ -18,7 +18,8 @@ const (
 	maxServeQueue = 10 * time.Second
 )
 
-// handleStream serves one chunk request: from the store, or, when asked as
+// handleStream serves chunk requests on one stream, one after another, until
+// the peer closes it or leaves it idle: from the store, or, when asked as
 // owner and we agree (or asked to take over), from our WAN, once per CID.
 func (m *Mesh) handleStream(s network.Stream) {
 	m.hmu.Lock()
@@ -31,6 +32,26 @@ func (m *Mesh) handleStream(s network.Stream) {
 	m.hmu.Unlock()
 	defer m.handlers.Done()
 
+	stop := context.AfterFunc(m.serveCtx, func() { _ = s.Reset() })
+	defer stop()
+	r := bufio.NewReaderSize(s, 256)
+	for {
+		_ = s.SetReadDeadline(time.Now().Add(streamIdleServe))
+		if _, err := r.Peek(1); err != nil {
+			// EOF: the peer closed it; a timeout: it stayed idle.
+			_ = s.Close()
+			return
+		}
+		if !m.serveOne(s, r) {
+			_ = s.Reset()
+			return
+		}
+	}
+}
+
+// serveOne reads one request from r and answers it on s. It returns false
+// when the stream cannot carry another request.
+func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
 	ctx, cancel := context.WithTimeout(m.serveCtx, m.cfg.RequestTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
@@ -38,11 +59,10 @@ func (m *Mesh) handleStream(s network.Stream) {
 	p := s.Conn().RemotePeer()
 
 	_ = s.SetReadDeadline(time.Now().Add(min(requestReadTimeout, m.cfg.RequestTimeout)))
-	c, flag, err := readRequest(bufio.NewReaderSize(s, 256))
+	c, flag, err := readRequest(r)
 	if err != nil {
 		m.log.Debug("bad chunk request", "peer", p, "err", err)
-		_ = s.Reset()
-		return
+		return false
 	}
 	dl, _ := ctx.Deadline()
 	_ = s.SetWriteDeadline(dl)
@@ -53,20 +73,20 @@ func (m *Mesh) handleStream(s network.Stream) {
 		qcancel()
 	case <-qctx.Done():
 		qcancel()
-		_ = writeResponse(s, statusBusy, nil)
-		_ = s.Close()
-		return
+		var b []byte
+		return writeResponse(s, statusBusy, nil, &b) == nil && stop()
 	}
 	defer func() { <-m.serveSem }()
-
 	data, status := m.serveData(ctx, c, flag)
 	if status == statusOK && m.corruptServe != nil {
 		data = m.corruptServe(data)
 	}
-	if err := writeResponse(s, status, data); err != nil {
+	bp := m.bufs.Get().(*[]byte)
+	err = writeResponse(s, status, data, bp)
+	m.bufs.Put(bp)
+	if err != nil {
 		m.log.Debug("send chunk", "cid", c, "peer", p, "err", err)
-		_ = s.Reset()
-		return
+		return false
 	}
 	if status == statusOK {
 		n := int64(len(data))
@@ -74,7 +94,8 @@ func (m *Mesh) handleStream(s network.Stream) {
 		m.stats.servedChunks.Add(1)
 		m.peerCounters(p, true).to.Add(n)
 	}
-	_ = s.Close()
+	// stop fails if ctx ended and reset the stream meanwhile.
+	return stop()
 }
 
 // serveData finds the bytes to serve for c and the status to send.
