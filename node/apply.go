@@ -13,20 +13,56 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/node/install"
 )
 
-// apply assembles m from the store into staging, checks every file, and switches
-// to it with hooks and a health check; on failure the previous release stays.
-func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string) error {
-	n.setPhase("assembling")
+// fetchError marks a failure to fetch a release's chunks, as opposed to a
+// failure to assemble or activate it.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// apply fetches the chunks of m the store lacks while it assembles m from the
+// store into staging, checks every file, and switches to it with hooks and a
+// health check; on failure the previous release stays. A failed fetch is
+// returned as a *fetchError. rec gets the bytes by origin and is saved once
+// every chunk is stored.
+func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
+	p := planRelease(m)
+	ready := newReadiness(len(p.jobs))
+	fetch := func(ctx context.Context) error {
+		if err := n.fetchRelease(ctx, m, p, ready, rec); err != nil {
+			return &fetchError{err}
+		}
+		n.setPhase("assembling")
+		if n.mesh != nil {
+			n.mesh.SetHolding(m.Sequence)
+		}
+		return n.saveRecord(*rec)
+	}
+	staged := false
 	err := n.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
-		return n.assemble(ctx, m, dir)
+		staged = true
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return fetch(gctx) })
+		g.Go(func() error { return n.assemble(gctx, m, p, ready, dir) })
+		return g.Wait()
 	})
+	if err == nil && !staged {
+		// Staged before a restart: the node still fetches what it lacks, to
+		// hold the whole release for its peers.
+		err = fetch(ctx)
+	}
 	if err != nil {
+		var fe *fetchError
+		if errors.As(err, &fe) {
+			return fe
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -70,18 +106,21 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string) err
 	return nil
 }
 
-// assemble writes every file of m into dir from the store, checking each file's
-// size and sha256 against the manifest.
-func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, dir string) error {
+// assemble writes every file of m into dir from the store as the plan's chunks
+// are marked ready, checking each file's size and sha256 against the manifest.
+func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, p *releasePlan, ready *readiness, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
+	refs := p.refs
 	for _, f := range m.Files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		jobs := refs[:len(f.Chunks)]
+		refs = refs[len(f.Chunks):]
 		name := filepath.FromSlash(f.Path)
 		if d := filepath.Dir(name); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
@@ -94,14 +133,15 @@ func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, dir string) e
 			}
 			continue
 		}
-		if err := n.writeFile(ctx, root, name, f); err != nil {
+		if err := n.writeFile(ctx, root, name, f, jobs, ready); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File) error {
+// writeFile writes f, whose chunks are the plan's jobs, each once it is ready.
+func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File, jobs []int32, ready *readiness) error {
 	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("file %s: %w", f.Path, err)
@@ -109,7 +149,10 @@ func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f mani
 	defer out.Close()
 	h := sha256.New()
 	var size int64
-	for _, r := range f.Chunks {
+	for i, r := range f.Chunks {
+		if err := ready.await(ctx, int(jobs[i])); err != nil {
+			return err
+		}
 		n, err := n.writeChunk(ctx, r.CID, out, h)
 		if err != nil {
 			return fmt.Errorf("file %s: chunk %s: %w", f.Path, r.CID, err)

@@ -27,8 +27,10 @@ var errRefused = errors.New("refused")
 
 // check runs one whole check: find the newest valid release, fetch it, apply it.
 // It never disturbs the running release unless a new one passes every check.
-func (n *Node) check(ctx context.Context) api.CheckResult {
-	res := api.CheckResult{Started: time.Now()}
+// applied is the manifest of a release it applied, whose older releases and
+// chunks the caller collects once it has reported the result.
+func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
+	res = api.CheckResult{Started: time.Now()}
 	n.mu.Lock()
 	n.stat.checking = true
 	n.mu.Unlock()
@@ -48,23 +50,23 @@ func (n *Node) check(ctx context.Context) api.CheckResult {
 	h, henv, src, err := n.fetchHead(ctx)
 	if err != nil {
 		res.Outcome, res.Message = outcomeOf(err), err.Error()
-		return res
+		return res, nil
 	}
 	res.Version, res.Sequence, res.Source = h.Version, h.Sequence, src
 	name := releaseName(h.Version, h.Sequence)
 	if cur := n.currentRecord(); cur != nil && cur.Sequence == h.Sequence {
 		res.Outcome, res.Message = "up-to-date", "running "+h.Version
-		return res
+		return res, nil
 	}
 	if bad, why := n.inst.IsBad(name); bad {
 		res.Outcome = "skipped-bad"
 		res.Message = fmt.Sprintf("release %s was rolled back (%s); waiting for a newer one", h.Version, why)
-		return res
+		return res, nil
 	}
 	m, menv, err := n.fetchManifest(ctx, h)
 	if err != nil {
 		res.Outcome, res.Message = outcomeOf(err), err.Error()
-		return res
+		return res, nil
 	}
 	cur := n.currentRecord()
 	curVersion := ""
@@ -74,52 +76,43 @@ func (n *Node) check(ctx context.Context) api.CheckResult {
 	if err := m.Target.Check(n.cfg.GOOS, n.cfg.GOARCH, curVersion); err != nil {
 		err = n.refuse(fmt.Errorf("release %s: %w", h.Version, err))
 		res.Outcome, res.Message = "refused", err.Error()
-		return res
+		return res, nil
 	}
 	// Only now, with head and manifest verified, does the highest sequence move up.
 	if err := n.setHighestSeq(h.Sequence); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
-		return res
+		return res, nil
 	}
 	if err := n.store.SetMeta(metaHead+n.cfg.Channel, henv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
-		return res
+		return res, nil
 	}
 	n.noteHead(h)
 	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, m.Sequence), menv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
-		return res
+		return res, nil
 	}
 	n.setKnownManifest(m)
 
 	rec := releaseRecord{Name: name, Channel: m.Channel, Version: m.Version, Sequence: m.Sequence, Files: len(m.Files), Bytes: m.TotalSize()}
-	if err := n.fetchRelease(ctx, m, &rec); err != nil {
-		res.Outcome, res.Message = outcomeOf(err), fmt.Sprintf("fetch %s: %v", m.Version, err)
-		if ctx.Err() == nil {
-			n.event("fetch", res.Message)
-		}
-		return res
-	}
-	if n.mesh != nil {
-		n.mesh.SetHolding(m.Sequence)
-	}
-	if err := n.saveRecord(rec); err != nil {
-		res.Outcome, res.Message = "failed", err.Error()
-		return res
-	}
-	if err := n.apply(ctx, m, name); err != nil {
+	if err := n.apply(ctx, m, name, &rec); err != nil {
+		var fe *fetchError
 		var he *install.HookError
-		if errors.As(err, &he) {
-			res.Outcome = "rolled-back"
-		} else {
-			res.Outcome = outcomeOf(err)
+		switch {
+		case errors.As(err, &fe):
+			res.Outcome, res.Message = outcomeOf(fe.err), fmt.Sprintf("fetch %s: %v", m.Version, fe.err)
+			if ctx.Err() == nil {
+				n.event("fetch", res.Message)
+			}
+		case errors.As(err, &he):
+			res.Outcome, res.Message = "rolled-back", err.Error()
+		default:
+			res.Outcome, res.Message = outcomeOf(err), err.Error()
 		}
-		res.Message = err.Error()
-		return res
+		return res, nil
 	}
 	res.Outcome, res.Message = "applied", fmt.Sprintf("%s is now current", m.Version)
-	n.collect(ctx, m)
-	return res
+	return res, m
 }
 
 func outcomeOf(err error) string {

@@ -113,6 +113,9 @@ func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error
 // meshSource asks the site first; the mesh itself falls back to our WAN source.
 type meshSource struct{ m *mesh.Mesh }
 
+// Owns reports whether this node owns c among other live members of its site.
+func (s *meshSource) Owns(c cid.Cid) bool { return s.m.Owns(c) }
+
 func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
 	data, o, err := s.m.Fetch(ctx, c)
 	if err != nil {
@@ -121,60 +124,67 @@ func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, erro
 	return data, Origin{WAN: o.WAN, Peer: o.Peer}, nil
 }
 
-// fetchRelease gets every chunk of m the store lacks, many at once, and fills the
-// record's bytes by origin. Verified chunks stay stored whatever happens next, so
-// a restart resumes where this left off.
-func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, rec *releaseRecord) error {
-	type job struct {
-		c    cid.Cid
-		size int64
-	}
-	seen := make(map[cid.Cid]bool)
-	var jobs []job
-	var total int64
-	for _, f := range m.Files {
-		for _, r := range f.Chunks {
-			if !seen[r.CID] {
-				seen[r.CID] = true
-				jobs = append(jobs, job{r.CID, int64(r.Size)})
-				total += int64(r.Size)
-			}
-		}
-	}
-	prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: len(jobs), BytesTotal: total, Started: time.Now()}
+// fetchRelease gets every chunk of the plan the store lacks, many at once, in
+// plan order, marks each in ready once stored, and fills the record's bytes by
+// origin. Verified chunks stay stored whatever happens next, so a restart
+// resumes where this left off.
+func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releasePlan, ready *readiness, rec *releaseRecord) error {
+	prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: len(p.jobs), BytesTotal: p.total, Started: time.Now()}
 	n.mu.Lock()
 	n.stat.progress = prog
 	n.mu.Unlock()
 
+	// Chunks this node owns go in a lane of their own: fetched from the WAN
+	// ahead of the site's requests, they keep the WAN link full however
+	// slowly the LAN requests, which all walk the release in the same order,
+	// move along.
+	var own, others []int
+	owner, _ := n.chunks.(interface{ Owns(cid.Cid) bool })
+	for i, j := range p.jobs {
+		if owner != nil && owner.Owns(j.c) {
+			own = append(own, i)
+		} else {
+			others = append(others, i)
+		}
+	}
 	var wan, lan, local atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(n.cfg.Concurrency)
-	for _, j := range jobs {
-		if gctx.Err() != nil {
-			break
-		}
-		if ok, err := n.store.Has(gctx, j.c); err == nil && ok {
-			local.Add(j.size)
-			n.progressAdd(1, j.size)
-			continue
-		}
-		g.Go(func() error {
-			data, o, err := n.fetchChunk(gctx, j.c)
-			if err != nil {
-				return err
+	lane := func(jobs []int, limit int) error {
+		lg, lctx := errgroup.WithContext(gctx)
+		lg.SetLimit(limit)
+		for _, i := range jobs {
+			if lctx.Err() != nil {
+				break
 			}
-			switch {
-			case o.Peer != "":
-				lan.Add(int64(len(data)))
-			case o.WAN:
-				wan.Add(int64(len(data)))
-			default:
-				local.Add(int64(len(data)))
+			j := p.jobs[i]
+			if ok, err := n.store.Has(lctx, j.c); err == nil && ok {
+				local.Add(j.size)
+				n.progressAdd(1, j.size)
+				ready.mark(i)
+				continue
 			}
-			n.progressAdd(1, int64(len(data)))
-			return nil
-		})
+			lg.Go(func() error {
+				data, o, err := n.fetchChunk(lctx, j.c)
+				if err != nil {
+					return err
+				}
+				ready.mark(i)
+				switch {
+				case o.Peer != "":
+					lan.Add(int64(len(data)))
+				case o.WAN:
+					wan.Add(int64(len(data)))
+				default:
+					local.Add(int64(len(data)))
+				}
+				n.progressAdd(1, int64(len(data)))
+				return nil
+			})
+		}
+		return lg.Wait()
 	}
+	g.Go(func() error { return lane(own, max(2, n.cfg.Concurrency/4)) })
+	g.Go(func() error { return lane(others, n.cfg.Concurrency) })
 	err := g.Wait()
 	rec.FromWAN, rec.FromLAN, rec.FromLocal = wan.Load(), lan.Load(), local.Load()
 	if err == nil {

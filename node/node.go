@@ -315,7 +315,7 @@ func (n *Node) schedule(ctx context.Context) {
 		case req = <-n.checkCh:
 			timer.Stop()
 		}
-		res := n.check(ctx)
+		res, applied := n.check(ctx)
 		if req.done != nil {
 			req.done <- res
 		}
@@ -329,6 +329,11 @@ func (n *Node) schedule(ctx context.Context) {
 			default:
 				drained = true
 			}
+		}
+		if applied != nil {
+			// After the answer: whoever waits on an update waits for the
+			// release, not for the store's housekeeping.
+			n.collect(ctx, applied)
 		}
 		next = time.Now().Add(n.interval())
 		if res.Outcome == "failed" && ctx.Err() == nil {

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"context"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/manifest"
+)
+
+// A release is fetched and assembled at the same time: the fetch walks the
+// release's distinct chunks in the order the files use them, and the assembly
+// writes each file as soon as its chunks are stored. Assembling only after the
+// last chunk arrived left every node of a site writing and hashing the whole
+// release at the same moment at the end, which was most of the time the last
+// node took after the last WAN byte (scripts/RESULTS-site.md).
+
+// planJob is one distinct chunk of a release.
+type planJob struct {
+	c    cid.Cid
+	size int64
+}
+
+// releasePlan lists a release's distinct chunks in first-use order, and for
+// every chunk reference of every file, in order, the index of its job.
+type releasePlan struct {
+	jobs  []planJob
+	refs  []int32 // one per chunk reference, files in manifest order
+	total int64   // bytes of the distinct chunks
+}
+
+func planRelease(m *manifest.Manifest) *releasePlan {
+	p := &releasePlan{}
+	index := make(map[cid.Cid]int32)
+	for _, f := range m.Files {
+		for _, r := range f.Chunks {
+			i, ok := index[r.CID]
+			if !ok {
+				i = int32(len(p.jobs))
+				index[r.CID] = i
+				p.jobs = append(p.jobs, planJob{r.CID, int64(r.Size)})
+				p.total += int64(r.Size)
+			}
+			p.refs = append(p.refs, i)
+		}
+	}
+	return p
+}
+
+// readiness tells the assembly which jobs are stored. One goroutine awaits at
+// a time.
+type readiness struct {
+	mu      sync.Mutex
+	done    []bool
+	waiting int           // job awaited, or -1
+	wake    chan struct{} // signalled when the awaited job is marked
+}
+
+func newReadiness(jobs int) *readiness {
+	return &readiness{done: make([]bool, jobs), waiting: -1, wake: make(chan struct{}, 1)}
+}
+
+// mark records that job i is stored.
+func (r *readiness) mark(i int) {
+	r.mu.Lock()
+	r.done[i] = true
+	if r.waiting == i {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	r.mu.Unlock()
+}
+
+// await blocks until job i is stored or ctx ends.
+func (r *readiness) await(ctx context.Context, i int) error {
+	for {
+		r.mu.Lock()
+		if r.done[i] {
+			r.waiting = -1
+			r.mu.Unlock()
+			return nil
+		}
+		r.waiting = i
+		r.mu.Unlock()
+		select {
+		case <-r.wake: // may be stale from an earlier wait: check again
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
