@@ -24,8 +24,11 @@
 #   RATE      WAN rate, as tc spells it (default 20mbit)
 #   DELAY     one-way WAN delay added with netem, e.g. 20ms (default none)
 #   NODES     site sizes to measure (default "5 20 1")
+#   NODE_ENV  extra environment of every node, e.g. "GOMAXPROCS=1"
 #   BIN       patchmesh binary to use (default: built from this tree)
 #   TMPDIR    where the work folder goes (default /tmp)
+#   PERF=1    record every CPU (perf record -a -g) during each mesh run's
+#             update to $WORK/SLUG/perf.data; implies KEEP=1
 #   KEEP=1    keep the work folder (logs, repositories); kept anyway on failure
 #   TRACE=1   write the progress of each run's first and last node, twice a
 #             second, to $WORK/SLUG/trace.tsv (time, node, phase, chunks done,
@@ -82,7 +85,7 @@ cleanup() {
 	stop_procs
 	ip netns del "$NS_WAN" 2>/dev/null || true
 	ip netns del "$NS_SITE" 2>/dev/null || true
-	if [[ "${KEEP:-0}" == 1 || $rc != 0 ]]; then
+	if [[ "${KEEP:-0}" == 1 || "${PERF:-0}" == 1 || $rc != 0 ]]; then
 		echo "work folder kept: $WORK" >&2
 	else
 		rm -rf "$WORK"
@@ -236,7 +239,7 @@ run_site() {
 			[[ -n $join ]] && args+=(--join "$join")
 			join=${join:-127.0.0.1:$((base + 1001))}
 		fi
-		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' "$BIN" "${args[@]}"
+		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' ${NODE_ENV:-} "$BIN" "${args[@]}"
 		apis+=("$api")
 		pids+=("${PIDS[-1]}")
 	done
@@ -266,6 +269,11 @@ run_site() {
 		trace "$dir" "${apis[@]}" >"$dir/trace.tsv" &
 		tracer=$!
 	fi
+	local perf=
+	if [[ "${PERF:-0}" == 1 ]] && ((mesh)); then
+		perf record -a -g -F 499 -o "$dir/perf.data" >/dev/null 2>&1 &
+		perf=$!
+	fi
 	t0=$(now)
 	for ((i = 1; i <= n; i++)); do
 		(
@@ -276,6 +284,7 @@ run_site() {
 	done
 	for p in "${ups[@]}"; do wait "$p" || rc=1; done
 	if [[ -n $tracer ]]; then kill "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
+	if [[ -n $perf ]]; then kill -INT "$perf" 2>/dev/null || true; wait "$perf" 2>/dev/null || true; fi
 	((rc == 0)) || die "an update failed in $label; see $dir"
 	t1=$(cat "$dir"/done-* | sort -n | tail -1)
 	local cpu
