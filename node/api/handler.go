@@ -269,6 +269,7 @@ func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
 func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	wait := r.URL.Query().Get("wait")
 	waiting := wait == "1" || wait == "true"
+	asked := time.Now()
 	res, err := h.b.Check(r.Context(), waiting)
 	if err != nil {
 		h.log.Warn("api: check failed", "err", err)
@@ -277,6 +278,11 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("api: check requested", "wait", waiting, "outcome", res.Outcome)
 	if !waiting {
+		if res.Started.IsZero() {
+			// The dashboard waits for the first check to finish after this
+			// time; without it, it could not tell that check from an older one.
+			res.Started = asked
+		}
 		writeJSON(w, http.StatusAccepted, res)
 		return
 	}

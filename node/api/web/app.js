@@ -1,7 +1,9 @@
 // patchmesh dashboard: renders /api/status, live through /api/events with
 // polling as the fallback. Every value goes in through textContent: no HTML
-// from the node is ever parsed.
-"use strict";
+// from the node is ever parsed. An ES module: format.js and check.js are
+// shared with tests (and format.js with the seed dashboard).
+import { fmtBytes, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
+import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
 
 const $ = (id) => document.getElementById(id);
 const SVGNS = "http://www.w3.org/2000/svg";
@@ -16,37 +18,6 @@ function el(tag, attrs, ...kids) {
   }
   for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
   return e;
-}
-
-function fmtBytes(n) {
-  if (!n) return "0 B";
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + " " + u[i];
-}
-
-function fmtDuration(s) {
-  s = Math.max(0, Math.round(s));
-  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
-  if (d) return d + "d " + h + "h";
-  if (h) return h + "h " + m + "m";
-  if (m) return m + "m " + (s % 60) + "s";
-  return s + "s";
-}
-
-function isSet(t) { return t && !t.startsWith("0001-"); }
-
-function fmtWhen(t) {
-  if (!isSet(t)) return "–";
-  const d = (Date.parse(t) - Date.now()) / 1000;
-  const rel = Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
-  return rel;
-}
-
-function fmtTime(t) {
-  if (!isSet(t)) return "";
-  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
@@ -86,6 +57,7 @@ function render(st) {
   ck.textContent = st.checking ? "Checking…" : "Check for updates now";
   $("rollback").disabled = !st.previous || busy;
   $("rollback").title = st.previous ? "go back to " + (st.previous.version || st.previous.name) : "no previous release";
+  settleCheck(st);
 }
 
 function renderCurrent(st) {
@@ -171,7 +143,7 @@ function renderHistory(b) {
   kids.push(svg("path", { class: "area-wan", d: area(() => 0, (p) => p.wan) }));
   kids.push(svg("path", { class: "area-lan", d: area((p) => p.wan, (p) => p.wan + p.lan) }));
   g.replaceChildren(...kids);
-  setText("history-from", fmtTime(new Date(t0).toISOString()));
+  setText("history-from", fmtTime(t0));
   setText("history-max", "top: " + fmtBytes(max) + " received (WAN below, LAN on top)");
   setText("history-to", "now");
 }
@@ -298,14 +270,26 @@ function connect() {
 
 let busy = false;
 let noticeTimer = null;
+let asked = null; // the check this page asked for, until a status shows its result
 
-function notice(text, isError) {
+// notice shows text for a while; a sticky one stays until the next notice.
+function notice(text, isError, sticky) {
   const n = $("notice");
   n.textContent = text;
   n.className = "notice" + (isError ? " error" : "");
   n.hidden = false;
   clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { n.hidden = true; }, isError ? 15000 : 6000);
+  if (!sticky) noticeTimer = setTimeout(() => { n.hidden = true; }, isError ? 15000 : 6000);
+}
+
+// settleCheck turns the "checking" notice into the check's outcome once st,
+// from the event stream or a poll, shows the asked check finished.
+function settleCheck(st) {
+  const res = asked && finishedCheck(asked, st);
+  if (!res) return;
+  asked = null;
+  const n = outcomeNotice(res);
+  notice(n.text, n.error);
 }
 
 async function post(path, body) {
@@ -331,8 +315,14 @@ async function act(fn) {
 
 function init() {
   $("check-now").addEventListener("click", () => act(async () => {
+    const before = last;
     const res = await post("/api/update");
-    notice("Checking the sources now" + (res.outcome && res.outcome !== "queued" ? ": " + res.outcome : "…"));
+    const n = outcomeNotice(res);
+    if (isFinal(res)) { notice(n.text, n.error); return; }
+    asked = askCheck(res, before);
+    notice(n.text, n.error, true);
+    // A status that came while the request was out may already show the end.
+    if (last) settleCheck(last);
   }));
   $("rollback").addEventListener("click", () => {
     const cur = last && last.current ? (last.current.version || last.current.name) : "the current release";
