@@ -161,22 +161,24 @@ func (l *List) try(ctx context.Context, path string, max int64, use func(*entry,
 	return nil, fmt.Errorf("%s: %w", msg, errors.Join(failed...))
 }
 
-// candidates returns the sources not in backoff, in order, or all of them if
-// every one is.
+// candidates returns the sources not in backoff, in order, then those in
+// backoff: a source in backoff is asked only when no other delivered, so that
+// a file is never reported missing while a source that may hold it was not
+// asked.
 func (l *List) candidates() []*entry {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var ready []*entry
+	ready := make([]*entry, 0, len(l.entries))
+	var later []*entry
 	for _, e := range l.entries {
 		if e.failures == 0 || !now.Before(e.retryAt) {
 			ready = append(ready, e)
+		} else {
+			later = append(later, e)
 		}
 	}
-	if len(ready) == 0 {
-		return l.entries
-	}
-	return ready
+	return append(ready, later...)
 }
 
 // answered records that e responded (with the file or a clean not-found).

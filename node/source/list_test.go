@@ -170,6 +170,31 @@ func TestListAllInBackoffAreTried(t *testing.T) {
 	}
 }
 
+// TestListBackoffNotMissing: a source in backoff is still asked when the
+// others lack the file, so a file is never reported missing (which callers
+// take as final) while a source that may hold it was skipped.
+func TestListBackoffNotMissing(t *testing.T) {
+	dir, files := testRepo(t)
+	flaky := newFlakyServer(t, dir, http.StatusInternalServerError)
+	empty := serveDir(t, t.TempDir())
+	l, _ := newTestList(mustNew(t, flaky.URL, testOptions()), mustNew(t, empty.URL, testOptions()))
+	const p = "roots/1.json"
+	for i := range 2 { // the second read finds the flaky source in backoff
+		_, _, err := l.ReadAll(t.Context(), p, 1<<10)
+		if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "500") {
+			t.Fatalf("read %d, first source failing, second lacking the file: got %v; want the failure, not ErrNotFound", i+1, err)
+		}
+	}
+	if n := flaky.requests.Load(); n != 2 {
+		t.Errorf("the source in backoff got %d requests, want 2", n)
+	}
+	flaky.status.Store(http.StatusOK)
+	got, src, err := l.ReadAll(t.Context(), p, 1<<10)
+	if err != nil || src.String() != flaky.URL || !bytes.Equal(got, files[p]) {
+		t.Errorf("source in backoff back up: got %q from %v, %v", got, src, err)
+	}
+}
+
 func TestListNotFound(t *testing.T) {
 	dir, files := testRepo(t)
 	empty := t.TempDir()
