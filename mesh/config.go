@@ -47,6 +47,11 @@ type Config struct {
 	// Concurrency bounds the chunk requests this node makes at once, to
 	// peers and to its WAN. Zero: 32.
 	Concurrency int
+	// WANConcurrency bounds this node's WAN fetches at once, whoever asks
+	// (the node itself, or peers asking it as owner): many site members
+	// fetching at once already fill a thin WAN link, and hundreds of
+	// requests on it stall each other. Zero: 8.
+	WANConcurrency int
 	// PerPeer bounds the requests to one peer at once. Zero: 8.
 	PerPeer int
 	// ServeConcurrency bounds the chunk streams this node serves at once.
@@ -70,6 +75,7 @@ const (
 	DefaultGossipAddr       = "0.0.0.0:7946"
 	DefaultConcurrency      = 32
 	DefaultPerPeer          = 8
+	DefaultWANConcurrency   = 8
 	DefaultServeConcurrency = 64
 	DefaultRequestTimeout   = 2 * time.Minute
 	DefaultSiteTimeout      = 5 * time.Minute
@@ -92,6 +98,7 @@ func DefaultConfig() Config {
 		P2PAddrs:         append([]string(nil), defaultP2PAddrs...),
 		Concurrency:      DefaultConcurrency,
 		PerPeer:          DefaultPerPeer,
+		WANConcurrency:   DefaultWANConcurrency,
 		ServeConcurrency: DefaultServeConcurrency,
 		RequestTimeout:   DefaultRequestTimeout,
 		SiteTimeout:      DefaultSiteTimeout,
@@ -127,7 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Name) > maxNameLen {
 		return c, fmt.Errorf("name %q: longer than %d bytes: %w", c.Name, maxNameLen, ErrConfig)
 	}
-	if c.Concurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 {
+	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 {
 		return c, fmt.Errorf("negative limit: %w", ErrConfig)
 	}
 	if c.Concurrency == 0 {
@@ -135,6 +142,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PerPeer == 0 {
 		c.PerPeer = DefaultPerPeer
+	}
+	if c.WANConcurrency == 0 {
+		c.WANConcurrency = DefaultWANConcurrency
 	}
 	if c.ServeConcurrency == 0 {
 		c.ServeConcurrency = DefaultServeConcurrency

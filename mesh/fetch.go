@@ -323,7 +323,13 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 				return fetchResult{data, Origin{Peer: name}}, nil
 			}
 		}
+		select {
+		case m.wanSem <- struct{}{}:
+		case <-ctx.Done():
+			return fetchResult{}, ctx.Err()
+		}
 		data, err := m.wan.FetchChunk(ctx, c)
+		<-m.wanSem
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
 		}

@@ -101,6 +101,7 @@ type Mesh struct {
 	fetchGroup singleflight.Group // one network fetch per CID for local callers
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
 	reqSem     chan struct{}
+	wanSem     chan struct{}
 	serveSem   chan struct{}
 	bufs       sync.Pool // *[]byte scratch buffers for responses
 
@@ -171,6 +172,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		members:   newTable(),
 		holdingCh: make(chan struct{}, 1),
 		reqSem:    make(chan struct{}, cfg.Concurrency),
+		wanSem:    make(chan struct{}, cfg.WANConcurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
 		peerSem:   map[peer.ID]chan struct{}{},
 		idle:      map[peer.ID][]*chunkStream{},
