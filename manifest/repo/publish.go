@@ -23,7 +23,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/manifest"
@@ -197,13 +196,14 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		}
 	}
 
-	files, err := chunkTree(ctx, repoDir, entries, total, opts, sum)
+	w := &chunkWriter{repoDir: repoDir, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
+	files, err := chunkTree(ctx, w, entries, total, opts, sum)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
 	}
-	// One barrier for every chunk file: far cheaper than an fsync per chunk, and
+	// One barrier for every chunk file where the OS has one (see syncChunks), and
 	// the manifest below is written only after its chunks are durable.
-	if err := syncFS(repoDir); err != nil {
+	if err := w.syncChunks(); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 
@@ -432,11 +432,10 @@ type chunkJob struct {
 // chunkTree cuts every file into chunks and writes the chunks the repository lacks.
 // One goroutine reads, chunks and hashes whole files; Workers goroutines hash and
 // write chunks, so both cores stay busy on one big file.
-func chunkTree(ctx context.Context, repoDir string, entries []entry, total int64, opts PublishOptions, sum *Summary) ([]manifest.File, error) {
+func chunkTree(ctx context.Context, w *chunkWriter, entries []entry, total int64, opts PublishOptions, sum *Summary) ([]manifest.File, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan chunkJob, opts.Workers*4)
 	pool := sync.Pool{New: func() any { b := make([]byte, 0, opts.Params.Max); return &b }}
-	w := &chunkWriter{repoDir: repoDir, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
 	for range opts.Workers {
 		g.Go(func() error {
 			for j := range jobs {
@@ -605,6 +604,13 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 		os.Remove(f.Name())
 		return fmt.Errorf("write chunk %s: %w", c, err)
 	}
+	if syncEachChunk {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return fmt.Errorf("write chunk %s: sync: %w", c, err)
+		}
+	}
 	if err := f.Close(); err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("write chunk %s: %w", c, err)
@@ -652,29 +658,4 @@ func (w *chunkWriter) shard(dir string) (bool, error) {
 	w.dirs[dir] = fresh
 	w.mu.Unlock()
 	return fresh, nil
-}
-
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// lockRepo takes the repository's publish lock so two publishers cannot interleave.
-func lockRepo(repoDir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(repoDir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock repository: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock repository %s: %w (%v); wait for it to finish", repoDir, ErrLocked, err)
-	}
-	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

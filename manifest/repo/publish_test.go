@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/patchmesh/patchmesh/manifest"
@@ -201,9 +200,7 @@ func TestPublishRefuses(t *testing.T) {
 			// a FIFO cannot be read as a file by anyone (opening it would block).
 			name: "fifo", want: ErrBadTree, message: "named pipe",
 			tree: func(t *testing.T, src string) {
-				if err := syscall.Mkfifo(filepath.Join(src, "etc/pipe"), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				mkfifo(t, filepath.Join(src, "etc/pipe"))
 			},
 		},
 		{
