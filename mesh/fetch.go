@@ -100,7 +100,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 		var self *selfNext
 		switch {
 		case err == nil:
-			if err := m.st.Put(ctx, c, data); err != nil {
+			if err := m.st.PutVerified(ctx, c, data); err != nil {
 				return fetchResult{}, fmt.Errorf("store: %w", err)
 			}
 			return fetchResult{data, Origin{Peer: name}}, nil
@@ -317,7 +317,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		}
 		if m.active() {
 			if data, name, err := probe(ctx, c); err == nil {
-				if err := m.st.Put(ctx, c, data); err != nil {
+				if err := m.st.PutVerified(ctx, c, data); err != nil {
 					return fetchResult{}, fmt.Errorf("store: %w", err)
 				}
 				return fetchResult{data, Origin{Peer: name}}, nil
@@ -338,7 +338,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		}
 		m.stats.wanBytes.Add(int64(len(data)))
 		m.stats.wanChunks.Add(1)
-		if err := m.st.Put(ctx, c, data); err != nil {
+		if err := m.st.PutVerified(ctx, c, data); err != nil {
 			return fetchResult{}, fmt.Errorf("store: %w", err)
 		}
 		return fetchResult{data, Origin{WAN: true}}, nil

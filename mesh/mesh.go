@@ -37,8 +37,8 @@ type Store interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 	// Get returns an error wrapping a not-found error when c is absent.
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
-	// Put verifies data against c and stores it.
-	Put(ctx context.Context, c cid.Cid, data []byte) error
+	// PutVerified stores data, already checked against c with chunk.Verify.
+	PutVerified(ctx context.Context, c cid.Cid, data []byte) error
 }
 
 // WAN is this node's own update sources (HTTP, FTP, folder). The mesh asks it

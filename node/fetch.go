@@ -104,7 +104,7 @@ func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error
 	if err != nil {
 		return nil, Origin{}, err
 	}
-	if err := w.node.store.Put(ctx, c, data); err != nil {
+	if err := w.node.store.PutVerified(ctx, c, data); err != nil { // FetchChunk verified it
 		return nil, Origin{}, err
 	}
 	return data, Origin{WAN: true}, nil

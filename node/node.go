@@ -294,12 +294,19 @@ const (
 	retryFirst = 15 * time.Second
 )
 
+// collectDelay is how long after an apply the store is collected, plus up to
+// as much again at random: the nodes of a site apply a release together, and
+// compacting their stores at that same moment slowed the last of them.
+const collectDelay = 30 * time.Second
+
 // schedule runs a check at start, then every CheckInterval ± jitter, and whenever
 // asked through the API. A check that failed is retried sooner, with backoff.
-// Checks never overlap.
+// Checks never overlap. The store is collected a while after an apply.
 func (n *Node) schedule(ctx context.Context) {
 	next := time.Now()
 	retry := retryFirst
+	var collect *manifest.Manifest // applied, not yet collected
+	var collectAt <-chan time.Time
 	for {
 		n.mu.Lock()
 		n.stat.nextCheck = next
@@ -311,6 +318,11 @@ func (n *Node) schedule(ctx context.Context) {
 			timer.Stop()
 			n.drainRequests()
 			return
+		case <-collectAt:
+			timer.Stop()
+			n.collect(ctx, collect)
+			collect, collectAt = nil, nil
+			continue
 		case <-timer.C:
 		case req = <-n.checkCh:
 			timer.Stop()
@@ -331,9 +343,8 @@ func (n *Node) schedule(ctx context.Context) {
 			}
 		}
 		if applied != nil {
-			// After the answer: whoever waits on an update waits for the
-			// release, not for the store's housekeeping.
-			n.collect(ctx, applied)
+			collect = applied
+			collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
 		}
 		next = time.Now().Add(n.interval())
 		if res.Outcome == "failed" && ctx.Err() == nil {

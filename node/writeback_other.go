@@ -1,0 +1,8 @@
+//go:build !linux
+
+package node
+
+import "os"
+
+// startWriteback does nothing here; the staging fsync does all the work.
+func startWriteback(*os.File, int64, int64) {}
