@@ -24,6 +24,7 @@
 #   RATE      WAN rate, as tc spells it (default 20mbit)
 #   DELAY     one-way WAN delay added with netem, e.g. 20ms (default none)
 #   NODES     site sizes to measure (default "5 20 1")
+#   NODE_ARGS extra arguments of every `patchmesh node run`, e.g. "--concurrency 32"
 #   NODE_ENV  extra environment of every node, e.g. "GOMAXPROCS=1"
 #   BIN       patchmesh binary to use (default: built from this tree)
 #   TMPDIR    where the work folder goes (default /tmp)
@@ -232,7 +233,7 @@ run_site() {
 	for ((i = 1; i <= n; i++)); do
 		local api=127.0.0.1:$((base + i)) args=()
 		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
-			--source "http://$WAN_IP:$SEED_PORT" --api "$api" --check-interval 1h)
+			--source "http://$WAN_IP:$SEED_PORT" --api "$api" --check-interval 1h ${NODE_ARGS:-})
 		if ((mesh)); then
 			args+=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$((base + 1000 + i))"
 				--p2p "/ip4/127.0.0.1/tcp/$((base + 2000 + i))")
