@@ -48,9 +48,10 @@ type Config struct {
 	// peers and to its WAN. Zero: 32.
 	Concurrency int
 	// WANConcurrency bounds this node's WAN fetches at once, whoever asks
-	// (the node itself, or peers asking it as owner): many site members
-	// fetching at once already fill a thin WAN link, and hundreds of
-	// requests on it stall each other. Zero: 8.
+	// (the node itself, or peers asking it as owner). Zero: the site's share
+	// of 32, given the live members, and at least 4: many members fetching
+	// at once already fill a thin WAN link, and hundreds of requests on it
+	// stall each other.
 	WANConcurrency int
 	// PerPeer bounds the requests to one peer at once. Zero: 8.
 	PerPeer int
@@ -75,7 +76,6 @@ const (
 	DefaultGossipAddr       = "0.0.0.0:7946"
 	DefaultConcurrency      = 32
 	DefaultPerPeer          = 8
-	DefaultWANConcurrency   = 8
 	DefaultServeConcurrency = 64
 	DefaultRequestTimeout   = 2 * time.Minute
 	DefaultSiteTimeout      = 5 * time.Minute
@@ -98,7 +98,6 @@ func DefaultConfig() Config {
 		P2PAddrs:         append([]string(nil), defaultP2PAddrs...),
 		Concurrency:      DefaultConcurrency,
 		PerPeer:          DefaultPerPeer,
-		WANConcurrency:   DefaultWANConcurrency,
 		ServeConcurrency: DefaultServeConcurrency,
 		RequestTimeout:   DefaultRequestTimeout,
 		SiteTimeout:      DefaultSiteTimeout,
@@ -142,9 +141,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PerPeer == 0 {
 		c.PerPeer = DefaultPerPeer
-	}
-	if c.WANConcurrency == 0 {
-		c.WANConcurrency = DefaultWANConcurrency
 	}
 	if c.ServeConcurrency == 0 {
 		c.ServeConcurrency = DefaultServeConcurrency

@@ -323,13 +323,11 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 				return fetchResult{data, Origin{Peer: name}}, nil
 			}
 		}
-		select {
-		case m.wanSem <- struct{}{}:
-		case <-ctx.Done():
-			return fetchResult{}, ctx.Err()
+		if err := m.wanLimit.acquire(ctx); err != nil {
+			return fetchResult{}, err
 		}
 		data, err := m.wan.FetchChunk(ctx, c)
-		<-m.wanSem
+		m.wanLimit.release()
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
 		}

@@ -101,7 +101,7 @@ type Mesh struct {
 	fetchGroup singleflight.Group // one network fetch per CID for local callers
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
 	reqSem     chan struct{}
-	wanSem     chan struct{}
+	wanLimit   *wanLimiter
 	serveSem   chan struct{}
 	bufs       sync.Pool // *[]byte scratch buffers for responses
 
@@ -172,13 +172,13 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		members:   newTable(),
 		holdingCh: make(chan struct{}, 1),
 		reqSem:    make(chan struct{}, cfg.Concurrency),
-		wanSem:    make(chan struct{}, cfg.WANConcurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
 		peerSem:   map[peer.ID]chan struct{}{},
 		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
+	m.wanLimit = newWANLimiter(cfg.WANConcurrency, func() int { return len(m.members.liveCandidates()) })
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }

@@ -177,7 +177,7 @@ func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f mani
 
 // writebackEvery is how many bytes of a staged file are written before their
 // writeback to disk is started.
-const writebackEvery = 8 << 20
+const writebackEvery = 1 << 20
 
 // writeback writes to f and starts the writeback of every writebackEvery bytes.
 type writeback struct {

@@ -183,7 +183,7 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 		}
 		return lg.Wait()
 	}
-	g.Go(func() error { return lane(own, max(2, n.cfg.Concurrency/4)) })
+	g.Go(func() error { return lane(own, max(2, n.cfg.Concurrency/8)) })
 	g.Go(func() error { return lane(others, n.cfg.Concurrency) })
 	err := g.Wait()
 	rec.FromWAN, rec.FromLAN, rec.FromLocal = wan.Load(), lan.Load(), local.Load()
