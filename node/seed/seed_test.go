@@ -327,6 +327,12 @@ func TestDashboardFetchesNothingFromOutside(t *testing.T) {
 			t.Errorf("dashboard does not load %s", want)
 		}
 	}
+	// seed.js imports the node dashboard's helpers: a module, served here.
+	if !strings.Contains(bodies["/static/seed/seed.js"], `from "/static/format.js"`) {
+		t.Errorf("seed.js does not import /static/format.js")
+	} else if code, body, _ := call(t, nil, "GET", base+"/static/format.js", nil); code != http.StatusOK || !strings.Contains(body, "export function fmtBytes") {
+		t.Errorf("GET /static/format.js = %d, want the helpers module", code)
+	}
 	for ref, body := range bodies {
 		for _, m := range externalURL.FindAllString(body, -1) {
 			if m != "http://www.w3.org" {

@@ -1,6 +1,6 @@
 // patchmesh seed dashboard: renders /api/status, polled every 2 seconds. Every
 // value goes in through textContent: no HTML from the seed is ever parsed.
-"use strict";
+import { fmtBytes, fmtCount, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "/static/format.js";
 
 const $ = (id) => document.getElementById(id);
 const SVGNS = "http://www.w3.org/2000/svg";
@@ -22,39 +22,6 @@ function svg(tag, attrs) {
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   return e;
 }
-
-function fmtBytes(n) {
-  if (!n) return "0 B";
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + " " + u[i];
-}
-
-function fmtCount(n) { return (n || 0).toLocaleString(); }
-
-function fmtDuration(s) {
-  s = Math.max(0, Math.round(s));
-  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
-  if (d) return d + "d " + h + "h";
-  if (h) return h + "h " + m + "m";
-  if (m) return m + "m " + (s % 60) + "s";
-  return s + "s";
-}
-
-function isSet(t) { return t && !t.startsWith("0001-"); }
-
-function fmtWhen(t) {
-  if (!isSet(t)) return "–";
-  const d = (Date.parse(t) - Date.now()) / 1000;
-  return Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
-}
-
-function fmtTime(t) {
-  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
-function fmtDate(t) { return isSet(t) ? new Date(t).toLocaleString() : "–"; }
 
 function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
 
