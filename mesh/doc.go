@@ -28,9 +28,16 @@
 //
 // # Chunk protocol
 //
-// /patchmesh/chunk/1 over libp2p: one stream per chunk carrying a request
+// /patchmesh/chunk/1 over libp2p: a stream carries one request at a time
 // (CID and a flag telling the peer whether it should fetch from its WAN if it
-// lacks the chunk) and a response (status and at most chunk.MaxSize bytes).
-// The requester verifies every chunk against its CID before storing it; a
-// peer that sends bad bytes is penalized for a while.
+// lacks the chunk) and its response (status and at most chunk.MaxSize bytes),
+// then the next; the requester keeps a few idle streams per peer (see
+// streams.go). The requester verifies every chunk against its CID before
+// storing it; a peer that sends bad bytes is penalized for a while.
+//
+// # WAN share
+//
+// A node fetches at most its share of about 32 WAN requests per site at once
+// (Config.WANConcurrency), since every owner fetching at once already fills a
+// thin link.
 package mesh
