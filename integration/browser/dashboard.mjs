@@ -150,6 +150,14 @@ async function main() {
       if (Date.now() > deadline) throw new Error(`current version is ${JSON.stringify(s.current)}, never ${o.want}`);
       await page.waitForTimeout(200);
     }
+    // The "checking" notice ends once the check is done (with its outcome, or
+    // hidden). When it ends is asserted in node/api testdata/dashboard.test.mjs.
+    await page.waitForFunction((want) => {
+      const n = document.querySelector("#notice");
+      return n && !n.textContent.includes("Checking the sources") && (n.hidden || n.textContent.includes(want));
+    }, o.want, { timeout: Math.min(left(), 15000), polling: 200 })
+      .catch(async () => { throw new Error(`the check notice still says ${JSON.stringify((await seen(page)).notice)} after ${o.want} became current`); });
+    say({ event: "notice-ended", ...(await seen(page)) });
     // Let the charts take the final state before the picture.
     await page.waitForTimeout(500);
     mkdirSync(dirname(o.screenshot), { recursive: true });
