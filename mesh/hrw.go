@@ -45,6 +45,20 @@ func hrwOrder(key []byte, members []candidate) []string {
 	return hrwOrderAll(key, eligible(members))
 }
 
+// hrwOwner returns the first name of hrwOrder(key, members), or "" for none,
+// without ordering the rest: it is asked for every chunk of a release.
+func hrwOwner(key []byte, members []candidate) string {
+	var best string
+	var top uint64
+	for _, m := range eligible(members) {
+		sc := hrwScore(key, m.name)
+		if best == "" || sc > top || (sc == top && m.name < best) {
+			best, top = m.name, sc
+		}
+	}
+	return best
+}
+
 // hrwOrderAll orders all the given members by rendezvous weight for key,
 // whatever their roles.
 func hrwOrderAll(key []byte, el []candidate) []string {

@@ -490,11 +490,10 @@ func (m *Mesh) joinLoop(ctx context.Context, addrs []string) {
 
 // Owner returns the name of the member that owns c now, by this node's view.
 func (m *Mesh) Owner(c cid.Cid) string {
-	order := hrwOrder(c.Bytes(), m.members.liveCandidates())
-	if len(order) == 0 {
-		return m.name
+	if o := hrwOwner(c.Bytes(), m.members.liveCandidates()); o != "" {
+		return o
 	}
-	return order[0]
+	return m.name
 }
 
 // Owns reports whether this node owns c now and other members are live, so
@@ -504,8 +503,7 @@ func (m *Mesh) Owns(c cid.Cid) bool {
 	if len(live) < 2 {
 		return false
 	}
-	order := hrwOrder(c.Bytes(), live)
-	return len(order) > 0 && order[0] == m.name
+	return hrwOwner(c.Bytes(), live) == m.name
 }
 
 // Members returns every member this node knows, itself included, by name.

@@ -240,3 +240,24 @@ func TestMDNSMatch(t *testing.T) {
 		})
 	}
 }
+
+// TestHRWOwnerIsFirstInOrder: the owner picked without ordering is the first
+// of the full order, with and without distribution points, and none of none.
+func TestHRWOwnerIsFirstInOrder(t *testing.T) {
+	if got := hrwOwner([]byte("k"), nil); got != "" {
+		t.Errorf("owner among no members: %q", got)
+	}
+	sets := [][]candidate{
+		{{name: "a"}},
+		{{name: "a"}, {name: "b"}, {name: "c"}, {name: "d"}, {name: "e"}},
+		{{name: "a"}, {name: "b", role: RoleDP}, {name: "c"}, {name: "d", role: RoleDP}},
+	}
+	for _, set := range sets {
+		for i := range 500 {
+			key := []byte(fmt.Sprintf("chunk-%d", i))
+			if got, want := hrwOwner(key, set), hrwOrder(key, set)[0]; got != want {
+				t.Fatalf("key %s, members %v: owner %q, first in order %q", key, set, got, want)
+			}
+		}
+	}
+}
