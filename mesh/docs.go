@@ -127,14 +127,9 @@ func (m *Mesh) requestDoc(ctx context.Context, e memberEntry, p string, max int6
 
 // handleDoc serves one document request from Docs.
 func (m *Mesh) handleDoc(s network.Stream) {
-	m.hmu.Lock()
-	if m.closing || m.docs == nil {
-		m.hmu.Unlock()
-		_ = s.Reset()
+	if !m.handlerStart(s, m.docs != nil) {
 		return
 	}
-	m.handlers.Add(1)
-	m.hmu.Unlock()
 	defer m.handlers.Done()
 
 	ctx, cancel := context.WithTimeout(m.serveCtx, m.cfg.RequestTimeout)

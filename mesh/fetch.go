@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -172,17 +173,7 @@ func (m *Mesh) holdersOutside(order []string, live []candidate) []string {
 		}
 	}
 	slices.SortFunc(hs, func(a, b h) int {
-		switch {
-		case a.holding > b.holding:
-			return -1
-		case a.holding < b.holding:
-			return 1
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(b.holding, a.holding), cmp.Compare(a.name, b.name))
 	})
 	out := make([]string, len(hs))
 	for i := range hs {

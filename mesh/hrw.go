@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
@@ -71,17 +72,7 @@ func hrwOrderAll(key []byte, el []candidate) []string {
 		s[i] = scored{m.name, hrwScore(key, m.name)}
 	}
 	slices.SortFunc(s, func(a, b scored) int {
-		switch {
-		case a.score > b.score:
-			return -1
-		case a.score < b.score:
-			return 1
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(b.score, a.score), cmp.Compare(a.name, b.name))
 	})
 	out := make([]string, len(s))
 	for i := range s {

@@ -22,14 +22,9 @@ const (
 // the peer closes it or leaves it idle: from the store, or, when asked as
 // owner and we agree (or asked to take over), from our WAN, once per CID.
 func (m *Mesh) handleStream(s network.Stream) {
-	m.hmu.Lock()
-	if m.closing {
-		m.hmu.Unlock()
-		_ = s.Reset()
+	if !m.handlerStart(s, true) {
 		return
 	}
-	m.handlers.Add(1)
-	m.hmu.Unlock()
 	defer m.handlers.Done()
 
 	stop := context.AfterFunc(m.serveCtx, func() { _ = s.Reset() })
@@ -47,6 +42,19 @@ func (m *Mesh) handleStream(s network.Stream) {
 			return
 		}
 	}
+}
+
+// handlerStart counts a stream handler in, so shutdown waits for it; when the
+// mesh is closing or serve is false it resets s and returns false instead.
+func (m *Mesh) handlerStart(s network.Stream, serve bool) bool {
+	m.hmu.Lock()
+	defer m.hmu.Unlock()
+	if m.closing || !serve {
+		_ = s.Reset()
+		return false
+	}
+	m.handlers.Add(1)
+	return true
 }
 
 // serveOne reads one request from r and answers it on s. It returns false
