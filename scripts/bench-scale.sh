@@ -37,27 +37,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-scale.XXXXXX")
 PIDS=()
 SAMPLER=
-
-stop_procs() {
-	local p i left
-	((${#PIDS[@]})) || return 0
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for ((i = 0; i < 200; i++)); do
-		left=0
-		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
-		((left)) || break
-		sleep 0.1
-	done
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-}
+POLL=0.3
+# shellcheck source=bench-procs.sh
+source "$ROOT/scripts/bench-procs.sh"
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [[ -n $SAMPLER ]]; then kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; fi
-	stop_procs
+	stop_procs 20
 	ip netns del "$NS" 2>/dev/null || true
 	if [[ "${KEEP:-0}" == 1 || $rc != 0 ]]; then
 		echo "work folder kept: $WORK" >&2
@@ -69,20 +57,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 in_ns() { ip netns exec "$NS" "$@"; }
 say() { printf '%-40s %s\n' "$1" "$2"; }
-
-wait_until() { # seconds what cmd...
-	local secs=$1 what=$2 end
-	shift 2
-	end=$((SECONDS + secs))
-	until "$@" >/dev/null 2>&1; do
-		((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
-		sleep 0.3
-	done
-}
 
 bg() { # log cmd...
 	local log=$1
@@ -91,11 +67,7 @@ bg() { # log cmd...
 	PIDS+=($!)
 }
 
-if [[ -z "${BIN:-}" ]]; then
-	echo "building patchmesh"
-	BIN=$WORK/patchmesh
-	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
-fi
+build_bin
 
 ip netns list | grep -qw "$NS" && die "namespace $NS exists: another bench-scale run, or a stale one (ip netns del $NS)"
 ip netns add "$NS"
@@ -226,7 +198,7 @@ run() {
 		RSS_SUM=$(awk '$1 > m { m = $1 } END { print m + 0 }' "$dir/rss")
 		RSS_MAX=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$dir/rss")
 	fi
-	stop_procs
+	stop_procs 20
 	rm -rf "${dir:?}"/n*/
 }
 

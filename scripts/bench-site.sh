@@ -62,23 +62,8 @@ ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-site.XXXXXX")
 PIDS=()
-
-# stop_procs ends every process this script started: SIGTERM, then SIGKILL
-# after 15 s for any that did not stop.
-stop_procs() {
-	local p i
-	((${#PIDS[@]})) || return 0
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for ((i = 0; i < 150; i++)); do
-		local left=0
-		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
-		((left)) || break
-		sleep 0.1
-	done
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-}
+# shellcheck source=bench-procs.sh
+source "$ROOT/scripts/bench-procs.sh"
 
 cleanup() {
 	local rc=$?
@@ -96,21 +81,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 in_wan() { ip netns exec "$NS_WAN" "$@"; }
 in_site() { ip netns exec "$NS_SITE" "$@"; }
-
-# wait_until SECONDS WHAT CMD...: poll CMD every 0.2 s.
-wait_until() {
-	local secs=$1 what=$2 end
-	shift 2
-	end=$((SECONDS + secs))
-	until "$@" >/dev/null 2>&1; do
-		((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
-		sleep 0.2
-	done
-}
 
 # bg NS LOG CMD...: run CMD in namespace NS in the background, output to LOG.
 bg() {
@@ -120,11 +92,7 @@ bg() {
 	PIDS+=($!)
 }
 
-if [[ -z "${BIN:-}" ]]; then
-	echo "building patchmesh"
-	BIN=$WORK/patchmesh
-	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
-fi
+build_bin
 
 # --- topology ---------------------------------------------------------------
 for ns in "$NS_WAN" "$NS_SITE"; do
