@@ -29,7 +29,8 @@ func Guard(next http.Handler, opts Options) http.Handler {
 }
 
 // WebFS returns the node dashboard's embedded assets (app.css, app.js,
-// index.html), so another dashboard can share the stylesheet and look alike.
+// index.html, and the modules format.js and dom.js), so another dashboard can
+// share the stylesheet and helpers and look alike.
 func WebFS() fs.FS {
 	static, err := fs.Sub(webFiles, "web")
 	if err != nil {

@@ -24,6 +24,7 @@ var webFiles embed.FS
 //	GET /                  dashboard
 //	GET /static/app.css    the node dashboard's stylesheet, for the same look
 //	GET /static/format.js  the node dashboard's formatting helpers, shared
+//	GET /static/dom.js     the node dashboard's page helpers, shared
 //	GET /static/seed/...   the seed dashboard's script and styles
 //	GET /api/status        Status
 //	GET /metrics           Prometheus metrics
@@ -57,6 +58,7 @@ func (s *Seed) apiHandler() http.Handler {
 	})))
 	mux.Handle("/static/app.css", file(nodeWeb, "app.css"))
 	mux.Handle("/static/format.js", file(nodeWeb, "format.js"))
+	mux.Handle("/static/dom.js", file(nodeWeb, "dom.js"))
 	mux.Handle("/static/seed/seed.css", file(own, "seed.css"))
 	mux.Handle("/static/seed/seed.js", file(own, "seed.js"))
 	mux.Handle("/api/status", only(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

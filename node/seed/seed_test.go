@@ -327,11 +327,13 @@ func TestDashboardFetchesNothingFromOutside(t *testing.T) {
 			t.Errorf("dashboard does not load %s", want)
 		}
 	}
-	// seed.js imports the node dashboard's helpers: a module, served here.
-	if !strings.Contains(bodies["/static/seed/seed.js"], `from "/static/format.js"`) {
-		t.Errorf("seed.js does not import /static/format.js")
-	} else if code, body, _ := call(t, nil, "GET", base+"/static/format.js", nil); code != http.StatusOK || !strings.Contains(body, "export function fmtBytes") {
-		t.Errorf("GET /static/format.js = %d, want the helpers module", code)
+	// seed.js imports the node dashboard's helpers: modules, served here.
+	for mod, export := range map[string]string{"/static/format.js": "export function fmtBytes", "/static/dom.js": "export function el"} {
+		if !strings.Contains(bodies["/static/seed/seed.js"], `from "`+mod+`"`) {
+			t.Errorf("seed.js does not import %s", mod)
+		} else if code, body, _ := call(t, nil, "GET", base+mod, nil); code != http.StatusOK || !strings.Contains(body, export) {
+			t.Errorf("GET %s = %d, want the helpers module", mod, code)
+		}
 	}
 	for ref, body := range bodies {
 		for _, m := range externalURL.FindAllString(body, -1) {

@@ -1,26 +1,12 @@
 // patchmesh dashboard: renders /api/status, live through /api/events with
 // polling as the fallback. Every value goes in through textContent: no HTML
 // from the node is ever parsed. An ES module: format.js and check.js are
-// shared with tests (and format.js with the seed dashboard).
+// shared with tests, and format.js and dom.js with the seed dashboard.
 import { fmtBytes, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
+import { $, el, setText, svg } from "./dom.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
 
-const $ = (id) => document.getElementById(id);
-const SVGNS = "http://www.w3.org/2000/svg";
 let last = null;
-
-function el(tag, attrs, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v;
-    else if (k === "title") e.title = v;
-    else e.setAttribute(k, v);
-  }
-  for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
-  return e;
-}
-
-function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
 
 function render(st) {
   last = st;
@@ -106,12 +92,6 @@ function renderProgress(p) {
   $("progress-chunks-fill").style.width = chunksPct.toFixed(1) + "%";
   setText("progress-bytes", fmtBytes(p.bytes_done) + " of " + fmtBytes(p.bytes_total));
   setText("progress-chunks", p.chunks_done + " of " + p.chunks_total);
-}
-
-function svg(tag, attrs) {
-  const e = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  return e;
 }
 
 function renderHistory(b) {

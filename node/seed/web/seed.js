@@ -1,29 +1,9 @@
 // patchmesh seed dashboard: renders /api/status, polled every 2 seconds. Every
 // value goes in through textContent: no HTML from the seed is ever parsed.
 import { fmtBytes, fmtCount, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "/static/format.js";
+import { $, el, setText, svg } from "/static/dom.js";
 
-const $ = (id) => document.getElementById(id);
-const SVGNS = "http://www.w3.org/2000/svg";
 const DAY = 86400;
-
-function el(tag, attrs, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") e.className = v;
-    else if (k === "title") e.title = v;
-    else e.setAttribute(k, v);
-  }
-  for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
-  return e;
-}
-
-function svg(tag, attrs) {
-  const e = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  return e;
-}
-
-function setText(id, v) { const e = $(id); if (e.textContent !== String(v)) e.textContent = v; }
 
 function render(st) {
   setText("seed-url", st.url || "–");
