@@ -36,13 +36,9 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			if len(keyFiles) == 0 {
 				return withCode(exitUsage, fmt.Errorf("publish: --key is required"))
 			}
-			var keys []manifest.PrivateKey
-			for _, f := range keyFiles {
-				k, err := manifest.LoadKey(f)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				keys = append(keys, k)
+			keys, err := loadKeys(keyFiles)
+			if err != nil {
+				return err
 			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{

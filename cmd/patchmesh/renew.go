@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 )
 
@@ -32,13 +31,9 @@ digest in the head.`,
 			if len(keyFiles) == 0 {
 				return withCode(exitUsage, fmt.Errorf("renew: --key is required"))
 			}
-			var keys []manifest.PrivateKey
-			for _, f := range keyFiles {
-				k, err := manifest.LoadKey(f)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				keys = append(keys, k)
+			keys, err := loadKeys(keyFiles)
+			if err != nil {
+				return err
 			}
 			h, err := repo.ReadHeadUnverified(repoDir, channel)
 			if err != nil {

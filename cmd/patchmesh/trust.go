@@ -34,9 +34,12 @@ type keyFlags struct {
 	repoDir   string
 }
 
-func (k *keyFlags) signers() ([]manifest.PrivateKey, error) {
+func (k *keyFlags) signers() ([]manifest.PrivateKey, error) { return loadKeys(k.keyFiles) }
+
+// loadKeys reads private key files; an unreadable one is a usage error.
+func loadKeys(files []string) ([]manifest.PrivateKey, error) {
 	var out []manifest.PrivateKey
-	for _, f := range k.keyFiles {
+	for _, f := range files {
 		key, err := manifest.LoadKey(f)
 		if err != nil {
 			return nil, withCode(exitUsage, err)
@@ -156,13 +159,9 @@ threshold of the new ones (--new-key); nodes refuse it otherwise.`,
 			if err != nil {
 				return err
 			}
-			var fresh []manifest.PrivateKey
-			for _, f := range newKeys {
-				key, err := manifest.LoadKey(f)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				fresh = append(fresh, key)
+			fresh, err := loadKeys(newKeys)
+			if err != nil {
+				return err
 			}
 			pubs, err := parsePubs(newPubs)
 			if err != nil {
