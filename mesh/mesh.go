@@ -496,14 +496,15 @@ func (m *Mesh) Owner(c cid.Cid) string {
 	return m.name
 }
 
-// Owns reports whether this node owns c now and other members are live, so
-// that only it fetches c from the WAN for the site.
-func (m *Mesh) Owns(c cid.Cid) bool {
+// Owned returns a test of whether this node owns a chunk, by the members live
+// now, among other live members: only it fetches those from the WAN for the
+// site. Alone, it owns nothing. One call serves a whole release's chunks.
+func (m *Mesh) Owned() func(cid.Cid) bool {
 	live := m.members.liveCandidates()
 	if len(live) < 2 {
-		return false
+		return func(cid.Cid) bool { return false }
 	}
-	return hrwOwner(c.Bytes(), live) == m.name
+	return func(c cid.Cid) bool { return hrwOwner(c.Bytes(), live) == m.name }
 }
 
 // Members returns every member this node knows, itself included, by name.

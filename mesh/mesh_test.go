@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
 )
 
 // TestSiteFetchesEachChunkOnce: nodes of one site all fetch the same chunks
@@ -84,5 +86,32 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 				t.Errorf("LAN bytes received %d, served %d; want both %d", lan, served, want)
 			}
 		})
+	}
+}
+
+// TestOwnedOnePerChunk: in a site, exactly one member reports each chunk as
+// its own, the owner every member names; a node alone owns nothing.
+func TestOwnedOnePerChunk(t *testing.T) {
+	w := newTestWAN(t)
+	cids, _ := w.add(t, 60, 4<<10)
+	alone := startNode(t, loopbackConfig(siteKey(t), "alone"), w, nil)
+	if alone.m.Owned()(cids[0]) {
+		t.Errorf("a node alone reports owning a chunk")
+	}
+	nodes := startSite(t, siteKey(t), w, 3, siteOpts{})
+	var owned []func(cid.Cid) bool
+	for _, n := range nodes {
+		owned = append(owned, n.m.Owned())
+	}
+	for _, c := range cids {
+		var owners []string
+		for i, n := range nodes {
+			if owned[i](c) {
+				owners = append(owners, n.m.Name())
+			}
+		}
+		if len(owners) != 1 || owners[0] != nodes[0].m.Owner(c) {
+			t.Errorf("chunk %s: owned by %v, want only %s", c, owners, nodes[0].m.Owner(c))
+		}
 	}
 }

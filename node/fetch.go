@@ -113,8 +113,8 @@ func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error
 // meshSource asks the site first; the mesh itself falls back to our WAN source.
 type meshSource struct{ m *mesh.Mesh }
 
-// Owns reports whether this node owns c among other live members of its site.
-func (s *meshSource) Owns(c cid.Cid) bool { return s.m.Owns(c) }
+// Owned reports, for a release's chunks, which this node owns in its site.
+func (s *meshSource) Owned() func(cid.Cid) bool { return s.m.Owned() }
 
 func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
 	data, o, err := s.m.Fetch(ctx, c)
@@ -139,9 +139,12 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 	// slowly the LAN requests, which all walk the release in the same order,
 	// move along.
 	var own, others []int
-	owner, _ := n.chunks.(interface{ Owns(cid.Cid) bool })
+	owned := func(cid.Cid) bool { return false }
+	if o, ok := n.chunks.(interface{ Owned() func(cid.Cid) bool }); ok {
+		owned = o.Owned()
+	}
 	for i, j := range p.jobs {
-		if owner != nil && owner.Owns(j.c) {
+		if owned(j.c) {
 			own = append(own, i)
 		} else {
 			others = append(others, i)
