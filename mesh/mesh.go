@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,8 +27,6 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/patchmesh/patchmesh/chunk"
 )
 
 // Store is the node's verified chunk store.
@@ -98,16 +95,16 @@ type Mesh struct {
 	leaving   atomic.Bool
 	holdingCh chan struct{}
 
-	fetchGroup singleflight.Group // one network fetch per CID for local callers
-	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
-	reqSem     chan struct{}
-	wanLimit   *wanLimiter
-	serveSem   chan struct{}
-	bufs       sync.Pool // *[]byte scratch buffers for responses
+	fetchGroup  singleflight.Group // one network fetch per CID for local callers
+	wanGroup    singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
+	reqSem      chan struct{}
+	streamGroup singleflight.Group // one chunk stream opened per peer at a time
+	wanLimit    *wanLimiter
+	serveSem    chan struct{}
 
 	peerMu   sync.Mutex
 	peerSem  map[peer.ID]chan struct{}
-	idle     map[peer.ID][]*chunkStream // kept chunk streams, see streams.go
+	streams  map[peer.ID]*chunkStream // see streams.go
 	health   map[peer.ID]*peerHealth
 	counters map[peer.ID]*peerCounters
 
@@ -174,12 +171,11 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		reqSem:    make(chan struct{}, cfg.Concurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
 		peerSem:   map[peer.ID]chan struct{}{},
-		idle:      map[peer.ID][]*chunkStream{},
+		streams:   map[peer.ID]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, func() int { return len(m.members.liveCandidates()) })
-	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }
 

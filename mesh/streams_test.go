@@ -80,3 +80,62 @@ func TestStreamsKept(t *testing.T) {
 		t.Errorf("holder served %d chunks, want 40", got)
 	}
 }
+
+// TestStreamAnswersOutOfOrder: many requests to one peer share one stream,
+// and a request the peer must first fetch from its WAN does not hold up the
+// answers it can give from its store.
+func TestStreamAnswersOutOfOrder(t *testing.T) {
+	w := newTestWAN(t)
+	stored, _ := w.add(t, 40, 32<<10)
+	slow, _ := w.add(t, 1, 32<<10)
+	nodes := startSite(t, siteKey(t), w, 2, siteOpts{})
+	holder, asker := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range stored {
+		if _, _, err := holder.m.Fetch(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	w.delay = time.Second // the holder's WAN fetch of slow[0] takes this long
+	w.mu.Unlock()
+
+	type result struct {
+		slow bool
+		err  error
+	}
+	results := make(chan result, len(stored)+1)
+	go func() {
+		data, err := asker.m.request(ctx, holder.m.pid, slow[0], flagTakeover)
+		if err == nil {
+			err = chunk.Verify(slow[0], data)
+		}
+		results <- result{true, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the slow request go first
+	for _, c := range stored {
+		go func() {
+			data, err := asker.m.request(ctx, holder.m.pid, c, flagStore)
+			if err == nil {
+				err = chunk.Verify(c, data)
+			}
+			results <- result{false, err}
+		}()
+	}
+	for i := range len(stored) + 1 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("answer %d: %v", i, r.err)
+		}
+		if r.slow && i != len(stored) {
+			t.Errorf("the WAN fetch was answered %d-th of %d: store answers waited for it", i+1, len(stored)+1)
+		}
+	}
+	if n := chunkStreams(asker.m, holder.m.pid); n != 1 {
+		t.Errorf("%d chunk streams open to the holder, want 1", n)
+	}
+	if got := holder.m.Stats().ServedChunks; got != int64(len(stored)+1) {
+		t.Errorf("holder served %d chunks, want %d", got, len(stored)+1)
+	}
+}
