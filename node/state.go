@@ -61,12 +61,16 @@ func (n *Node) setHighestSeq(seq uint64) error {
 	return n.store.SetMeta(metaHighestSeq+n.cfg.Channel, []byte(strconv.FormatUint(seq, 10)))
 }
 
+// saveRecord stores r without waiting for the disk: syncing the store then
+// would write out every chunk just fetched, on the way to the apply. A record
+// lost in a crash is written again by the next check, which finds the release
+// not current by its record and fetches nothing it holds.
 func (n *Node) saveRecord(r releaseRecord) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return n.store.SetMeta(metaRelease+r.Name, b)
+	return n.store.SetMetaLazy(metaRelease+r.Name, b)
 }
 
 func (n *Node) records() map[string]releaseRecord {

@@ -497,14 +497,22 @@ func (s *Store) GetMeta(key string) ([]byte, error) {
 }
 
 // SetMeta stores val under key; it is on disk when SetMeta returns.
-func (s *Store) SetMeta(key string, val []byte) error {
+func (s *Store) SetMeta(key string, val []byte) error { return s.setMeta(key, val, true) }
+
+// SetMetaLazy stores val under key like SetMeta, but leaves it to reach the
+// disk with the rest of the store: a crash may lose it, not corrupt it. A sync
+// writes out the whole value log, every chunk put since the last one: after a
+// release, tens of MiB that nothing needs on disk at that moment.
+func (s *Store) SetMetaLazy(key string, val []byte) error { return s.setMeta(key, val, false) }
+
+func (s *Store) setMeta(key string, val []byte, sync bool) error {
 	if key == "" {
 		return errors.New("set meta: empty key")
 	}
 	err := s.update(context.Background(), func(txn *badger.Txn) error {
 		return txn.Set([]byte(metaPrefix+key), val)
 	})
-	if err == nil {
+	if err == nil && sync {
 		err = s.db.Sync()
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -242,7 +243,11 @@ func TestMeta(t *testing.T) {
 		"seq/stable/x": "nested",
 	}
 	for k, v := range set {
-		if err := s.SetMeta(k, []byte(v)); err != nil {
+		set := s.SetMeta
+		if strings.HasPrefix(k, "release/") {
+			set = s.SetMetaLazy // on disk by Close
+		}
+		if err := set(k, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -274,8 +279,8 @@ func TestMeta(t *testing.T) {
 		t.Fatalf("ListMeta(seq/) = %q", list)
 	}
 	all, err := s.ListMeta("")
-	if err != nil || len(all) != 3 {
-		t.Fatalf("ListMeta() = %q, %v; want 3 keys", all, err)
+	if err != nil || len(all) != 3 || string(all["release/1.4"]) != `{"state":"active"}` {
+		t.Fatalf("ListMeta() = %q, %v; want 3 keys, release/1.4 among them", all, err)
 	}
 	if n, _ := s.Usage(); n != 0 {
 		t.Fatalf("meta counted as %d chunks", n)
