@@ -261,3 +261,45 @@ func TestHRWOwnerIsFirstInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestHRWBalanced: over many chunks, every member of a site of look-alike
+// names owns close to its fair share, and for every pair of members each
+// ranks first about half the time: the weights behave as independent.
+func TestHRWBalanced(t *testing.T) {
+	for _, names := range [][]string{
+		{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11", "n12", "n13", "n14", "n15", "n16", "n17", "n18", "n19", "n20"},
+		{"build-a1", "build-a2", "build-b1", "build-b2", "pc-0001", "pc-0002", "pc-0003", "pc-0010"},
+	} {
+		var cands []candidate
+		for _, n := range names {
+			cands = append(cands, candidate{name: n})
+		}
+		const keys = 20000
+		owned := map[string]int{}
+		above := map[[2]string]int{}
+		for i := range keys {
+			order := hrwOrder(chunk.Sum(fmt.Appendf(nil, "chunk %d", i)).Bytes(), cands)
+			owned[order[0]]++
+			for a := range order {
+				for b := a + 1; b < len(order); b++ {
+					above[[2]string{order[a], order[b]}]++
+				}
+			}
+		}
+		fair := keys / len(names)
+		for _, n := range names {
+			if d := owned[n] - fair; d < -fair/5 || d > fair/5 {
+				t.Errorf("%s owns %d of %d chunks; fair share %d", n, owned[n], keys, fair)
+			}
+		}
+		for _, a := range names {
+			for _, b := range names {
+				if a < b {
+					if n := above[[2]string{a, b}]; n < keys*45/100 || n > keys*55/100 {
+						t.Errorf("%s ranks above %s for %d of %d chunks, want about half", a, b, n, keys)
+					}
+				}
+			}
+		}
+	}
+}
