@@ -78,12 +78,14 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		res.Outcome, res.Message = "refused", err.Error()
 		return res, nil
 	}
-	// Only now, with head and manifest verified, does the highest sequence move up.
+	// Only now, with head and manifest verified, does the highest sequence
+	// move up. The three writes reach the disk with the manifest's, in order:
+	// a crash may keep a prefix of them, and each prefix is a valid state.
 	if err := n.setHighestSeq(h.Sequence); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res, nil
 	}
-	if err := n.store.SetMeta(metaHead+n.cfg.Channel, henv); err != nil {
+	if err := n.store.SetMetaLazy(metaHead+n.cfg.Channel, henv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res, nil
 	}

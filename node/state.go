@@ -58,7 +58,8 @@ func (n *Node) setHighestSeq(seq uint64) error {
 	if seq <= cur {
 		return nil
 	}
-	return n.store.SetMeta(metaHighestSeq+n.cfg.Channel, []byte(strconv.FormatUint(seq, 10)))
+	// Not synced here: check syncs it with the manifest it stores next.
+	return n.store.SetMetaLazy(metaHighestSeq+n.cfg.Channel, []byte(strconv.FormatUint(seq, 10)))
 }
 
 // saveRecord stores r without waiting for the disk: syncing the store then
