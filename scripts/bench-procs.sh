@@ -42,3 +42,35 @@ build_bin() {
 	BIN=$WORK/patchmesh
 	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
 }
+
+# ask_updates NS DIR API...: ask every node (its API address, in network
+# namespace NS) to update now, all at once, and wait until each answers: one
+# curl through the API `patchmesh update` uses (POST /api/update?wait=1, which
+# answers once the release is applied). Many `patchmesh update` processes
+# starting on the cores the nodes share delayed the nodes' checks by up to
+# 1.5 s: the harness's cost, not the site's. Writes DIR/update-I.json (node I's
+# answer) and DIR/done-I (when it came); fails unless every node applied it.
+ask_updates() {
+	local ns=$1 dir=$2 t0 i url secs rc=0 reqs=()
+	shift 2
+	local apis=("$@")
+	for ((i = 1; i <= ${#apis[@]}; i++)); do
+		reqs+=(-o "$dir/update-$i.json" "http://${apis[i - 1]}/api/update?wait=1")
+	done
+	t0=$(now)
+	ip netns exec "$ns" timeout 900 curl -sS --noproxy '*' --parallel --parallel-immediate \
+		--parallel-max "${#apis[@]}" -X POST -H 'X-Patchmesh: 1' -w '%{url} %{time_total}\n' \
+		"${reqs[@]}" >"$dir/update-times" || rc=1
+	while read -r url secs; do
+		for ((i = 1; i <= ${#apis[@]}; i++)); do
+			if [[ $url == "http://${apis[i - 1]}/"* ]]; then calc "%.6f" "$t0 + $secs" >"$dir/done-$i"; fi
+		done
+	done <"$dir/update-times"
+	for ((i = 1; i <= ${#apis[@]}; i++)); do
+		if ! jq -e '.outcome == "applied"' "$dir/update-$i.json" >/dev/null 2>&1; then
+			echo "node n$i: $(cat "$dir/update-$i.json" 2>/dev/null)" >&2
+			rc=1
+		fi
+	done
+	return "$rc"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-scale.sh is the scale run of the brief: NODES node processes on one
 # machine form a site and all get a release. It reports the time the site takes
-# to form, the time from `patchmesh update` to every node running the release
+# to form, the time from asking every node to update (one curl, as bench-site.sh)
+# to every node running the release
 # (and, for scale, one node alone over the same loopback), the seed's chunk
 # bytes as a ratio of the release's unique chunk bytes, and the nodes' memory.
 #
@@ -159,27 +160,20 @@ run() {
 
 	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version 1.0.0 --json "$SRC" >"$dir/publish.json"
 	UNIQUE=$(jq -r .new_bytes "$dir/publish.json")
-	local served0 t0 t1 ups=() rc=0 p
+	local served0 t0 t1 rc=0
 	served0=$(seed_status | jq -r .served.chunk_bytes)
 	local cpu0
 	cpu0=$(cpu_ticks "$dir/pids")
 	rss_sampler "$dir/pids" "$dir/rss" &
 	SAMPLER=$!
 	t0=$(now)
-	for ((i = 1; i <= n; i++)); do
-		(
-			in_ns timeout 900 env NO_PROXY='*' "$BIN" update --api "${apis[i - 1]}" --json >"$dir/update-$i.json" 2>&1
-			now >"$dir/done-$i"
-		) &
-		ups+=($!)
-	done
-	for p in "${ups[@]}"; do wait "$p" || rc=1; done
+	ask_updates "$NS" "$dir" "${apis[@]}" || rc=1
+	t1=$(now)
 	kill "$SAMPLER" 2>/dev/null || true
 	wait "$SAMPLER" 2>/dev/null || true
 	SAMPLER=
 	rss_once "$dir/pids" "$dir/rss"
 	((rc == 0)) || die "an update failed; see $dir"
-	t1=$(sort -n "$dir"/done-* | tail -1)
 	SECS=$(calc "%.2f" "$t1 - $t0")
 	CPU=$(calc "%.1f" "($(cpu_ticks "$dir/pids") - $cpu0) / $(getconf CLK_TCK)")
 	SERVED=$(($(seed_status | jq -r .served.chunk_bytes) - served0))

@@ -245,32 +245,9 @@ run_site() {
 		perf record -a -g -F 499 -o "$dir/perf.data" >/dev/null 2>&1 &
 		perf=$!
 	fi
-	# One curl asks every node at once, through the API `patchmesh update` uses
-	# (POST /api/update?wait=1 answers when the release is applied). Twenty
-	# `patchmesh update` processes starting on the two cores the whole site
-	# shares delayed the nodes' checks by up to 1.5 s: the harness's cost, not
-	# the site's, which runs one machine per node.
-	local reqs=()
-	for ((i = 1; i <= n; i++)); do
-		reqs+=(-o "$dir/update-$i.json" "http://${apis[i - 1]}/api/update?wait=1")
-	done
 	t0=$(now)
-	in_site timeout 900 curl -sS --noproxy '*' --parallel --parallel-immediate --parallel-max "$n" \
-		-X POST -H 'X-Patchmesh: 1' -w '%{url} %{time_total}\n' "${reqs[@]}" >"$dir/update-times" || rc=1
+	ask_updates "$NS_SITE" "$dir" "${apis[@]}" || rc=1
 	t1=$(now)
-	for ((i = 1; i <= n; i++)); do
-		jq -e '.outcome == "applied"' "$dir/update-$i.json" >/dev/null 2>&1 || {
-			rc=1
-			echo "node n$i: $(cat "$dir/update-$i.json")" >&2
-		}
-	done
-	# done-I: when node I's update answered.
-	local url secs
-	while read -r url secs; do
-		for ((i = 1; i <= n; i++)); do
-			if [[ $url == "http://${apis[i - 1]}/"* ]]; then calc "%.6f" "$t0 + $secs" >"$dir/done-$i"; fi
-		done
-	done <"$dir/update-times"
 	if [[ -n $tracer ]]; then kill "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
 	if [[ -n $perf ]]; then kill -INT "$perf" 2>/dev/null || true; wait "$perf" 2>/dev/null || true; fi
 	((rc == 0)) || die "an update failed in $label; see $dir"
