@@ -46,10 +46,13 @@ build_bin() {
 # ask_updates NS DIR API...: ask every node (its API address, in network
 # namespace NS) to update now, all at once, and wait until each answers: one
 # curl through the API `patchmesh update` uses (POST /api/update?wait=1, which
-# answers once the release is applied). Many `patchmesh update` processes
-# starting on the cores the nodes share delayed the nodes' checks by up to
-# 1.5 s: the harness's cost, not the site's. Writes DIR/update-I.json (node I's
-# answer) and DIR/done-I (when it came); fails unless every node applied it.
+# answers once the release is applied). Sets UPDATE_SECS to the time from the
+# requests to the last answer, by curl's clock: many `patchmesh update`
+# processes starting on the cores the nodes share delayed the nodes' checks by
+# up to 1.5 s, and even one curl's start varied by up to 1 s after a publish:
+# the harness's cost, not the site's. Writes DIR/update-I.json (node I's
+# answer) and DIR/done-I (about when it came); fails unless every node applied
+# the release.
 ask_updates() {
 	local ns=$1 dir=$2 t0 i url secs rc=0 reqs=()
 	shift 2
@@ -57,11 +60,14 @@ ask_updates() {
 	for ((i = 1; i <= ${#apis[@]}; i++)); do
 		reqs+=(-o "$dir/update-$i.json" "http://${apis[i - 1]}/api/update?wait=1")
 	done
+	sync # what the publish left to write back is not the site's work
+	UPDATE_SECS=0
 	t0=$(now)
 	ip netns exec "$ns" timeout 900 curl -sS --noproxy '*' --parallel --parallel-immediate \
 		--parallel-max "${#apis[@]}" -X POST -H 'X-Patchmesh: 1' -w '%{url} %{time_total}\n' \
 		"${reqs[@]}" >"$dir/update-times" || rc=1
 	while read -r url secs; do
+		UPDATE_SECS=$(calc "%.3f" "($secs > $UPDATE_SECS) ? $secs : $UPDATE_SECS")
 		for ((i = 1; i <= ${#apis[@]}; i++)); do
 			if [[ $url == "http://${apis[i - 1]}/"* ]]; then calc "%.6f" "$t0 + $secs" >"$dir/done-$i"; fi
 		done

@@ -160,21 +160,19 @@ run() {
 
 	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version 1.0.0 --json "$SRC" >"$dir/publish.json"
 	UNIQUE=$(jq -r .new_bytes "$dir/publish.json")
-	local served0 t0 t1 rc=0
+	local served0 rc=0
 	served0=$(seed_status | jq -r .served.chunk_bytes)
 	local cpu0
 	cpu0=$(cpu_ticks "$dir/pids")
 	rss_sampler "$dir/pids" "$dir/rss" &
 	SAMPLER=$!
-	t0=$(now)
 	ask_updates "$NS" "$dir" "${apis[@]}" || rc=1
-	t1=$(now)
 	kill "$SAMPLER" 2>/dev/null || true
 	wait "$SAMPLER" 2>/dev/null || true
 	SAMPLER=
 	rss_once "$dir/pids" "$dir/rss"
 	((rc == 0)) || die "an update failed; see $dir"
-	SECS=$(calc "%.2f" "$t1 - $t0")
+	SECS=$(calc "%.2f" "$UPDATE_SECS")
 	CPU=$(calc "%.1f" "($(cpu_ticks "$dir/pids") - $cpu0) / $(getconf CLK_TCK)")
 	SERVED=$(($(seed_status | jq -r .served.chunk_bytes) - served0))
 

@@ -18,8 +18,9 @@
 # one node without a mesh (T1, the baseline), then a site of each size in NODES.
 # Each row uses a fresh repository and fresh nodes: the nodes start, see each
 # other, the release is published, and one curl asks every node to update at once
-# (POST /api/update?wait=1, what `patchmesh update` does); the time ends when the
-# last node answers that the release is applied.
+# (POST /api/update?wait=1, what `patchmesh update` does); the time, by curl's
+# clock, runs from the requests to the last node's answer that the release is
+# applied (ask_updates in bench-procs.sh).
 #
 # Environment:
 #   SIZE_MIB  release size in MiB (default 64)
@@ -234,7 +235,7 @@ run_site() {
 	bytes0=$(seed_status | jq -r .served.bytes)
 	tx0=$(link_tx)
 
-	local t0 t1 rc=0 tracer= cpu0
+	local rc=0 tracer= cpu0
 	cpu0=$(cpu_ticks "${pids[@]}")
 	if [[ "${TRACE:-0}" == 1 ]]; then
 		trace "$dir" "${apis[@]}" >"$dir/trace.tsv" &
@@ -245,9 +246,7 @@ run_site() {
 		perf record -a -g -F 499 -o "$dir/perf.data" >/dev/null 2>&1 &
 		perf=$!
 	fi
-	t0=$(now)
 	ask_updates "$NS_SITE" "$dir" "${apis[@]}" || rc=1
-	t1=$(now)
 	if [[ -n $tracer ]]; then kill "$tracer" 2>/dev/null || true; wait "$tracer" 2>/dev/null || true; fi
 	if [[ -n $perf ]]; then kill -INT "$perf" 2>/dev/null || true; wait "$perf" 2>/dev/null || true; fi
 	((rc == 0)) || die "an update failed in $label; see $dir"
@@ -272,7 +271,7 @@ run_site() {
 	done
 	stop_procs
 	local secs
-	secs=$(calc "%.2f" "$t1 - $t0")
+	secs=$(calc "%.2f" "$UPDATE_SECS")
 	[[ -n $T1 ]] || T1=$secs
 	local row
 	row=$(printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s |' "$n" "$( ((mesh)) && echo yes || echo no)" "$secs" \
