@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -256,7 +257,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DefaultSecurity,
-		libp2p.DefaultMuxers,
+		libp2p.Muxer(yamux.ID, muxer()),
 		libp2p.ConnectionGater(gater{m}),
 		// LAN only: no relays, NAT traversal, reachability probes or
 		// address discovery through other peers.
@@ -365,6 +366,21 @@ func (m *Mesh) memberlistConfig() (*memberlist.Config, error) {
 	mc.Events = delegate{m}
 	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
 	return mc, nil
+}
+
+// streamWindow is the receive window of a chunk stream from its start. A
+// member asks a peer for everything on one stream (streams.go), and yamux's
+// default start of 256 KiB, which it grows only when window updates come
+// within a few round trips, held that stream at 315-340 MiB/s on a loopback
+// for 1 MiB chunks, against 380-460 for eight streams before; 4 MiB: 380-420
+// (BenchmarkLANTransfer).
+const streamWindow = 4 << 20
+
+// muxer is libp2p's yamux with chunk streams' start window.
+func muxer() *yamux.Transport {
+	cfg := *yamux.DefaultTransport
+	cfg.InitialStreamWindowSize = streamWindow
+	return &cfg
 }
 
 // quicDialDelay is how long a dial waits for TCP before trying QUIC too.

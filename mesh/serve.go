@@ -25,6 +25,9 @@ const (
 	// flushBytes is where queued answers are written without waiting for
 	// the requests already received.
 	flushBytes = 256 << 10
+	// maxQueuedBytes bounds the answers read from the store and not yet
+	// being written; the stream is not read further until they are.
+	maxQueuedBytes = 1 << 20
 )
 
 // answer is one queued answer of a served chunk stream.
@@ -41,13 +44,15 @@ type servedStream struct {
 	p     peer.ID
 	slots chan struct{} // one per request being served
 
-	mu      sync.Mutex
-	out     []answer // queued, not written
-	spare   []answer
-	outLen  int // bytes of data queued
-	writing bool
-	failed  bool
-	buf     []byte
+	mu       sync.Mutex
+	drained  *sync.Cond // on mu: the queue was taken for writing, or failed
+	out      []answer   // queued, not written
+	spare    []answer
+	outLen   int // bytes of data queued
+	writing  bool
+	failed   bool
+	buf      []byte
+	flushers sync.WaitGroup // flushes queue started in the background
 }
 
 // handleStream serves a peer's chunk stream until the peer closes it or
@@ -63,11 +68,13 @@ func (m *Mesh) handleStream(s network.Stream) {
 	ctx, cancel := context.WithCancel(m.serveCtx)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	ss := &servedStream{m: m, s: s, p: s.Conn().RemotePeer(), slots: make(chan struct{}, maxStreamPending)}
+	ss.drained = sync.NewCond(&ss.mu)
 	var slow sync.WaitGroup
 	defer func() {
 		stop()
 		cancel()
 		slow.Wait()
+		ss.flushers.Wait()
 	}()
 	r := bufio.NewReaderSize(s, 4096)
 	for {
@@ -108,6 +115,7 @@ func (m *Mesh) handleStream(s network.Stream) {
 			ss.queue(tag, statusFailed, nil)
 		case ok:
 			ss.queue(tag, statusOK, data)
+			ss.awaitRoom()
 		case flag == flagStore:
 			ss.queue(tag, statusNotFound, nil)
 		default:
@@ -174,11 +182,28 @@ func (ss *servedStream) queue(tag uint64, status byte, data []byte) {
 	ss.mu.Lock()
 	ss.out = append(ss.out, answer{tag, status, data})
 	ss.outLen += len(data)
-	full := ss.outLen >= flushBytes
-	ss.mu.Unlock()
-	if full {
-		ss.flush()
+	// Enough for a write of its own: it goes out from another goroutine
+	// while this one reads on, from the store or the stream.
+	start := ss.outLen >= flushBytes && !ss.writing
+	if start {
+		ss.flushers.Add(1)
 	}
+	ss.mu.Unlock()
+	if start {
+		go func() {
+			defer ss.flushers.Done()
+			ss.flush()
+		}()
+	}
+}
+
+// awaitRoom waits while the queued answers are at their bound.
+func (ss *servedStream) awaitRoom() {
+	ss.mu.Lock()
+	for ss.outLen >= maxQueuedBytes && !ss.failed {
+		ss.drained.Wait()
+	}
+	ss.mu.Unlock()
 }
 
 // flush writes the queued answers, and those queued meanwhile, unless
@@ -194,6 +219,7 @@ func (ss *servedStream) flush() {
 	for len(ss.out) > 0 && !ss.failed {
 		out := ss.out
 		ss.out, ss.outLen = ss.spare[:0], 0
+		ss.drained.Broadcast()
 		b := ss.buf[:0]
 		var n, chunks int64
 		for _, a := range out {
@@ -230,6 +256,7 @@ func (ss *servedStream) flush() {
 		for range ss.out {
 			<-ss.slots
 		}
-		ss.out = ss.out[:0]
+		ss.out, ss.outLen = ss.out[:0], 0
+		ss.drained.Broadcast()
 	}
 }
