@@ -3,7 +3,6 @@ package mesh
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -224,13 +223,10 @@ func outsiderRequest(ctx context.Context, h host.Host, p peer.ID, c cid.Cid) ([]
 	}
 	defer s.Reset()
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := s.Write(appendRequest(nil, 1, c, flagStore)); err != nil {
+	if err := writeRequest(s, c, flagStore); err != nil {
 		return nil, err
 	}
 	_ = s.CloseWrite()
-	_, status, data, err := readResponse(bufio.NewReader(s))
-	if err == nil && status != statusOK {
-		err = fmt.Errorf("status %d: %w", status, errPeerStatus)
-	}
+	data, _, err := readResponse(bufio.NewReader(s))
 	return data, err
 }

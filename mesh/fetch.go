@@ -234,26 +234,27 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]
 	return data, nil
 }
 
-// exchange sends one request for c to p on the chunk stream to p, opening it
-// if needed, and waits for the answer, unverified. When a stream kept from
-// earlier requests fails before answering, the request is sent again on a new
-// one: the peer may have dropped a stream it thought idle.
+// exchange sends one request for c to p on a kept stream (or a new one) and
+// reads the answer, unverified. A kept stream the peer closed while it was
+// idle fails before any answer: the request is then sent again on a new one.
 func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, error) {
-	for retried := false; ; retried = true {
-		cs, fresh, err := m.stream(ctx, p)
+	for {
+		cs, reused, err := m.getStream(ctx, p)
 		if err != nil {
-			if ctx.Err() == nil {
-				m.peerFailed(p)
-			}
+			m.peerFailed(p)
 			return nil, fmt.Errorf("open stream: %w", err)
 		}
-		data, err := cs.do(ctx, c, flag)
-		if err == nil || errors.Is(err, errPeerStatus) {
-			// A refusal is an answer, not a fault of the peer.
-			return data, err
+		data, answered, err := m.roundTrip(ctx, cs, c, flag)
+		if err == nil {
+			m.putStream(p, cs)
+			return data, nil
 		}
-		var lost *streamLost
-		if errors.As(err, &lost) && !fresh && !retried && ctx.Err() == nil {
+		_ = cs.s.Reset()
+		if errors.Is(err, errPeerStatus) {
+			// A refusal is an answer, not a fault of the peer.
+			return nil, err
+		}
+		if reused && !answered && ctx.Err() == nil {
 			continue
 		}
 		if ctx.Err() == nil {
@@ -261,6 +262,35 @@ func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([
 		}
 		return nil, err
 	}
+}
+
+// roundTrip is one request and response on cs; answered reports whether any
+// of the response arrived.
+func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag byte) (data []byte, answered bool, err error) {
+	// Reset unblocks reads and writes as soon as ctx ends; the deadline
+	// covers a peer that stops sending.
+	stop := context.AfterFunc(ctx, func() { _ = cs.s.Reset() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = cs.s.SetDeadline(dl)
+	}
+	if err := writeRequest(cs.s, c, flag); err != nil {
+		return nil, false, fmt.Errorf("send request: %w", err)
+	}
+	if _, err := cs.r.Peek(1); err != nil {
+		return nil, false, fmt.Errorf("read response: %w", err)
+	}
+	data, status, err := readResponse(cs.r)
+	if err != nil {
+		if errors.Is(err, errPeerStatus) {
+			return nil, true, fmt.Errorf("peer refused (status %d): %w", status, err)
+		}
+		return nil, true, fmt.Errorf("read response: %w", err)
+	}
+	if !stop() {
+		return nil, true, ctx.Err() // reset under us as ctx ended
+	}
+	return data, true, nil
 }
 
 // fromWAN fetches c from this node's WAN, once per CID at a time whoever

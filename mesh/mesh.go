@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
-	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -28,6 +28,8 @@ import (
 	manet "github.com/multiformats/go-multiaddr/net"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/patchmesh/patchmesh/chunk"
 )
 
 // Store is the node's verified chunk store.
@@ -96,16 +98,16 @@ type Mesh struct {
 	leaving   atomic.Bool
 	holdingCh chan struct{}
 
-	fetchGroup  singleflight.Group // one network fetch per CID for local callers
-	wanGroup    singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
-	reqSem      chan struct{}
-	streamGroup singleflight.Group // one chunk stream opened per peer at a time
-	wanLimit    *wanLimiter
-	serveSem    chan struct{}
+	fetchGroup singleflight.Group // one network fetch per CID for local callers
+	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
+	reqSem     chan struct{}
+	wanLimit   *wanLimiter
+	serveSem   chan struct{}
+	bufs       sync.Pool // *[]byte scratch buffers for responses
 
 	peerMu   sync.Mutex
 	peerSem  map[peer.ID]chan struct{}
-	streams  map[peer.ID]*chunkStream // see streams.go
+	idle     map[peer.ID][]*chunkStream // kept chunk streams, see streams.go
 	health   map[peer.ID]*peerHealth
 	counters map[peer.ID]*peerCounters
 
@@ -172,11 +174,12 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		reqSem:    make(chan struct{}, cfg.Concurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
 		peerSem:   map[peer.ID]chan struct{}{},
-		streams:   map[peer.ID]*chunkStream{},
+		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, func() int { return len(m.members.liveCandidates()) })
+	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }
 
@@ -257,7 +260,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DefaultSecurity,
-		libp2p.Muxer(yamux.ID, muxer()),
+		libp2p.DefaultMuxers,
 		libp2p.ConnectionGater(gater{m}),
 		// LAN only: no relays, NAT traversal, reachability probes or
 		// address discovery through other peers.
@@ -366,21 +369,6 @@ func (m *Mesh) memberlistConfig() (*memberlist.Config, error) {
 	mc.Events = delegate{m}
 	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
 	return mc, nil
-}
-
-// streamWindow is the receive window of a chunk stream from its start. A
-// member asks a peer for everything on one stream (streams.go), and yamux's
-// default start of 256 KiB, which it grows only when window updates come
-// within a few round trips, held that stream at 315-340 MiB/s on a loopback
-// for 1 MiB chunks, against 380-460 for eight streams before; 4 MiB: 380-420
-// (BenchmarkLANTransfer).
-const streamWindow = 4 << 20
-
-// muxer is libp2p's yamux with chunk streams' start window.
-func muxer() *yamux.Transport {
-	cfg := *yamux.DefaultTransport
-	cfg.InitialStreamWindowSize = streamWindow
-	return &cfg
 }
 
 // quicDialDelay is how long a dial waits for TCP before trying QUIC too.

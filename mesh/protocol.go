@@ -13,11 +13,8 @@ import (
 	"github.com/patchmesh/patchmesh/chunk"
 )
 
-// ProtocolID is the libp2p protocol of the chunk stream between two members.
-// The asking side writes tagged requests whenever it likes; the serving side
-// answers each as soon as it has the bytes, in any order, with the request's
-// tag. Requests and answers that queue up together go out in one write.
-const ProtocolID protocol.ID = "/patchmesh/chunk/2"
+// ProtocolID is the libp2p protocol of one chunk request.
+const ProtocolID protocol.ID = "/patchmesh/chunk/1"
 
 // Request flags: what the serving peer may do when it lacks the chunk.
 const (
@@ -49,82 +46,77 @@ var (
 	errPeerStatus = errors.New("peer did not serve the chunk")
 )
 
-// appendRequest appends one request: uvarint tag, flag, uvarint CID length,
-// CID bytes.
-func appendRequest(b []byte, tag uint64, c cid.Cid, flag byte) []byte {
+// writeRequest sends: version, flag, uvarint CID length, CID bytes.
+func writeRequest(w io.Writer, c cid.Cid, flag byte) error {
 	k := c.Bytes()
-	b = binary.AppendUvarint(b, tag)
-	b = append(b, flag)
+	b := make([]byte, 0, 2+binary.MaxVarintLen16+len(k))
+	b = append(b, 1, flag)
 	b = binary.AppendUvarint(b, uint64(len(k)))
-	return append(b, k...)
+	b = append(b, k...)
+	_, err := w.Write(b)
+	return err
 }
 
-// readRequest reads what appendRequest wrote.
-func readRequest(r *bufio.Reader) (tag uint64, c cid.Cid, flag byte, err error) {
-	if tag, err = binary.ReadUvarint(r); err != nil {
-		return 0, cid.Undef, 0, err
+// readRequest reads what writeRequest sent.
+func readRequest(r *bufio.Reader) (cid.Cid, byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return cid.Undef, 0, err
 	}
-	if flag, err = r.ReadByte(); err != nil {
-		return 0, cid.Undef, 0, err
-	}
-	if flag > flagTakeover {
-		return 0, cid.Undef, 0, fmt.Errorf("request flag %d: %w", flag, errProtocol)
+	if hdr[0] != 1 || hdr[1] > flagTakeover {
+		return cid.Undef, 0, fmt.Errorf("request header %x: %w", hdr, errProtocol)
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return 0, cid.Undef, 0, err
+		return cid.Undef, 0, err
 	}
 	if n == 0 || n > maxCIDLen {
-		return 0, cid.Undef, 0, fmt.Errorf("request CID of %d bytes: %w", n, errProtocol)
+		return cid.Undef, 0, fmt.Errorf("request CID of %d bytes: %w", n, errProtocol)
 	}
-	var kb [maxCIDLen]byte
-	k := kb[:n]
+	k := make([]byte, n)
 	if _, err := io.ReadFull(r, k); err != nil {
-		return 0, cid.Undef, 0, err
+		return cid.Undef, 0, err
 	}
-	if c, err = cid.Cast(k); err != nil {
-		return 0, cid.Undef, 0, fmt.Errorf("request CID: %v: %w", err, errProtocol)
+	c, err := cid.Cast(k)
+	if err != nil {
+		return cid.Undef, 0, fmt.Errorf("request CID: %v: %w", err, errProtocol)
 	}
-	return tag, c, flag, nil
+	return c, hdr[1], nil
 }
 
-// appendResponse appends one answer: uvarint tag, status and, for statusOK,
-// the uvarint length and the bytes.
-func appendResponse(b []byte, tag uint64, status byte, data []byte) []byte {
-	b = binary.AppendUvarint(b, tag)
-	b = append(b, status)
+// writeResponse sends a status and, for statusOK, the length-prefixed bytes,
+// in one write (one frame) through buf, a scratch buffer it may grow.
+func writeResponse(w io.Writer, status byte, data []byte, buf *[]byte) error {
+	b := append((*buf)[:0], status)
 	if status == statusOK {
 		b = binary.AppendUvarint(b, uint64(len(data)))
 		b = append(b, data...)
 	}
-	return b
+	*buf = b
+	_, err := w.Write(b)
+	return err
 }
 
-// readResponse reads what appendResponse wrote, refusing more than
-// chunk.MaxSize bytes. A refusal by the peer is a status, not an error.
-func readResponse(r *bufio.Reader) (tag uint64, status byte, data []byte, err error) {
-	if tag, err = binary.ReadUvarint(r); err != nil {
-		return 0, 0, nil, err
-	}
-	if status, err = r.ReadByte(); err != nil {
-		return 0, 0, nil, err
-	}
-	if status > statusFailed {
-		return 0, 0, nil, fmt.Errorf("response status %d: %w", status, errProtocol)
+// readResponse reads a response, refusing anything over chunk.MaxSize. A
+// status other than statusOK is returned with an error wrapping errPeerStatus.
+func readResponse(r *bufio.Reader) ([]byte, byte, error) {
+	status, err := r.ReadByte()
+	if err != nil {
+		return nil, 0, err
 	}
 	if status != statusOK {
-		return tag, status, nil, nil
+		return nil, status, fmt.Errorf("status %d: %w", status, errPeerStatus)
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return 0, 0, nil, err
+		return nil, status, err
 	}
 	if n > chunk.MaxSize {
-		return 0, 0, nil, fmt.Errorf("response of %d bytes: %w", n, errProtocol)
+		return nil, status, fmt.Errorf("response of %d bytes: %w", n, errProtocol)
 	}
-	data = make([]byte, n)
+	data := make([]byte, n)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return 0, 0, nil, err
+		return nil, status, err
 	}
-	return tag, status, data, nil
+	return data, status, nil
 }
