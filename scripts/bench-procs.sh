@@ -63,7 +63,7 @@ ask_updates() {
 	sync # what the publish left to write back is not the site's work
 	UPDATE_SECS=0
 	t0=$(now)
-	ip netns exec "$ns" timeout 900 curl -sS --noproxy '*' --parallel --parallel-immediate \
+	ip netns exec "$ns" timeout 900 curl -sS --no-progress-meter --noproxy '*' --parallel --parallel-immediate \
 		--parallel-max "${#apis[@]}" -X POST -H 'X-Patchmesh: 1' -w '%{url} %{time_total}\n' \
 		"${reqs[@]}" >"$dir/update-times" || rc=1
 	while read -r url secs; do
