@@ -90,12 +90,23 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 	if ratio > 1.05 {
 		t.Errorf("the seed served %.3fx the release's unique chunk bytes to one site, want at most 1.05x", ratio)
 	}
-	var lan int64
+	var lan, recWAN int64
 	for _, n := range nodes {
-		lan += n.Status(t).Bytes.LAN
+		st := n.Status(t)
+		lan += st.Bytes.LAN
+		// No node held any of it: each release record puts every byte on
+		// the WAN or on a peer, chunks fetched for peers as owner included.
+		if r := st.Current; r == nil || r.FromLocal != 0 || r.FromWAN+r.FromLAN != s1.NewBytes {
+			t.Errorf("%s: release record %+v, want all %d bytes from the WAN or peers", st.Node.Name, r, s1.NewBytes)
+		} else {
+			recWAN += r.FromWAN
+		}
 	}
 	if lan < 3*s1.NewBytes {
 		t.Errorf("nodes got %d bytes from peers in all; 5 nodes with one WAN copy should get at least 3x %d", lan, s1.NewBytes)
+	}
+	if recWAN < s1.NewBytes || recWAN > wan {
+		t.Errorf("the release records show %d bytes from the WAN in all; want the %d unique bytes, at most the %d the seed served", recWAN, s1.NewBytes, wan)
 	}
 
 	// v2 with a slow seed; one node is killed in the middle.

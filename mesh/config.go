@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/ipfs/go-cid"
 )
 
 // RoleDP is the role of a distribution point: when any live member has it,
@@ -67,6 +69,10 @@ type Config struct {
 	// PenaltyDuration is how long a peer that sent bad bytes, or failed
 	// repeatedly, is not asked. Zero: 1 minute.
 	PenaltyDuration time.Duration
+	// Stored, if set, is told of every chunk the mesh stores, as it stores
+	// it, with where it came from: those this node asked for and those it
+	// fetched for peers, as their owner. Zero: nobody is told.
+	Stored func(c cid.Cid, o Origin, size int)
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger
 }

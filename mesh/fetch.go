@@ -101,10 +101,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 		var self *selfNext
 		switch {
 		case err == nil:
-			if err := m.st.PutVerified(ctx, c, data); err != nil {
-				return fetchResult{}, fmt.Errorf("store: %w", err)
-			}
-			return fetchResult{data, Origin{Peer: name}}, nil
+			return m.store(ctx, c, data, Origin{Peer: name})
 		case ctx.Err() != nil:
 			return fetchResult{}, ctx.Err()
 		case errors.As(err, &self):
@@ -308,10 +305,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		}
 		if m.active() {
 			if data, name, err := probe(ctx, c); err == nil {
-				if err := m.st.PutVerified(ctx, c, data); err != nil {
-					return fetchResult{}, fmt.Errorf("store: %w", err)
-				}
-				return fetchResult{data, Origin{Peer: name}}, nil
+				return m.store(ctx, c, data, Origin{Peer: name})
 			}
 		}
 		if err := m.wanLimit.acquire(ctx); err != nil {
@@ -327,11 +321,19 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		}
 		m.stats.wanBytes.Add(int64(len(data)))
 		m.stats.wanChunks.Add(1)
-		if err := m.st.PutVerified(ctx, c, data); err != nil {
-			return fetchResult{}, fmt.Errorf("store: %w", err)
-		}
-		return fetchResult{data, Origin{WAN: true}}, nil
+		return m.store(ctx, c, data, Origin{WAN: true})
 	})
+}
+
+// store puts verified bytes in the store and tells Config.Stored.
+func (m *Mesh) store(ctx context.Context, c cid.Cid, data []byte, o Origin) (fetchResult, error) {
+	if err := m.st.PutVerified(ctx, c, data); err != nil {
+		return fetchResult{}, fmt.Errorf("store: %w", err)
+	}
+	if m.cfg.Stored != nil {
+		m.cfg.Stored(c, o, len(data))
+	}
+	return fetchResult{data, o}, nil
 }
 
 // probeTimeout bounds one takeover probe: a store read on a LAN peer.

@@ -151,6 +151,16 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 		}
 	}
 	var wan, lan, local atomic.Int64
+	count := func(o Origin, n int64) {
+		switch {
+		case o.Peer != "":
+			lan.Add(n)
+		case o.WAN:
+			wan.Add(n)
+		default:
+			local.Add(n)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	lane := func(jobs []int, limit int) error {
 		lg, lctx := errgroup.WithContext(gctx)
@@ -161,7 +171,8 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 			}
 			j := p.jobs[i]
 			if ok, err := n.store.Has(lctx, j.c); err == nil && ok {
-				local.Add(j.size)
+				o, _ := n.stored.take(j.c)
+				count(o, j.size)
 				n.progressAdd(1, j.size)
 				ready.mark(i)
 				continue
@@ -171,15 +182,12 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 				if err != nil {
 					return err
 				}
-				ready.mark(i)
-				switch {
-				case o.Peer != "":
-					lan.Add(int64(len(data)))
-				case o.WAN:
-					wan.Add(int64(len(data)))
-				default:
-					local.Add(int64(len(data)))
+				// Stored meanwhile for a peer: the mesh noted where from.
+				if so, ok := n.stored.take(j.c); ok && !o.WAN && o.Peer == "" {
+					o = so
 				}
+				ready.mark(i)
+				count(o, int64(len(data)))
 				n.progressAdd(1, int64(len(data)))
 				return nil
 			})
@@ -194,6 +202,40 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 		err = ctx.Err()
 	}
 	return err
+}
+
+// storedOrigins remembers where the chunks the mesh stored came from, until a
+// release's fetch claims them. As an owner, a node fetches chunks from its
+// WAN for peers ahead of it, often before its own check reaches them; its
+// fetch then finds them stored, and the release's record counted them as
+// held already. Past maxStoredOrigins unclaimed chunks, more are not noted.
+type storedOrigins struct {
+	mu sync.Mutex
+	m  map[cid.Cid]Origin
+}
+
+const maxStoredOrigins = 1 << 16
+
+func (s *storedOrigins) note(c cid.Cid, o Origin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[cid.Cid]Origin)
+	}
+	if len(s.m) < maxStoredOrigins {
+		s.m[c] = o
+	}
+}
+
+// take returns, and forgets, where the mesh got c, if it noted it.
+func (s *storedOrigins) take(c cid.Cid) (Origin, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.m[c]
+	if ok {
+		delete(s.m, c)
+	}
+	return o, ok
 }
 
 // fetchChunk tries the chunk source a few times: a failed attempt (a dead peer, a

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchmesh/patchmesh/chunk/store"
@@ -39,6 +40,7 @@ type Node struct {
 	siteID  string
 	chunks  ChunkSource
 	wan     *wanSource
+	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	checkCh chan checkRequest
 
 	// rootMu guards root, the newest trust root reached.
@@ -140,6 +142,9 @@ func New(cfg Config) (*Node, error) {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
 		mc.Logger = n.log
+		mc.Stored = func(c cid.Cid, o mesh.Origin, _ int) {
+			n.stored.note(c, Origin{WAN: o.WAN, Peer: o.Peer})
+		}
 		n.mesh, err = mesh.New(mc, n.store, n.wan)
 		if err != nil {
 			n.close()
