@@ -119,6 +119,19 @@ func (t *table) liveCandidates() []candidate {
 	return out
 }
 
+// liveCount is len(liveCandidates()), without building the list.
+func (t *table) liveCount() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := 0
+	for _, e := range t.byName {
+		if e.live() {
+			n++
+		}
+	}
+	return n
+}
+
 // departedAhead reports whether a member that left or died within window
 // would rank before self for key: the chunk's owner is gone, and it may have
 // handed the chunk to some members already.

@@ -178,7 +178,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
-	m.wanLimit = newWANLimiter(cfg.WANConcurrency, func() int { return len(m.members.liveCandidates()) })
+	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }

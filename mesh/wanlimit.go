@@ -34,7 +34,8 @@ func (l *wanLimiter) limit() int {
 	if l.fixed > 0 {
 		return l.fixed
 	}
-	return max(minWANRequests, (siteWANRequests+l.live()-1)/max(1, l.live()))
+	live := l.live() // asked once: members come and go meanwhile
+	return max(minWANRequests, (siteWANRequests+live-1)/max(1, live))
 }
 
 // acquire waits for a slot or for ctx to end.
