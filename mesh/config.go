@@ -72,7 +72,7 @@ type Config struct {
 	// Stored, if set, is told of every chunk the mesh stores, as it stores
 	// it, with where it came from: those this node asked for and those it
 	// fetched for peers, as their owner. Zero: nobody is told.
-	Stored func(c cid.Cid, o Origin, size int)
+	Stored func(c cid.Cid, o Origin)
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger
 }

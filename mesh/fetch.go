@@ -331,7 +331,7 @@ func (m *Mesh) store(ctx context.Context, c cid.Cid, data []byte, o Origin) (fet
 		return fetchResult{}, fmt.Errorf("store: %w", err)
 	}
 	if m.cfg.Stored != nil {
-		m.cfg.Stored(c, o, len(data))
+		m.cfg.Stored(c, o)
 	}
 	return fetchResult{data, o}, nil
 }

@@ -151,14 +151,14 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 		}
 	}
 	var wan, lan, local atomic.Int64
-	count := func(o Origin, n int64) {
+	count := func(o Origin, size int64) {
 		switch {
 		case o.Peer != "":
-			lan.Add(n)
+			lan.Add(size)
 		case o.WAN:
-			wan.Add(n)
+			wan.Add(size)
 		default:
-			local.Add(n)
+			local.Add(size)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)

@@ -142,7 +142,7 @@ func New(cfg Config) (*Node, error) {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
 		mc.Logger = n.log
-		mc.Stored = func(c cid.Cid, o mesh.Origin, _ int) {
+		mc.Stored = func(c cid.Cid, o mesh.Origin) {
 			n.stored.note(c, Origin{WAN: o.WAN, Peer: o.Peer})
 		}
 		n.mesh, err = mesh.New(mc, n.store, n.wan)
