@@ -178,14 +178,6 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 // spread asks every node to check now and waits until all run version.
 // before is what the seed had served when the release was published.
 func spread(ctx context.Context, out io.Writer, nodes []*node.Node, version string, sd *seed.Seed, before int64, sum *repo.Summary) error {
-	// Byte counters before, since an owner fetches chunks from the WAN for
-	// peers that ask before its own check starts: the release record would
-	// show those as already in its store.
-	wan0, lan0 := make([]int64, len(nodes)), make([]int64, len(nodes))
-	for i, n := range nodes {
-		b := n.Status().Bytes
-		wan0[i], lan0[i] = b.WAN, b.LAN
-	}
 	start := time.Now()
 	for _, n := range nodes {
 		go n.Check(ctx, false)
@@ -206,15 +198,13 @@ func spread(ctx context.Context, out io.Writer, nodes []*node.Node, version stri
 		version, len(nodes), time.Since(start).Round(10*time.Millisecond), mib(wan), ratio(wan, sum.NewBytes), mib(sum.NewBytes))
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "  node\tfrom WAN\tfrom LAN\tin store\tdashboard\t")
-	for i, n := range nodes {
+	for _, n := range nodes {
 		st := n.Status()
 		var r api.ReleaseInfo
 		if st.Current != nil {
 			r = *st.Current
 		}
-		fromWAN, fromLAN := st.Bytes.WAN-wan0[i], st.Bytes.LAN-lan0[i]
-		held := max(0, r.FromWAN+r.FromLAN+r.FromLocal-fromWAN-fromLAN)
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\thttp://%s/\t\n", st.Node.Name, mib(fromWAN), mib(fromLAN), mib(held), st.Node.API)
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\thttp://%s/\t\n", st.Node.Name, mib(r.FromWAN), mib(r.FromLAN), mib(r.FromLocal), st.Node.API)
 	}
 	return w.Flush()
 }
