@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,6 +104,15 @@ type countingRepo struct {
 	*httptest.Server
 	stats repo.Stats
 	delay atomic.Int64 // per chunk, nanoseconds
+	gets  sync.Map     // path -> *atomic.Int64: requests served per path
+}
+
+// Gets returns how often path was requested.
+func (c *countingRepo) Gets(path string) int64 {
+	if n, ok := c.gets.Load(path); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func newCountingRepo(t *testing.T, dir string) *countingRepo {
@@ -117,6 +127,8 @@ func newCountingRepo(t *testing.T, dir string) *countingRepo {
 		if strings.HasPrefix(r.URL.Path, "/chunks/") {
 			time.Sleep(time.Duration(c.delay.Load()))
 		}
+		n, _ := c.gets.LoadOrStore(strings.TrimPrefix(r.URL.Path, "/"), new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() { c.Close(); files.Close() })

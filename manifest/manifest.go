@@ -32,6 +32,7 @@ type Manifest struct {
 	Target   Target    `json:"target"`
 	Files    []File    `json:"files"`
 	Hooks    Hooks     `json:"hooks,omitzero"`
+	Deltas   []Delta   `json:"deltas,omitempty"` // see Delta; none in manifests before deltas
 }
 
 // Target says which machines a release fits. Empty lists mean any.
@@ -239,6 +240,9 @@ func (m *Manifest) Validate() error {
 				return fmt.Errorf("manifest %s %s: %w", m.Channel, m.Version, err)
 			}
 		}
+	}
+	if err := m.validateDeltas(entries); err != nil {
+		return err
 	}
 	for _, h := range []struct{ name, path string }{{"pre_activate", m.Hooks.PreActivate}, {"health_check", m.Hooks.HealthCheck}} {
 		if h.path == "" {

@@ -40,7 +40,7 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec
 		if err := n.fetchRelease(ctx, m, p, ready, rec); err != nil {
 			return &fetchError{err}
 		}
-		n.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal)
+		n.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal, "rebuilt_bytes", rec.Rebuilt)
 		n.setPhase("assembling")
 		if n.mesh != nil {
 			n.mesh.SetHolding(m.Sequence)
@@ -286,10 +286,13 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 	}
 }
 
+// addChunks adds to set the chunks of m and its delta objects, which peers of
+// the site may still ask for.
 func addChunks(set map[cid.Cid]bool, m *manifest.Manifest) {
 	for _, f := range m.Files {
 		for _, r := range f.Chunks {
 			set[r.CID] = true
 		}
 	}
+	deltaObjects(set, m)
 }

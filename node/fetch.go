@@ -138,12 +138,16 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 	// ahead of the site's requests, they keep the WAN link full however
 	// slowly the LAN requests, which all walk the release in the same order,
 	// move along.
+	djobs, covered := planDeltas(m, p, n.heldBases())
 	var own, others []int
 	owned := func(cid.Cid) bool { return false }
 	if o, ok := n.chunks.(interface{ Owned() func(cid.Cid) bool }); ok {
 		owned = o.Owned()
 	}
 	for i, j := range p.jobs {
+		if covered[i] {
+			continue
+		}
 		if owned(j.c) {
 			own = append(own, i)
 		} else {
@@ -194,10 +198,19 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 		}
 		return lg.Wait()
 	}
+	var rebuilt atomic.Int64
+	g.Go(func() error {
+		// A delta that cannot be used leaves its chunks to be fetched as chunks.
+		fallback, err := n.runDeltas(gctx, p, djobs, ready, max(2, n.cfg.Concurrency/2), count, &rebuilt)
+		if err != nil {
+			return err
+		}
+		return lane(fallback, n.cfg.Concurrency)
+	})
 	g.Go(func() error { return lane(own, max(2, n.cfg.Concurrency/8)) })
 	g.Go(func() error { return lane(others, n.cfg.Concurrency) })
 	err := g.Wait()
-	rec.FromWAN, rec.FromLAN, rec.FromLocal = wan.Load(), lan.Load(), local.Load()
+	rec.FromWAN, rec.FromLAN, rec.FromLocal, rec.Rebuilt = wan.Load(), lan.Load(), local.Load(), rebuilt.Load()
 	if err == nil {
 		err = ctx.Err()
 	}

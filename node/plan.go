@@ -28,11 +28,12 @@ type releasePlan struct {
 	jobs  []planJob
 	refs  []int32 // one per chunk reference, files in manifest order
 	total int64   // bytes of the distinct chunks
+	index map[cid.Cid]int32
 }
 
 func planRelease(m *manifest.Manifest) *releasePlan {
-	p := &releasePlan{}
 	index := make(map[cid.Cid]int32)
+	p := &releasePlan{index: index}
 	for _, f := range m.Files {
 		for _, r := range f.Chunks {
 			i, ok := index[r.CID]
@@ -72,6 +73,13 @@ func (r *readiness) mark(i int) {
 		}
 	}
 	r.mu.Unlock()
+}
+
+// isDone reports whether job i is stored.
+func (r *readiness) isDone(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done[i]
 }
 
 // await blocks until job i is stored or ctx ends.

@@ -29,6 +29,9 @@ type releaseRecord struct {
 	FromWAN   int64  `json:"from_wan"`
 	FromLAN   int64  `json:"from_lan"`
 	FromLocal int64  `json:"from_local"`
+	// Rebuilt counts chunk bytes made from deltas; the deltas' own bytes
+	// count in FromWAN, FromLAN and FromLocal.
+	Rebuilt int64 `json:"rebuilt,omitempty"`
 }
 
 func releaseName(version string, seq uint64) string {

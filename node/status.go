@@ -90,6 +90,7 @@ func (n *Node) setKnownManifest(m *manifest.Manifest) {
 			n.stat.known[r.CID] = true
 		}
 	}
+	deltaObjects(n.stat.known, m)
 }
 
 // sampleBytes keeps the WAN/LAN history for the dashboard's chart.
@@ -131,7 +132,7 @@ func (n *Node) Status() api.Status {
 		ri := api.ReleaseInfo{Name: r.Name, State: r.State, Reason: r.Reason, Installed: r.Installed, Activated: r.Activated}
 		if rec, ok := recs[r.Name]; ok {
 			ri.Version, ri.Sequence, ri.Files, ri.Bytes = rec.Version, rec.Sequence, rec.Files, rec.Bytes
-			ri.FromWAN, ri.FromLAN, ri.FromLocal = rec.FromWAN, rec.FromLAN, rec.FromLocal
+			ri.FromWAN, ri.FromLAN, ri.FromLocal, ri.Rebuilt = rec.FromWAN, rec.FromLAN, rec.FromLocal, rec.Rebuilt
 		} else if v, s, ok := splitName(r.Name); ok {
 			ri.Version, ri.Sequence = v, s
 		}

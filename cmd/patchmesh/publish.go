@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchmesh/patchmesh/chunk/delta"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 )
@@ -20,6 +21,8 @@ func newPublishCmd(a *app) *cobra.Command {
 		hooks                     manifest.Hooks
 		headTTL, manifestTTL      time.Duration
 		asJSON                    bool
+		deltaBases                int
+		deltaLevel                string
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -27,7 +30,9 @@ func newPublishCmd(a *app) *cobra.Command {
 		Long: `publish cuts every file of SRC_DIR into content-defined chunks, writes the chunks
 the repository lacks, then the signed manifest, then switches the channel head: a
 reader sees the old release or the new one, never half of one. A new version costs
-only the chunks that changed; the summary says how many bytes were new.
+only the chunks that changed; the summary says how many bytes were new. For the
+files that changed it also writes deltas against the previous release (--deltas):
+a node that holds that release fetches them instead of the new chunks.
 
 It refuses a version or sequence not newer than the channel's head, an empty tree,
 unreadable files, special files, and symlinks that point outside the tree.`,
@@ -40,10 +45,15 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			if err != nil {
 				return err
 			}
+			level, err := delta.ParseLevel(deltaLevel)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("publish: --delta-level: %w", err))
+			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
 				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL,
+				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: level},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
 			})
 			bar.finish()
@@ -67,6 +77,9 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 				pct = 100 * float64(sum.NewBytes) / float64(sum.Bytes)
 			}
 			fmt.Fprintf(a.stdout, "  new chunks    %d, %s (%.2f%% of the release)\n", sum.NewChunks, humanBytes(sum.NewBytes), pct)
+			if sum.Deltas > 0 {
+				fmt.Fprintf(a.stdout, "  deltas        %d, %s rebuilding %s of new chunks for nodes that hold the previous release\n", sum.Deltas, humanBytes(sum.DeltaBytes), humanBytes(sum.DeltaOutput))
+			}
 			fmt.Fprintf(a.stdout, "  deduplicated  %s already in the repository, %s repeated inside the release\n", humanBytes(sum.ReusedBytes), humanBytes(sum.DuplicateBytes))
 			fmt.Fprintf(a.stdout, "  manifest      %s (%s)\n", sum.ManifestPath, humanBytes(sum.ManifestBytes))
 			return nil
@@ -86,6 +99,8 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 	f.DurationVar(&headTTL, "head-ttl", 7*24*time.Hour, "how long the channel head stays valid")
 	f.DurationVar(&manifestTTL, "manifest-ttl", 365*24*time.Hour, "how long the manifest stays valid")
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
+	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest) or fast (quicker publish, larger deltas)")
 	_ = cmd.MarkFlagRequired("repo")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd

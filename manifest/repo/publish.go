@@ -60,6 +60,7 @@ type PublishOptions struct {
 	HeadTTL time.Duration
 	Workers int              // chunk hashing and writing goroutines; zero: GOMAXPROCS
 	Now     func() time.Time // zero: time.Now
+	Deltas  DeltaOptions     // zero: deltas against the previous release, best level
 	// Progress, if set, is called from one goroutine as bytes are chunked.
 	Progress func(Progress)
 }
@@ -85,7 +86,12 @@ type Summary struct {
 	// ReusedBytes are bytes of chunks the repository already held from earlier releases.
 	ReusedBytes int64 `json:"reused_bytes"`
 	// DuplicateBytes are bytes of chunks repeated inside this release.
-	DuplicateBytes  int64  `json:"duplicate_bytes"`
+	DuplicateBytes int64 `json:"duplicate_bytes"`
+	// Deltas are the delta objects made against earlier releases, DeltaBytes
+	// their size and DeltaOutput the bytes they rebuild.
+	Deltas          int    `json:"deltas"`
+	DeltaBytes      int64  `json:"delta_bytes"`
+	DeltaOutput     int64  `json:"delta_output"`
 	ManifestPath    string `json:"manifest_path"`
 	ManifestBytes   int64  `json:"manifest_bytes"`
 	PreviousVersion string `json:"previous_version,omitempty"`
@@ -201,6 +207,18 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
 	}
+	var deltas []manifest.Delta
+	if !opts.Deltas.Off && prev != nil {
+		do := opts.Deltas.withDefaults()
+		src := make(map[string]string, len(entries))
+		for _, e := range entries {
+			src[e.rel] = e.abs
+		}
+		groups := planDeltas(readBases(repoDir, prev, do.Bases), files, func(p string) string { return src[p] }, do.Group)
+		if deltas, err = makeDeltas(ctx, repoDir, w, groups, opts, sum); err != nil {
+			return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+		}
+	}
 	// One barrier for every chunk file where the OS has one (see syncChunks), and
 	// the manifest below is written only after its chunks are durable.
 	if err := w.syncChunks(); err != nil {
@@ -217,6 +235,7 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		Target:   opts.Target,
 		Files:    files,
 		Hooks:    opts.Hooks,
+		Deltas:   deltas,
 	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("publish: manifest: %w", err)

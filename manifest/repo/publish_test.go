@@ -115,8 +115,14 @@ func TestPublishTwoVersionsWritesOnlyChangedChunks(t *testing.T) {
 	if s2.ReusedBytes < (s2.Bytes-s2.DuplicateBytes)*9/10 {
 		t.Errorf("v2 reused %d bytes of %d: want most of the release", s2.ReusedBytes, s2.Bytes)
 	}
-	if got := countChunkFiles(t, repoDir); got != chunksBefore+s2.NewChunks {
-		t.Errorf("repository holds %d chunk files after v2, want %d + %d new", got, chunksBefore, s2.NewChunks)
+	if got := countChunkFiles(t, repoDir); got != chunksBefore+s2.NewChunks+s2.Deltas {
+		t.Errorf("repository holds %d chunk files after v2, want %d + %d new chunks + %d deltas", got, chunksBefore, s2.NewChunks, s2.Deltas)
+	}
+	// The edit is 1% of one file, made of random bytes: its delta against
+	// v1 costs about the edited bytes, far less than the new chunks.
+	if s2.Deltas == 0 || s2.DeltaOutput != s2.NewBytes || s2.DeltaBytes > s2.NewBytes/4 {
+		t.Errorf("v2 deltas: %d objects of %d bytes making %d bytes; want some, making the %d new bytes, at most a quarter of them",
+			s2.Deltas, s2.DeltaBytes, s2.DeltaOutput, s2.NewBytes)
 	}
 	checkRelease(t, repoDir, root, "1.1.0", files)
 

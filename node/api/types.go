@@ -90,6 +90,9 @@ type ReleaseInfo struct {
 	FromWAN   int64 `json:"from_wan,omitempty"`
 	FromLAN   int64 `json:"from_lan,omitempty"`
 	FromLocal int64 `json:"from_local,omitempty"` // already in the store (earlier releases)
+	// Rebuilt counts chunk bytes made from deltas against a release the node
+	// held; the deltas' own bytes count in FromWAN, FromLAN or FromLocal.
+	Rebuilt int64 `json:"rebuilt,omitempty"`
 }
 
 // Progress of the release being fetched or applied.

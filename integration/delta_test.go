@@ -1,0 +1,106 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/repo"
+)
+
+// readManifest reads a published manifest from the repository folder, unverified.
+func readManifest(t *testing.T, repoDir, path string) *manifest.Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoDir, filepath.FromSlash(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := manifest.DecodeEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m manifest.Manifest
+	if err := json.Unmarshal(env.Payload, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+// TestSiteUpdatesByDelta: a site of three nodes holding v1 moves to v2 by the
+// deltas publish made against v1: the seed serves each delta object once and
+// none of the chunks the deltas make, and every node rebuilds the new chunks
+// from its own v1. A node that never held v1 gets v2 by chunks.
+func TestSiteUpdatesByDelta(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 8, 21)
+	cr := newCountingRepo(t, pub.Repo)
+	key := siteKey(t)
+	nodes := site(t, pub, key, 3, []string{cr.URL})
+
+	pub.Publish("1.0.0", src)
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "1.0.0", 90*time.Second)
+	}
+
+	editTree(t, src, 24)
+	s2 := pub.Publish("2.0.0", src)
+	if s2.Deltas == 0 || s2.DeltaOutput != s2.NewBytes {
+		t.Fatalf("publish made %d deltas rebuilding %d of %d new bytes; want deltas for all of them", s2.Deltas, s2.DeltaOutput, s2.NewBytes)
+	}
+	m2 := readManifest(t, pub.Repo, s2.ManifestPath)
+	before := cr.stats.Snapshot()
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "2.0.0", 90*time.Second)
+		sameTree(t, src, filepath.Join(n.Install, "current"))
+	}
+	after := cr.stats.Snapshot()
+
+	for _, d := range m2.Deltas {
+		if got := cr.Gets(repo.ChunkPath(d.Object.CID)); got != 1 {
+			t.Errorf("the seed served delta %s %d times to the site, want once", d.Object.CID, got)
+		}
+		f := fileOf(m2, d.Path)
+		for _, r := range d.Runs {
+			for _, c := range f.Chunks[r.First : r.First+r.Count] {
+				if got := cr.Gets(repo.ChunkPath(c.CID)); got != 0 {
+					t.Errorf("the seed served chunk %s, which a delta makes, %d times", c.CID, got)
+				}
+			}
+		}
+	}
+	served := after.ChunkBytes - before.ChunkBytes
+	t.Logf("v2: %d new chunk bytes, %d bytes of deltas; the seed served %d chunk bytes to a site of 3", s2.NewBytes, s2.DeltaBytes, served)
+	if served != s2.DeltaBytes {
+		t.Errorf("the seed served %d chunk bytes for v2, want the %d bytes of its deltas", served, s2.DeltaBytes)
+	}
+	for _, n := range nodes {
+		st := n.Status(t)
+		if r := st.Current; r == nil || r.Rebuilt != s2.NewBytes {
+			t.Errorf("%s: release record %+v, want all %d new bytes rebuilt from deltas", st.Node.Name, r, s2.NewBytes)
+		}
+	}
+
+	// A node with no v1 cannot use the deltas: it gets v2 by chunks.
+	fresh := newNode(t, nodeOpts{Name: "fresh", Trust: pub.Trust, Sources: []string{cr.URL}})
+	fresh.Update(t)
+	fresh.WaitVersion(t, "2.0.0", 60*time.Second)
+	sameTree(t, src, filepath.Join(fresh.Install, "current"))
+	if r := fresh.Status(t).Current; r == nil || r.Rebuilt != 0 {
+		t.Errorf("fresh node: release record %+v, want nothing rebuilt", r)
+	}
+}
+
+func fileOf(m *manifest.Manifest, path string) *manifest.File {
+	for i := range m.Files {
+		if m.Files[i].Path == path {
+			return &m.Files[i]
+		}
+	}
+	return nil
+}
