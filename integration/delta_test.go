@@ -74,6 +74,13 @@ func TestSiteUpdatesByDelta(t *testing.T) {
 			}
 		}
 	}
+	// The site pulled the manifest once, as its delta against v1's.
+	if s2.ManifestDeltaBytes == 0 || s2.ManifestDeltaBytes > s2.ManifestBytes/4 {
+		t.Errorf("manifest delta of %d bytes for a %d-byte manifest; want one, at most a quarter of it", s2.ManifestDeltaBytes, s2.ManifestBytes)
+	}
+	if got, plain := cr.Gets(repo.ManifestDeltaPath("stable", s2.Sequence, s2.PreviousSeq)), cr.Gets(s2.ManifestPath); got != 1 || plain != 0 {
+		t.Errorf("the seed served the manifest's delta %d times and the manifest %d times; want once and never", got, plain)
+	}
 	served := after.ChunkBytes - before.ChunkBytes
 	t.Logf("v2: %d new chunk bytes, %d bytes of deltas; the seed served %d chunk bytes to a site of 3", s2.NewBytes, s2.DeltaBytes, served)
 	if served != s2.DeltaBytes {

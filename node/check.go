@@ -15,6 +15,7 @@ import (
 	"github.com/multiformats/go-multihash"
 
 	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/delta"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 	"github.com/patchmesh/patchmesh/node/api"
@@ -250,6 +251,16 @@ func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.M
 	if m, env, ok := n.manifestFromSite(ctx, h, root); ok {
 		return m, env, nil
 	}
+	if env := n.compactManifest(ctx, h.Channel, h.Sequence, h.Manifest.Size, func(env []byte) bool { return refMatches(h.Manifest, env) }); env != nil {
+		m, err := root.VerifyManifest(env, time.Now())
+		if err == nil {
+			err = manifest.CheckHead(h, m)
+		}
+		if err == nil {
+			return m, env, nil
+		}
+		n.refuse(fmt.Errorf("manifest %s: %w", h.Manifest.Path, err))
+	}
 	var m *manifest.Manifest
 	var last error
 	env, _, err := n.list.ReadVerified(ctx, h.Manifest.Path, h.Manifest.Size, func(s source.Source, env []byte) error {
@@ -277,6 +288,40 @@ func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.M
 	return m, env, nil
 }
 
+// compactManifest reads a smaller form of the manifest envelope of channel
+// and seq, of size bytes, from the sources: its delta against the manifest of
+// the release this node runs, or its compressed form. It returns nil when
+// neither is to be had or neither decodes to bytes that match (by the head's
+// digest): the plain manifest is read then. These forms are optional, so their
+// absence or damage is no failure of a source.
+func (n *Node) compactManifest(ctx context.Context, channel string, seq uint64, size int64, match func([]byte) bool) []byte {
+	limit := size + size/8 + 1024 // incompressible input grows a little
+	type form struct {
+		path string
+		dict []byte // zstd raw dictionary
+	}
+	var forms []form
+	if cur := n.currentRecord(); cur != nil && cur.Channel == channel && cur.Sequence < seq {
+		if dict, err := n.store.GetMeta(manifestKey(cur.Channel, cur.Sequence)); err == nil {
+			forms = append(forms, form{repo.ManifestDeltaPath(channel, seq, cur.Sequence), dict})
+		}
+	}
+	forms = append(forms, form{repo.ManifestZstPath(channel, seq), nil})
+	for _, f := range forms {
+		data, _, err := n.list.ReadAll(ctx, f.path, limit)
+		if err != nil {
+			n.log.Debug("compact manifest", "path", f.path, "err", err)
+			continue
+		}
+		env, err := delta.Decode(data, f.dict, int(size), nil)
+		if err == nil && match(env) {
+			return env
+		}
+		n.log.Debug("compact manifest does not decode to the manifest", "path", f.path, "err", err)
+	}
+	return nil
+}
+
 // manifestFromSite gets a manifest through the mesh like a chunk: the head names
 // it by its sha256, so as a CID it has one owner in the site, which alone fetches
 // it from the WAN; the others take it from the owner. Manifests over a chunk's
@@ -289,7 +334,7 @@ func (n *Node) manifestFromSite(ctx context.Context, h *manifest.Head, root *man
 	if err != nil {
 		return nil, nil, false
 	}
-	n.wan.docs.Store(c, h.Manifest.Path)
+	n.wan.docs.Store(c, h.Manifest)
 	env, _, err := n.mesh.Fetch(ctx, c)
 	if err != nil || !refMatches(h.Manifest, env) {
 		n.log.Debug("manifest from the site", "path", h.Manifest.Path, "err", err)

@@ -38,7 +38,7 @@ type wanSource struct {
 	list *source.List
 	node *Node
 	// docs maps the CIDs of documents moved like chunks (manifests) to their
-	// repository paths.
+	// references in the head.
 	docs sync.Map
 }
 
@@ -46,16 +46,20 @@ type wanSource struct {
 // uses it when this node owns a chunk.
 func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
 	path, isDoc := repo.ChunkPath(c), false
-	if p, ok := w.docs.Load(c); ok {
-		path, isDoc = p.(string), true
+	if r, ok := w.docs.Load(c); ok {
+		data, err := w.readDoc(ctx, c, r.(manifest.Ref))
+		if err != nil {
+			return nil, fmt.Errorf("fetch manifest %s: %w", c, err)
+		}
+		return data, nil
 	}
 	data, err := w.read(ctx, c, path)
 	if errors.Is(err, source.ErrNotFound) && !isDoc {
 		// A peer may ask us, the owner, for a manifest before our own check
 		// reached it: the verified head names it.
-		if p, ok := w.manifestPath(ctx, c); ok {
-			path, isDoc = p, true
-			data, err = w.read(ctx, c, path)
+		if r, ok := w.manifestRef(ctx, c); ok {
+			path, isDoc = r.Path, true
+			data, err = w.readDoc(ctx, c, r)
 		}
 	}
 	if err != nil {
@@ -79,23 +83,33 @@ func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) ([]byte, e
 	return data, err
 }
 
-// manifestPath reports whether c names the manifest of the channel's current
-// head (read from the sources and verified), and its path. It is asked only for
-// CIDs this node has not seen, which are rare: a peer's manifest request.
-func (w *wanSource) manifestPath(ctx context.Context, c cid.Cid) (string, bool) {
+// readDoc reads the manifest r names, as c, in its smallest form the sources have.
+func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]byte, error) {
+	if ch, seq, ok := repo.ParseManifestPath(r.Path); ok && r.Size <= chunk.MaxSize {
+		if env := w.node.compactManifest(ctx, ch, seq, r.Size, func(env []byte) bool { return chunk.Verify(c, env) == nil }); env != nil {
+			return env, nil
+		}
+	}
+	return w.read(ctx, c, r.Path)
+}
+
+// manifestRef reports whether c names the manifest of the channel's current
+// head (read from the sources and verified), and its reference. It is asked
+// only for CIDs this node has not seen, which are rare: a peer's manifest request.
+func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, bool) {
 	if w.node.mesh == nil {
-		return "", false
+		return manifest.Ref{}, false
 	}
 	h, _, _, err := w.node.fetchHead(ctx)
 	if err != nil {
-		return "", false
+		return manifest.Ref{}, false
 	}
 	hc, err := refCID(h.Manifest)
 	if err != nil || !hc.Equals(c) {
-		return "", false
+		return manifest.Ref{}, false
 	}
-	w.docs.Store(c, h.Manifest.Path)
-	return h.Manifest.Path, true
+	w.docs.Store(c, h.Manifest)
+	return h.Manifest, true
 }
 
 // Fetch implements ChunkSource for a node without a mesh.

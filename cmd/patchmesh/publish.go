@@ -81,7 +81,14 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 				fmt.Fprintf(a.stdout, "  deltas        %d, %s rebuilding %s of new chunks for nodes that hold the previous release\n", sum.Deltas, humanBytes(sum.DeltaBytes), humanBytes(sum.DeltaOutput))
 			}
 			fmt.Fprintf(a.stdout, "  deduplicated  %s already in the repository, %s repeated inside the release\n", humanBytes(sum.ReusedBytes), humanBytes(sum.DuplicateBytes))
-			fmt.Fprintf(a.stdout, "  manifest      %s (%s)\n", sum.ManifestPath, humanBytes(sum.ManifestBytes))
+			fmt.Fprintf(a.stdout, "  manifest      %s (%s", sum.ManifestPath, humanBytes(sum.ManifestBytes))
+			if sum.ManifestZstBytes > 0 {
+				fmt.Fprintf(a.stdout, "; %s compressed", humanBytes(sum.ManifestZstBytes))
+			}
+			if sum.ManifestDeltaBytes > 0 {
+				fmt.Fprintf(a.stdout, "; %s as a delta against the previous one", humanBytes(sum.ManifestDeltaBytes))
+			}
+			fmt.Fprintln(a.stdout, ")")
 			return nil
 		},
 	}

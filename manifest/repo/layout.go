@@ -5,6 +5,7 @@ import (
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 )
@@ -38,6 +39,33 @@ func HeadPath(channel string) string { return path.Join("channels", channel, "he
 // ManifestPath is the path of a channel's manifest with sequence seq.
 func ManifestPath(channel string, seq uint64) string {
 	return path.Join("manifests", channel, strconv.FormatUint(seq, 10)+".json")
+}
+
+// ManifestZstPath is the path of the zstd-compressed form of a manifest
+// envelope, which publish writes beside it when it is smaller.
+func ManifestZstPath(channel string, seq uint64) string { return ManifestPath(channel, seq) + ".zst" }
+
+// ManifestDeltaPath is the path of a manifest envelope compressed with the
+// envelope of manifest from as zstd raw dictionary: what a node that holds
+// manifest from pulls for a small update. publish writes it against the
+// previous head's manifest.
+func ManifestDeltaPath(channel string, seq, from uint64) string {
+	return path.Join("manifests", channel, strconv.FormatUint(seq, 10)+".from-"+strconv.FormatUint(from, 10)+".zst")
+}
+
+// ParseManifestPath returns the channel and sequence of a ManifestPath.
+func ParseManifestPath(p string) (channel string, seq uint64, ok bool) {
+	dir, file := path.Split(p)
+	parent, channel := path.Split(path.Clean(dir))
+	num, isJSON := strings.CutSuffix(file, ".json")
+	if parent != "manifests/" || !isJSON {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || ManifestPath(channel, seq) != p {
+		return "", 0, false
+	}
+	return channel, seq, true
 }
 
 // ChunkPath is the path of a chunk. The shard is taken near the end of the CID

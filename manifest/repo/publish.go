@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/delta"
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
@@ -89,13 +90,17 @@ type Summary struct {
 	DuplicateBytes int64 `json:"duplicate_bytes"`
 	// Deltas are the delta objects made against earlier releases, DeltaBytes
 	// their size and DeltaOutput the bytes they rebuild.
-	Deltas          int    `json:"deltas"`
-	DeltaBytes      int64  `json:"delta_bytes"`
-	DeltaOutput     int64  `json:"delta_output"`
-	ManifestPath    string `json:"manifest_path"`
-	ManifestBytes   int64  `json:"manifest_bytes"`
-	PreviousVersion string `json:"previous_version,omitempty"`
-	PreviousSeq     uint64 `json:"previous_sequence,omitempty"`
+	Deltas       int    `json:"deltas"`
+	DeltaBytes   int64  `json:"delta_bytes"`
+	DeltaOutput  int64  `json:"delta_output"`
+	ManifestPath string `json:"manifest_path"`
+	// ManifestZstBytes and ManifestDeltaBytes are the sizes of the manifest's
+	// compressed form and of its delta against the previous head's; zero: none.
+	ManifestZstBytes   int64  `json:"manifest_zst_bytes,omitempty"`
+	ManifestDeltaBytes int64  `json:"manifest_delta_bytes,omitempty"`
+	ManifestBytes      int64  `json:"manifest_bytes"`
+	PreviousVersion    string `json:"previous_version,omitempty"`
+	PreviousSeq        uint64 `json:"previous_sequence,omitempty"`
 }
 
 type entry struct {
@@ -253,6 +258,9 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	sum.ManifestPath, sum.ManifestBytes = mpath, int64(len(menv))
+	if err := writeCompactManifests(repoDir, prev, seq, menv, opts, sum); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
 
 	digest := sha256.Sum256(menv)
 	h := &manifest.Head{
@@ -267,6 +275,39 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	return sum, nil
+}
+
+// writeCompactManifests writes the smaller forms of a manifest envelope a node
+// may pull instead of it: compressed, and compressed against the previous
+// head's manifest, which a node that runs the previous release holds. Nodes
+// check what they decode against the head's digest, as the plain manifest.
+func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv []byte, opts PublishOptions, sum *Summary) error {
+	z, err := delta.Encode(delta.Best, nil, menv, nil)
+	if err != nil {
+		return err
+	}
+	if len(z) < len(menv) {
+		if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(ManifestZstPath(opts.Channel, seq))), z, 0o644); err != nil {
+			return err
+		}
+		sum.ManifestZstBytes = int64(len(z))
+	}
+	if prev == nil || opts.Deltas.Off {
+		return nil
+	}
+	penv, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(prev.Manifest.Path)), manifest.MaxManifestSize)
+	if err != nil {
+		return nil // the previous manifest is gone: no delta, the other forms do
+	}
+	d, err := delta.Encode(delta.Best, penv, menv, nil)
+	if err != nil {
+		return err
+	}
+	if len(d) >= min(len(z), len(menv)) {
+		return nil
+	}
+	sum.ManifestDeltaBytes = int64(len(d))
+	return WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(ManifestDeltaPath(opts.Channel, seq, prev.Sequence))), d, 0o644)
 }
 
 // WriteHead signs h and switches the channel's head to it, atomically.
