@@ -71,23 +71,60 @@ func window(n int) int {
 	return min(w, zstd.MaxWindowSize)
 }
 
-// Encode compresses data with dict as raw dictionary and appends the frame to
-// dst. dict may be empty.
-func Encode(level Level, dict, data, dst []byte) ([]byte, error) {
-	opts := []zstd.EOption{
-		zstd.WithEncoderLevel(level.zstd()),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(window(len(dict) + len(data))),
+// Encoder makes deltas. It keeps one zstd encoder per level, whose tables
+// are costly to allocate: a publisher making a thousand deltas would spend
+// most of its time zeroing them. An Encoder is not safe for concurrent use.
+type Encoder struct {
+	enc [2]*zstd.Encoder
+}
+
+// encoderWindow spans the largest dictionary and output a manifest allows,
+// so one encoder serves every delta.
+const encoderWindow = 64 << 20
+
+// Encode compresses data with dict as raw dictionary and appends the frame
+// to dst. dict may be empty.
+func (e *Encoder) Encode(level Level, dict, data, dst []byte) ([]byte, error) {
+	if len(dict)+len(data) > encoderWindow {
+		return nil, fmt.Errorf("delta of %d bytes against %d: larger than the %d-byte window", len(data), len(dict), encoderWindow)
 	}
+	dictOpt := zstd.WithEncoderDictDelete()
 	if len(dict) > 0 {
-		opts = append(opts, zstd.WithEncoderDictRaw(dictID, dict))
+		dictOpt = zstd.WithEncoderDictRaw(dictID, dict)
 	}
-	enc, err := zstd.NewWriter(nil, opts...)
-	if err != nil {
+	enc := e.enc[level]
+	if enc == nil {
+		var err error
+		enc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(level.zstd()),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(encoderWindow),
+			dictOpt)
+		if err != nil {
+			return nil, fmt.Errorf("delta encoder: %w", err)
+		}
+		e.enc[level] = enc
+	} else if err := enc.ResetWithOptions(nil, dictOpt); err != nil {
 		return nil, fmt.Errorf("delta encoder: %w", err)
 	}
-	defer enc.Close()
 	return enc.EncodeAll(data, dst), nil
+}
+
+// Close releases the encoders.
+func (e *Encoder) Close() {
+	for _, enc := range e.enc {
+		if enc != nil {
+			enc.Close()
+		}
+	}
+}
+
+// Encode compresses data with dict as raw dictionary and appends the frame to
+// dst, with an encoder of its own: for a delta or two; make many with an Encoder.
+func Encode(level Level, dict, data, dst []byte) ([]byte, error) {
+	var e Encoder
+	defer e.Close()
+	return e.Encode(level, dict, data, dst)
 }
 
 // Decode decodes obj with dict as raw dictionary into exactly size bytes,
@@ -97,7 +134,7 @@ func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
 	// The frame's window spans dictionary and output, and the decoder
 	// refuses a window larger than its output limit: so the limit is the
 	// window, and the exact size is checked below.
-	w := uint64(max(window(len(dict)+size), 1<<20))
+	w := uint64(max(window(len(dict)+size), 1<<20, encoderWindow))
 	opts := []zstd.DOption{
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderMaxMemory(w),

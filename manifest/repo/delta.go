@@ -261,11 +261,24 @@ func dictRange(g *deltaGroup, window int64) (off, size int64) {
 func makeDeltas(ctx context.Context, repoDir string, w *chunkWriter, groups []deltaGroup, opts PublishOptions, sum *Summary) ([]manifest.Delta, error) {
 	do := opts.Deltas.withDefaults()
 	results := make([][]manifest.Delta, len(groups))
+	// One encoder per worker: their tables are costly to make.
+	encs := make(chan *delta.Encoder, opts.Workers)
+	for range opts.Workers {
+		encs <- new(delta.Encoder)
+	}
+	defer func() {
+		close(encs)
+		for e := range encs {
+			e.Close()
+		}
+	}()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
 	for i := range groups {
 		g.Go(func() error {
-			ds, err := makeDelta(ctx, repoDir, w, &groups[i], do)
+			enc := <-encs
+			defer func() { encs <- enc }()
+			ds, err := makeDelta(ctx, repoDir, w, enc, &groups[i], do)
 			if err != nil {
 				return fmt.Errorf("delta for %s: %w", groups[i].file.Path, err)
 			}
@@ -290,7 +303,7 @@ func makeDeltas(ctx context.Context, repoDir string, w *chunkWriter, groups []de
 
 // makeDelta encodes one group, halving it while its object would be larger
 // than a chunk may be.
-func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, g *deltaGroup, do DeltaOptions) ([]manifest.Delta, error) {
+func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, enc *delta.Encoder, g *deltaGroup, do DeltaOptions) ([]manifest.Delta, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -309,7 +322,7 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, g *deltaGrou
 		}
 		base = manifest.BaseRange{SHA256: g.base.SHA256, Offset: off, Size: size}
 	}
-	obj, err := delta.Encode(do.Level, dict, data, nil)
+	obj, err := enc.Encode(do.Level, dict, data, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -318,11 +331,11 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, g *deltaGrou
 		if !ok {
 			return nil, nil
 		}
-		da, err := makeDelta(ctx, repoDir, w, &a, do)
+		da, err := makeDelta(ctx, repoDir, w, enc, &a, do)
 		if err != nil {
 			return nil, err
 		}
-		db, err := makeDelta(ctx, repoDir, w, &b, do)
+		db, err := makeDelta(ctx, repoDir, w, enc, &b, do)
 		return append(da, db...), err
 	}
 	if float64(len(obj)) > payBack*float64(len(data)) {
