@@ -413,3 +413,29 @@ func TestFileModeBits(t *testing.T) {
 		t.Errorf("ModeBits(dir setgid 0750) = %#o, want 0o2750", got)
 	}
 }
+
+// TestFileOver4GiB: chunk sizes are 32-bit, a file's size is not. A 5 GiB file of
+// 1 MiB chunks validates, round-trips and counts whole in TotalSize.
+func TestFileOver4GiB(t *testing.T) {
+	m := sampleManifest()
+	big := manifest.File{Path: "var/disk.img", Mode: 0o644, SHA256: m.Files[0].SHA256}
+	c := chunkOf("x")
+	c.Size = manifest.MaxChunkSize
+	for range 5 << 10 {
+		big.Chunks = append(big.Chunks, c)
+	}
+	big.Size = 5 << 30
+	m.Files = append(m.Files, big)
+	p := must[[]byte](t)(m.Marshal())
+	got := must[*manifest.Manifest](t)(pinned(t).VerifyManifest(must[[]byte](t)(manifest.Sign(manifest.TypeManifest, p, privs(t, 1, 2)...)), now))
+	if f := got.Files[len(got.Files)-1]; f.Size != 5<<30 {
+		t.Errorf("size %d after the round trip, want %d", f.Size, int64(5<<30))
+	}
+	if got.TotalSize() != 5<<30+31+18+17 {
+		t.Errorf("TotalSize %d", got.TotalSize())
+	}
+	m.Files[len(m.Files)-1].Size = 1 << 30 // the sum modulo 2^32 would match this
+	if err := m.Validate(); !errors.Is(err, manifest.ErrMalformed) {
+		t.Errorf("a size off by 4 GiB validated: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
@@ -501,5 +502,48 @@ func TestPublishAnyTree(t *testing.T) {
 		if m.Files[i-1].Path >= m.Files[i].Path {
 			t.Errorf("entries not sorted by path: %q before %q", m.Files[i-1].Path, m.Files[i].Path)
 		}
+	}
+}
+
+// TestPublishFileOver4GiB publishes a sparse file past 4 GiB: only chunk sizes are
+// 32-bit; a file's size, offsets and counts are int64 all the way. It reads and
+// hashes 4 GiB (half a minute), so it runs only with PATCHMESH_BIG_TESTS=1;
+// manifest.TestFileOver4GiB checks the manifest's side of the arithmetic always.
+func TestPublishFileOver4GiB(t *testing.T) {
+	if os.Getenv("PATCHMESH_BIG_TESTS") == "" {
+		t.Skip("reads 4 GiB; set PATCHMESH_BIG_TESTS=1 to run")
+	}
+	key := newKey(t)
+	root := newRoot(t, 1, key)
+	repoDir, src := t.TempDir(), t.TempDir()
+	const size = 4<<30 + 5
+	f, err := os.Create(filepath.Join(src, "big.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("tail!"), size-5); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Zeros cut at the minimum chunk size; at the default 4 KiB a 4 GiB file of
+	// them needs a manifest over the 64 MiB cap, so this one uses large chunks.
+	opts := publishOpts("1.0.0", key)
+	opts.Params = chunk.Params{Min: 256 << 10, Avg: 512 << 10, Max: 1 << 20}
+	s := mustPublish(t, repoDir, src, opts)
+	if s.Bytes != size {
+		t.Errorf("summary: %d bytes, want %d", s.Bytes, size)
+	}
+	_, _, m, _, err := LoadRelease(context.Background(), DirReader(repoDir), root, "stable", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, c := range m.Files[0].Chunks {
+		sum += int64(c.Size)
+	}
+	if m.Files[0].Size != size || sum != size || m.TotalSize() != size {
+		t.Errorf("manifest: size %d, chunks sum to %d, total %d; want %d", m.Files[0].Size, sum, m.TotalSize(), size)
 	}
 }
