@@ -9,6 +9,29 @@
 // file with its path, mode, size, whole-file SHA-256 and ordered chunk CIDs. A node
 // assembles a release only from what a verified manifest names.
 //
+// # Entry
+//
+// One element of a manifest's "files", of the kind its "type" says:
+//
+//   - absent, no "link": a regular file, with its content in "chunks".
+//   - absent, with "link": a symlink whose target is "link", verbatim. Any target is
+//     allowed — absolute, leaving the release, dangling — as package managers ship
+//     them; it must be valid UTF-8 without NUL, at most 4096 bytes. Nothing resolves
+//     it: the installer creates symlinks after everything else and never writes
+//     through one. This is the form symlinks always had, so manifests without the
+//     newer kinds encode exactly as before.
+//   - "dir": a directory with its "mode". Publishers list the directories a release
+//     needs beyond the implicit ones: empty directories and those whose mode is not
+//     0755 (0o755). A directory that is not listed is created with mode 0755.
+//   - "hardlink": another name of the regular file whose path is in "link", sharing
+//     its inode; "mode" must equal that file's.
+//
+// Only the regular file has a size, digest or chunks. "mode" holds the Unix
+// permission bits with setuid (0o4000), setgid (0o2000) and sticky (0o1000). No
+// path may lie under an entry that is not a directory, so a path never runs through
+// a symlink. Nodes older than types refuse a manifest that uses one (unknown field
+// "type": upgrade), and one with a symlink leaving the release.
+//
 // # Channel head
 //
 // A small signed pointer (Head) to the newest manifest of a channel: the manifest's

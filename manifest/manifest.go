@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"path"
 	"slices"
@@ -18,9 +19,6 @@ import (
 
 // MaxChunkSize is the largest chunk a manifest may name.
 const MaxChunkSize = 1 << 20
-
-// maxLinkHops bounds symlink resolution, as Linux does (ELOOP at 40).
-const maxLinkHops = 40
 
 // Manifest describes one release of a channel. See the package documentation.
 type Manifest struct {
@@ -42,15 +40,24 @@ type Target struct {
 	Replaces []string `json:"replaces,omitempty"` // path.Match globs over the installed version
 }
 
-// File is one entry of a release: a regular file, or a symlink when Link is set.
+// File is one entry of a release: a regular file, a symlink (Link set, Type empty),
+// a directory (TypeDir) or a hard link (TypeHardlink). See the package documentation.
 type File struct {
 	Path   string     `json:"path"`           // see SafePath
-	Mode   uint32     `json:"mode"`           // permission bits only, at most 0o7777
+	Type   string     `json:"type,omitempty"` // "", TypeDir or TypeHardlink
+	Mode   uint32     `json:"mode"`           // Unix permission bits with setuid, setgid and sticky: at most 0o7777
 	Size   int64      `json:"size"`           // the sum of the chunk sizes
-	SHA256 string     `json:"sha256"`         // lowercase hex of the whole file; empty for a symlink
-	Link   string     `json:"link,omitempty"` // symlink target: relative, resolving inside the release; Size 0, no chunks
+	SHA256 string     `json:"sha256"`         // lowercase hex of the whole file; empty for the other kinds
+	Link   string     `json:"link,omitempty"` // symlink: its target, verbatim; hard link: the path of its regular file
 	Chunks []ChunkRef `json:"chunks"`
 }
+
+// Entry types besides the empty one, which is a regular file, or a symlink when Link
+// is set: the form manifests had before types, kept so that they encode unchanged.
+const (
+	TypeDir      = "dir"
+	TypeHardlink = "hardlink"
+)
 
 // ChunkRef names one chunk of a file. Its JSON form is the compact ["<cid>", size],
 // since manifests hold tens of thousands of them.
@@ -66,7 +73,61 @@ type Hooks struct {
 }
 
 // IsLink reports whether f is a symlink.
-func (f *File) IsLink() bool { return f.Link != "" }
+func (f *File) IsLink() bool { return f.Type == "" && f.Link != "" }
+
+// IsDir reports whether f is a directory.
+func (f *File) IsDir() bool { return f.Type == TypeDir }
+
+// IsHardlink reports whether f is another name of the regular file at f.Link.
+func (f *File) IsHardlink() bool { return f.Type == TypeHardlink }
+
+// IsRegular reports whether f is a regular file with its own content.
+func (f *File) IsRegular() bool { return f.Type == "" && f.Link == "" }
+
+// kind names f's type in messages.
+func (f *File) kind() string {
+	switch {
+	case f.IsDir():
+		return "directory"
+	case f.IsHardlink():
+		return "hard link"
+	case f.IsLink():
+		return "symlink"
+	}
+	return "file"
+}
+
+// FileMode converts a manifest mode (Unix bits, 0o7777) to an fs.FileMode, which
+// keeps setuid, setgid and sticky in bits of its own.
+func FileMode(mode uint32) fs.FileMode {
+	m := fs.FileMode(mode) & fs.ModePerm
+	if mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// ModeBits converts an fs.FileMode to a manifest mode: the permission bits with
+// setuid (0o4000), setgid (0o2000) and sticky (0o1000). The type bits are dropped.
+func ModeBits(m fs.FileMode) uint32 {
+	bits := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		bits |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		bits |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		bits |= 0o1000
+	}
+	return bits
+}
 
 // MarshalJSON writes ["<cid>", size].
 func (c ChunkRef) MarshalJSON() ([]byte, error) {
@@ -183,8 +244,13 @@ func (m *Manifest) Marshal() ([]byte, error) {
 }
 
 // Validate checks every rule a manifest must keep: names, times, target, paths
-// (SafePath, no duplicates, nothing inside a file or symlink), modes, sizes equal to
-// the sum of chunk sizes, chunk CIDs, symlinks resolving inside the release, hooks.
+// (SafePath, no duplicates, nothing inside anything but a directory), modes, sizes
+// equal to the sum of chunk sizes, chunk CIDs, symlink targets (any text of bounded
+// length), hard links naming a regular file, hooks naming a regular file.
+//
+// Symlink targets are not resolved: a release may ship links to /etc or to nowhere,
+// as packages do. The installer never writes through a link instead (it creates
+// links last, in directories it made itself), so a link cannot redirect a write.
 func (m *Manifest) Validate() error {
 	if err := CheckChannel(m.Channel); err != nil {
 		return err
@@ -223,22 +289,26 @@ func (m *Manifest) Validate() error {
 		}
 		total += f.Size
 	}
+	// Only directories hold entries: a path through a symlink would let the link
+	// decide where the installer writes.
 	for p := range entries {
 		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
-			if e := entries[dir]; e != nil {
-				kind := "file"
-				if e.IsLink() {
-					kind = "symlink"
-				}
-				return fmt.Errorf("manifest %s %s: %q lies inside %q, which is a %s: %w", m.Channel, m.Version, p, dir, kind, ErrPath)
+			if e := entries[dir]; e != nil && !e.IsDir() {
+				return fmt.Errorf("manifest %s %s: %q lies inside %q, which is a %s: %w", m.Channel, m.Version, p, dir, e.kind(), ErrPath)
 			}
 		}
 	}
 	for i := range m.Files {
-		if f := &m.Files[i]; f.IsLink() {
-			if err := resolveInside(entries, f.Path); err != nil {
-				return fmt.Errorf("manifest %s %s: %w", m.Channel, m.Version, err)
-			}
+		f := &m.Files[i]
+		if !f.IsHardlink() {
+			continue
+		}
+		t := entries[f.Link]
+		switch {
+		case t == nil || !t.IsRegular():
+			return fmt.Errorf("manifest %s %s: hard link %q: %q is not a regular file of the release: %w", m.Channel, m.Version, f.Path, f.Link, ErrPath)
+		case t.Mode != f.Mode:
+			return bad("hard link %q: mode %#o differs from its file %q (%#o); they share one inode", f.Path, f.Mode, f.Link, t.Mode)
 		}
 	}
 	if err := m.validateDeltas(entries); err != nil {
@@ -251,7 +321,7 @@ func (m *Manifest) Validate() error {
 		if err := SafePath(h.path); err != nil {
 			return fmt.Errorf("manifest %s %s: hook %s: %w", m.Channel, m.Version, h.name, err)
 		}
-		if e := entries[h.path]; e == nil || e.IsLink() {
+		if e := entries[h.path]; e == nil || !(e.IsRegular() || e.IsHardlink()) {
 			return bad("hook %s %q is not a regular file of the release", h.name, h.path)
 		}
 	}
@@ -263,20 +333,34 @@ func (f *File) validate() error {
 		return err
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("file %q: %s: %w", f.Path, fmt.Sprintf(format, args...), ErrMalformed)
+		return fmt.Errorf("%s %q: %s: %w", f.kind(), f.Path, fmt.Sprintf(format, args...), ErrMalformed)
 	}
 	if f.Mode > 0o7777 {
 		return bad("mode %#o has bits beyond permissions (0o7777)", f.Mode)
 	}
-	if f.IsLink() {
-		if f.Size != 0 || len(f.Chunks) != 0 || f.SHA256 != "" {
-			return bad("a symlink has no size, digest or chunks")
+	switch f.Type {
+	case "", TypeDir, TypeHardlink:
+	default:
+		return fmt.Errorf("file %q: unknown type %.40q (a newer publisher? upgrade patchmesh on this machine): %w", f.Path, f.Type, ErrMalformed)
+	}
+	if !f.IsRegular() && (f.Size != 0 || len(f.Chunks) != 0 || f.SHA256 != "") {
+		return bad("a %s has no size, digest or chunks", f.kind())
+	}
+	switch {
+	case f.IsDir():
+		if f.Link != "" {
+			return bad("a directory has no link")
 		}
-		switch {
-		case len(f.Link) > maxPathLen, !utf8.ValidString(f.Link), strings.ContainsRune(f.Link, 0), strings.ContainsRune(f.Link, '\\'):
-			return fmt.Errorf("symlink %q: target %.80q is not a clean relative path: %w", f.Path, f.Link, ErrPath)
-		case path.IsAbs(f.Link):
-			return fmt.Errorf("symlink %q: absolute target %.80q: %w", f.Path, f.Link, ErrPath)
+		return nil
+	case f.IsHardlink():
+		if err := SafePath(f.Link); err != nil {
+			return fmt.Errorf("hard link %q: %w", f.Path, err)
+		}
+		return nil
+	case f.IsLink():
+		// Any target a file system takes, stored verbatim: it is never resolved.
+		if len(f.Link) > maxPathLen || !utf8.ValidString(f.Link) || strings.ContainsRune(f.Link, 0) {
+			return fmt.Errorf("symlink %q: target %.80q must be valid UTF-8 without NUL, at most %d bytes: %w", f.Path, f.Link, maxPathLen, ErrPath)
 		}
 		return nil
 	}
@@ -297,47 +381,12 @@ func (f *File) validate() error {
 		if c.Size == 0 || c.Size > MaxChunkSize {
 			return bad("chunk %d size %d is outside 1..%d", j, c.Size, MaxChunkSize)
 		}
-		sum += int64(c.Size) // cannot overflow: the slice length bounds it
+		// Sizes add up in 64 bits: a file may be far over 4 GiB, only each chunk
+		// is 32-bit. No overflow: the chunk count is bounded by the slice length.
+		sum += int64(c.Size)
 	}
 	if sum != f.Size {
 		return bad("size %d is not the sum of its chunk sizes (%d)", f.Size, sum)
-	}
-	return nil
-}
-
-// resolveInside follows the symlink at linkPath through the release's own symlinks
-// and refuses it if it climbs above the release root at any step. A lexical check is
-// not enough: "a" -> "d/l/.." escapes when "d/l" -> "..".
-func resolveInside(entries map[string]*File, linkPath string) error {
-	var stack []string
-	if dir := path.Dir(linkPath); dir != "." {
-		stack = strings.Split(dir, "/")
-	}
-	pending := strings.Split(entries[linkPath].Link, "/")
-	hops := 0
-	for len(pending) > 0 {
-		c := pending[0]
-		pending = pending[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) == 0 {
-				return fmt.Errorf("symlink %q -> %q points outside the release: %w", linkPath, entries[linkPath].Link, ErrPath)
-			}
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		stack = append(stack, c)
-		e := entries[strings.Join(stack, "/")]
-		if e == nil || !e.IsLink() {
-			continue
-		}
-		if hops++; hops > maxLinkHops {
-			return fmt.Errorf("symlink %q: more than %d links deep (a loop?): %w", linkPath, maxLinkHops, ErrPath)
-		}
-		stack = stack[:len(stack)-1]
-		pending = append(strings.Split(e.Link, "/"), pending...)
 	}
 	return nil
 }

@@ -49,6 +49,12 @@ func TestSafePath(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	link := func(path, target string) manifest.File { return manifest.File{Path: path, Mode: 0o777, Link: target} }
+	dir := func(path string, mode uint32) manifest.File {
+		return manifest.File{Path: path, Type: manifest.TypeDir, Mode: mode}
+	}
+	hardlink := func(path, file string, mode uint32) manifest.File {
+		return manifest.File{Path: path, Type: manifest.TypeHardlink, Mode: mode, Link: file}
+	}
 	withFiles := func(files ...manifest.File) func(*manifest.Manifest) {
 		return func(m *manifest.Manifest) { m.Files = append(m.Files, files...) }
 	}
@@ -82,6 +88,23 @@ func TestValidate(t *testing.T) {
 		{"symlink to the root", withFiles(link("top", ".")), nil},
 		{"symlink to a missing file inside", withFiles(link("etc/local", "local.d/x.conf")), nil},
 		{"symlink through symlink, inside", withFiles(link("d/up", ".."), link("via", "d/up/bin/agent")), nil},
+		// Any target a package ships: it is stored, never resolved.
+		{"symlink escaping", withFiles(link("x", "../etc/passwd")), nil},
+		{"symlink escaping from below", withFiles(link("a/b/x", "../../../x")), nil},
+		{"symlink absolute", withFiles(link("x", "/var/spool/cron")), nil},
+		{"symlink escaping through a symlink", withFiles(link("d/l", ".."), link("x", "d/l/..")), nil},
+		{"symlink loop", withFiles(link("a", "b"), link("b", "a")), nil},
+		{"symlink dangling", withFiles(link("x", "no/such/file")), nil},
+		{"symlink with backslash", withFiles(link("x", `a\b`)), nil},
+		{"symlink target of 4096 bytes", withFiles(link("x", strings.Repeat("a/", 2048))), nil},
+		{"empty directory", withFiles(dir("var/empty", 0o755)), nil},
+		{"directory with mode and contents", withFiles(dir("bin", 0o750), dir("var", 0o1777), dir("var/lib", 0o2755)), nil},
+		{"setuid file", func(m *manifest.Manifest) { m.Files[0].Mode = 0o4755 }, nil},
+		{"hard link", withFiles(hardlink("bin/agent2", "bin/agent", 0o755)), nil},
+		{"hook is a hard link", func(m *manifest.Manifest) {
+			m.Files = append(m.Files, hardlink("hooks/pre.sh", "bin/agent", 0o755))
+			m.Hooks.PreActivate = "hooks/pre.sh"
+		}, nil},
 
 		{"dot-dot path", withFiles(fileOf("../x", 0o644, "x")), manifest.ErrPath},
 		{"absolute path", withFiles(fileOf("/etc/passwd", 0o644, "x")), manifest.ErrPath},
@@ -93,15 +116,31 @@ func TestValidate(t *testing.T) {
 		{"duplicate path", withFiles(fileOf("bin/agent", 0o644, "x")), manifest.ErrPath},
 		{"file inside a file", withFiles(fileOf("bin/agent/x", 0o644, "x")), manifest.ErrPath},
 		{"file inside a symlink", withFiles(fileOf("bin/current/x", 0o644, "x")), manifest.ErrPath},
-		{"symlink escaping", withFiles(link("x", "../etc/passwd")), manifest.ErrPath},
-		{"symlink escaping from below", withFiles(link("a/b/x", "../../../x")), manifest.ErrPath},
-		{"symlink absolute", withFiles(link("x", "/etc/passwd")), manifest.ErrPath},
-		{"symlink escaping through a symlink", withFiles(link("d/l", ".."), link("x", "d/l/..")), manifest.ErrPath},
-		{"symlink chain escaping", withFiles(link("a", "b"), link("b", "c/.."), link("c", "..")), manifest.ErrPath},
-		{"symlink loop", withFiles(link("a", "b"), link("b", "a")), manifest.ErrPath},
+		{"file inside a symlink to a directory", withFiles(link("lib", "/usr/lib"), fileOf("lib/x.so", 0o644, "x")), manifest.ErrPath},
+		{"directory inside a symlink", withFiles(link("lib", "/usr/lib"), dir("lib/sub", 0o755)), manifest.ErrPath},
+		{"symlink inside a symlink", withFiles(link("lib", "/usr/lib"), link("lib/l", "x")), manifest.ErrPath},
+		{"file inside a hard link", withFiles(hardlink("h", "bin/agent", 0o755), fileOf("h/x", 0o644, "x")), manifest.ErrPath},
+		{"directory listed as a file too", withFiles(dir("bin/agent", 0o755)), manifest.ErrPath},
 		{"symlink with NUL", withFiles(link("x", "a\x00")), manifest.ErrPath},
 		{"symlink with size", withFiles(manifest.File{Path: "x", Link: "bin/agent", Size: 3}), manifest.ErrMalformed},
 		{"symlink with chunks", withFiles(manifest.File{Path: "x", Link: "bin/agent", Chunks: []manifest.ChunkRef{chunkOf("x")}}), manifest.ErrMalformed},
+		{"symlink target not UTF-8", withFiles(link("x", "\xff")), manifest.ErrPath},
+		{"symlink target too long", withFiles(link("x", strings.Repeat("a", 4097))), manifest.ErrPath},
+		{"directory with size", withFiles(manifest.File{Path: "d", Type: manifest.TypeDir, Mode: 0o755, Size: 1}), manifest.ErrMalformed},
+		{"directory with chunks", withFiles(manifest.File{Path: "d", Type: manifest.TypeDir, Mode: 0o755, Chunks: []manifest.ChunkRef{chunkOf("x")}}), manifest.ErrMalformed},
+		{"directory with digest", withFiles(manifest.File{Path: "d", Type: manifest.TypeDir, Mode: 0o755, SHA256: fileOf("x", 0, "x").SHA256}), manifest.ErrMalformed},
+		{"directory with link", withFiles(manifest.File{Path: "d", Type: manifest.TypeDir, Mode: 0o755, Link: "x"}), manifest.ErrMalformed},
+		{"directory mode beyond permissions", withFiles(dir("d", 0o40755)), manifest.ErrMalformed},
+		{"unknown type", withFiles(manifest.File{Path: "d", Type: "fifo", Mode: 0o644}), manifest.ErrMalformed},
+		{"type symlink", withFiles(manifest.File{Path: "d", Type: "symlink", Mode: 0o777, Link: "x"}), manifest.ErrMalformed},
+		{"hard link to nothing", withFiles(hardlink("h", "bin/nothing", 0o755)), manifest.ErrPath},
+		{"hard link to a symlink", withFiles(hardlink("h", "bin/current", 0o777)), manifest.ErrPath},
+		{"hard link to a hard link", withFiles(hardlink("h", "bin/agent", 0o755), hardlink("h2", "h", 0o755)), manifest.ErrPath},
+		{"hard link to a directory", withFiles(dir("d", 0o755), hardlink("h", "d", 0o755)), manifest.ErrPath},
+		{"hard link to itself", withFiles(hardlink("h", "h", 0o755)), manifest.ErrPath},
+		{"hard link escaping", withFiles(hardlink("h", "../etc/shadow", 0o755)), manifest.ErrPath},
+		{"hard link with another mode", withFiles(hardlink("h", "bin/agent", 0o644)), manifest.ErrMalformed},
+		{"hard link with chunks", withFiles(manifest.File{Path: "h", Type: manifest.TypeHardlink, Mode: 0o755, Link: "bin/agent", Size: 1, Chunks: []manifest.ChunkRef{chunkOf("x")}}), manifest.ErrMalformed},
 
 		{"mode beyond permissions", func(m *manifest.Manifest) { m.Files[0].Mode = 0o100755 }, manifest.ErrMalformed},
 		{"size not the sum of chunks", func(m *manifest.Manifest) { m.Files[0].Size++ }, manifest.ErrMalformed},
@@ -126,6 +165,10 @@ func TestValidate(t *testing.T) {
 		{"bad replaces glob", func(m *manifest.Manifest) { m.Target.Replaces = []string{"1.["} }, manifest.ErrMalformed},
 		{"hook missing", func(m *manifest.Manifest) { m.Hooks.PreActivate = "hooks/pre.sh" }, manifest.ErrMalformed},
 		{"hook is a symlink", func(m *manifest.Manifest) { m.Hooks.PreActivate = "bin/current" }, manifest.ErrMalformed},
+		{"hook is a directory", func(m *manifest.Manifest) {
+			m.Files = append(m.Files, dir("hooks/pre.d", 0o755))
+			m.Hooks.PreActivate = "hooks/pre.d"
+		}, manifest.ErrMalformed},
 		{"hook escaping", func(m *manifest.Manifest) { m.Hooks.PreActivate = "../x.sh" }, manifest.ErrPath},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -363,5 +364,78 @@ func TestChunkRefSpellings(t *testing.T) {
 		if err == nil && (ref.CID.String() != c || ref.Size != 1) {
 			t.Errorf("%s: decoded %v", tt.json, ref)
 		}
+	}
+}
+
+// The entry types round-trip through signing and strict decoding, in the form the
+// package documentation gives; a manifest without them encodes as before (TestGolden).
+func TestManifestEntryTypes(t *testing.T) {
+	root := pinned(t)
+	m := sampleManifest()
+	m.Files[0].Mode = 0o4755
+	m.Files = append(m.Files,
+		manifest.File{Path: "var/empty", Type: manifest.TypeDir, Mode: 0o750},
+		manifest.File{Path: "bin/agent2", Type: manifest.TypeHardlink, Mode: 0o4755, Link: "bin/agent"},
+		manifest.File{Path: "etc/spool", Mode: 0o777, Link: "/var/spool/agent"},
+	)
+	p1 := must[[]byte](t)(m.Marshal())
+	for _, want := range []string{
+		`{"path":"var/empty","type":"dir","mode":488,"size":0,"sha256":"","chunks":[]}`,
+		`{"path":"bin/agent2","type":"hardlink","mode":2541,"size":0,"sha256":"","link":"bin/agent","chunks":[]}`,
+		`{"path":"etc/spool","mode":511,"size":0,"sha256":"","link":"/var/spool/agent","chunks":[]}`,
+	} {
+		if !bytes.Contains(p1, []byte(want)) {
+			t.Errorf("payload lacks %s:\n%s", want, p1)
+		}
+	}
+	got := must[*manifest.Manifest](t)(root.VerifyManifest(must[[]byte](t)(manifest.Sign(manifest.TypeManifest, p1, privs(t, 1, 2)...)), now))
+	if p2 := must[[]byte](t)(got.Marshal()); !bytes.Equal(p1, p2) {
+		t.Fatalf("round trip changed the manifest:\n%s\n%s", p1, p2)
+	}
+	if f := got.Files[len(got.Files)-3]; !f.IsDir() || f.IsRegular() || f.IsLink() {
+		t.Errorf("directory decoded as %+v", f)
+	}
+	if f := got.Files[len(got.Files)-2]; !f.IsHardlink() || f.IsLink() || f.IsRegular() {
+		t.Errorf("hard link decoded as %+v", f)
+	}
+}
+
+func TestFileModeBits(t *testing.T) {
+	for _, bits := range []uint32{0, 0o644, 0o755, 0o4755, 0o2755, 0o1777, 0o7777, 0o2750} {
+		if got := manifest.ModeBits(manifest.FileMode(bits)); got != bits {
+			t.Errorf("ModeBits(FileMode(%#o)) = %#o", bits, got)
+		}
+	}
+	if m := manifest.FileMode(0o4755); m&fs.ModeSetuid == 0 || m.Perm() != 0o755 {
+		t.Errorf("FileMode(0o4755) = %v", m)
+	}
+	if got := manifest.ModeBits(fs.ModeDir | fs.ModeSetgid | 0o750); got != 0o2750 {
+		t.Errorf("ModeBits(dir setgid 0750) = %#o, want 0o2750", got)
+	}
+}
+
+// TestFileOver4GiB: chunk sizes are 32-bit, a file's size is not. A 5 GiB file of
+// 1 MiB chunks validates, round-trips and counts whole in TotalSize.
+func TestFileOver4GiB(t *testing.T) {
+	m := sampleManifest()
+	big := manifest.File{Path: "var/disk.img", Mode: 0o644, SHA256: m.Files[0].SHA256}
+	c := chunkOf("x")
+	c.Size = manifest.MaxChunkSize
+	for range 5 << 10 {
+		big.Chunks = append(big.Chunks, c)
+	}
+	big.Size = 5 << 30
+	m.Files = append(m.Files, big)
+	p := must[[]byte](t)(m.Marshal())
+	got := must[*manifest.Manifest](t)(pinned(t).VerifyManifest(must[[]byte](t)(manifest.Sign(manifest.TypeManifest, p, privs(t, 1, 2)...)), now))
+	if f := got.Files[len(got.Files)-1]; f.Size != 5<<30 {
+		t.Errorf("size %d after the round trip, want %d", f.Size, int64(5<<30))
+	}
+	if got.TotalSize() != 5<<30+31+18+17 {
+		t.Errorf("TotalSize %d", got.TotalSize())
+	}
+	m.Files[len(m.Files)-1].Size = 1 << 30 // the sum modulo 2^32 would match this
+	if err := m.Validate(); !errors.Is(err, manifest.ErrMalformed) {
+		t.Errorf("a size off by 4 GiB validated: %v", err)
 	}
 }

@@ -108,14 +108,20 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec
 	return nil
 }
 
-// assemble writes every file of m into dir from the store as the plan's chunks
-// are marked ready, checking each file's size and sha256 against the manifest.
+// assemble writes the release m into dir: its directories, then every regular
+// file from the store as the plan's chunks are marked ready (checking each file's
+// size and sha256 against the manifest), then its hard links and symlinks, and the
+// directories' modes last. See stagedTree for why no link can redirect a write.
 func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, p *releasePlan, ready *readiness, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
+	tree := newStagedTree(root)
+	if err := tree.dirs(m); err != nil {
+		return err
+	}
 	refs := p.refs
 	for _, f := range m.Files {
 		if err := ctx.Err(); err != nil {
@@ -123,27 +129,26 @@ func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, p *releasePla
 		}
 		jobs := refs[:len(f.Chunks)]
 		refs = refs[len(f.Chunks):]
-		name := filepath.FromSlash(f.Path)
-		if d := filepath.Dir(name); d != "." {
-			if err := root.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("file %s: %w", f.Path, err)
-			}
-		}
-		if f.Link != "" {
-			if err := root.Symlink(f.Link, name); err != nil {
-				return fmt.Errorf("link %s: %w", f.Path, err)
-			}
+		if !f.IsRegular() {
 			continue
 		}
-		if err := n.writeFile(ctx, root, name, f, jobs, ready); err != nil {
+		if err := tree.parent(f.Path); err != nil {
+			return err
+		}
+		if err := n.writeFile(ctx, root, filepath.FromSlash(f.Path), f, jobs, ready); err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := tree.links(m); err != nil {
+		return err
+	}
+	return tree.chmodDirs()
 }
 
 // writeFile writes f, whose chunks are the plan's jobs, each once it is ready.
 func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File, jobs []int32, ready *readiness) error {
+	// O_EXCL: a file, or a symlink even dangling, already at name is an error,
+	// never followed.
 	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("file %s: %w", f.Path, err)
@@ -169,7 +174,8 @@ func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f mani
 	if size != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
 		return fmt.Errorf("file %s: assembled %d bytes whose sha256 does not match the manifest: %w", f.Path, size, manifest.ErrMismatch)
 	}
-	if err := out.Chmod(os.FileMode(f.Mode) & os.ModePerm); err != nil {
+	// After the last write, which would clear setuid and setgid.
+	if err := out.Chmod(manifest.FileMode(f.Mode)); err != nil {
 		return fmt.Errorf("file %s: %w", f.Path, err)
 	}
 	return out.Close()

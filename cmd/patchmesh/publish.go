@@ -70,7 +70,7 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			if sum.PreviousVersion != "" {
 				fmt.Fprintf(a.stdout, "  replaces      %s (sequence %d)\n", sum.PreviousVersion, sum.PreviousSeq)
 			}
-			fmt.Fprintf(a.stdout, "  files         %d (%d symlinks)\n", sum.Files, sum.Links)
+			fmt.Fprintf(a.stdout, "  files         %d (%d symlinks, %d hard links, %d directories listed)\n", sum.Files, sum.Links, sum.Hardlinks, sum.Dirs)
 			fmt.Fprintf(a.stdout, "  size          %s in %d chunks (%d unique)\n", humanBytes(sum.Bytes), sum.Chunks, sum.UniqueChunks)
 			pct := 0.0
 			if sum.Bytes > 0 {

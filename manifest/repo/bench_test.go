@@ -81,7 +81,7 @@ func BenchmarkPublish(b *testing.B) {
 	key := newKey(b)
 	src := b.TempDir()
 	benchTree(b, src, benchTreeMiB(b))
-	entries, total, err := scanTree(src)
+	entries, _, total, err := scanTree(src)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -150,7 +150,7 @@ func assemble(t testing.TB, repoDir string, m *manifest.Manifest) map[string][]b
 	t.Helper()
 	out := make(map[string][]byte)
 	for _, f := range m.Files {
-		if f.IsLink() {
+		if !f.IsRegular() {
 			continue
 		}
 		var b bytes.Buffer

@@ -16,10 +16,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
@@ -36,7 +38,7 @@ var ErrNotNewer = errors.New("not newer than the channel head")
 var ErrEmptyTree = errors.New("source tree holds no file")
 
 // ErrBadTree wraps every refusal of the source tree: unreadable or special files,
-// symlinks leaving the tree, hostile names.
+// hostile names.
 var ErrBadTree = errors.New("tree cannot be published")
 
 // ErrLocked is returned when another publish holds the repository's lock.
@@ -78,7 +80,9 @@ type Summary struct {
 	Version      string `json:"version"`
 	Sequence     uint64 `json:"sequence"`
 	Files        int    `json:"files"`
-	Links        int    `json:"links"`
+	Links        int    `json:"links"`     // symlinks
+	Hardlinks    int    `json:"hardlinks"` // names of a file beyond its first
+	Dirs         int    `json:"dirs"`      // directories listed: empty or not 0755
 	Bytes        int64  `json:"bytes"`
 	Chunks       int    `json:"chunks"`
 	UniqueChunks int    `json:"unique_chunks"`
@@ -103,10 +107,11 @@ type Summary struct {
 	PreviousSeq        uint64 `json:"previous_sequence,omitempty"`
 }
 
+// entry is a regular file, or a symlink when link is set, for chunkTree.
 type entry struct {
 	rel  string // slash path inside the tree
 	abs  string
-	mode fs.FileMode
+	mode uint32 // manifest.ModeBits
 	size int64
 	link string
 }
@@ -194,7 +199,7 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	}
 	sum.Sequence = seq
 
-	entries, total, err := scanTree(srcDir)
+	entries, others, total, err := scanTree(srcDir)
 	if err != nil {
 		if errors.Is(err, ErrEmptyTree) {
 			return nil, fmt.Errorf("publish: %w", err)
@@ -202,7 +207,7 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return nil, fmt.Errorf("publish: %w: %w", ErrBadTree, err)
 	}
 	for _, h := range []string{opts.Hooks.PreActivate, opts.Hooks.HealthCheck} {
-		if h != "" && !hasFile(entries, h) {
+		if h != "" && !hasFile(entries, others, h) {
 			return nil, fmt.Errorf("publish: hook %q is not a file of the release", h)
 		}
 	}
@@ -229,6 +234,15 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	if err := w.syncChunks(); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	for _, f := range others {
+		if f.IsDir() {
+			sum.Dirs++
+		} else {
+			sum.Hardlinks++
+		}
+	}
+	files = append(files, others...)
+	slices.SortFunc(files, func(a, b manifest.File) int { return strings.Compare(a.Path, b.Path) })
 
 	now := opts.Now().UTC().Truncate(time.Second)
 	m := &manifest.Manifest{
@@ -360,35 +374,46 @@ func readLimited(name string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-func hasFile(entries []entry, p string) bool {
+// hasFile reports whether p is a regular file of the tree, or a hard link to one.
+func hasFile(entries []entry, others []manifest.File, p string) bool {
 	for _, e := range entries {
 		if e.rel == p && e.link == "" {
+			return true
+		}
+	}
+	for _, f := range others {
+		if f.Path == p && f.IsHardlink() {
 			return true
 		}
 	}
 	return false
 }
 
-// scanTree lists the regular files and symlinks of srcDir, refusing what cannot be
-// published faithfully.
-func scanTree(srcDir string) ([]entry, int64, error) {
+// scanTree lists what srcDir holds, refusing what cannot be published faithfully
+// (devices, sockets, FIFOs, names that are not safe paths). It returns the regular
+// files and symlinks, which chunkTree turns into manifest entries, and the
+// directories and hard links as entries already: directories only when the installer
+// would not make them anyway (empty, or a mode other than 0755), and every name of
+// a hard-linked file after the first, in walk order, as a link to that first.
+func scanTree(srcDir string) (entries []entry, others []manifest.File, total int64, err error) {
 	root, err := filepath.Abs(srcDir)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	st, err := os.Stat(root)
 	if err != nil {
-		return nil, 0, fmt.Errorf("source tree: %w", err)
+		return nil, nil, 0, fmt.Errorf("source tree: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, 0, fmt.Errorf("source tree %s: not a directory", srcDir)
+		return nil, nil, 0, fmt.Errorf("source tree %s: not a directory", srcDir)
 	}
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return nil, 0, fmt.Errorf("source tree: %w", err)
+	type dirInfo struct {
+		mode  uint32
+		empty bool
 	}
-	var entries []entry
-	var total int64
+	dirs := make(map[string]*dirInfo)
+	var dirOrder []string
+	firstName := make(map[fileID]string) // hard-linked inode: its first name
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
@@ -404,29 +429,41 @@ func scanTree(srcDir string) ([]entry, int64, error) {
 		if err := manifest.SafePath(rel); err != nil {
 			return fmt.Errorf("file %q: %w", rel, err)
 		}
-		info, err := d.Info()
+		if parent := dirs[path.Dir(rel)]; parent != nil {
+			parent.empty = false
+		}
+		info, err := d.Info() // lstat: a symlink is not followed
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}
 		switch {
 		case d.IsDir():
-			return nil
+			dirs[rel] = &dirInfo{mode: manifest.ModeBits(info.Mode()), empty: true}
+			dirOrder = append(dirOrder, rel)
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
 				return fmt.Errorf("read link %s: %w", rel, err)
 			}
-			if err := checkLink(realRoot, p, rel, target); err != nil {
+			if err := checkLink(rel, target); err != nil {
 				return err
 			}
-			entries = append(entries, entry{rel: rel, abs: p, link: filepath.ToSlash(target)})
+			entries = append(entries, entry{rel: rel, abs: p, link: target})
 		case info.Mode().IsRegular():
+			mode := manifest.ModeBits(info.Mode())
+			if id, ok := hardLinked(info); ok {
+				if first, seen := firstName[id]; seen {
+					others = append(others, manifest.File{Path: rel, Type: manifest.TypeHardlink, Mode: mode, Link: first})
+					return nil
+				}
+				firstName[id] = rel
+			}
 			f, err := os.Open(p)
 			if err != nil {
 				return fmt.Errorf("file %s is not readable: %w", rel, err)
 			}
 			f.Close()
-			entries = append(entries, entry{rel: rel, abs: p, mode: info.Mode().Perm(), size: info.Size()})
+			entries = append(entries, entry{rel: rel, abs: p, mode: mode, size: info.Size()})
 			total += info.Size()
 		default:
 			return fmt.Errorf("file %s is a %s: only regular files, directories and symlinks can be published; remove it from the tree", rel, kindOf(info.Mode()))
@@ -434,7 +471,7 @@ func scanTree(srcDir string) ([]entry, int64, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	files := 0
 	for _, e := range entries {
@@ -443,10 +480,15 @@ func scanTree(srcDir string) ([]entry, int64, error) {
 		}
 	}
 	if files == 0 {
-		return nil, 0, fmt.Errorf("%s: %w", srcDir, ErrEmptyTree)
+		return nil, nil, 0, fmt.Errorf("%s: %w", srcDir, ErrEmptyTree)
+	}
+	for _, rel := range dirOrder {
+		if d := dirs[rel]; d.empty || d.mode != 0o755 {
+			others = append(others, manifest.File{Path: rel, Type: manifest.TypeDir, Mode: d.mode})
+		}
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].rel < entries[j].rel })
-	return entries, total, nil
+	return entries, others, total, nil
 }
 
 func kindOf(m fs.FileMode) string {
@@ -464,25 +506,21 @@ func kindOf(m fs.FileMode) string {
 	}
 }
 
-// checkLink refuses a symlink whose target leaves the tree, by its text or once
-// every link on the way is resolved.
-func checkLink(realRoot, abs, rel, target string) error {
-	if filepath.IsAbs(target) {
-		return fmt.Errorf("symlink %s -> %s points outside the tree (absolute target)", rel, target)
-	}
-	lexical := path.Join(path.Dir(rel), filepath.ToSlash(target))
-	if lexical == ".." || strings.HasPrefix(lexical, "../") {
-		return fmt.Errorf("symlink %s -> %s points outside the tree", rel, target)
-	}
-	resolved, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return fmt.Errorf("symlink %s -> %s cannot be resolved (a missing target or a loop): %w", rel, target, err)
-	}
-	if r, err := filepath.Rel(realRoot, resolved); err != nil || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("symlink %s -> %s points outside the tree (through other links)", rel, target)
+// checkLink refuses a symlink target a manifest cannot carry. Any target is
+// published as it is — absolute, leaving the tree or dangling — since the
+// installer only recreates the link and never follows it.
+func checkLink(rel, target string) error {
+	switch {
+	case len(target) > maxLinkTarget:
+		return fmt.Errorf("symlink %s: target is %d bytes, more than %d; shorten it", rel, len(target), maxLinkTarget)
+	case !utf8.ValidString(target):
+		return fmt.Errorf("symlink %s -> %q: target is not valid UTF-8; rename its target", rel, target)
 	}
 	return nil
 }
+
+// maxLinkTarget is the longest symlink target a manifest takes (PATH_MAX on Linux).
+const maxLinkTarget = 4096
 
 type chunkJob struct {
 	buf  *[]byte

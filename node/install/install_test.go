@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -731,5 +732,56 @@ func TestMisconfiguredHookDoesNotCondemnRelease(t *testing.T) {
 				t.Errorf("IsBad(r2) = %v, want %v", bad, tt.bad)
 			}
 		})
+	}
+}
+
+// TestSealDoesNotFollowLinks stages a release holding links to a file and a folder
+// outside it: seal must neither chmod nor open what they point at, and must keep the
+// setuid, setgid and sticky bits of the release's own files.
+func TestSealDoesNotFollowLinks(t *testing.T) {
+	in := open(t, Config{})
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "shadow")
+	if err := os.WriteFile(secret, []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = in.Stage(context.Background(), "r1", func(ctx context.Context, dir string) error {
+		if err := writeRelease(dir, "r1"); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(dir, "bin", "tool"), 0o755|fs.ModeSetuid|fs.ModeSetgid); err != nil {
+			return err
+		}
+		if err := os.Symlink(secret, filepath.Join(dir, "shadow")); err != nil {
+			return err
+		}
+		return os.Symlink(outside, filepath.Join(dir, "data", "outside"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(secret); err != nil || fi.Mode() != 0o640 {
+		t.Errorf("the file a release links to was changed: %v, %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode() != before.Mode() {
+		t.Errorf("the folder a release links to was changed: %v, %v", fi.Mode(), err)
+	}
+	fi, err := os.Lstat(filepath.Join(in.Dir("r1"), "bin", "tool"))
+	if want := 0o555 | fs.ModeSetuid | fs.ModeSetgid; err != nil || fi.Mode() != want {
+		t.Errorf("sealed bin/tool: mode %v (%v), want %v", fi.Mode(), err, want)
+	}
+	if fi, err := os.Lstat(filepath.Join(in.Dir("r1"), "shadow")); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("sealed link: %v, %v", fi.Mode(), err)
+	}
+	// Pruning removes the links, not their targets.
+	if err := removeTree(in.Dir("r1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(secret); err != nil {
+		t.Errorf("removing the release removed what it links to: %v", err)
 	}
 }

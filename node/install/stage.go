@@ -2,7 +2,6 @@ package install
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -86,8 +85,10 @@ func (in *Installer) Stage(ctx context.Context, name string, write func(ctx cont
 }
 
 // seal makes a staged tree durable and read-only-ish: every regular file loses its write
-// bits and is fsynced, then every directory is fsynced, deepest first. Directories keep
-// their modes so that Prune can remove the tree later.
+// bits (keeping setuid, setgid and sticky) and is fsynced, then every directory is
+// fsynced, deepest first. Directories keep their modes so that Prune can remove the
+// tree later. Symlinks are left alone: a release may hold one to /etc/shadow, and
+// nothing here opens, reads or chmods through a link.
 func seal(ctx context.Context, root string) error {
 	var dirs []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -98,7 +99,7 @@ func seal(ctx context.Context, root string) error {
 			return err
 		}
 		switch {
-		case d.IsDir():
+		case d.IsDir(): // WalkDir does not follow links: a link to a directory is not one
 			dirs = append(dirs, p)
 		case d.Type().IsRegular():
 			return sealFile(p)
@@ -109,32 +110,53 @@ func seal(ctx context.Context, root string) error {
 		return fmt.Errorf("seal %s: %w", root, err)
 	}
 	for _, d := range slices.Backward(dirs) {
-		if err := syncDir(d); err != nil {
+		if err := syncNoFollow(d); err != nil {
 			return fmt.Errorf("seal %s: %w", root, err)
 		}
 	}
 	return nil
 }
 
+// modeBits are the bits of an fs.FileMode that chmod sets.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// sealFile clears the write bits of the regular file p and fsyncs it, through one
+// descriptor opened without following a link, so what it changes is what it checked.
 func sealFile(p string) error {
-	fi, err := os.Lstat(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|oNoFollow, 0)
 	if err != nil {
 		return err
 	}
-	if m := fi.Mode().Perm(); m&0o222 != 0 {
-		if err := os.Chmod(p, m&^0o222); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("seal %s: not a regular file (%s)", p, fi.Mode().Type())
+	}
+	if m := fi.Mode() & modeBits; m&0o222 != 0 {
+		if err := f.Chmod(m &^ 0o222); err != nil {
 			return err
 		}
 	}
-	f, err := os.Open(p)
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	return f.Close()
+}
+
+// syncNoFollow fsyncs the directory p, refusing a symlink in its place.
+func syncNoFollow(p string) error {
+	d, err := os.OpenFile(p, os.O_RDONLY|oNoFollow, 0)
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil && !errors.Is(err, fs.ErrClosed) {
+	if err != nil {
 		return fmt.Errorf("sync %s: %w", p, err)
 	}
 	return nil

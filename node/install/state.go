@@ -283,6 +283,8 @@ func syncDir(dir string) error {
 }
 
 // removeTree removes path even when the writer left directories without write permission.
+// Neither RemoveAll nor WalkDir follows a symlink (a link is removed, not what it points
+// at), and only what WalkDir saw as a directory is chmod'ed.
 func removeTree(path string) error {
 	if err := os.RemoveAll(path); err == nil {
 		return nil
