@@ -211,6 +211,10 @@ func verifyChunks(ctx context.Context, repoDir string, m *manifest.Manifest, opt
 	)
 	// The group's context ends when Wait returns; the caller's ctx tells whether
 	// the check was cut short.
+	codec, err := chunk.NewCodec(chunk.CompressOff) // decodes only
+	if err != nil {
+		return 0, 0, nil, err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
 	for _, c := range order {
@@ -219,9 +223,11 @@ func verifyChunks(ctx context.Context, repoDir string, m *manifest.Manifest, opt
 		}
 		g.Go(func() error {
 			size := seen[c]
+			// A chunk file is raw or compressed: Decode tells them apart,
+			// refuses a frame decoding past the declared size, and verifies.
 			data, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(ChunkPath(c))), chunk.MaxSize)
 			if err == nil {
-				err = chunk.Verify(c, data)
+				data, err = codec.Decode(c, data, int(size))
 			}
 			if err == nil && len(data) != int(size) {
 				err = fmt.Errorf("chunk is %d bytes, manifest says %d", len(data), size)
