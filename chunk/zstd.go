@@ -165,7 +165,7 @@ func (k *Codec) Decode(c cid.Cid, wire []byte, size int) ([]byte, error) {
 		}
 		return wire, nil
 	}
-	raw, derr := k.Decompress(wire, size)
+	raw, derr := k.Decompress(nil, wire, size)
 	if derr == nil {
 		if verr := Verify(c, raw); verr == nil {
 			return raw, nil
@@ -185,11 +185,11 @@ func (k *Codec) Decode(c cid.Cid, wire []byte, size int) ([]byte, error) {
 	return nil, fmt.Errorf("decode chunk %s: neither the %d bytes decoded nor the frame itself: %w", c, len(raw), ErrMismatch)
 }
 
-// Decompress returns what the zstd frame wire decodes to, without verifying
-// it: for bytes verified when they came in, such as a store's. It refuses,
-// with an error wrapping ErrTooLarge, a frame that decodes past size bytes
-// when size > 0, else past MaxSize.
-func (k *Codec) Decompress(wire []byte, size int) ([]byte, error) {
+// Decompress appends to dst what the zstd frame wire decodes to, without
+// verifying it: for bytes verified when they came in, such as a store's. It
+// refuses, with an error wrapping ErrTooLarge, a frame that decodes past size
+// bytes when size > 0, else past MaxSize.
+func (k *Codec) Decompress(dst, wire []byte, size int) ([]byte, error) {
 	limit := MaxSize
 	if size > 0 && size < limit {
 		limit = size
@@ -198,22 +198,24 @@ func (k *Codec) Decompress(wire []byte, size int) ([]byte, error) {
 	if err := h.Decode(wire); err != nil {
 		return nil, fmt.Errorf("zstd frame header: %w", err)
 	}
-	hint := 0
 	if h.HasFCS {
 		if h.FrameContentSize > uint64(limit) {
 			return nil, fmt.Errorf("zstd frame of %d bytes declares %d bytes, limit %d: %w", len(wire), h.FrameContentSize, limit, ErrTooLarge)
 		}
-		hint = int(h.FrameContentSize)
+		if dst == nil {
+			dst = make([]byte, 0, h.FrameContentSize)
+		}
 	}
-	raw, err := k.dec.DecodeAll(wire, make([]byte, 0, hint))
+	start := len(dst)
+	out, err := k.dec.DecodeAll(wire, dst)
 	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
 		return nil, fmt.Errorf("zstd frame of %d bytes wants a window over %d bytes: %w", len(wire), MaxSize, ErrTooLarge)
 	}
-	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(raw) > limit {
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(out)-start > limit {
 		return nil, fmt.Errorf("zstd frame of %d bytes decodes to more than %d bytes: %w", len(wire), limit, ErrTooLarge)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("zstd frame: %w", err)
 	}
-	return raw, nil
+	return out, nil
 }

@@ -57,7 +57,7 @@ func BenchmarkCodec(b *testing.B) {
 				t2 := time.Now()
 				for i, w := range wires {
 					if IsFrame(w) {
-						if _, err := k.Decompress(w, len(chunks[i])); err != nil {
+						if _, err := k.Decompress(nil, w, len(chunks[i])); err != nil {
 							b.Fatal(err)
 						}
 					}
