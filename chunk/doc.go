@@ -14,6 +14,18 @@
 // bytes are checked against their CID when received, before they are stored
 // or served.
 //
+// # Wire form
+//
+// How a chunk is stored and moved: a zstd frame of it where that saves at
+// least 1/16, else the raw bytes (Codec.Encode). Readers tell the two by the
+// zstd magic; Codec.Decode decompresses a frame capped at MaxSize (or the
+// declared size) and verifies the result against the CID, and verifies bytes
+// that are not a frame, or whose frame does not decode to the chunk, as raw:
+// a raw chunk may start like a frame, and objects that are frames of their
+// own are named by the CID of their own bytes. Repository chunk files, store
+// values and the mesh's answers all hold the wire form; nodes must be
+// upgraded before a publisher writes compressed chunk files.
+//
 // # Params
 //
 // Min, Avg and Max bound chunk sizes. They, and the gear table in gear.go,
@@ -24,5 +36,6 @@
 // # Store
 //
 // Where a node keeps the chunks it holds: package chunk/store, a badger
-// database keyed by CID, which verifies every chunk before writing it.
+// database keyed by CID, which verifies every chunk before writing it and
+// keeps it in its wire form.
 package chunk

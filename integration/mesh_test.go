@@ -222,8 +222,9 @@ func TestTieredDistributionPoint(t *testing.T) {
 		return r.code == 0 && branch.Current() == "1.1.0"
 	}, "the branch to get 1.1.0 through the dp")
 	sameTree(t, src, filepath.Join(branch.Install, "current"))
-	if got := seed.Served(t).ChunkBytes - before; got != s2.NewBytes {
-		t.Errorf("the seed served %d chunk bytes for %d new bytes: the dp should fetch each once", got, s2.NewBytes)
+	// The branch holds 1.0.0, so it asks the dp for the deltas, not the chunks.
+	if got := seed.Served(t).ChunkBytes - before; s2.DeltaOutput != s2.NewBytes || got != s2.DeltaBytes {
+		t.Errorf("the seed served %d chunk bytes for %d bytes of deltas making the %d new bytes: the dp should fetch each once", got, s2.DeltaBytes, s2.NewBytes)
 	}
 	dp.WaitVersion(t, "1.0.0", time.Second) // the dp itself still runs what it had
 }

@@ -22,7 +22,7 @@ func BenchmarkLANTransfer(b *testing.B) {
 	src, dst := nodes[0], nodes[1]
 	ctx := context.Background()
 	for _, c := range cids {
-		data, err := wanClient{url: w.srv.URL}.FetchChunk(ctx, c)
+		data, _, err := wanClient{url: w.srv.URL}.FetchChunk(ctx, c)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -60,7 +60,7 @@ func BenchmarkLANTransfer(b *testing.B) {
 			return err
 		})
 		httpTime += run(func(c cid.Cid) error {
-			_, err := wanClient{url: w.srv.URL}.FetchChunk(ctx, c)
+			_, _, err := wanClient{url: w.srv.URL}.FetchChunk(ctx, c)
 			return err
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk"
 )
 
 // RoleDP is the role of a distribution point: when any live member has it,
@@ -75,6 +77,8 @@ type Config struct {
 	Stored func(c cid.Cid, o Origin)
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger
+	// Codec decodes the compressed chunks peers send. Zero: a new one.
+	Codec *chunk.Codec
 }
 
 // Defaults used for zero Config fields.
@@ -162,6 +166,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Codec == nil {
+		if c.Codec, err = chunk.NewCodec(chunk.CompressOff); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }

@@ -28,12 +28,16 @@
 //
 // # Chunk protocol
 //
-// /patchmesh/chunk/1 over libp2p: a stream carries one request at a time
+// /patchmesh/chunk/2 over libp2p: a stream carries one request at a time
 // (CID and a flag telling the peer whether it should fetch from its WAN if it
-// lacks the chunk) and its response (status and at most chunk.MaxSize bytes),
-// then the next; the requester keeps a few idle streams per peer (see
-// streams.go). The requester verifies every chunk against its CID before
-// storing it; a peer that sends bad bytes is penalized for a while.
+// lacks the chunk) and its response (status, an encoding byte, raw or zstd,
+// and at most chunk.MaxSize bytes of the chunk in that form, as the server
+// stores it), then the next; the requester keeps a few idle streams per peer
+// (see streams.go). The requester decodes (capped at chunk.MaxSize) and
+// verifies every chunk against its CID before storing it, compressed as it
+// came; a peer that sends bad bytes is penalized for a while. Version 1 moved
+// raw bytes only: peers of the two versions do not talk. Byte counters
+// (Stats) count wire bytes.
 //
 // # WAN share
 //

@@ -208,7 +208,7 @@ func TestOtherSiteRefused(t *testing.T) {
 	}
 	// Control: a member of the site gets it.
 	data, err := nodes[1].m.request(ctx, member.m.pid, cids[0], flagStore)
-	if err != nil || chunk.Verify(cids[0], data) != nil {
+	if err != nil || chunk.Verify(cids[0], data.raw) != nil {
 		t.Errorf("site member request: %v", err)
 	}
 }
@@ -227,6 +227,6 @@ func outsiderRequest(ctx context.Context, h host.Host, p peer.ID, c cid.Cid) ([]
 		return nil, err
 	}
 	_ = s.CloseWrite()
-	data, _, err := readResponse(bufio.NewReader(s))
+	data, _, _, err := readResponse(bufio.NewReader(s))
 	return data, err
 }

@@ -39,9 +39,13 @@ const takeoverProbes = 3
 
 // fetchResult is what one flight of Fetch shares with its callers.
 type fetchResult struct {
-	data   []byte
+	data   []byte // the chunk, raw
+	wire   []byte // its wire form, as it moved; nil when read from the store
 	origin Origin
 }
+
+// wireChunk is a verified chunk and the wire form it came in.
+type wireChunk struct{ raw, wire []byte }
 
 // Fetch gets one chunk for this node: from the store if present; else from
 // the site, i.e. from the chunk's owner (which fetches it from its WAN once
@@ -81,6 +85,19 @@ func (m *Mesh) local(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
 	return data, true, nil
 }
 
+// localWire returns c's stored wire form if it is there.
+func (m *Mesh) localWire(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
+	has, err := m.st.Has(ctx, c)
+	if err != nil || !has {
+		return nil, false, err
+	}
+	wire, err := m.st.GetWire(ctx, c)
+	if err != nil {
+		return nil, false, err
+	}
+	return wire, true, nil
+}
+
 // fetch is one network fetch of c, run once per CID at a time.
 func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	select {
@@ -91,7 +108,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	defer func() { <-m.reqSem }()
 	// A flight that ended while we queued may have stored it.
 	if data, ok, err := m.local(ctx, c); err != nil || ok {
-		return fetchResult{data, Origin{Local: true}}, err
+		return fetchResult{data: data, origin: Origin{Local: true}}, err
 	}
 	takeover := false
 	if m.active() {
@@ -118,13 +135,13 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 // the order reaches this node, it returns a *selfNext: we fetch it ourselves.
 // Members that own nothing (not dps while dps live) are asked last, from
 // their stores only, complete holders first.
-func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) (wireChunk, string, error) {
 	live := m.members.liveCandidates()
 	order := hrwOrder(c.Bytes(), live)
 	var errs []error
 	for i, name := range order {
 		if name == m.name {
-			return nil, "", &selfNext{takeover: i > 0}
+			return wireChunk{}, "", &selfNext{takeover: i > 0}
 		}
 		flag := flagOwner
 		if i > 0 {
@@ -135,7 +152,7 @@ func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) 
 			return data, name, nil
 		}
 		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
+			return wireChunk{}, "", ctx.Err()
 		}
 		errs = append(errs, err)
 	}
@@ -146,11 +163,11 @@ func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) ([]byte, string, error) 
 			return data, name, nil
 		}
 		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
+			return wireChunk{}, "", ctx.Err()
 		}
 		errs = append(errs, err)
 	}
-	return nil, "", fmt.Errorf("%w: %w", ErrSiteFailed, errors.Join(errs...))
+	return wireChunk{}, "", fmt.Errorf("%w: %w", ErrSiteFailed, errors.Join(errs...))
 }
 
 // holdersOutside returns the live members not in order, other than this
@@ -180,76 +197,84 @@ func (m *Mesh) holdersOutside(order []string, live []candidate) []string {
 }
 
 // ask requests c from the named member, unless it is gone or penalized.
-func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) ([]byte, error) {
+func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) (wireChunk, error) {
 	e, ok := m.members.get(name)
 	// A member announcing it leaves still serves its store until it is gone.
 	leavingStore := ok && flag == flagStore && e.state == StateAlive && e.meta.leaving
 	if !ok || (!e.live() && !leavingStore) {
-		return nil, fmt.Errorf("ask %s: not a live member", name)
+		return wireChunk{}, fmt.Errorf("ask %s: not a live member", name)
 	}
 	if m.penalized(e.meta.peerID) {
-		return nil, fmt.Errorf("ask %s: %w", name, errPenalized)
+		return wireChunk{}, fmt.Errorf("ask %s: %w", name, errPenalized)
 	}
 	data, err := m.request(ctx, e.meta.peerID, c, flag)
 	if err != nil {
 		m.log.Debug("peer did not deliver chunk", "cid", c, "peer", name, "err", err)
-		return nil, fmt.Errorf("ask %s: %w", name, err)
+		return wireChunk{}, fmt.Errorf("ask %s: %w", name, err)
 	}
 	return data, nil
 }
 
-// request runs one chunk request to peer p and verifies the answer.
-func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, error) {
+// request runs one chunk request to peer p, decodes the answer (capped at
+// chunk.MaxSize) and verifies it.
+func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wireChunk, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
 	defer cancel()
 	sem := m.peerSemaphore(p)
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return wireChunk{}, ctx.Err()
 	}
 	defer func() { <-sem }()
 	// The peer may have been penalized while we queued for it.
 	if m.penalized(p) {
-		return nil, errPenalized
+		return wireChunk{}, errPenalized
 	}
 
-	data, err := m.exchange(ctx, p, c, flag)
+	wire, enc, err := m.exchange(ctx, p, c, flag)
 	if err != nil {
-		return nil, err
+		return wireChunk{}, err
 	}
-	if err := chunk.Verify(c, data); err != nil {
+	raw := wire
+	if enc == encZstd {
+		raw, err = m.cfg.Codec.Decode(c, wire, 0)
+	} else {
+		err = chunk.Verify(c, wire)
+	}
+	if err != nil {
 		m.stats.verifyFailures.Add(1)
-		m.penalize(p, "sent bytes that do not match the CID")
-		return nil, err
+		m.penalize(p, "sent bytes that do not decode to the CID's chunk")
+		return wireChunk{}, err
 	}
 	m.peerOK(p)
-	n := int64(len(data))
+	// LAN byte counters count what moved: the wire form.
+	n := int64(len(wire))
 	m.stats.lanBytes.Add(n)
 	m.stats.lanChunks.Add(1)
 	m.peerCounters(p, true).from.Add(n)
-	return data, nil
+	return wireChunk{raw: raw, wire: wire}, nil
 }
 
 // exchange sends one request for c to p on a kept stream (or a new one) and
 // reads the answer, unverified. A kept stream the peer closed while it was
 // idle fails before any answer: the request is then sent again on a new one.
-func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, error) {
+func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([]byte, byte, error) {
 	for {
 		cs, reused, err := m.getStream(ctx, p)
 		if err != nil {
 			m.peerFailed(p)
-			return nil, fmt.Errorf("open stream: %w", err)
+			return nil, 0, fmt.Errorf("open stream: %w", err)
 		}
-		data, answered, err := m.roundTrip(ctx, cs, c, flag)
+		data, enc, answered, err := m.roundTrip(ctx, cs, c, flag)
 		if err == nil {
 			m.putStream(p, cs)
-			return data, nil
+			return data, enc, nil
 		}
 		_ = cs.s.Reset()
 		if errors.Is(err, errPeerStatus) {
 			// A refusal is an answer, not a fault of the peer.
-			return nil, err
+			return nil, 0, err
 		}
 		if reused && !answered && ctx.Err() == nil {
 			continue
@@ -257,13 +282,13 @@ func (m *Mesh) exchange(ctx context.Context, p peer.ID, c cid.Cid, flag byte) ([
 		if ctx.Err() == nil {
 			m.peerFailed(p)
 		}
-		return nil, err
+		return nil, 0, err
 	}
 }
 
 // roundTrip is one request and response on cs; answered reports whether any
 // of the response arrived.
-func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag byte) (data []byte, answered bool, err error) {
+func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag byte) (data []byte, enc byte, answered bool, err error) {
 	// Reset unblocks reads and writes as soon as ctx ends; the deadline
 	// covers a peer that stops sending.
 	stop := context.AfterFunc(ctx, func() { _ = cs.s.Reset() })
@@ -272,22 +297,22 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 		_ = cs.s.SetDeadline(dl)
 	}
 	if err := writeRequest(cs.s, c, flag); err != nil {
-		return nil, false, fmt.Errorf("send request: %w", err)
+		return nil, 0, false, fmt.Errorf("send request: %w", err)
 	}
 	if _, err := cs.r.Peek(1); err != nil {
-		return nil, false, fmt.Errorf("read response: %w", err)
+		return nil, 0, false, fmt.Errorf("read response: %w", err)
 	}
-	data, status, err := readResponse(cs.r)
+	data, enc, status, err := readResponse(cs.r)
 	if err != nil {
 		if errors.Is(err, errPeerStatus) {
-			return nil, true, fmt.Errorf("peer refused (status %d): %w", status, err)
+			return nil, 0, true, fmt.Errorf("peer refused (status %d): %w", status, err)
 		}
-		return nil, true, fmt.Errorf("read response: %w", err)
+		return nil, 0, true, fmt.Errorf("read response: %w", err)
 	}
 	if !stop() {
-		return nil, true, ctx.Err() // reset under us as ctx ended
+		return nil, 0, true, ctx.Err() // reset under us as ctx ended
 	}
-	return data, true, nil
+	return data, enc, true, nil
 }
 
 // fromWAN fetches c from this node's WAN, once per CID at a time whoever
@@ -297,7 +322,7 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResult, error) {
 	return doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
-			return fetchResult{data, Origin{Local: true}}, err
+			return fetchResult{data: data, origin: Origin{Local: true}}, err
 		}
 		probe := m.probeAhead
 		if takeover {
@@ -311,29 +336,28 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		if err := m.wanLimit.acquire(ctx); err != nil {
 			return fetchResult{}, err
 		}
-		data, err := m.wan.FetchChunk(ctx, c)
+		raw, wire, err := m.wan.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
 		}
-		if err := chunk.Verify(c, data); err != nil {
-			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
-		}
-		m.stats.wanBytes.Add(int64(len(data)))
+		// WAN byte counters count what moved: the wire form.
+		m.stats.wanBytes.Add(int64(len(wire)))
 		m.stats.wanChunks.Add(1)
-		return m.store(ctx, c, data, Origin{WAN: true})
+		return m.store(ctx, c, wireChunk{raw: raw, wire: wire}, Origin{WAN: true})
 	})
 }
 
-// store puts verified bytes in the store and tells Config.Stored.
-func (m *Mesh) store(ctx context.Context, c cid.Cid, data []byte, o Origin) (fetchResult, error) {
-	if err := m.st.PutVerified(ctx, c, data); err != nil {
+// store puts a verified chunk in the store, in the wire form it came in,
+// and tells Config.Stored.
+func (m *Mesh) store(ctx context.Context, c cid.Cid, w wireChunk, o Origin) (fetchResult, error) {
+	if err := m.st.PutVerifiedWire(ctx, c, w.raw, w.wire); err != nil {
 		return fetchResult{}, fmt.Errorf("store: %w", err)
 	}
 	if m.cfg.Stored != nil {
 		m.cfg.Stored(c, o)
 	}
-	return fetchResult{data, o}, nil
+	return fetchResult{data: w.raw, wire: w.wire, origin: o}, nil
 }
 
 // probeTimeout bounds one takeover probe: a store read on a LAN peer.
@@ -341,7 +365,7 @@ const probeTimeout = 5 * time.Second
 
 // probeHolders asks up to takeoverProbes live members, next after this node
 // in the ownership order, for c from their stores only.
-func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) (wireChunk, string, error) {
 	// A member still leaving is asked first: it is most likely the owner we
 	// take over from, holding what it fetched but had not handed out yet.
 	for _, e := range m.members.all() {
@@ -361,7 +385,7 @@ func (m *Mesh) probeHolders(ctx context.Context, c cid.Cid) ([]byte, string, err
 // for c from their stores: a node that joined late or was away owns chunks its
 // site already holds, and must not fetch them from the WAN again. When nobody
 // is ahead (a release new to the whole site) it asks no one.
-func (m *Mesh) probeAhead(ctx context.Context, c cid.Cid) ([]byte, string, error) {
+func (m *Mesh) probeAhead(ctx context.Context, c cid.Cid) (wireChunk, string, error) {
 	own := m.holding.Load()
 	var ahead []candidate
 	for _, e := range m.members.all() {
@@ -370,14 +394,14 @@ func (m *Mesh) probeAhead(ctx context.Context, c cid.Cid) ([]byte, string, error
 		}
 	}
 	if len(ahead) == 0 {
-		return nil, "", ErrSiteFailed
+		return wireChunk{}, "", ErrSiteFailed
 	}
 	return m.probe(ctx, c, ahead)
 }
 
 // probe asks up to takeoverProbes of cands, in c's ownership order, for c from
 // their stores only.
-func (m *Mesh) probe(ctx context.Context, c cid.Cid, cands []candidate) ([]byte, string, error) {
+func (m *Mesh) probe(ctx context.Context, c cid.Cid, cands []candidate) (wireChunk, string, error) {
 	asked := 0
 	for _, name := range hrwOrderAll(c.Bytes(), cands) {
 		if name == m.name {
@@ -394,10 +418,10 @@ func (m *Mesh) probe(ctx context.Context, c cid.Cid, cands []candidate) ([]byte,
 			return data, name, nil
 		}
 		if ctx.Err() != nil {
-			return nil, "", ctx.Err()
+			return wireChunk{}, "", ctx.Err()
 		}
 	}
-	return nil, "", ErrSiteFailed
+	return wireChunk{}, "", ErrSiteFailed
 }
 
 // flightAborted marks a flight that failed because its leader's context

@@ -126,21 +126,31 @@ type wanClient struct {
 	node string
 }
 
-func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, error) {
+// FetchChunk decodes and verifies what the server sends, as a node's WAN does.
+func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url+"/chunks/"+id.String(), nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("X-Node", c.node)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET chunk %s: %s", id, resp.Status)
+		return nil, nil, fmt.Errorf("GET chunk %s: %s", id, resp.Status)
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, chunk.MaxSize+1))
+	wire, err := io.ReadAll(io.LimitReader(resp.Body, chunk.MaxSize+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	codec, err := chunk.NewCodec(chunk.CompressOff)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, err := codec.Decode(id, wire, 0)
+	return raw, wire, err
 }
 
 // testNode is one running Mesh with its own badger store.

@@ -35,16 +35,22 @@ import (
 // Store is the node's verified chunk store.
 type Store interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
-	// Get returns an error wrapping a not-found error when c is absent.
+	// Get returns the raw chunk, or an error wrapping a not-found error
+	// when c is absent.
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
-	// PutVerified stores data, already checked against c with chunk.Verify.
-	PutVerified(ctx context.Context, c cid.Cid, data []byte) error
+	// GetWire returns the chunk as stored, compressed or raw, to serve.
+	GetWire(ctx context.Context, c cid.Cid) ([]byte, error)
+	// PutVerifiedWire stores raw, already checked against c, keeping wire,
+	// the form it came in, when that is a smaller zstd frame.
+	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
 }
 
 // WAN is this node's own update sources (HTTP, FTP, folder). The mesh asks it
 // only for chunks this node owns, or as the last resort.
 type WAN interface {
-	FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error)
+	// FetchChunk returns chunk c, decoded and verified against c, and the
+	// wire form it was read in (a zstd frame, or raw itself).
+	FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error)
 }
 
 // Origin says where the bytes Fetch returned came from.
@@ -56,12 +62,12 @@ type Origin struct {
 
 // Stats are the mesh's counters since New.
 type Stats struct {
-	WANBytes       int64 // verified chunk bytes this node fetched from its WAN
+	WANBytes       int64 // wire bytes of verified chunks this node fetched from its WAN
 	WANChunks      int64
-	LANBytes       int64 // verified chunk bytes received from peers
+	LANBytes       int64 // wire bytes of verified chunks received from peers
 	LANChunks      int64
 	LocalChunks    int64 // Fetch calls answered from the store
-	ServedBytes    int64 // chunk bytes served to peers
+	ServedBytes    int64 // wire bytes of chunks served to peers
 	ServedChunks   int64
 	VerifyFailures int64 // chunks from peers that did not match their CID
 	PeerErrors     int64 // failed requests to peers (transport or protocol)

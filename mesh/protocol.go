@@ -13,8 +13,10 @@ import (
 	"github.com/patchmesh/patchmesh/chunk"
 )
 
-// ProtocolID is the libp2p protocol of one chunk request.
-const ProtocolID protocol.ID = "/patchmesh/chunk/1"
+// ProtocolID is the libp2p protocol of one chunk request. Version 2 moves
+// chunks in their wire form, with an encoding byte in each answer; peers of
+// version 1 do not speak it, and are not asked.
+const ProtocolID protocol.ID = "/patchmesh/chunk/2"
 
 // Request flags: what the serving peer may do when it lacks the chunk.
 const (
@@ -35,6 +37,16 @@ const (
 	statusNotOwner byte = 2 // asked as owner, but not the owner by its view
 	statusBusy     byte = 3 // no serve slot within the deadline
 	statusFailed   byte = 4 // the WAN fetch failed
+)
+
+// Response encodings: how the bytes of a statusOK answer are to be read.
+const (
+	// encRaw: the chunk itself.
+	encRaw byte = 0
+	// encZstd: a zstd frame of the chunk, as stored (chunk.Codec). A raw
+	// chunk that happens to start like a frame may be sent so too: the
+	// receiver's chunk.Codec.Decode falls back to the raw bytes.
+	encZstd byte = 1
 )
 
 // maxCIDLen bounds the CID in a request; patchmesh CIDs are 36 bytes.
@@ -84,11 +96,17 @@ func readRequest(r *bufio.Reader) (cid.Cid, byte, error) {
 	return c, hdr[1], nil
 }
 
-// writeResponse sends a status and, for statusOK, the length-prefixed bytes,
-// in one write (one frame) through buf, a scratch buffer it may grow.
+// writeResponse sends a status and, for statusOK, the encoding of the wire
+// bytes (encZstd when they start like a zstd frame) and the length-prefixed
+// bytes, in one write (one frame) through buf, a scratch buffer it may grow.
 func writeResponse(w io.Writer, status byte, data []byte, buf *[]byte) error {
 	b := append((*buf)[:0], status)
 	if status == statusOK {
+		enc := encRaw
+		if chunk.IsFrame(data) {
+			enc = encZstd
+		}
+		b = append(b, enc)
 		b = binary.AppendUvarint(b, uint64(len(data)))
 		b = append(b, data...)
 	}
@@ -97,26 +115,34 @@ func writeResponse(w io.Writer, status byte, data []byte, buf *[]byte) error {
 	return err
 }
 
-// readResponse reads a response, refusing anything over chunk.MaxSize. A
-// status other than statusOK is returned with an error wrapping errPeerStatus.
-func readResponse(r *bufio.Reader) ([]byte, byte, error) {
-	status, err := r.ReadByte()
+// readResponse reads a response, refusing wire bytes over chunk.MaxSize (a
+// frame is never kept unless smaller than its chunk), and returns them with
+// their encoding, unverified. A status other than statusOK is returned with
+// an error wrapping errPeerStatus.
+func readResponse(r *bufio.Reader) (data []byte, enc, status byte, err error) {
+	status, err = r.ReadByte()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if status != statusOK {
-		return nil, status, fmt.Errorf("status %d: %w", status, errPeerStatus)
+		return nil, 0, status, fmt.Errorf("status %d: %w", status, errPeerStatus)
+	}
+	if enc, err = r.ReadByte(); err != nil {
+		return nil, 0, status, err
+	}
+	if enc > encZstd {
+		return nil, 0, status, fmt.Errorf("response encoding %d: %w", enc, errProtocol)
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return nil, status, err
+		return nil, 0, status, err
 	}
 	if n > chunk.MaxSize {
-		return nil, status, fmt.Errorf("response of %d bytes: %w", n, errProtocol)
+		return nil, 0, status, fmt.Errorf("response of %d bytes: %w", n, errProtocol)
 	}
-	data := make([]byte, n)
+	data = make([]byte, n)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, status, err
+		return nil, 0, status, err
 	}
-	return data, status, nil
+	return data, enc, status, nil
 }

@@ -97,7 +97,7 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
 		return false
 	}
 	if status == statusOK {
-		n := int64(len(data))
+		n := int64(len(data)) // the wire form: what moved
 		m.stats.servedBytes.Add(n)
 		m.stats.servedChunks.Add(1)
 		m.peerCounters(p, true).to.Add(n)
@@ -106,15 +106,15 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
 	return stop()
 }
 
-// serveData finds the bytes to serve for c and the status to send.
+// serveData finds the wire form to serve for c and the status to send.
 func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byte) {
-	data, ok, err := m.local(ctx, c)
+	wire, ok, err := m.localWire(ctx, c)
 	if err != nil {
 		m.log.Warn("read chunk to serve", "cid", c, "err", err)
 		return nil, statusFailed
 	}
 	if ok {
-		return data, statusOK
+		return wire, statusOK
 	}
 	takeover := flag == flagTakeover
 	switch flag {
@@ -133,5 +133,8 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 		m.log.Warn("fetch owned chunk", "cid", c, "err", err)
 		return nil, statusFailed
 	}
-	return r.data, statusOK
+	if r.wire == nil { // stored meanwhile: read its stored form
+		return m.serveData(ctx, c, flagStore)
+	}
+	return r.wire, statusOK
 }

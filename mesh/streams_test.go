@@ -47,7 +47,7 @@ func TestStreamsKept(t *testing.T) {
 			if err != nil {
 				t.Fatalf("request %s: %v", c, err)
 			}
-			if err := chunk.Verify(c, data); err != nil {
+			if err := chunk.Verify(c, data.raw); err != nil {
 				t.Fatal(err)
 			}
 		}

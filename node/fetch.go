@@ -35,52 +35,58 @@ type Origin struct {
 // wanSource fetches chunks from the update sources in order; a source that sends
 // bytes not matching the CID is counted as failed and the next one is asked.
 type wanSource struct {
-	list *source.List
-	node *Node
+	list  *source.List
+	node  *Node
+	codec *chunk.Codec // decodes compressed chunk files
 	// docs maps the CIDs of documents moved like chunks (manifests) to their
 	// references in the head.
 	docs sync.Map
 }
 
-// FetchChunk gets a verified chunk from the sources without storing it; the mesh
+// FetchChunk gets a verified chunk from the sources without storing it, and
+// the wire form it was read in (a compressed chunk file, or raw); the mesh
 // uses it when this node owns a chunk.
-func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, error) {
+func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error) {
 	path, isDoc := repo.ChunkPath(c), false
 	if r, ok := w.docs.Load(c); ok {
 		data, err := w.readDoc(ctx, c, r.(manifest.Ref))
 		if err != nil {
-			return nil, fmt.Errorf("fetch manifest %s: %w", c, err)
+			return nil, nil, fmt.Errorf("fetch manifest %s: %w", c, err)
 		}
-		return data, nil
+		return data, data, nil
 	}
-	data, err := w.read(ctx, c, path)
+	raw, wire, err = w.read(ctx, c, path)
 	if errors.Is(err, source.ErrNotFound) && !isDoc {
 		// A peer may ask us, the owner, for a manifest before our own check
 		// reached it: the verified head names it.
 		if r, ok := w.manifestRef(ctx, c); ok {
 			path, isDoc = r.Path, true
-			data, err = w.readDoc(ctx, c, r)
+			raw, err = w.readDoc(ctx, c, r)
+			wire = raw
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch chunk %s: %w", c, err)
+		return nil, nil, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
 	if !isDoc {
-		w.node.countWAN(int64(len(data)))
+		w.node.countWAN(int64(len(wire))) // the bytes that moved
 	}
-	return data, nil
+	return raw, wire, nil
 }
 
-// read gets path from the sources in order, accepting only bytes that match c.
-func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) ([]byte, error) {
-	data, _, err := w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
-		if err := chunk.Verify(c, data); err != nil {
+// read gets path from the sources in order, accepting only bytes that decode
+// to c (chunk files may be compressed; documents are read as they are).
+func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) (raw, wire []byte, err error) {
+	wire, _, err = w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
+		r, err := w.codec.Decode(c, data, 0)
+		if err != nil {
 			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
 			return err
 		}
+		raw = r
 		return nil
 	})
-	return data, err
+	return raw, wire, err
 }
 
 // readDoc reads the manifest r names, as c, in its smallest form the sources have.
@@ -90,7 +96,8 @@ func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]b
 			return env, nil
 		}
 	}
-	return w.read(ctx, c, r.Path)
+	raw, _, err := w.read(ctx, c, r.Path)
+	return raw, err
 }
 
 // manifestRef reports whether c names the manifest of the channel's current
@@ -114,11 +121,11 @@ func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, b
 
 // Fetch implements ChunkSource for a node without a mesh.
 func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
-	data, err := w.FetchChunk(ctx, c)
+	data, wire, err := w.FetchChunk(ctx, c)
 	if err != nil {
 		return nil, Origin{}, err
 	}
-	if err := w.node.store.PutVerified(ctx, c, data); err != nil { // FetchChunk verified it
+	if err := w.node.store.PutVerifiedWire(ctx, c, data, wire); err != nil { // FetchChunk verified it
 		return nil, Origin{}, err
 	}
 	return data, Origin{WAN: true}, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/mesh"
@@ -101,7 +102,13 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
-	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log})
+	// One codec for the store, the WAN and the mesh: its encoder and
+	// decoder are expensive to make.
+	codec, err := chunk.NewCodec(chunk.CompressDefault)
+	if err != nil {
+		return nil, err
+	}
+	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log, Codec: codec})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
-	n.wan = &wanSource{node: n}
+	n.wan = &wanSource{node: n, codec: codec}
 	n.chunks = n.wan
 
 	if cfg.Mesh.SiteKey != "" {
@@ -142,6 +149,7 @@ func New(cfg Config) (*Node, error) {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
 		mc.Logger = n.log
+		mc.Codec = codec
 		mc.Stored = func(c cid.Cid, o mesh.Origin) {
 			n.stored.note(c, Origin{WAN: o.WAN, Peer: o.Peer})
 		}

@@ -67,7 +67,8 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 		if err != nil || name != repo.ChunkPath(c) {
 			return nil, fs.ErrNotExist
 		}
-		data, err := n.store.Get(ctx, c)
+		// Served as stored: a valid repository chunk file, raw or compressed.
+		data, err := n.store.GetWire(ctx, c)
 		if errors.Is(err, store.ErrNotFound) {
 			if !f.passThrough {
 				return nil, fs.ErrNotExist
@@ -78,7 +79,9 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 			if !known {
 				return nil, fs.ErrNotExist
 			}
-			data, _, err = n.fetchChunk(ctx, c)
+			if _, _, err = n.fetchChunk(ctx, c); err == nil {
+				data, err = n.store.GetWire(ctx, c)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("chunk %s: %w", c, err)

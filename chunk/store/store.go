@@ -38,6 +38,9 @@ var ErrNotFound = errors.New("not found")
 // well under 150 MiB resident while it moves a 2 GiB release.
 type Options struct {
 	Logger *slog.Logger // nil: discard
+	// Codec compresses the chunks Put and PutVerified store, and decodes
+	// what Get reads. Zero: a new chunk.Codec at chunk.CompressDefault.
+	Codec *chunk.Codec
 
 	// MemTableSize is the size of one in-memory table of keys (0: 8 MiB).
 	// Chunk bytes go to the value log, so memtables hold only keys and sizes.
@@ -95,11 +98,22 @@ func (o Options) withDefaults() Options {
 
 // Key layout. Chunk bytes and their sizes are kept under separate keys so
 // that Size, Usage and ForEach read only the small LSM tree, never the value log.
+// A chunk is kept raw under dataPrefix, or, where that pays, as a zstd frame
+// under zstdPrefix; its size record, always the raw size, then carries
+// encZstd after the uvarint. Stores written before compression hold only raw
+// chunks, with bare uvarint sizes, and are read as they are.
 const (
-	dataPrefix = "c/" // + binary CID: chunk bytes
-	sizePrefix = "s/" // + binary CID: uvarint size
+	dataPrefix = "c/" // + binary CID: raw chunk bytes
+	zstdPrefix = "z/" // + binary CID: the chunk as a zstd frame
+	sizePrefix = "s/" // + binary CID: uvarint raw size [+ encoding byte]
 	metaPrefix = "m/" // + caller's key: meta value
 	gcPrefix   = "g/" // scratch key GC drops to flush and compact
+)
+
+// Encodings of a stored chunk, the byte after its size.
+const (
+	encRaw  byte = 0 // under dataPrefix; also a size record with no byte
+	encZstd byte = 1 // under zstdPrefix
 )
 
 // valueThreshold sends every chunk to the value log, whose files GC can
@@ -108,8 +122,9 @@ const valueThreshold = 256
 
 // Store is a chunk store. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	log *slog.Logger
+	db    *badger.DB
+	log   *slog.Logger
+	codec *chunk.Codec
 
 	// gate lets GC stop writes while it flushes: writers hold it shared.
 	gate sync.RWMutex
@@ -131,6 +146,13 @@ type Store struct {
 // Open opens (creating if needed) the store in dir and counts what it holds.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
+	codec := opts.Codec
+	if codec == nil {
+		var err error
+		if codec, err = chunk.NewCodec(chunk.CompressDefault); err != nil {
+			return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
+		}
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithMemTableSize(opts.MemTableSize).
@@ -149,7 +171,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, dir: dir}
+	s := &Store{db: db, log: opts.Logger, codec: codec, dir: dir}
 	if abs, err := filepath.Abs(dir); err == nil {
 		if real, err := filepath.EvalSymlinks(abs); err == nil {
 			s.dir = real
@@ -172,7 +194,7 @@ func (s *Store) recount() error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			n, err := sizeOf(it.Item())
+			n, _, err := sizeOf(it.Item())
 			if err != nil {
 				return err
 			}
@@ -197,20 +219,33 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func dataKey(c cid.Cid) []byte { return append([]byte(dataPrefix), c.KeyString()...) }
+func dataKey(c cid.Cid, enc byte) []byte {
+	if enc == encZstd {
+		return append([]byte(zstdPrefix), c.KeyString()...)
+	}
+	return append([]byte(dataPrefix), c.KeyString()...)
+}
 func sizeKey(c cid.Cid) []byte { return append([]byte(sizePrefix), c.KeyString()...) }
 
-func sizeOf(item *badger.Item) (int64, error) {
+// sizeOf reads a size record: the raw size and the encoding.
+func sizeOf(item *badger.Item) (int64, byte, error) {
 	var n uint64
+	enc := encRaw
 	err := item.Value(func(v []byte) error {
 		var k int
 		n, k = binary.Uvarint(v)
-		if k <= 0 {
+		if k <= 0 || len(v) > k+1 {
 			return fmt.Errorf("bad size record for key %x", item.Key())
+		}
+		if len(v) == k+1 {
+			enc = v[k]
+		}
+		if enc != encRaw && enc != encZstd {
+			return fmt.Errorf("size record for key %x: unknown encoding %d", item.Key(), enc)
 		}
 		return nil
 	})
-	return int64(n), err
+	return int64(n), enc, err
 }
 
 // update runs fn in a write transaction, again on a conflict with a
@@ -246,10 +281,30 @@ func (s *Store) Put(ctx context.Context, c cid.Cid, data []byte) error {
 // PutVerified stores data, which the caller has just checked against c with
 // chunk.Verify, without hashing it again: the node's fetch paths verify every
 // chunk as it arrives, and a second SHA-256 per chunk was measurable CPU on a
-// site of many nodes. Anything else uses Put.
+// site of many nodes. Anything else uses Put. It compresses data where that
+// pays; a caller holding the wire form already uses PutVerifiedWire.
 func (s *Store) PutVerified(ctx context.Context, c cid.Cid, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
+	}
+	return s.PutVerifiedWire(ctx, c, data, s.codec.Encode(data))
+}
+
+// PutVerifiedWire stores the chunk raw, verified against c by the caller, in
+// its wire form wire: the bytes raw was decoded from (chunk.Codec.Decode), or
+// raw itself. The compressed form is kept when wire is a zstd frame shorter
+// than raw, so a chunk from a repository or a peer is not compressed again.
+func (s *Store) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put chunk %s: %w", c, err)
+	}
+	data, enc := raw, encRaw
+	if len(wire) < len(raw) && chunk.IsFrame(wire) {
+		data, enc = wire, encZstd
+	}
+	size := binary.AppendUvarint(nil, uint64(len(raw)))
+	if enc != encRaw {
+		size = append(size, enc)
 	}
 	var added bool
 	err := s.update(ctx, func(txn *badger.Txn) error {
@@ -260,11 +315,11 @@ func (s *Store) PutVerified(ctx context.Context, c cid.Cid, data []byte) error {
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		if err := txn.Set(dataKey(c), data); err != nil {
+		if err := txn.Set(dataKey(c, enc), data); err != nil {
 			return err
 		}
 		added = true
-		return txn.Set(sk, binary.AppendUvarint(nil, uint64(len(data))))
+		return txn.Set(sk, size)
 	})
 	if err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
@@ -272,8 +327,8 @@ func (s *Store) PutVerified(ctx context.Context, c cid.Cid, data []byte) error {
 	s.account(len(data))
 	if added {
 		s.chunks.Add(1)
-		s.bytes.Add(int64(len(data)))
-		s.log.Debug("chunk stored", "cid", c, "size", len(data))
+		s.bytes.Add(int64(len(raw)))
+		s.log.Debug("chunk stored", "cid", c, "size", len(raw), "stored", len(data))
 	}
 	return nil
 }
@@ -298,7 +353,7 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 		if err != nil {
 			return err
 		}
-		n, err = sizeOf(item)
+		n, _, err = sizeOf(item)
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -310,10 +365,15 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 	return n, nil
 }
 
-// Get returns a copy of chunk c, or an error wrapping ErrNotFound.
+// Get returns a copy of chunk c, raw, or an error wrapping ErrNotFound.
 func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	var out []byte
-	err := s.read(ctx, c, func(v []byte) error {
+	err := s.read(ctx, c, func(v []byte, size int64, enc byte) error {
+		if enc == encZstd {
+			var err error
+			out, err = s.codec.Decompress(nil, v, int(size))
+			return err
+		}
 		out = append(make([]byte, 0, len(v)), v...)
 		return nil
 	})
@@ -323,18 +383,42 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return out, nil
 }
 
-// read calls fn with the bytes of c, valid only during the call.
-func (s *Store) read(ctx context.Context, c cid.Cid, fn func([]byte) error) error {
+// GetWire returns a copy of chunk c as stored: a zstd frame where that paid,
+// else raw; chunk.Codec.Decode reads both. It is what peers and repository
+// clients are served. The error wraps ErrNotFound when c is absent.
+func (s *Store) GetWire(ctx context.Context, c cid.Cid) ([]byte, error) {
+	var out []byte
+	err := s.read(ctx, c, func(v []byte, _ int64, _ byte) error {
+		out = append(make([]byte, 0, len(v)), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get chunk %s: %w", c, err)
+	}
+	return out, nil
+}
+
+// read calls fn with the stored bytes of c, valid only during the call, its
+// raw size and their encoding.
+func (s *Store) read(ctx context.Context, c cid.Cid, fn func(v []byte, size int64, enc byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(dataKey(c))
+		si, err := txn.Get(sizeKey(c))
+		if err != nil {
+			return err
+		}
+		size, enc, err := sizeOf(si)
+		if err != nil {
+			return err
+		}
+		item, err := txn.Get(dataKey(c, enc))
 		if err != nil {
 			return err
 		}
 		s.account(int(item.ValueSize()))
-		return item.Value(fn)
+		return item.Value(func(v []byte) error { return fn(v, size, enc) })
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return ErrNotFound
@@ -342,12 +426,21 @@ func (s *Store) read(ctx context.Context, c cid.Cid, fn func([]byte) error) erro
 	return err
 }
 
-// WriteTo writes chunk c to w and returns the bytes written, or an error
-// wrapping ErrNotFound.
+// WriteTo writes chunk c, raw, to w and returns the bytes written, or an
+// error wrapping ErrNotFound.
 func (s *Store) WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error) {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
-	err := s.read(ctx, c, func(v []byte) error {
+	err := s.read(ctx, c, func(v []byte, size int64, enc byte) error {
+		if enc == encZstd {
+			out, err := s.codec.Decompress((*bp)[:0], v, int(size))
+			if err == nil && cap(out) == cap(*bp) {
+				*bp = out
+			} else if err == nil {
+				err = fmt.Errorf("stored value decodes past its buffer: %w", chunk.ErrTooLarge)
+			}
+			return err
+		}
 		if len(v) > cap(*bp) {
 			return fmt.Errorf("stored value of %d bytes: %w", len(v), chunk.ErrTooLarge)
 		}
@@ -382,11 +475,12 @@ func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
 		if err != nil {
 			return err
 		}
-		if size, err = sizeOf(item); err != nil {
+		var enc byte
+		if size, enc, err = sizeOf(item); err != nil {
 			return err
 		}
 		found = true
-		if err := txn.Delete(dataKey(c)); err != nil {
+		if err := txn.Delete(dataKey(c, enc)); err != nil {
 			return err
 		}
 		return txn.Delete(sk)
@@ -453,7 +547,7 @@ func (s *Store) ForEach(ctx context.Context, fn func(c cid.Cid, size int64) erro
 				if err != nil {
 					return fmt.Errorf("bad chunk key %x: %w", k, err)
 				}
-				n, err := sizeOf(item)
+				n, _, err := sizeOf(item)
 				if err != nil {
 					return err
 				}

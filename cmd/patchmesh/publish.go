@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/delta"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
@@ -23,6 +24,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		asJSON                    bool
 		deltaBases                int
 		deltaLevel                string
+		compress                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -45,15 +47,19 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			if err != nil {
 				return err
 			}
-			level, err := delta.ParseLevel(deltaLevel)
+			dlevel, err := delta.ParseLevel(deltaLevel)
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("publish: --delta-level: %w", err))
+			}
+			clevel, err := chunk.ParseCompression(compress)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("publish: --compress: %w", err))
 			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
-				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL,
-				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: level},
+				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL, Compress: clevel,
+				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
 			})
 			bar.finish()
@@ -97,6 +103,7 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 	f.StringArrayVar(&keyFiles, "key", nil, "signing key file (repeatable, for thresholds) (required)")
 	f.StringVar(&channel, "channel", "stable", "channel to publish to")
 	f.StringVar(&version, "version", "", "version label, e.g. 1.4.2 (required)")
+	f.StringVar(&compress, "compress", chunk.CompressDefault.String(), "chunk file compression where it pays: default (zstd fastest), off, fastest, better or best; nodes must be new enough to read compressed chunks")
 	f.Uint64Var(&seq, "sequence", 0, "manifest sequence; 0: one more than the head's")
 	f.StringSliceVar(&target.OS, "os", nil, "operating systems this release is for (GOOS names; empty: any)")
 	f.StringSliceVar(&target.Arch, "arch", nil, "architectures this release is for (GOARCH names; empty: any)")

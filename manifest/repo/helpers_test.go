@@ -148,6 +148,10 @@ func mustPublish(t testing.TB, repoDir, src string, opts PublishOptions) *Summar
 // as a node does, and checks each against its whole-file digest.
 func assemble(t testing.TB, repoDir string, m *manifest.Manifest) map[string][]byte {
 	t.Helper()
+	codec, err := chunk.NewCodec(chunk.CompressOff)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := make(map[string][]byte)
 	for _, f := range m.Files {
 		if !f.IsRegular() {
@@ -159,7 +163,7 @@ func assemble(t testing.TB, repoDir string, m *manifest.Manifest) map[string][]b
 			if err != nil {
 				t.Fatalf("file %s: %v", f.Path, err)
 			}
-			if err := chunk.Verify(c.CID, data); err != nil {
+			if data, err = codec.Decode(c.CID, data, int(c.Size)); err != nil {
 				t.Fatalf("file %s: %v", f.Path, err)
 			}
 			b.Write(data)

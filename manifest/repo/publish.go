@@ -56,6 +56,9 @@ type PublishOptions struct {
 	Target   manifest.Target       // zero: any OS, architecture and previous version
 	Hooks    manifest.Hooks        // paths of files inside the release; zero: none
 	Params   chunk.Params          // zero: chunk.DefaultParams()
+	// Compress is how chunk files are compressed where it pays; zero:
+	// chunk.CompressDefault. Readers tell compressed files by the zstd magic.
+	Compress chunk.Compression
 	// ManifestTTL is how long the manifest stays valid; zero: one year.
 	ManifestTTL time.Duration
 	// HeadTTL is how long the channel head stays valid; zero: 7 days. Heads expire
@@ -212,7 +215,11 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		}
 	}
 
-	w := &chunkWriter{repoDir: repoDir, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
+	codec, err := chunk.NewCodec(opts.Compress)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	w := &chunkWriter{repoDir: repoDir, codec: codec, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
 	files, err := chunkTree(ctx, w, entries, total, opts, sum)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
@@ -657,6 +664,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 type chunkWriter struct {
 	repoDir string
+	codec   *chunk.Codec
 	mu      sync.Mutex
 	seen    map[cid.Cid]bool
 	// dirs records the shard folders met so far: true for one this publish
@@ -664,7 +672,8 @@ type chunkWriter struct {
 	dirs map[string]bool
 }
 
-// write stores a chunk unless the repository or this publish already has it.
+// write stores a chunk, in its wire form, unless the repository or this
+// publish already has it, raw or compressed.
 func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 	w.mu.Lock()
 	if w.seen[c] {
@@ -680,19 +689,29 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("write chunk %s: %w", c, err)
 	}
+	have := int64(-1)
 	if !fresh {
-		if st, err := os.Stat(name); err == nil && st.Size() == int64(len(data)) {
-			w.mu.Lock()
-			sum.ReusedBytes += int64(len(data))
-			w.mu.Unlock()
-			return nil
+		if st, err := os.Stat(name); err == nil {
+			have = st.Size()
 		}
+	}
+	// A file of the raw size is an older publish's raw chunk, which every
+	// reader still takes; the encoding is spent only on chunks to write.
+	var wire []byte
+	if have != int64(len(data)) {
+		wire = w.codec.Encode(data)
+	}
+	if have == int64(len(data)) || have == int64(len(wire)) {
+		w.mu.Lock()
+		sum.ReusedBytes += int64(len(data))
+		w.mu.Unlock()
+		return nil
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("write chunk %s: %w", c, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := f.Write(wire); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return fmt.Errorf("write chunk %s: %w", c, err)

@@ -140,8 +140,8 @@ func TestPublishTwoVersionsWritesOnlyChangedChunks(t *testing.T) {
 	if len(rep.Problems) != 0 || len(rep.Channels) != 1 || !rep.Channels[0].OK || rep.Channels[0].Version != "1.1.0" {
 		t.Fatalf("verify: %+v", rep)
 	}
-	if rep.Chunks != s2.UniqueChunks {
-		t.Errorf("verify checked %d chunks, release has %d unique", rep.Chunks, s2.UniqueChunks)
+	if rep.Chunks != s2.UniqueChunks+s2.Deltas {
+		t.Errorf("verify checked %d chunks, release has %d unique and %d deltas", rep.Chunks, s2.UniqueChunks, s2.Deltas)
 	}
 }
 
