@@ -60,7 +60,7 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte
 		// A peer may ask us, the owner, for a manifest before our own check
 		// reached it: the verified head names it.
 		if r, ok := w.manifestRef(ctx, c); ok {
-			path, isDoc = r.Path, true
+			isDoc = true
 			raw, err = w.readDoc(ctx, c, r)
 			wire = raw
 		}

@@ -315,7 +315,7 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, enc *delta.E
 	var base manifest.BaseRange
 	if g.base != nil {
 		off, size := dictRange(g, int64(do.Window))
-		dict, err = readRange(repoDir, g.base, off, size)
+		dict, err = readRange(repoDir, w.codec, g.base, off, size)
 		if err != nil {
 			// The repository lost a base chunk: no delta, the chunks will do.
 			return nil, nil
@@ -417,13 +417,13 @@ func readRuns(g *deltaGroup) ([]byte, error) {
 
 // readRange reads size bytes at off of a file of an earlier release from the
 // repository's chunks.
-func readRange(repoDir string, f *manifest.File, off, size int64) ([]byte, error) {
+func readRange(repoDir string, codec *chunk.Codec, f *manifest.File, off, size int64) ([]byte, error) {
 	out := make([]byte, 0, size)
 	var at int64
 	for _, c := range f.Chunks {
 		end := at + int64(c.Size)
 		if end > off && at < off+size {
-			data, err := readChunkFile(repoDir, c)
+			data, err := readChunkFile(repoDir, codec, c)
 			if err != nil {
 				return nil, err
 			}
@@ -441,8 +441,8 @@ func readRange(repoDir string, f *manifest.File, off, size int64) ([]byte, error
 	return out, nil
 }
 
-// readChunkFile reads and verifies one chunk of the repository.
-func readChunkFile(repoDir string, c manifest.ChunkRef) ([]byte, error) {
+// readChunkFile reads one chunk of the repository, compressed or not, and verifies it.
+func readChunkFile(repoDir string, codec *chunk.Codec, c manifest.ChunkRef) ([]byte, error) {
 	data, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(ChunkPath(c.CID))), chunk.MaxSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -450,8 +450,5 @@ func readChunkFile(repoDir string, c manifest.ChunkRef) ([]byte, error) {
 		}
 		return nil, err
 	}
-	if err := chunk.Verify(c.CID, data); err != nil {
-		return nil, err
-	}
-	return data, nil
+	return codec.Decode(c.CID, data, int(c.Size))
 }
