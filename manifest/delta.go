@@ -122,3 +122,31 @@ func (m *Manifest) validateDeltas(entries map[string]*File) error {
 	}
 	return nil
 }
+
+// ReadRange returns size bytes of f at off, reading each chunk that overlaps
+// them with get; a node and a publisher read delta bases so, from their stores.
+func (f *File) ReadRange(off, size int64, get func(ChunkRef) ([]byte, error)) ([]byte, error) {
+	out := make([]byte, 0, size)
+	var at int64
+	for _, c := range f.Chunks {
+		end := at + int64(c.Size)
+		if end > off && at < off+size {
+			data, err := get(c)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: chunk %s: %w", f.Path, c.CID, err)
+			}
+			if len(data) != int(c.Size) {
+				return nil, fmt.Errorf("read %s: chunk %s has %d bytes, want %d: %w", f.Path, c.CID, len(data), c.Size, ErrMismatch)
+			}
+			out = append(out, data[max(off, at)-at:min(off+size, end)-at]...)
+		}
+		at = end
+		if at >= off+size {
+			break
+		}
+	}
+	if int64(len(out)) != size {
+		return nil, fmt.Errorf("read %s: %d bytes at %d, past its end (%d bytes): %w", f.Path, size, off, f.Size, ErrMalformed)
+	}
+	return out, nil
+}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -211,30 +210,7 @@ func (n *Node) runDelta(ctx context.Context, p *releasePlan, j deltaJob, ready *
 
 // readBase reads size bytes at off of a held file from the store.
 func (n *Node) readBase(ctx context.Context, f *manifest.File, off, size int64) ([]byte, error) {
-	out := make([]byte, 0, size)
-	var at int64
-	for _, c := range f.Chunks {
-		end := at + int64(c.Size)
-		if end > off && at < off+size {
-			data, err := n.store.Get(ctx, c.CID)
-			if err != nil {
-				return nil, fmt.Errorf("delta base %s: chunk %s: %w", f.Path, c.CID, err)
-			}
-			if len(data) != int(c.Size) {
-				return nil, fmt.Errorf("delta base %s: chunk %s has %d bytes, want %d: %w", f.Path, c.CID, len(data), c.Size, chunk.ErrMismatch)
-			}
-			lo, hi := max(off, at)-at, min(off+size, end)-at
-			out = append(out, data[lo:hi]...)
-		}
-		at = end
-		if at >= off+size {
-			break
-		}
-	}
-	if int64(len(out)) != size {
-		return nil, errors.New("delta base shorter than its range")
-	}
-	return out, nil
+	return f.ReadRange(off, size, func(c manifest.ChunkRef) ([]byte, error) { return n.store.Get(ctx, c.CID) })
 }
 
 // deltaObjects adds the CIDs of m's delta objects to set.

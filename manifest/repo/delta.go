@@ -418,27 +418,7 @@ func readRuns(g *deltaGroup) ([]byte, error) {
 // readRange reads size bytes at off of a file of an earlier release from the
 // repository's chunks.
 func readRange(repoDir string, codec *chunk.Codec, f *manifest.File, off, size int64) ([]byte, error) {
-	out := make([]byte, 0, size)
-	var at int64
-	for _, c := range f.Chunks {
-		end := at + int64(c.Size)
-		if end > off && at < off+size {
-			data, err := readChunkFile(repoDir, codec, c)
-			if err != nil {
-				return nil, err
-			}
-			lo, hi := max(off, at)-at, min(off+size, end)-at
-			out = append(out, data[lo:hi]...)
-		}
-		at = end
-		if at >= off+size {
-			break
-		}
-	}
-	if int64(len(out)) != size {
-		return nil, fmt.Errorf("base %s: read %d bytes of %d", f.Path, len(out), size)
-	}
-	return out, nil
+	return f.ReadRange(off, size, func(c manifest.ChunkRef) ([]byte, error) { return readChunkFile(repoDir, codec, c) })
 }
 
 // readChunkFile reads one chunk of the repository, compressed or not, and verifies it.
