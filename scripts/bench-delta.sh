@@ -51,6 +51,7 @@
 #   PATCHMESH  a patchmesh binary to measure (default: built from this tree)
 #   TMPDIR     where the work folder goes (default /tmp)
 #   KEEP=1     keep the work folder (logs, trees, repositories, results.tsv)
+# `bench-delta.sh --table A.tsv B.tsv` prints the table of earlier runs' TSVs.
 # Prints progress on stderr, the markdown table on stdout; the raw numbers go
 # to WORK/results.tsv (and OUT_TSV when set). Needs root on a fresh machine:
 # installs nginx, rsync, zstd, jq, curl, openssl with apt-get when missing.
@@ -135,6 +136,44 @@ waitfor() {
 		sleep 0.1
 	done
 }
+
+# listening PID PORT: wait up to 30 s for PID to listen on 127.0.0.1:PORT;
+# fails at once when PID exits (a port taken in between, a bad config).
+listening() {
+	local end=$((SECONDS + 30))
+	until (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; do
+		kill -0 "$1" 2>/dev/null || return 1
+		((SECONDS < end)) || return 1
+		sleep 0.1
+	done
+}
+
+# table TSV prints the markdown table of a results TSV.
+table() {
+awk -F'\t' '
+function pct(b, t) { return (b == "" ? "-" : sprintf("%d (%.2f%%)", b, 100 * b / t)) }
+function ratio(a, b) { return (a == "" || b == "" || b == 0 ? "-" : sprintf("%.2fx", a / b)) }
+function pub(p, s) { return (p == "" || s == "" || s == 0 ? "-" : sprintf("%.2fx", p / s)) }
+NR == 1 {
+	print "| case | v1 → v2 | v2 tree (files) | .deb | node | node manifest | rsync -az | zstd -19 --patch-from | node/zstd | node/rsync | node/deb | publish v2 / sha256sum (onto v1; fresh) | note |"
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	next
+}
+$4 == "" { printf "| %s | | | | | | | | | | | | %s |\n", $1, $16; next }
+{
+	printf "| %s | %s → %s | %d (%d) | %s | %s | %s | %s | %s | %s | %s | %s | %s; %s | %s |\n",
+		$1, $2, $3, $4, $5, pct($6, $4), pct($7, $4), pct($8, $4), pct($10, $4), pct($11, $4),
+		ratio($7, $11), ratio($7, $10), ratio($7, $6), pub($12, $14), pub($13, $14), $16
+}' "$1"
+}
+if [[ ${1:-} == --table ]]; then
+	# bench-delta.sh --table FILE.tsv...: the table of earlier runs' TSVs
+	# (their rows after the first file's header), nothing measured.
+	shift
+	awk 'FNR > 1 || NR == 1' "$@" >"$WORK/merged.tsv"
+	table "$WORK/merged.tsv"
+	exit 0
+fi
 
 # --- tools -------------------------------------------------------------------
 
@@ -291,7 +330,15 @@ rsync_bytes() {
 	rsync --daemon --no-detach --config="$d/rsyncd.conf" --address=127.0.0.1 --port="$PORT" &
 	pid=$!
 	PIDS+=("$pid")
-	waitfor 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
+	listening "$pid" "$PORT" || {
+		# Another program took the port in between: once more on another.
+		stop "$pid"
+		freeport
+		rsync --daemon --no-detach --config="$d/rsyncd.conf" --address=127.0.0.1 --port="$PORT" &
+		pid=$!
+		PIDS+=("$pid")
+		listening "$pid" "$PORT" || die "rsync daemon did not listen on 127.0.0.1:$PORT; see $d/rsyncd.log"
+	}
 	timeout 900 rsync -az --delete --stats "rsync://127.0.0.1:$PORT/v2/" "$d/rsync-dst/" >"$d/rsync.out" 2>&1 || rc=$?
 	stop "$pid"
 	rm -rf "$d/rsync-dst"
@@ -306,8 +353,18 @@ rsync_bytes() {
 # start_nginx REPO DIR: nginx serving REPO on 127.0.0.1:PORT, its access log
 # DIR/access.log with each request's bytes sent (headers and body).
 start_nginx() {
+	local repo=$1 d=$2 try
+	for try in 1 2; do
+		freeport
+		start_nginx_on "$repo" "$d"
+		listening "$NGINX_PID" "$NGINX_PORT" && break
+		stop "$NGINX_PID"
+		((try < 2)) || die "nginx did not listen on 127.0.0.1:$NGINX_PORT; see $d/nginx/error.log"
+	done
+	waitfor 20 curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$NGINX_PORT/root.json"
+}
+start_nginx_on() {
 	local repo=$1 d=$2 user=""
-	freeport
 	NGINX_PORT=$PORT
 	mkdir -p "$d/nginx"
 	((EUID == 0)) && user="user root root;"
@@ -339,7 +396,6 @@ start_nginx() {
 	"$NGINX" -p "$d/nginx" -e "$d/nginx/error.log" -c "$d/nginx/nginx.conf" >"$d/nginx/out.log" 2>&1 &
 	NGINX_PID=$!
 	PIDS+=("$NGINX_PID")
-	waitfor 20 curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$NGINX_PORT/root.json"
 }
 
 # publish DIR REPO VERSION OUT: times a publish (sync first); sets PUB_SECS, or
@@ -580,20 +636,6 @@ log "all cases in $((SECONDS - T_START)) s"
 
 # --- the table ---------------------------------------------------------------
 
-awk -F'\t' '
-function pct(b, t) { return (b == "" ? "-" : sprintf("%d (%.2f%%)", b, 100 * b / t)) }
-function ratio(a, b) { return (a == "" || b == "" || b == 0 ? "-" : sprintf("%.2fx", a / b)) }
-function pub(p, s) { return (p == "" || s == "" || s == 0 ? "-" : sprintf("%.2fx", p / s)) }
-NR == 1 {
-	print "| case | v1 → v2 | v2 tree (files) | .deb | node | node manifest | rsync -az | zstd -19 --patch-from | node/zstd | node/rsync | node/deb | publish v2 / sha256sum (onto v1; fresh) | note |"
-	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-	next
-}
-$4 == "" { printf "| %s | | | | | | | | | | | | %s |\n", $1, $16; next }
-{
-	printf "| %s | %s → %s | %d (%d) | %s | %s | %s | %s | %s | %s | %s | %s | %s; %s | %s |\n",
-		$1, $2, $3, $4, $5, pct($6, $4), pct($7, $4), pct($8, $4), pct($10, $4), pct($11, $4),
-		ratio($7, $11), ratio($7, $10), ratio($7, $6), pub($12, $14), pub($13, $14), $16
-}' "$TSV"
+table "$TSV"
 echo
 echo "sha256sum seconds and the raw numbers: $TSV"
