@@ -48,11 +48,35 @@ func TestSiteUpdatesByDelta(t *testing.T) {
 	}
 
 	editTree(t, src, 24)
+	// A new sibling built from the same sources: bin/app with other edits.
+	// Its new chunks come from a delta whose base is bin/app of v2, which
+	// the nodes rebuild first from v1.
+	app, err := os.ReadFile(filepath.Join(src, "bin/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(app)-64; i += 1 << 20 {
+		copy(app[i+7000:], "a sibling differs here")
+	}
+	if err := os.WriteFile(filepath.Join(src, "bin/app2"), app, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	s2 := pub.Publish("2.0.0", src)
 	if s2.Deltas == 0 || s2.DeltaOutput != s2.NewBytes {
 		t.Fatalf("publish made %d deltas rebuilding %d of %d new bytes; want deltas for all of them", s2.Deltas, s2.DeltaOutput, s2.NewBytes)
 	}
 	m2 := readManifest(t, pub.Repo, s2.ManifestPath)
+	siblings := 0
+	for _, d := range m2.Deltas {
+		for _, b := range d.Bases {
+			if d.Path == "bin/app2" && b.SHA256 == fileOf(m2, "bin/app").SHA256 {
+				siblings++
+			}
+		}
+	}
+	if siblings == 0 {
+		t.Fatalf("no delta of bin/app2 has bin/app of the same release as base: %+v", m2.Deltas)
+	}
 	before := cr.stats.Snapshot()
 	updateAll(t, nodes)
 	for _, n := range nodes {
@@ -93,13 +117,28 @@ func TestSiteUpdatesByDelta(t *testing.T) {
 		}
 	}
 
-	// A node with no v1 cannot use the deltas: it gets v2 by chunks.
+	// A node with no v1 can use only the deltas whose bases are all files of
+	// v2 itself (bin/app2's): it gets the rest by chunks.
+	inRelease := make(map[string]bool)
+	for _, f := range m2.Files {
+		inRelease[f.SHA256] = true
+	}
+	var want int64
+	for _, d := range m2.Deltas {
+		own := len(d.Bases) > 0
+		for _, b := range d.Bases {
+			own = own && inRelease[b.SHA256]
+		}
+		if own {
+			want += d.Output(fileOf(m2, d.Path))
+		}
+	}
 	fresh := newNode(t, nodeOpts{Name: "fresh", Trust: pub.Trust, Sources: []string{cr.URL}})
 	fresh.Update(t)
 	fresh.WaitVersion(t, "2.0.0", 60*time.Second)
 	sameTree(t, src, filepath.Join(fresh.Install, "current"))
-	if r := fresh.Status(t).Current; r == nil || r.Rebuilt != 0 {
-		t.Errorf("fresh node: release record %+v, want nothing rebuilt", r)
+	if r := fresh.Status(t).Current; r == nil || want == 0 || r.Rebuilt != want {
+		t.Errorf("fresh node: release record %+v, want %d bytes rebuilt, from bin/app2's deltas", r, want)
 	}
 }
 

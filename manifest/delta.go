@@ -19,29 +19,36 @@ const (
 )
 
 // Delta is an object that rebuilds some chunks of one file of the release from
-// bytes a node may hold already: a zstd frame whose raw dictionary is a range of
-// a file of an earlier release (Base), or no dictionary at all. It is
-// content-addressed like a chunk and stored beside the chunks; a node that holds
-// the base fetches the delta instead of the chunks it makes, and one that does
-// not fetches the chunks. Whatever a delta decodes to is verified against the
-// chunk CIDs before it is stored, so a wrong base or a lying delta costs a
-// fallback to chunks, never a bad byte.
+// bytes a node may hold already: a zstd frame whose raw dictionary is the
+// concatenation of its Bases, ranges of other files (or no dictionary at all).
+// It is content-addressed like a chunk and stored beside the chunks; a node
+// that can read the bases fetches the delta instead of the chunks it makes,
+// and one that cannot fetches the chunks. Whatever a delta decodes to is
+// verified against the chunk CIDs before it is stored, so a wrong base or a
+// lying delta costs a fallback to chunks, never a bad byte.
 type Delta struct {
 	// Object names the delta's own bytes, as a chunk is named: at most MaxChunkSize.
 	Object ChunkRef `json:"object"`
 	Path   string   `json:"path"` // the regular file whose chunks it makes
 	// Runs are the chunks it makes, as [first index, count] runs over the file's
 	// chunk list, ascending and apart; the object decodes to their bytes in order.
-	Runs []Run     `json:"runs"`
-	Base BaseRange `json:"base,omitzero"` // zero: no dictionary
+	Runs []Run `json:"runs"`
+	// Bases are the dictionary, in order: at most MaxDeltaBases ranges of at
+	// most MaxDeltaBase bytes in all. A base is a file of an earlier release
+	// (the old version of this file), or a file of this release listed before
+	// Path (a sibling built from the same sources), which a node assembles first.
+	Bases []BaseRange `json:"bases,omitempty"`
 }
+
+// MaxDeltaBases bounds the ranges of one delta's dictionary.
+const MaxDeltaBases = 4
 
 // Run is [first, count] over a file's chunk list; its JSON form is that pair.
 type Run struct{ First, Count int }
 
-// BaseRange names the dictionary of a delta: Size bytes at Offset of any file
-// whose whole-file SHA-256 is SHA256. A node finds such a file among the
-// releases it holds; the path the file had there does not matter.
+// BaseRange names part of the dictionary of a delta: Size bytes at Offset of
+// any file whose whole-file SHA-256 is SHA256. A node finds such a file among
+// the releases it holds, or earlier in this release; its path does not matter.
 type BaseRange struct {
 	SHA256 string `json:"sha256"`
 	Offset int64  `json:"offset"`
@@ -108,7 +115,11 @@ func (m *Manifest) validateDeltas(entries map[string]*File) error {
 		if out := d.Output(f); out > MaxDeltaOutput {
 			return bad("makes %d bytes, more than %d", out, MaxDeltaOutput)
 		}
-		if b := d.Base; b != (BaseRange{}) {
+		if len(d.Bases) > MaxDeltaBases {
+			return bad("%d bases, more than %d", len(d.Bases), MaxDeltaBases)
+		}
+		var dict int64
+		for _, b := range d.Bases {
 			if len(b.SHA256) != 64 || strings.ToLower(b.SHA256) != b.SHA256 {
 				return bad("base sha256 must be 64 lowercase hex digits")
 			}
@@ -118,6 +129,13 @@ func (m *Manifest) validateDeltas(entries map[string]*File) error {
 			if b.Offset < 0 || b.Size < 1 || b.Size > MaxDeltaBase {
 				return bad("base range %d+%d is outside 0.., 1..%d", b.Offset, b.Size, MaxDeltaBase)
 			}
+			if b.SHA256 == f.SHA256 {
+				return bad("a base is the file it makes")
+			}
+			dict += b.Size
+		}
+		if dict > MaxDeltaBase {
+			return bad("bases of %d bytes in all, more than %d", dict, MaxDeltaBase)
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +14,17 @@ import (
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
-// A release's deltas are worth fetching when the node holds their base: a
-// file, named by its sha256, of a release it keeps. A delta replaces the
-// fetch of the chunks it makes; when it cannot be had, does not decode, or
-// decodes to bytes that do not match the chunk CIDs, those chunks are fetched
-// as chunks. Nothing a delta makes is stored before it matches its CID.
+// A release's deltas are worth fetching when the node can read their bases:
+// files, named by their sha256, of a release it keeps, or files of the release
+// itself listed before the delta's file, which it assembles first. A delta
+// replaces the fetch of the chunks it makes; when it cannot be had, does not
+// decode, or decodes to bytes that do not match the chunk CIDs, those chunks
+// are fetched as chunks at once (a later delta may wait for them as its base).
+// Nothing a delta makes is stored before it matches its CID.
+//
+// Deltas run in manifest order and a base in the release always lies in an
+// earlier file, whose chunks come from the chunk lanes or from earlier deltas:
+// so the earliest delta still running never waits on a later one.
 
 // maxDeltaDecodes bounds the deltas decoded at once: each holds its base
 // (up to manifest.MaxDeltaBase) and its output in memory.
@@ -27,10 +32,17 @@ const maxDeltaDecodes = 2
 
 // deltaJob is one delta the node will try.
 type deltaJob struct {
-	d    *manifest.Delta
-	base *manifest.File // a held file whose sha256 is the delta's base; nil: none needed
-	jobs []int          // the plan jobs it makes, in output order
-	size []int          // their sizes
+	d     *manifest.Delta
+	bases []deltaBase
+	jobs  []int // the plan jobs it makes, in output order
+	size  []int // their sizes
+}
+
+// deltaBase is where the node reads one base range of a delta.
+type deltaBase struct {
+	file *manifest.File
+	r    manifest.BaseRange
+	wait []int // plan jobs to await first: the range's chunks, for a file of this release
 }
 
 // heldBases indexes the regular files of the releases this node keeps by
@@ -74,15 +86,36 @@ func planDeltas(m *manifest.Manifest, p *releasePlan, held map[string]*manifest.
 	for i := range m.Files {
 		files[m.Files[i].Path] = &m.Files[i]
 	}
+	index := make(map[string]int, len(m.Files)) // a release file's position, by sha256
+	for i := range m.Files {
+		if f := &m.Files[i]; len(f.Chunks) > 0 {
+			if _, ok := index[f.SHA256]; !ok {
+				index[f.SHA256] = i
+			}
+		}
+	}
+	pos := make(map[string]int, len(m.Files))
+	for i := range m.Files {
+		pos[m.Files[i].Path] = i
+	}
+deltas:
 	for i := range m.Deltas {
 		d := &m.Deltas[i]
 		j := deltaJob{d: d}
-		if d.Base != (manifest.BaseRange{}) {
-			b := held[d.Base.SHA256]
-			if b == nil || d.Base.Offset+d.Base.Size > b.Size {
-				continue
+		for _, r := range d.Bases {
+			b := deltaBase{file: held[r.SHA256], r: r}
+			if b.file == nil {
+				k, ok := index[r.SHA256]
+				if !ok || k >= pos[d.Path] {
+					continue deltas // neither held nor assembled before this file
+				}
+				b.file = &m.Files[k]
+				b.wait = rangeJobs(p, b.file, r)
 			}
-			j.base = b
+			if r.Offset+r.Size > b.file.Size {
+				continue deltas
+			}
+			j.bases = append(j.bases, b)
 		}
 		f := files[d.Path]
 		free := true
@@ -105,11 +138,24 @@ func planDeltas(m *manifest.Manifest, p *releasePlan, held map[string]*manifest.
 	return jobs, covered
 }
 
-// runDeltas fetches and decodes the delta jobs, limit at a time, and returns
-// the plan jobs of those that failed, to be fetched as chunks.
-func (n *Node) runDeltas(ctx context.Context, p *releasePlan, djobs []deltaJob, ready *readiness, limit int, count func(Origin, int64), rebuilt *atomic.Int64) ([]int, error) {
-	var fallback []int
-	var mu sync.Mutex
+// rangeJobs returns the plan jobs of the chunks of f, a file of the release,
+// that overlap r.
+func rangeJobs(p *releasePlan, f *manifest.File, r manifest.BaseRange) []int {
+	var out []int
+	var at int64
+	for _, c := range f.Chunks {
+		end := at + int64(c.Size)
+		if end > r.Offset && at < r.Offset+r.Size {
+			out = append(out, int(p.index[c.CID]))
+		}
+		at = end
+	}
+	return out
+}
+
+// runDeltas fetches and decodes the delta jobs in order, limit at a time.
+// The chunks of a delta that fails are fetched by fallback, at once.
+func (n *Node) runDeltas(ctx context.Context, p *releasePlan, djobs []deltaJob, ready *readiness, limit int, count func(Origin, int64), rebuilt *atomic.Int64, fallback func(ctx context.Context, jobs []int) error) error {
 	decodes := make(chan struct{}, maxDeltaDecodes)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
@@ -119,20 +165,17 @@ func (n *Node) runDeltas(ctx context.Context, p *releasePlan, djobs []deltaJob, 
 		}
 		g.Go(func() error {
 			left, err := n.runDelta(gctx, p, j, ready, decodes, count, rebuilt)
-			if err != nil {
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				n.log.Info("delta not used; fetching its chunks", "delta", j.d.Object.CID, "path", j.d.Path, "err", err)
-				mu.Lock()
-				fallback = append(fallback, left...)
-				mu.Unlock()
+			if err == nil {
+				return nil
 			}
-			return nil
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			n.log.Info("delta not used; fetching its chunks", "delta", j.d.Object.CID, "path", j.d.Path, "err", err)
+			return fallback(gctx, left)
 		})
 	}
-	err := g.Wait()
-	return fallback, err
+	return g.Wait()
 }
 
 // runDelta makes the chunks of one delta. On an error it returns the jobs it
@@ -161,6 +204,15 @@ func (n *Node) runDelta(ctx context.Context, p *releasePlan, j deltaJob, ready *
 	}
 	count(o, int64(len(obj)))
 
+	// Await bases of this release before taking a decode slot: the deltas
+	// that make them need one.
+	for _, b := range j.bases {
+		for _, k := range b.wait {
+			if err := ready.await(ctx, k); err != nil {
+				return missing, err
+			}
+		}
+	}
 	select {
 	case decodes <- struct{}{}:
 	case <-ctx.Done():
@@ -168,10 +220,12 @@ func (n *Node) runDelta(ctx context.Context, p *releasePlan, j deltaJob, ready *
 	}
 	defer func() { <-decodes }()
 	var dict []byte
-	if j.base != nil {
-		if dict, err = n.readBase(ctx, j.base, j.d.Base.Offset, j.d.Base.Size); err != nil {
+	for _, b := range j.bases {
+		part, err := n.readBase(ctx, b.file, b.r.Offset, b.r.Size)
+		if err != nil {
 			return missing, err
 		}
+		dict = append(dict, part...)
 	}
 	total := 0
 	for _, s := range j.size {

@@ -222,11 +222,8 @@ func (n *Node) fetchRelease(ctx context.Context, m *manifest.Manifest, p *releas
 	var rebuilt atomic.Int64
 	g.Go(func() error {
 		// A delta that cannot be used leaves its chunks to be fetched as chunks.
-		fallback, err := n.runDeltas(gctx, p, djobs, ready, max(2, n.cfg.Concurrency/2), count, &rebuilt)
-		if err != nil {
-			return err
-		}
-		return lane(fallback, n.cfg.Concurrency)
+		return n.runDeltas(gctx, p, djobs, ready, max(2, n.cfg.Concurrency/2), count, &rebuilt,
+			func(_ context.Context, jobs []int) error { return lane(jobs, n.cfg.Concurrency) })
 	})
 	g.Go(func() error { return lane(own, max(2, n.cfg.Concurrency/8)) })
 	g.Go(func() error { return lane(others, n.cfg.Concurrency) })

@@ -49,28 +49,26 @@ func planRelease(m *manifest.Manifest) *releasePlan {
 	return p
 }
 
-// readiness tells the assembly which jobs are stored. One goroutine awaits at
-// a time.
+// readiness tells the assembly, and deltas whose base is a file of the
+// release, which jobs are stored. Any number of goroutines may await.
 type readiness struct {
 	mu      sync.Mutex
 	done    []bool
-	waiting int           // job awaited, or -1
-	wake    chan struct{} // signalled when the awaited job is marked
+	waiters int           // goroutines awaiting
+	changed chan struct{} // closed when a job is marked while any awaits
 }
 
 func newReadiness(jobs int) *readiness {
-	return &readiness{done: make([]bool, jobs), waiting: -1, wake: make(chan struct{}, 1)}
+	return &readiness{done: make([]bool, jobs), changed: make(chan struct{})}
 }
 
 // mark records that job i is stored.
 func (r *readiness) mark(i int) {
 	r.mu.Lock()
 	r.done[i] = true
-	if r.waiting == i {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
+	if r.waiters > 0 {
+		close(r.changed)
+		r.changed = make(chan struct{})
 	}
 	r.mu.Unlock()
 }
@@ -84,19 +82,22 @@ func (r *readiness) isDone(i int) bool {
 
 // await blocks until job i is stored or ctx ends.
 func (r *readiness) await(ctx context.Context, i int) error {
-	for {
-		r.mu.Lock()
-		if r.done[i] {
-			r.waiting = -1
-			r.mu.Unlock()
-			return nil
-		}
-		r.waiting = i
+	r.mu.Lock()
+	for !r.done[i] {
+		ch := r.changed
+		r.waiters++
 		r.mu.Unlock()
 		select {
-		case <-r.wake: // may be stale from an earlier wait: check again
+		case <-ch:
 		case <-ctx.Done():
+			r.mu.Lock()
+			r.waiters--
+			r.mu.Unlock()
 			return ctx.Err()
 		}
+		r.mu.Lock()
+		r.waiters--
 	}
+	r.mu.Unlock()
+	return nil
 }

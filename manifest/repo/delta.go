@@ -46,7 +46,7 @@ func (o DeltaOptions) withDefaults() DeltaOptions {
 	if o.Window <= 0 {
 		o.Window = 16 << 20
 	}
-	o.Window = min(o.Window, manifest.MaxDeltaBase)
+	o.Window = min(o.Window, manifest.MaxDeltaBase/2) // two bases at most
 	return o
 }
 
@@ -172,8 +172,10 @@ func readManifestUnverified(name string) (*manifest.Manifest, error) {
 type deltaGroup struct {
 	file *manifest.File
 	src  string // the file in the source tree
-	base *manifest.File
-	runs []manifest.Run
+	// bases are the files whose ranges make the dictionary: the old version
+	// of the file, and a sibling of this release listed before it.
+	bases []*manifest.File
+	runs  []manifest.Run
 	// offsets of the runs' bytes in the file, and their length in total
 	start []int64
 	size  int64
@@ -190,7 +192,13 @@ func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) 
 			if f.IsLink() || len(f.Chunks) == 0 {
 				continue
 			}
-			bf := b.baseFor(f)
+			var bases []*manifest.File
+			if bf := b.baseFor(f); bf != nil {
+				bases = append(bases, bf)
+			}
+			if sf := siblingFor(files[:i], f); sf != nil && (len(bases) == 0 || bases[0].SHA256 != sf.SHA256) {
+				bases = append(bases, sf)
+			}
 			var g *deltaGroup
 			var off int64
 			for k, c := range f.Chunks {
@@ -201,7 +209,7 @@ func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) 
 				}
 				made[c.CID] = true
 				if g == nil || g.size+int64(c.Size) > int64(group) {
-					out = append(out, deltaGroup{file: f, src: srcOf(f.Path), base: bf})
+					out = append(out, deltaGroup{file: f, src: srcOf(f.Path), bases: bases})
 					g = &out[len(out)-1]
 				}
 				if n := len(g.runs); n > 0 && g.runs[n-1].First+g.runs[n-1].Count == k {
@@ -217,12 +225,37 @@ func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) 
 	return out
 }
 
-// dictRange picks the bytes of the base file used as dictionary for g: the
+// minSibling is the smallest file given a sibling base: below it the
+// dictionary costs more publish time than it saves.
+const minSibling = 256 << 10
+
+// siblingFor picks, among the regular files listed before f in the release,
+// the one closest to f in size and within a factor two of it: programs built
+// from the same sources (one static library linked into several binaries)
+// share most of their bytes, which no old version of f holds when the build
+// changed throughout. A node assembles the earlier files first. nil: none.
+func siblingFor(earlier []manifest.File, f *manifest.File) *manifest.File {
+	if f.Size < minSibling {
+		return nil
+	}
+	var best *manifest.File
+	for i := range earlier {
+		e := &earlier[i]
+		if len(e.Chunks) == 0 || e.SHA256 == f.SHA256 || e.Size < f.Size/2 || e.Size > f.Size*2 {
+			continue
+		}
+		if best == nil || absDiff(e.Size, f.Size) < absDiff(best.Size, f.Size) {
+			best = e
+		}
+	}
+	return best
+}
+
+// dictRange picks the bytes of base file b used as dictionary for g: the
 // whole base when it fits the window, else a window around where g's bytes
 // sit in the new file, mapped into the base by the nearest chunk both share,
 // or by proportion when they share none.
-func dictRange(g *deltaGroup, window int64) (off, size int64) {
-	b := g.base
+func dictRange(g *deltaGroup, b *manifest.File, window int64) (off, size int64) {
 	if b.Size <= window {
 		return 0, b.Size
 	}
@@ -312,15 +345,16 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, enc *delta.E
 		return nil, err
 	}
 	var dict []byte
-	var base manifest.BaseRange
-	if g.base != nil {
-		off, size := dictRange(g, int64(do.Window))
-		dict, err = readRange(repoDir, w.codec, g.base, off, size)
+	var bases []manifest.BaseRange
+	for _, b := range g.bases {
+		off, size := dictRange(g, b, int64(do.Window))
+		part, err := readRange(repoDir, w.codec, b, off, size)
 		if err != nil {
 			// The repository lost a base chunk: no delta, the chunks will do.
 			return nil, nil
 		}
-		base = manifest.BaseRange{SHA256: g.base.SHA256, Offset: off, Size: size}
+		dict = append(dict, part...)
+		bases = append(bases, manifest.BaseRange{SHA256: b.SHA256, Offset: off, Size: size})
 	}
 	obj, err := enc.Encode(do.Level, dict, data, nil)
 	if err != nil {
@@ -346,7 +380,7 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, enc *delta.E
 	if err := w.write(c, obj, &scratch); err != nil {
 		return nil, err
 	}
-	return []manifest.Delta{{Object: manifest.ChunkRef{CID: c, Size: uint32(len(obj))}, Path: g.file.Path, Runs: g.runs, Base: base}}, nil
+	return []manifest.Delta{{Object: manifest.ChunkRef{CID: c, Size: uint32(len(obj))}, Path: g.file.Path, Runs: g.runs, Bases: bases}}, nil
 }
 
 // halve splits g into two groups of about half its bytes, on a chunk boundary.
@@ -361,7 +395,7 @@ func (g *deltaGroup) halve() (a, b deltaGroup, ok bool) {
 		return a, b, false
 	}
 	offs := chunkOffsets(g.file)
-	a = deltaGroup{file: g.file, src: g.src, base: g.base}
+	a = deltaGroup{file: g.file, src: g.src, bases: g.bases}
 	b = a
 	for i, k := range chunks {
 		h := &a
