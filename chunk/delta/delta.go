@@ -34,6 +34,8 @@ const (
 	Best Level = iota
 	// Fast trades about a third more delta bytes for a publish several times faster.
 	Fast
+	// Better lies between the two.
+	Better
 )
 
 // ParseLevel reads "best" or "fast".
@@ -43,20 +45,28 @@ func ParseLevel(s string) (Level, error) {
 		return Best, nil
 	case "fast":
 		return Fast, nil
+	case "better":
+		return Better, nil
 	}
-	return 0, fmt.Errorf("delta level %q: want best or fast", s)
+	return 0, fmt.Errorf("delta level %q: want best, better or fast", s)
 }
 
 func (l Level) String() string {
-	if l == Fast {
+	switch l {
+	case Fast:
 		return "fast"
+	case Better:
+		return "better"
 	}
 	return "best"
 }
 
 func (l Level) zstd() zstd.EncoderLevel {
-	if l == Fast {
+	switch l {
+	case Fast:
 		return zstd.SpeedDefault
+	case Better:
+		return zstd.SpeedBetterCompression
 	}
 	return zstd.SpeedBestCompression
 }
@@ -75,7 +85,7 @@ func window(n int) int {
 // are costly to allocate: a publisher making a thousand deltas would spend
 // most of its time zeroing them. An Encoder is not safe for concurrent use.
 type Encoder struct {
-	enc [2]*zstd.Encoder
+	enc [3]*zstd.Encoder
 }
 
 // encoderWindow spans the largest dictionary and output a manifest allows,
