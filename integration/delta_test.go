@@ -41,10 +41,15 @@ func TestSiteUpdatesByDelta(t *testing.T) {
 	key := siteKey(t)
 	nodes := site(t, pub, key, 3, []string{cr.URL})
 
-	pub.Publish("1.0.0", src)
+	s1 := pub.Publish("1.0.0", src)
 	updateAll(t, nodes)
 	for _, n := range nodes {
 		n.WaitVersion(t, "1.0.0", 90*time.Second)
+	}
+	// The head names the compressed manifest: the site moves it once, by its
+	// digest, and never the plain one.
+	if got, plain := cr.Gets(repo.ManifestZstPath("stable", s1.Sequence)), cr.Gets(s1.ManifestPath); s1.ManifestZstBytes == 0 || got != 1 || plain != 0 {
+		t.Errorf("v1: the seed served the compressed manifest (%d bytes) %d times and the plain one %d times; want once and never", s1.ManifestZstBytes, got, plain)
 	}
 
 	editTree(t, src, 24)

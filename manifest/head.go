@@ -17,7 +17,28 @@ type Head struct {
 	Manifest Ref       `json:"manifest"`
 	Issued   time.Time `json:"issued"`
 	Expires  time.Time `json:"expires"`
+	// Compact lists smaller forms of the manifest envelope a node may pull
+	// instead; each must decode to the bytes Manifest pins. None in heads
+	// published before them, or with deltas off.
+	Compact []CompactRef `json:"compact,omitempty"`
 }
+
+// MaxCompactRefs bounds a head's compact forms.
+const MaxCompactRefs = 4
+
+// CompactRef locates a zstd form of a manifest envelope: compressed alone
+// (From 0), or with the envelope of manifest From of the channel as raw
+// dictionary, for the nodes that hold it. A site moves it like a chunk, by its
+// sha256, so it crosses the WAN once per site.
+type CompactRef struct {
+	From   uint64 `json:"from,omitempty"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Ref returns c as the Ref of its file.
+func (c CompactRef) Ref() Ref { return Ref{Path: c.Path, Size: c.Size, SHA256: c.SHA256} }
 
 // Ref locates a manifest envelope file in the repository and pins its bytes.
 type Ref struct {
@@ -71,6 +92,17 @@ func (h *Head) Validate() error {
 	}
 	if err := h.Manifest.validate(); err != nil {
 		return fmt.Errorf("head of %s: %w", h.Channel, err)
+	}
+	if len(h.Compact) > MaxCompactRefs {
+		return fmt.Errorf("head of %s: %d compact manifest forms, more than %d: %w", h.Channel, len(h.Compact), MaxCompactRefs, ErrMalformed)
+	}
+	for _, c := range h.Compact {
+		if err := c.Ref().validate(); err != nil {
+			return fmt.Errorf("head of %s: compact form: %w", h.Channel, err)
+		}
+		if c.From >= h.Sequence {
+			return fmt.Errorf("head of %s: compact form against sequence %d, not below the head's %d: %w", h.Channel, c.From, h.Sequence, ErrMalformed)
+		}
 	}
 	if h.Issued.IsZero() || h.Expires.IsZero() || !h.Expires.After(h.Issued) {
 		return fmt.Errorf("head of %s: issued and expires times are required, expires after issued: %w", h.Channel, ErrMalformed)

@@ -206,10 +206,22 @@ func TestHeadValidate(t *testing.T) {
 		{"bad digest", func(h *manifest.Head) { h.Manifest.SHA256 = "zz" }, manifest.ErrMalformed},
 		{"expires before issued", func(h *manifest.Head) { h.Expires = h.Issued }, manifest.ErrMalformed},
 		{"bad channel", func(h *manifest.Head) { h.Channel = "" }, manifest.ErrMalformed},
+		{"compact forms", func(h *manifest.Head) {}, nil},
+		{"no compact form", func(h *manifest.Head) { h.Compact = nil }, nil},
+		{"compact path escaping", func(h *manifest.Head) { h.Compact[0].Path = "../x.zst" }, manifest.ErrPath},
+		{"compact size 0", func(h *manifest.Head) { h.Compact[1].Size = 0 }, manifest.ErrMalformed},
+		{"compact against a later manifest", func(h *manifest.Head) { h.Compact[1].From = h.Sequence }, manifest.ErrMalformed},
+		{"too many compact forms", func(h *manifest.Head) {
+			for range manifest.MaxCompactRefs {
+				h.Compact = append(h.Compact, h.Compact[0])
+			}
+		}, manifest.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := sampleHead(t, []byte("manifest envelope"))
+			z, d := manifest.NewRef("manifests/stable/7.json.zst", []byte("z")), manifest.NewRef("manifests/stable/7.from-6.zst", []byte("d"))
+			h.Compact = []manifest.CompactRef{{Path: z.Path, Size: z.Size, SHA256: z.SHA256}, {From: h.Sequence - 1, Path: d.Path, Size: d.Size, SHA256: d.SHA256}}
 			tt.edit(h)
 			_, err := h.Marshal()
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {

@@ -71,9 +71,9 @@ type Config struct {
 	// PenaltyDuration is how long a peer that sent bad bytes, or failed
 	// repeatedly, is not asked. Zero: 1 minute.
 	PenaltyDuration time.Duration
-	// Stored, if set, is told of every chunk the mesh stores, as it stores
-	// it, with where it came from: those this node asked for and those it
-	// fetched for peers, as their owner. Zero: nobody is told.
+	// Stored, if set, is told of every chunk the mesh stores, just before it
+	// stores it, with where it came from: those this node asked for and those
+	// it fetched for peers, as their owner. Zero: nobody is told.
 	Stored func(c cid.Cid, o Origin)
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger

@@ -351,11 +351,12 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 // store puts a verified chunk in the store, in the wire form it came in,
 // and tells Config.Stored.
 func (m *Mesh) store(ctx context.Context, c cid.Cid, w wireChunk, o Origin) (fetchResult, error) {
-	if err := m.st.PutVerifiedWire(ctx, c, w.raw, w.wire); err != nil {
-		return fetchResult{}, fmt.Errorf("store: %w", err)
-	}
+	// Told first: whoever finds the chunk stored must find its origin too.
 	if m.cfg.Stored != nil {
 		m.cfg.Stored(c, o)
+	}
+	if err := m.st.PutVerifiedWire(ctx, c, w.raw, w.wire); err != nil {
+		return fetchResult{}, fmt.Errorf("store: %w", err)
 	}
 	return fetchResult{data: w.raw, wire: w.wire, origin: o}, nil
 }

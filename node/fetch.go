@@ -101,7 +101,8 @@ func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]b
 }
 
 // manifestRef reports whether c names the manifest of the channel's current
-// head (read from the sources and verified), and its reference. It is asked
+// head (read from the sources and verified) or one of its compact forms, and
+// its reference. It is asked
 // only for CIDs this node has not seen, which are rare: a peer's manifest request.
 func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, bool) {
 	if w.node.mesh == nil {
@@ -111,12 +112,17 @@ func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, b
 	if err != nil {
 		return manifest.Ref{}, false
 	}
-	hc, err := refCID(h.Manifest)
-	if err != nil || !hc.Equals(c) {
-		return manifest.Ref{}, false
+	refs := []manifest.Ref{h.Manifest}
+	for _, cr := range h.Compact {
+		refs = append(refs, cr.Ref())
 	}
-	w.docs.Store(c, h.Manifest)
-	return h.Manifest, true
+	for _, r := range refs {
+		if rc, err := refCID(r); err == nil && rc.Equals(c) {
+			w.docs.Store(c, r)
+			return r, true
+		}
+	}
+	return manifest.Ref{}, false
 }
 
 // Fetch implements ChunkSource for a node without a mesh.

@@ -279,7 +279,8 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	sum.ManifestPath, sum.ManifestBytes = mpath, int64(len(menv))
-	if err := writeCompactManifests(repoDir, prev, seq, menv, opts, sum); err != nil {
+	compact, err := writeCompactManifests(repoDir, prev, seq, menv, opts, sum)
+	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 
@@ -292,6 +293,11 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		Issued:   now,
 		Expires:  now.Add(opts.HeadTTL),
 	}
+	if !opts.Deltas.Off {
+		// Nodes older than deltas refuse a head with compact forms, as they
+		// refuse manifests with deltas: --deltas 0 keeps both out.
+		h.Compact = compact
+	}
 	if err := WriteHead(repoDir, h, opts.Keys...); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -302,33 +308,43 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 // may pull instead of it: compressed, and compressed against the previous
 // head's manifest, which a node that runs the previous release holds. Nodes
 // check what they decode against the head's digest, as the plain manifest.
-func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv []byte, opts PublishOptions, sum *Summary) error {
+// It returns their references, for the head.
+func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv []byte, opts PublishOptions, sum *Summary) ([]manifest.CompactRef, error) {
+	var refs []manifest.CompactRef
+	write := func(from uint64, path string, data []byte) error {
+		if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(path)), data, 0o644); err != nil {
+			return err
+		}
+		r := manifest.NewRef(path, data)
+		refs = append(refs, manifest.CompactRef{From: from, Path: r.Path, Size: r.Size, SHA256: r.SHA256})
+		return nil
+	}
 	z, err := delta.Encode(delta.Best, nil, menv, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(z) < len(menv) {
-		if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(ManifestZstPath(opts.Channel, seq))), z, 0o644); err != nil {
-			return err
+		if err := write(0, ManifestZstPath(opts.Channel, seq), z); err != nil {
+			return nil, err
 		}
 		sum.ManifestZstBytes = int64(len(z))
 	}
 	if prev == nil || opts.Deltas.Off {
-		return nil
+		return refs, nil
 	}
 	penv, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(prev.Manifest.Path)), manifest.MaxManifestSize)
 	if err != nil {
-		return nil // the previous manifest is gone: no delta, the other forms do
+		return refs, nil // the previous manifest is gone: no delta, the other forms do
 	}
 	d, err := delta.Encode(delta.Best, penv, menv, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(d) >= min(len(z), len(menv)) {
-		return nil
+		return refs, nil
 	}
 	sum.ManifestDeltaBytes = int64(len(d))
-	return WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(ManifestDeltaPath(opts.Channel, seq, prev.Sequence))), d, 0o644)
+	return refs, write(prev.Sequence, ManifestDeltaPath(opts.Channel, seq, prev.Sequence), d)
 }
 
 // WriteHead signs h and switches the channel's head to it, atomically.
