@@ -255,14 +255,9 @@ func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.M
 		return m, env, nil
 	}
 	if env := n.compactManifest(ctx, h.Channel, h.Sequence, h.Manifest.Size, func(env []byte) bool { return refMatches(h.Manifest, env) }); env != nil {
-		m, err := root.VerifyManifest(env, time.Now())
-		if err == nil {
-			err = manifest.CheckHead(h, m)
-		}
-		if err == nil {
+		if m, err := n.openManifest(h, root, env, "its compact form"); err == nil {
 			return m, env, nil
 		}
-		n.refuse(fmt.Errorf("manifest %s: %w", h.Manifest.Path, err))
 	}
 	var m *manifest.Manifest
 	var last error
@@ -271,12 +266,9 @@ func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.M
 			last = n.refuse(fmt.Errorf("manifest %s from %s does not match the digest in the head: %w", h.Manifest.Path, s, manifest.ErrSignature))
 			return last
 		}
-		mm, err := root.VerifyManifest(env, time.Now())
-		if err == nil {
-			err = manifest.CheckHead(h, mm)
-		}
+		mm, err := n.openManifest(h, root, env, s.String())
 		if err != nil {
-			last = n.refuse(fmt.Errorf("manifest %s from %s: %w", h.Manifest.Path, s, err))
+			last = err
 			return last
 		}
 		m = mm
@@ -365,15 +357,8 @@ func (n *Node) compactFromSite(ctx context.Context, h *manifest.Head, root *mani
 		n.refuse(fmt.Errorf("compact manifest %s does not decode to the manifest the head names: %v", pick.Path, err))
 		return nil, nil, false
 	}
-	m, err := root.VerifyManifest(env, time.Now())
-	if err == nil {
-		err = manifest.CheckHead(h, m)
-	}
-	if err != nil {
-		n.refuse(fmt.Errorf("manifest %s from the site: %w", h.Manifest.Path, err))
-		return nil, nil, false
-	}
-	return m, env, true
+	m, err := n.openManifest(h, root, env, "the site")
+	return m, env, err == nil
 }
 
 // manifestFromSite gets a manifest through the mesh like a chunk: the head names
@@ -394,15 +379,22 @@ func (n *Node) manifestFromSite(ctx context.Context, h *manifest.Head, root *man
 		n.log.Debug("manifest from the site", "path", h.Manifest.Path, "err", err)
 		return nil, nil, false
 	}
+	m, err := n.openManifest(h, root, env, "the site")
+	return m, env, err == nil
+}
+
+// openManifest verifies a manifest envelope read from where, whose bytes
+// match the head's digest, and checks it is the one the head names; a refusal
+// is reported and returned.
+func (n *Node) openManifest(h *manifest.Head, root *manifest.TrustRoot, env []byte, where string) (*manifest.Manifest, error) {
 	m, err := root.VerifyManifest(env, time.Now())
 	if err == nil {
 		err = manifest.CheckHead(h, m)
 	}
 	if err != nil {
-		n.refuse(fmt.Errorf("manifest %s from the site: %w", h.Manifest.Path, err))
-		return nil, nil, false
+		return nil, n.refuse(fmt.Errorf("manifest %s from %s: %w", h.Manifest.Path, where, err))
 	}
-	return m, env, true
+	return m, nil
 }
 
 // refCID names a document by the sha256 in its Ref, as a CIDv1 raw.
