@@ -1,24 +1,19 @@
 package node
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
+	"github.com/patchmesh/patchmesh/node/pipeline"
 )
 
 // fetchError marks a failure to fetch a release's chunks, as opposed to a
@@ -34,36 +29,22 @@ func (e *fetchError) Unwrap() error { return e.err }
 // returned as a *fetchError. rec gets the bytes by origin and is saved once
 // every chunk is stored.
 func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
-	p := planRelease(m)
-	ready := newReadiness(len(p.jobs))
-	fetch := func(ctx context.Context) error {
-		if err := n.fetchRelease(ctx, m, p, ready, rec); err != nil {
-			return &fetchError{err}
-		}
-		n.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal, "rebuilt_bytes", rec.Rebuilt)
-		n.setPhase("assembling")
-		if n.mesh != nil {
-			n.mesh.SetHolding(m.Sequence)
-		}
-		return n.saveRecord(*rec)
-	}
+	p := n.pipeline(m, rec)
 	staged := false
 	err := n.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
 		staged = true
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return fetch(gctx) })
-		g.Go(func() error { return n.assemble(gctx, m, p, ready, dir) })
-		return g.Wait()
+		_, err := p.Run(ctx, m, dir)
+		return err
 	})
 	if err == nil && !staged {
 		// Staged before a restart: the node still fetches what it lacks, to
 		// hold the whole release for its peers.
-		err = fetch(ctx)
+		_, err = p.Run(ctx, m, "")
 	}
 	if err != nil {
-		var fe *fetchError
+		var fe *pipeline.FetchError
 		if errors.As(err, &fe) {
-			return fe
+			return &fetchError{fe.Err}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -108,113 +89,37 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec
 	return nil
 }
 
-// assemble writes the release m into dir: its directories, then every regular
-// file from the store as the plan's chunks are marked ready (checking each file's
-// size and sha256 against the manifest), then its hard links and symlinks, and the
-// directories' modes last. See stagedTree for why no link can redirect a write.
-func (n *Node) assemble(ctx context.Context, m *manifest.Manifest, p *releasePlan, ready *readiness, dir string) error {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
+// pipeline wires the release pipeline for m with the node's store, chunk
+// source, site ownership, held delta bases and status. rec gets the bytes by
+// origin and is saved once every chunk is stored.
+func (n *Node) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.Pipeline {
+	opts := pipeline.Options{
+		Concurrency: n.cfg.Concurrency,
+		Bases:       n.heldBases(),
+		Claim:       n.stored.take,
+		Planned: func(chunks int, bytes int64) {
+			prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: chunks, BytesTotal: bytes, Started: time.Now()}
+			n.mu.Lock()
+			n.stat.progress = prog
+			n.mu.Unlock()
+		},
+		Progress: n.progressAdd,
+		Fetched: func(res pipeline.Result) error {
+			rec.FromWAN, rec.FromLAN, rec.FromLocal, rec.Rebuilt = res.FromWAN, res.FromLAN, res.FromLocal, res.Rebuilt
+			n.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal, "rebuilt_bytes", rec.Rebuilt)
+			n.setPhase("assembling")
+			if n.mesh != nil {
+				n.mesh.SetHolding(m.Sequence)
+			}
+			return n.saveRecord(*rec)
+		},
+		VerifyFailed: n.verifyFailed,
+		Logger:       n.log,
 	}
-	defer root.Close()
-	tree := newStagedTree(root)
-	if err := tree.dirs(m); err != nil {
-		return err
+	if n.mesh != nil {
+		opts.Owned = n.mesh.Owned()
 	}
-	refs := p.refs
-	for _, f := range m.Files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		jobs := refs[:len(f.Chunks)]
-		refs = refs[len(f.Chunks):]
-		if !f.IsRegular() {
-			continue
-		}
-		if err := tree.parent(f.Path); err != nil {
-			return err
-		}
-		if err := n.writeFile(ctx, root, filepath.FromSlash(f.Path), f, jobs, ready); err != nil {
-			return err
-		}
-	}
-	if err := tree.links(m); err != nil {
-		return err
-	}
-	return tree.chmodDirs()
-}
-
-// writeFile writes f, whose chunks are the plan's jobs, each once it is ready.
-func (n *Node) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File, jobs []int32, ready *readiness) error {
-	// O_EXCL: a file, or a symlink even dangling, already at name is an error,
-	// never followed.
-	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("file %s: %w", f.Path, err)
-	}
-	defer out.Close()
-	// Chunks are ~16 KiB: buffering saves most of the write calls.
-	bw := bufio.NewWriterSize(&writeback{f: out}, 256<<10)
-	h := sha256.New()
-	var size int64
-	for i, r := range f.Chunks {
-		if err := ready.await(ctx, int(jobs[i])); err != nil {
-			return err
-		}
-		n, err := n.writeChunk(ctx, r.CID, bw, h)
-		if err != nil {
-			return fmt.Errorf("file %s: chunk %s: %w", f.Path, r.CID, err)
-		}
-		size += n
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("file %s: %w", f.Path, err)
-	}
-	if size != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-		return fmt.Errorf("file %s: assembled %d bytes whose sha256 does not match the manifest: %w", f.Path, size, manifest.ErrMismatch)
-	}
-	// After the last write, which would clear setuid and setgid.
-	if err := out.Chmod(manifest.FileMode(f.Mode)); err != nil {
-		return fmt.Errorf("file %s: %w", f.Path, err)
-	}
-	return out.Close()
-}
-
-// writebackEvery is how many bytes of a staged file are written before their
-// writeback to disk is started.
-const writebackEvery = 1 << 20
-
-// writeback writes to f and starts the writeback of every writebackEvery bytes.
-type writeback struct {
-	f          *os.File
-	off, start int64
-}
-
-func (w *writeback) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	w.off += int64(n)
-	if w.off-w.start >= writebackEvery {
-		startWriteback(w.f, w.start, w.off-w.start)
-		w.start = w.off
-	}
-	return n, err
-}
-
-func (n *Node) writeChunk(ctx context.Context, c cid.Cid, out io.Writer, h io.Writer) (int64, error) {
-	// WriteTo uses the store's pooled buffers: no copy of every chunk on the heap.
-	k, err := n.store.WriteTo(ctx, c, io.MultiWriter(out, h))
-	if errors.Is(err, store.ErrNotFound) && k == 0 {
-		// Collected or lost since the fetch: get it again rather than fail the apply.
-		data, _, ferr := n.fetchChunk(ctx, c)
-		if ferr != nil {
-			return 0, ferr
-		}
-		h.Write(data)
-		w, err := out.Write(data)
-		return int64(w), err
-	}
-	return k, err
+	return pipeline.New(n.store, n.chunks, opts)
 }
 
 // collect prunes old releases and then the chunks no kept release needs, while the

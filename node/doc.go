@@ -16,11 +16,12 @@
 //
 // Only chunks missing from the store are fetched, many at once with a bound, each
 // verified against its CID before it is stored. A node killed at any point resumes
-// without refetching verified chunks. Chunks come from a ChunkSource: the site
-// mesh when there is one (asked before the WAN), else the update sources.
+// without refetching verified chunks. node/pipeline plans, fetches and assembles a
+// release; the node gives it its store and a pipeline.Source: the site mesh when
+// there is one (asked before the WAN), else the update sources.
 //
 // # Apply
 //
-// The release is assembled from the store into a staging folder, every file's
-// sha256 checked, then node/install switches it in and rolls back on failure.
+// The pipeline assembles the release from the store into a staging folder, every
+// file's sha256 checked, then node/install switches it in and rolls back on failure.
 package node

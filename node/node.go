@@ -22,6 +22,7 @@ import (
 	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
+	"github.com/patchmesh/patchmesh/node/pipeline"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -39,7 +40,7 @@ type Node struct {
 	list    *source.List
 	mesh    *mesh.Mesh
 	siteID  string
-	chunks  ChunkSource
+	chunks  pipeline.Source // the mesh's or the WAN's, with retries
 	wan     *wanSource
 	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	checkCh chan checkRequest
@@ -121,7 +122,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.wan = &wanSource{node: n, codec: codec}
-	n.chunks = n.wan
+	var chunks pipeline.Source = n.wan
 
 	if cfg.Mesh.SiteKey != "" {
 		key, err := LoadSiteKey(cfg.Mesh.SiteKey)
@@ -151,20 +152,21 @@ func New(cfg Config) (*Node, error) {
 		mc.Logger = n.log
 		mc.Codec = codec
 		mc.Stored = func(c cid.Cid, o mesh.Origin) {
-			n.stored.note(c, Origin{WAN: o.WAN, Peer: o.Peer})
+			n.stored.note(c, originOf(o))
 		}
 		n.mesh, err = mesh.New(mc, n.store, n.wan)
 		if err != nil {
 			n.close()
 			return nil, err
 		}
-		n.chunks = &meshSource{m: n.mesh}
+		chunks = &meshSource{m: n.mesh, node: n}
 		n.mesh.SetDocs(siteDocs{n})
 		// Peers hand out signed heads and manifests when every source is down.
 		srcs = append(srcs, siteSource{n.mesh})
 	}
 	n.list = source.NewList(srcs, n.log)
 	n.wan.list = n.list
+	n.chunks = pipeline.Retry(chunks, 0, n.log)
 	return n, nil
 }
 

@@ -79,7 +79,7 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 			if !known {
 				return nil, fs.ErrNotExist
 			}
-			if _, _, err = n.fetchChunk(ctx, c); err == nil {
+			if _, _, err = n.chunks.Fetch(ctx, c); err == nil {
 				data, err = n.store.GetWire(ctx, c)
 			}
 		}

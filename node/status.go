@@ -217,3 +217,20 @@ func splitName(name string) (string, uint64, bool) {
 	seq, err := strconv.ParseUint(s, 10, 64)
 	return v, seq, err == nil
 }
+
+func (n *Node) progressAdd(chunks int, bytes int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.stat.progress; p != nil {
+		p.ChunksDone += chunks
+		p.BytesDone += bytes
+	}
+}
+
+func (n *Node) setPhase(phase string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.stat.progress; p != nil {
+		p.Phase = phase
+	}
+}

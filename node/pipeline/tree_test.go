@@ -1,4 +1,4 @@
-package node
+package pipeline
 
 import (
 	"context"
@@ -18,8 +18,9 @@ func emptyFile(p string, mode uint32) manifest.File {
 func assembleInto(t *testing.T, dir string, files ...manifest.File) error {
 	t.Helper()
 	m := &manifest.Manifest{Files: files}
-	p := planRelease(m)
-	return (&Node{}).assemble(context.Background(), m, p, newReadiness(len(p.jobs)), dir)
+	r := &run{p: New(nil, nil, Options{}), m: m, plan: planRelease(m)}
+	r.ready = newReadiness(len(r.plan.jobs))
+	return r.assemble(context.Background(), dir)
 }
 
 // TestAssembleDoesNotWriteThroughLinks plants links in the staging folder, where

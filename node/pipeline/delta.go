@@ -1,0 +1,241 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/delta"
+	"github.com/patchmesh/patchmesh/manifest"
+)
+
+// A release's deltas are worth fetching when the node can read their bases:
+// files, named by their sha256, of a release it keeps, or files of the release
+// itself listed before the delta's file, which it assembles first. A delta
+// replaces the fetch of the chunks it makes; when it cannot be had, does not
+// decode, or decodes to bytes that do not match the chunk CIDs, those chunks
+// are fetched as chunks at once (a later delta may wait for them as its base).
+// Nothing a delta makes is stored before it matches its CID.
+//
+// Deltas run in manifest order and a base in the release always lies in an
+// earlier file, whose chunks come from the chunk lanes or from earlier deltas:
+// so the earliest delta still running never waits on a later one.
+
+// maxDeltaDecodes bounds the deltas decoded at once: each holds its base
+// (up to manifest.MaxDeltaBase) and its output in memory.
+const maxDeltaDecodes = 2
+
+// deltaJob is one delta the node will try.
+type deltaJob struct {
+	d     *manifest.Delta
+	bases []deltaBase
+	jobs  []int // the plan jobs it makes, in output order
+	size  []int // their sizes
+}
+
+// deltaBase is where the node reads one base range of a delta.
+type deltaBase struct {
+	file *manifest.File
+	r    manifest.BaseRange
+	wait []int // plan jobs to await first: the range's chunks, for a file of this release
+}
+
+// planDeltas picks the deltas of m this node can use: those whose base it
+// holds, each chunk job made by one delta at most. covered marks those jobs.
+func planDeltas(m *manifest.Manifest, p *releasePlan, held map[string]*manifest.File) (jobs []deltaJob, covered []bool) {
+	covered = make([]bool, len(p.jobs))
+	if len(m.Deltas) == 0 {
+		return nil, covered
+	}
+	files := make(map[string]*manifest.File, len(m.Files))
+	for i := range m.Files {
+		files[m.Files[i].Path] = &m.Files[i]
+	}
+	index := make(map[string]int, len(m.Files)) // a release file's position, by sha256
+	for i := range m.Files {
+		if f := &m.Files[i]; len(f.Chunks) > 0 {
+			if _, ok := index[f.SHA256]; !ok {
+				index[f.SHA256] = i
+			}
+		}
+	}
+	pos := make(map[string]int, len(m.Files))
+	for i := range m.Files {
+		pos[m.Files[i].Path] = i
+	}
+deltas:
+	for i := range m.Deltas {
+		d := &m.Deltas[i]
+		j := deltaJob{d: d}
+		for _, r := range d.Bases {
+			b := deltaBase{file: held[r.SHA256], r: r}
+			if b.file == nil {
+				k, ok := index[r.SHA256]
+				if !ok || k >= pos[d.Path] {
+					continue deltas // neither held nor assembled before this file
+				}
+				b.file = &m.Files[k]
+				b.wait = rangeJobs(p, b.file, r)
+			}
+			if r.Offset+r.Size > b.file.Size {
+				continue deltas
+			}
+			j.bases = append(j.bases, b)
+		}
+		f := files[d.Path]
+		free := true
+		for _, r := range d.Runs {
+			for _, c := range f.Chunks[r.First : r.First+r.Count] {
+				k := int(p.index[c.CID])
+				free = free && !covered[k]
+				j.jobs = append(j.jobs, k)
+				j.size = append(j.size, int(c.Size))
+			}
+		}
+		if !free {
+			continue
+		}
+		for _, k := range j.jobs {
+			covered[k] = true
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, covered
+}
+
+// rangeJobs returns the plan jobs of the chunks of f, a file of the release,
+// that overlap r.
+func rangeJobs(p *releasePlan, f *manifest.File, r manifest.BaseRange) []int {
+	var out []int
+	var at int64
+	for _, c := range f.Chunks {
+		end := at + int64(c.Size)
+		if end > r.Offset && at < r.Offset+r.Size {
+			out = append(out, int(p.index[c.CID]))
+		}
+		at = end
+	}
+	return out
+}
+
+// runDeltas fetches and decodes the delta jobs in order, limit at a time.
+// The chunks of a delta that fails are fetched by fallback, at once.
+func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, limit int, fallback func(ctx context.Context, jobs []int) error) error {
+	decodes := make(chan struct{}, maxDeltaDecodes)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for _, j := range djobs {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			left, err := r.runDelta(gctx, j, decodes)
+			if err == nil {
+				return nil
+			}
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			r.p.opts.Logger.Info("delta not used; fetching its chunks", "delta", j.d.Object.CID, "path", j.d.Path, "err", err)
+			return fallback(gctx, left)
+		})
+	}
+	return g.Wait()
+}
+
+// runDelta makes the chunks of one delta. On an error it returns the jobs it
+// did not make, which the store lacks.
+func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan struct{}) ([]int, error) {
+	var missing []int
+	seen := make(map[int]bool, len(j.jobs))
+	for _, k := range j.jobs {
+		if seen[k] {
+			continue // a chunk the file uses twice
+		}
+		seen[k] = true
+		if !r.held(ctx, k) {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	obj, o, err := r.fetchChunk(ctx, j.d.Object.CID)
+	if err != nil {
+		return missing, fmt.Errorf("fetch delta: %w", err)
+	}
+	r.count(o, int64(len(obj)))
+
+	// Await bases of this release before taking a decode slot: the deltas
+	// that make them need one.
+	for _, b := range j.bases {
+		for _, k := range b.wait {
+			if err := r.ready.await(ctx, k); err != nil {
+				return missing, err
+			}
+		}
+	}
+	select {
+	case decodes <- struct{}{}:
+	case <-ctx.Done():
+		return missing, ctx.Err()
+	}
+	defer func() { <-decodes }()
+	var dict []byte
+	for _, b := range j.bases {
+		part, err := r.readBase(ctx, b.file, b.r.Offset, b.r.Size)
+		if err != nil {
+			return missing, err
+		}
+		dict = append(dict, part...)
+	}
+	total := 0
+	for _, s := range j.size {
+		total += s
+	}
+	out, err := delta.Decode(obj, dict, total, nil)
+	if err != nil {
+		r.verifyFailed(fmt.Sprintf("delta %s for %s: %v", j.d.Object.CID, j.d.Path, err))
+		return missing, err
+	}
+	var bad []int
+	for i, k := range j.jobs {
+		data := out[:j.size[i]]
+		out = out[j.size[i]:]
+		if r.ready.isDone(k) {
+			continue
+		}
+		// The one place the pipeline verifies a chunk: sources return theirs
+		// verified and stored (see Source); what a delta makes is checked
+		// here, once, before any of it is stored.
+		c := r.plan.jobs[k].c
+		if err := chunk.Verify(c, data); err != nil {
+			r.verifyFailed(fmt.Sprintf("delta %s for %s: %v", j.d.Object.CID, j.d.Path, err))
+			bad = append(bad, k)
+			continue
+		}
+		if err := r.p.st.PutVerified(ctx, c, data); err != nil {
+			for _, k := range j.jobs[i:] {
+				if !r.ready.isDone(k) && !slices.Contains(bad, k) {
+					bad = append(bad, k)
+				}
+			}
+			return bad, err
+		}
+		r.rebuilt.Add(int64(len(data)))
+		r.progress(1, int64(len(data)))
+		r.ready.mark(k)
+	}
+	if len(bad) > 0 {
+		return bad, fmt.Errorf("%d chunks did not match their CID: %w", len(bad), chunk.ErrMismatch)
+	}
+	return nil, nil
+}
+
+// readBase reads size bytes at off of a held file from the store.
+func (r *run) readBase(ctx context.Context, f *manifest.File, off, size int64) ([]byte, error) {
+	return f.ReadRange(off, size, func(c manifest.ChunkRef) ([]byte, error) { return r.p.st.Get(ctx, c.CID) })
+}

@@ -1,0 +1,29 @@
+// Package pipeline fetches a release's chunks and assembles the release into a
+// staging folder: plan, fetch (two chunk lanes and deltas), verify, assemble.
+// The node wires it with its store, its chunk source and its status; staging,
+// activation, hooks and rollback stay with the node and its installer.
+//
+// # Plan
+//
+// A release's distinct chunks in the order its files first use them, and the
+// deltas whose bases the node holds, each replacing the fetch of some chunks.
+//
+// # Fetch
+//
+// Chunks the store lacks are fetched from a Source, many at once: the chunks
+// this node owns in its site in a lane of their own, the others in a second;
+// deltas beside them. Each chunk of the plan is looked up in the store once,
+// where a lane or a delta reaches it.
+//
+// # Verify
+//
+// A Source returns verified bytes and stores them itself (the mesh must serve
+// what it stored to peers). The pipeline verifies what it makes: every chunk a
+// delta rebuilds is checked against its CID before it is stored, in one place
+// (run.runDelta).
+//
+// # Assemble
+//
+// Each file is written into the staging folder as soon as its chunks are
+// stored, and checked against the manifest's size and sha256.
+package pipeline

@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchmesh/patchmesh/manifest"
+)
+
+// Source is where a chunk the store lacks comes from: the site mesh (which
+// falls back to the WAN), or the update sources alone.
+type Source interface {
+	// Fetch returns the bytes of c, verified against c and already in the
+	// store, and where they came from. The pipeline does not verify them
+	// again. An error wrapping source.ErrNotFound means no source has c.
+	Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error)
+}
+
+// Origin says where a chunk's bytes came from: an update source (WAN), a
+// member of the site (Peer), or, the zero Origin, this node's own store.
+type Origin struct {
+	WAN  bool   // from an update source
+	Peer string // from this site member
+}
+
+// Local reports whether the bytes were in the store already.
+func (o Origin) Local() bool { return !o.WAN && o.Peer == "" }
+
+// Store is what the pipeline needs of the node's chunk store (*store.Store).
+type Store interface {
+	Has(ctx context.Context, c cid.Cid) (bool, error)
+	// Get returns c's bytes, or an error wrapping store.ErrNotFound.
+	Get(ctx context.Context, c cid.Cid) ([]byte, error)
+	// PutVerified stores data as c, which the caller has verified.
+	PutVerified(ctx context.Context, c cid.Cid, data []byte) error
+	// WriteTo writes c's bytes to w, or returns an error wrapping
+	// store.ErrNotFound having written nothing.
+	WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error)
+}
+
+// Options tune one release's pipeline. The zero value works: no owned chunks,
+// no held bases, nobody told of progress.
+type Options struct {
+	// Concurrency bounds the chunk fetches of the others lane; the own lane
+	// and the deltas take a share of it. Zero means DefaultConcurrency.
+	Concurrency int
+	// Owned reports the chunks this node owns in its site: they go in a lane
+	// of their own. Nil: none.
+	Owned func(cid.Cid) bool
+	// Bases are the regular files of the releases the node keeps, by sha256:
+	// the delta bases it can read from the store. Nil: none.
+	Bases map[string]*manifest.File
+	// Claim returns, and forgets, where the mesh got a chunk it stored for a
+	// peer before this release reached it. Nil: such chunks count as local.
+	Claim func(cid.Cid) (Origin, bool)
+	// Planned, if set, is told the release's distinct chunks and their bytes
+	// before anything is fetched.
+	Planned func(chunks int, bytes int64)
+	// Progress, if set, is told of every chunk of the plan as it is stored
+	// or found stored.
+	Progress func(chunks int, bytes int64)
+	// Fetched, if set, is called once every chunk of the release is stored,
+	// with the bytes by origin, while the assembly may still run. An error
+	// fails Run.
+	Fetched func(Result) error
+	// VerifyFailed, if set, is told of every delta that did not decode or
+	// made a chunk not matching its CID.
+	VerifyFailed func(msg string)
+	// Logger gets per-delta events; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConcurrency is the fetches in flight when Options.Concurrency is zero.
+const DefaultConcurrency = 16
+
+// Result is what a release's fetch moved, by origin, in chunk bytes.
+type Result struct {
+	FromWAN   int64
+	FromLAN   int64
+	FromLocal int64
+	// Rebuilt counts chunk bytes made from deltas; the deltas' own bytes
+	// count in FromWAN, FromLAN and FromLocal.
+	Rebuilt int64
+}
+
+// FetchError marks a failure to fetch a release's chunks, as opposed to a
+// failure to assemble it.
+type FetchError struct{ Err error }
+
+func (e *FetchError) Error() string { return e.Err.Error() }
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// Pipeline fetches and assembles releases from one store and one source.
+type Pipeline struct {
+	st   Store
+	src  Source
+	opts Options
+}
+
+// New returns a pipeline over st and src.
+func New(st Store, src Source, opts Options) *Pipeline {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pipeline{st: st, src: src, opts: opts}
+}
+
+// Run fetches every chunk of m the store lacks and, when dir is not "",
+// assembles m into dir meanwhile, each file as soon as its chunks are stored.
+// A failed fetch is returned as a *FetchError. Verified chunks stay stored
+// whatever happens next, so a later Run resumes where this one left off. The
+// Result counts what was fetched, also on error.
+func (p *Pipeline) Run(ctx context.Context, m *manifest.Manifest, dir string) (Result, error) {
+	r := &run{p: p, m: m, plan: planRelease(m)}
+	r.ready = newReadiness(len(r.plan.jobs))
+	if p.opts.Planned != nil {
+		p.opts.Planned(len(r.plan.jobs), r.plan.total)
+	}
+	fetch := func(ctx context.Context) error {
+		if err := r.fetch(ctx); err != nil {
+			return &FetchError{err}
+		}
+		if p.opts.Fetched != nil {
+			return p.opts.Fetched(r.result())
+		}
+		return nil
+	}
+	if dir == "" {
+		err := fetch(ctx)
+		return r.result(), err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return fetch(gctx) })
+	g.Go(func() error { return r.assemble(gctx, dir) })
+	err := g.Wait()
+	return r.result(), err
+}
+
+// run is one release going through the pipeline.
+type run struct {
+	p     *Pipeline
+	m     *manifest.Manifest
+	plan  *releasePlan
+	ready *readiness
+
+	wan, lan, local, rebuilt atomic.Int64
+}
+
+func (r *run) result() Result {
+	return Result{FromWAN: r.wan.Load(), FromLAN: r.lan.Load(), FromLocal: r.local.Load(), Rebuilt: r.rebuilt.Load()}
+}
+
+// fetch gets every chunk of the plan the store lacks, many at once, in plan
+// order, and marks each ready once stored.
+func (r *run) fetch(ctx context.Context) error {
+	opts := &r.p.opts
+	// Chunks this node owns go in a lane of their own: fetched from the WAN
+	// ahead of the site's requests, they keep the WAN link full however
+	// slowly the LAN requests, which all walk the release in the same order,
+	// move along.
+	djobs, covered := planDeltas(r.m, r.plan, opts.Bases)
+	var own, others []int
+	for i, j := range r.plan.jobs {
+		if covered[i] {
+			continue
+		}
+		if opts.Owned != nil && opts.Owned(j.c) {
+			own = append(own, i)
+		} else {
+			others = append(others, i)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// A delta that cannot be used leaves its chunks to be fetched as chunks.
+		return r.runDeltas(gctx, djobs, max(2, opts.Concurrency/2), func(ctx context.Context, jobs []int) error {
+			return r.lane(ctx, jobs, opts.Concurrency, true)
+		})
+	})
+	g.Go(func() error { return r.lane(gctx, own, max(2, opts.Concurrency/8), false) })
+	g.Go(func() error { return r.lane(gctx, others, opts.Concurrency, false) })
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// lane fetches the plan's jobs, limit at a time, in order. Unless missing
+// says the store lacks them all, each is looked up in the store first.
+func (r *run) lane(ctx context.Context, jobs []int, limit int, missing bool) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for _, i := range jobs {
+		if gctx.Err() != nil {
+			break
+		}
+		if !missing && r.held(gctx, i) {
+			continue
+		}
+		g.Go(func() error { return r.fetchJob(gctx, i) })
+	}
+	return g.Wait()
+}
+
+// held reports whether the store holds job i, and if so counts it and marks
+// it ready. It is the one place the pipeline asks the store whether it has a
+// chunk of the plan, once per chunk: where a lane or a delta reaches it.
+func (r *run) held(ctx context.Context, i int) bool {
+	j := r.plan.jobs[i]
+	if ok, err := r.p.st.Has(ctx, j.c); err != nil || !ok {
+		return false
+	}
+	o, _ := r.claim(j.c)
+	r.count(o, j.size)
+	r.progress(1, j.size)
+	r.ready.mark(i)
+	return true
+}
+
+// fetchJob gets job i from the source and marks it ready.
+func (r *run) fetchJob(ctx context.Context, i int) error {
+	c := r.plan.jobs[i].c
+	data, o, err := r.fetchChunk(ctx, c)
+	if err != nil {
+		return err
+	}
+	r.ready.mark(i)
+	r.count(o, int64(len(data)))
+	r.progress(1, int64(len(data)))
+	return nil
+}
+
+// fetchChunk gets c from the source, stored and verified by it.
+func (r *run) fetchChunk(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+	data, o, err := r.p.src.Fetch(ctx, c)
+	if err != nil {
+		return nil, Origin{}, err
+	}
+	// Stored meanwhile for a peer: the mesh noted where from.
+	if so, ok := r.claim(c); ok && o.Local() {
+		o = so
+	}
+	return data, o, nil
+}
+
+func (r *run) claim(c cid.Cid) (Origin, bool) {
+	if r.p.opts.Claim == nil {
+		return Origin{}, false
+	}
+	return r.p.opts.Claim(c)
+}
+
+func (r *run) count(o Origin, size int64) {
+	switch {
+	case o.Peer != "":
+		r.lan.Add(size)
+	case o.WAN:
+		r.wan.Add(size)
+	default:
+		r.local.Add(size)
+	}
+}
+
+func (r *run) progress(chunks int, bytes int64) {
+	if r.p.opts.Progress != nil {
+		r.p.opts.Progress(chunks, bytes)
+	}
+}
+
+func (r *run) verifyFailed(msg string) {
+	if r.p.opts.VerifyFailed != nil {
+		r.p.opts.VerifyFailed(msg)
+	}
+}
