@@ -493,6 +493,9 @@ node_update() {
 		# What the node runs must be v2, byte for byte.
 		ndiff=$(diff -r --no-dereference "$d/node/app/current/" "$v2/" 2>&1 | wc -l || true)
 		((ndiff == 0)) || NOTE+="installed tree differs from v2 ($ndiff lines of diff -r); "
+		# The node's peak resident memory over both updates (issue target: under 150 MiB).
+		hwm=$(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$NODE_PID/status" 2>/dev/null || true)
+		[[ -z $hwm ]] || NOTE+="node peak RSS ${hwm} MiB; "
 	fi
 	stop "$NODE_PID"
 	stop "$NGINX_PID"
