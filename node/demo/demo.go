@@ -155,7 +155,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\npublished stable 1.1.0: %s new of %s (%.2f%%)\n", mib(sum2.NewBytes), mib(sum2.Bytes), 100*float64(sum2.NewBytes)/float64(sum2.Bytes))
+	fmt.Fprintf(out, "\npublished stable 1.1.0: %s new of %s (%.2f%%); %d deltas of %s rebuild %s of it from 1.0.0\n",
+		mib(sum2.NewBytes), mib(sum2.Bytes), 100*float64(sum2.NewBytes)/float64(sum2.Bytes), sum2.Deltas, mib(sum2.DeltaBytes), mib(sum2.DeltaOutput))
 	if err := spread(ctx, out, nodes, "1.1.0", sd, sd.Stats().ChunkBytes, sum2); err != nil {
 		return err
 	}
@@ -194,17 +195,17 @@ func spread(ctx context.Context, out io.Writer, nodes []*node.Node, version stri
 		return err
 	}
 	wan := sd.Stats().ChunkBytes - before
-	fmt.Fprintf(out, "%s reached all %d nodes in %s; the seed served %s of chunks (%.2fx the %s of new chunks)\n",
+	fmt.Fprintf(out, "%s reached all %d nodes in %s; the seed served %s of chunks and deltas (%.2fx the %s of new chunks)\n",
 		version, len(nodes), time.Since(start).Round(10*time.Millisecond), mib(wan), ratio(wan, sum.NewBytes), mib(sum.NewBytes))
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "  node\tfrom WAN\tfrom LAN\tin store\tdashboard\t")
+	fmt.Fprintln(w, "  node\tfrom WAN\tfrom LAN\tin store\trebuilt\tdashboard\t")
 	for _, n := range nodes {
 		st := n.Status()
 		var r api.ReleaseInfo
 		if st.Current != nil {
 			r = *st.Current
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\thttp://%s/\t\n", st.Node.Name, mib(r.FromWAN), mib(r.FromLAN), mib(r.FromLocal), st.Node.API)
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\thttp://%s/\t\n", st.Node.Name, mib(r.FromWAN), mib(r.FromLAN), mib(r.FromLocal), mib(r.Rebuilt), st.Node.API)
 	}
 	return w.Flush()
 }
