@@ -141,10 +141,12 @@ func (m *Manifest) validateDeltas(entries map[string]*File) error {
 	return nil
 }
 
-// ReadRange returns size bytes of f at off, reading each chunk that overlaps
-// them with get; a node and a publisher read delta bases so, from their stores.
-func (f *File) ReadRange(off, size int64, get func(ChunkRef) ([]byte, error)) ([]byte, error) {
-	out := make([]byte, 0, size)
+// AppendRange appends size bytes of f at off to dst, reading each chunk that
+// overlaps them with get; a node and a publisher read delta bases so, from
+// their stores.
+func (f *File) AppendRange(dst []byte, off, size int64, get func(ChunkRef) ([]byte, error)) ([]byte, error) {
+	start := len(dst)
+	out := dst
 	var at int64
 	for _, c := range f.Chunks {
 		end := at + int64(c.Size)
@@ -163,7 +165,7 @@ func (f *File) ReadRange(off, size int64, get func(ChunkRef) ([]byte, error)) ([
 			break
 		}
 	}
-	if int64(len(out)) != size {
+	if int64(len(out)-start) != size {
 		return nil, fmt.Errorf("read %s: %d bytes at %d, past its end (%d bytes): %w", f.Path, size, off, f.Size, ErrMalformed)
 	}
 	return out, nil

@@ -13,7 +13,6 @@ package delta
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -69,16 +68,6 @@ func (l Level) zstd() zstd.EncoderLevel {
 		return zstd.SpeedBetterCompression
 	}
 	return zstd.SpeedBestCompression
-}
-
-// window is the smallest power of two that holds the dictionary and the
-// output, so every byte of both can be referenced.
-func window(n int) int {
-	w := zstd.MinWindowSize
-	if n > w {
-		w = 1 << bits.Len(uint(n-1))
-	}
-	return min(w, zstd.MaxWindowSize)
 }
 
 // Encoder makes deltas. It keeps one zstd encoder per level, whose tables
@@ -137,32 +126,46 @@ func Encode(level Level, dict, data, dst []byte) ([]byte, error) {
 	return e.Encode(level, dict, data, dst)
 }
 
+// Decoder decodes deltas. It keeps one zstd decoder, whose buffers are costly
+// to make for every delta, and takes a new dictionary for each. A Decoder is
+// not safe for concurrent use.
+type Decoder struct {
+	dec *zstd.Decoder
+}
+
+// decoderLimit is the most a Decoder decodes into, and the largest window it
+// accepts: an encoder's window, which spans any dictionary and output a
+// manifest allows. The exact size is checked after.
+const decoderLimit = encoderWindow
+
 // Decode decodes obj with dict as raw dictionary into exactly size bytes,
 // appended to dst. Anything else, a frame that would grow past size included,
 // is an error wrapping ErrCorrupt.
-func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
-	// The frame's window spans dictionary and output, and the decoder
-	// refuses a window larger than its output limit: so the limit is the
-	// window, and the exact size is checked below.
-	w := uint64(max(window(len(dict)+size), 1<<20, encoderWindow))
-	opts := []zstd.DOption{
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderMaxMemory(w),
-		zstd.WithDecoderMaxWindow(w),
+func (d *Decoder) Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
+	if d.dec == nil {
+		dec, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxMemory(decoderLimit),
+			zstd.WithDecoderMaxWindow(decoderLimit))
+		if err != nil {
+			return nil, fmt.Errorf("delta decoder: %w", err)
+		}
+		d.dec = dec
 	}
-	if len(dict) > 0 {
-		opts = append(opts, zstd.WithDecoderDictRaw(dictID, dict))
-	}
-	dec, err := zstd.NewReader(nil, opts...)
-	if err != nil {
+	// Forget the last delta's dictionary, then register this one's.
+	if err := d.dec.ResetWithOptions(nil, zstd.WithDecoderDictDelete(dictID)); err != nil {
 		return nil, fmt.Errorf("delta decoder: %w", err)
 	}
-	defer dec.Close()
+	if len(dict) > 0 {
+		if err := d.dec.ResetWithOptions(nil, zstd.WithDecoderDictRaw(dictID, dict)); err != nil {
+			return nil, fmt.Errorf("delta decoder: %w", err)
+		}
+	}
 	start := len(dst)
 	if cap(dst)-start < size {
 		dst = append(make([]byte, 0, start+size), dst...)
 	}
-	out, err := dec.DecodeAll(obj, dst)
+	out, err := d.dec.DecodeAll(obj, dst)
 	if err != nil {
 		return nil, fmt.Errorf("decode delta: %w: %w", ErrCorrupt, err)
 	}
@@ -170,4 +173,20 @@ func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decode delta: %d bytes, want %d: %w", len(out)-start, size, ErrCorrupt)
 	}
 	return out, nil
+}
+
+// Close releases the decoder.
+func (d *Decoder) Close() {
+	if d.dec != nil {
+		d.dec.Close()
+	}
+}
+
+// Decode decodes obj with dict as raw dictionary into exactly size bytes,
+// appended to dst, with a decoder of its own: for a delta or two; decode many
+// with a Decoder.
+func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
+	var d Decoder
+	defer d.Close()
+	return d.Decode(obj, dict, size, dst)
 }

@@ -97,3 +97,31 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Fatal("decoded the right bytes from the wrong base")
 	}
 }
+
+// TestDecoderReused: one Decoder decodes deltas with other dictionaries, and
+// none, one after the other, and refuses one whose dictionary it lacks.
+func TestDecoderReused(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var d Decoder
+	defer d.Close()
+	for i := range 6 {
+		base := randBytes(r, 200<<10)
+		data := append(bytes.Clone(base[1000:150000]), randBytes(r, 300)...)
+		if i%3 == 2 {
+			base = nil
+		}
+		obj, err := Encode(Best, base, data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decode(obj, base, len(data), nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("delta %d: %v, equal %v", i, err, bytes.Equal(got, data))
+		}
+		if base != nil {
+			if _, err := d.Decode(obj, nil, len(data), nil); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("delta %d without its dictionary: %v, want ErrCorrupt", i, err)
+			}
+		}
+	}
+}

@@ -452,7 +452,7 @@ func readRuns(g *deltaGroup) ([]byte, error) {
 // readRange reads size bytes at off of a file of an earlier release from the
 // repository's chunks.
 func readRange(repoDir string, codec *chunk.Codec, f *manifest.File, off, size int64) ([]byte, error) {
-	return f.ReadRange(off, size, func(c manifest.ChunkRef) ([]byte, error) { return readChunkFile(repoDir, codec, c) })
+	return f.AppendRange(make([]byte, 0, size), off, size, func(c manifest.ChunkRef) ([]byte, error) { return readChunkFile(repoDir, codec, c) })
 }
 
 // readChunkFile reads one chunk of the repository, compressed or not, and verifies it.

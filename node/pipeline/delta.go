@@ -124,7 +124,17 @@ func rangeJobs(p *releasePlan, f *manifest.File, r manifest.BaseRange) []int {
 // runDeltas fetches and decodes the delta jobs in order, limit at a time.
 // The chunks of a delta that fails are fetched by fallback, at once.
 func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, limit int, fallback func(ctx context.Context, jobs []int) error) error {
-	decodes := make(chan struct{}, maxDeltaDecodes)
+	// The decode slots: each keeps a decoder and its buffers for the run,
+	// so a release of many deltas does not make the garbage of each.
+	decodes := make(chan *decodeSlot, maxDeltaDecodes)
+	for range maxDeltaDecodes {
+		decodes <- new(decodeSlot)
+	}
+	defer func() {
+		for range maxDeltaDecodes {
+			(<-decodes).dec.Close()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
 	for _, j := range djobs {
@@ -148,7 +158,7 @@ func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, limit int, fallba
 
 // runDelta makes the chunks of one delta. On an error it returns the jobs it
 // did not make, which the store lacks.
-func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan struct{}) ([]int, error) {
+func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan *decodeSlot) ([]int, error) {
 	var missing []int
 	seen := make(map[int]bool, len(j.jobs))
 	for _, k := range j.jobs {
@@ -178,25 +188,25 @@ func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan struct{}) (
 			}
 		}
 	}
+	var slot *decodeSlot
 	select {
-	case decodes <- struct{}{}:
+	case slot = <-decodes:
 	case <-ctx.Done():
 		return missing, ctx.Err()
 	}
-	defer func() { <-decodes }()
-	var dict []byte
-	for _, b := range j.bases {
-		part, err := r.readBase(ctx, b.file, b.r.Offset, b.r.Size)
-		if err != nil {
-			return missing, err
-		}
-		dict = append(dict, part...)
+	defer func() { decodes <- slot }()
+	dict, err := slot.dictFor(ctx, r, j.bases)
+	if err != nil {
+		return missing, err
 	}
 	total := 0
 	for _, s := range j.size {
 		total += s
 	}
-	out, err := delta.Decode(obj, dict, total, nil)
+	out, err := slot.dec.Decode(obj, dict, total, slot.out[:0])
+	if err == nil {
+		slot.out = out
+	}
 	if err != nil {
 		r.verifyFailed(fmt.Sprintf("delta %s for %s: %v", j.d.Object.CID, j.d.Path, err))
 		return missing, err
@@ -235,7 +245,36 @@ func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan struct{}) (
 	return nil, nil
 }
 
-// readBase reads size bytes at off of a held file from the store.
-func (r *run) readBase(ctx context.Context, f *manifest.File, off, size int64) ([]byte, error) {
-	return f.ReadRange(off, size, func(c manifest.ChunkRef) ([]byte, error) { return r.p.st.Get(ctx, c.CID) })
+// decodeSlot is one delta decode at a time: a decoder, the dictionary of its
+// last delta and an output buffer. Consecutive deltas of one file mostly have
+// the same bases (a whole base file when it fits the window): the dictionary
+// is then not read and decompressed from the store again.
+type decodeSlot struct {
+	dec  delta.Decoder
+	dict []byte
+	key  []manifest.BaseRange // the bases dict holds; nil: none yet
+	out  []byte
+}
+
+// dictFor returns the dictionary of bases, read from the store unless the
+// slot holds it already.
+func (s *decodeSlot) dictFor(ctx context.Context, r *run, bases []deltaBase) ([]byte, error) {
+	key := make([]manifest.BaseRange, len(bases))
+	for i, b := range bases {
+		key[i] = b.r
+	}
+	if s.key != nil && slices.Equal(s.key, key) {
+		return s.dict, nil
+	}
+	s.key = nil
+	dict := s.dict[:0]
+	for _, b := range bases {
+		var err error
+		dict, err = b.file.AppendRange(dict, b.r.Offset, b.r.Size, func(c manifest.ChunkRef) ([]byte, error) { return r.p.st.Get(ctx, c.CID) })
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.dict, s.key = dict, key
+	return dict, nil
 }

@@ -27,6 +27,7 @@ type memStore struct {
 	mu   sync.Mutex
 	m    map[cid.Cid][]byte
 	has  map[cid.Cid]int
+	gets int
 	lose map[cid.Cid]bool // collected once WriteTo reaches them
 }
 
@@ -45,6 +46,7 @@ func (s *memStore) Has(_ context.Context, c cid.Cid) (bool, error) {
 func (s *memStore) Get(_ context.Context, c cid.Cid) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gets++
 	data, ok := s.m[c]
 	if !ok {
 		return nil, fmt.Errorf("get chunk %s: %w", c, store.ErrNotFound)
