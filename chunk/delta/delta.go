@@ -133,9 +133,9 @@ type Decoder struct {
 	dec *zstd.Decoder
 }
 
-// decoderLimit is the most a Decoder decodes into, and the largest window it
-// accepts: an encoder's window, which spans any dictionary and output a
-// manifest allows. The exact size is checked after.
+// decoderLimit is the largest window a Decoder accepts: an encoder's window,
+// which spans any dictionary and output a manifest allows. What it decodes is
+// bounded by the announced size, through the output buffer's capacity.
 const decoderLimit = encoderWindow
 
 // Decode decodes obj with dict as raw dictionary into exactly size bytes,
@@ -146,7 +146,10 @@ func (d *Decoder) Decode(obj, dict []byte, size int, dst []byte) ([]byte, error)
 		dec, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderMaxMemory(decoderLimit),
-			zstd.WithDecoderMaxWindow(decoderLimit))
+			zstd.WithDecoderMaxWindow(decoderLimit),
+			// Never decode past the buffer's capacity, which is the announced
+			// size: a frame that would grow beyond it stops there.
+			zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			return nil, fmt.Errorf("delta decoder: %w", err)
 		}
@@ -161,11 +164,13 @@ func (d *Decoder) Decode(obj, dict []byte, size int, dst []byte) ([]byte, error)
 			return nil, fmt.Errorf("delta decoder: %w", err)
 		}
 	}
+	// Room for size bytes and one more, which tells a frame that has more
+	// from one that ends there: the decoder stops at the capacity.
 	start := len(dst)
-	if cap(dst)-start < size {
-		dst = append(make([]byte, 0, start+size), dst...)
+	if cap(dst)-start < size+1 {
+		dst = append(make([]byte, 0, start+size+1), dst...)
 	}
-	out, err := d.dec.DecodeAll(obj, dst)
+	out, err := d.dec.DecodeAll(obj, dst[:start:start+size+1])
 	if err != nil {
 		return nil, fmt.Errorf("decode delta: %w: %w", ErrCorrupt, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -123,5 +124,26 @@ func TestDecoderReused(t *testing.T) {
 				t.Fatalf("delta %d without its dictionary: %v, want ErrCorrupt", i, err)
 			}
 		}
+	}
+}
+
+// TestDecodeBombBounded: a delta that decodes to far more than it announces
+// is refused without decoding it all.
+func TestDecodeBombBounded(t *testing.T) {
+	bomb, err := Encode(Best, nil, make([]byte, 48<<20), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var d Decoder
+	defer d.Close()
+	if _, err := d.Decode(bomb, nil, 1<<20, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Decode = %v, want ErrCorrupt", err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 24<<20 {
+		t.Errorf("refusing a 48 MiB bomb announced as 1 MiB allocated %d MiB", grew>>20)
 	}
 }
