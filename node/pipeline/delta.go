@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/delta"
@@ -121,9 +122,16 @@ func rangeJobs(p *releasePlan, f *manifest.File, r manifest.BaseRange) []int {
 	return out
 }
 
-// runDeltas fetches and decodes the delta jobs in order, limit at a time.
-// The chunks of a delta that fails are fetched by fallback, at once.
-func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, limit int, fallback func(ctx context.Context, jobs []int) error) error {
+// maxDeltaBytesAhead bounds the delta objects fetched and not yet decoded,
+// by their size in the manifest.
+const maxDeltaBytesAhead = 16 << 20
+
+// runDeltas fetches and decodes the delta jobs in order. Fetching runs ahead
+// of decoding, fetchLimit at a time and up to maxDeltaBytesAhead, so that the
+// site's WAN link stays busy while deltas wait for a decode slot or their
+// bases; decoding runs limit at a time. The chunks of a delta that fails are
+// fetched by fallback, at once.
+func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, fetchLimit, limit int, fallback func(ctx context.Context, jobs []int) error) error {
 	// The decode slots: each keeps a decoder and its buffers for the run,
 	// so a release of many deltas does not make the garbage of each.
 	decodes := make(chan *decodeSlot, maxDeltaDecodes)
@@ -135,31 +143,69 @@ func (r *run) runDeltas(ctx context.Context, djobs []deltaJob, limit int, fallba
 			(<-decodes).dec.Close()
 		}
 	}()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(limit)
-	for _, j := range djobs {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			left, err := r.runDelta(gctx, j, decodes)
-			if err == nil {
-				return nil
-			}
-			if gctx.Err() != nil {
-				return gctx.Err()
-			}
-			r.p.opts.Logger.Info("delta not used; fetching its chunks", "delta", j.d.Object.CID, "path", j.d.Path, "err", err)
-			return fallback(gctx, left)
-		})
+	futures := make([]chan fetchedDelta, len(djobs))
+	for i := range futures {
+		futures[i] = make(chan fetchedDelta, 1)
 	}
+	ahead := semaphore.NewWeighted(maxDeltaBytesAhead)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		fg, fctx := errgroup.WithContext(gctx)
+		fg.SetLimit(fetchLimit)
+		for i, j := range djobs {
+			// In order, so that what decoding awaits next is fetched first.
+			if err := ahead.Acquire(fctx, int64(j.d.Object.Size)); err != nil {
+				break
+			}
+			fg.Go(func() error {
+				futures[i] <- r.fetchDelta(fctx, j)
+				return nil
+			})
+		}
+		return fg.Wait()
+	})
+	g.Go(func() error {
+		dg, dctx := errgroup.WithContext(gctx)
+		dg.SetLimit(limit)
+		for i, j := range djobs {
+			if dctx.Err() != nil {
+				break
+			}
+			dg.Go(func() error {
+				var f fetchedDelta
+				select {
+				case f = <-futures[i]:
+				case <-dctx.Done():
+					return dctx.Err()
+				}
+				left, err := r.decodeDelta(dctx, j, f, decodes)
+				ahead.Release(int64(j.d.Object.Size))
+				if err == nil {
+					return nil
+				}
+				if dctx.Err() != nil {
+					return dctx.Err()
+				}
+				r.p.opts.Logger.Info("delta not used; fetching its chunks", "delta", j.d.Object.CID, "path", j.d.Path, "err", err)
+				return fallback(dctx, left)
+			})
+		}
+		return dg.Wait()
+	})
 	return g.Wait()
 }
 
-// runDelta makes the chunks of one delta. On an error it returns the jobs it
-// did not make, which the store lacks.
-func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan *decodeSlot) ([]int, error) {
-	var missing []int
+// fetchedDelta is a delta's object, or why it is not to be used, and the
+// chunks it is to make that the store lacks.
+type fetchedDelta struct {
+	missing []int
+	obj     []byte
+	err     error
+}
+
+// fetchDelta gets the object of a delta whose chunks the store lacks.
+func (r *run) fetchDelta(ctx context.Context, j deltaJob) fetchedDelta {
+	var f fetchedDelta
 	seen := make(map[int]bool, len(j.jobs))
 	for _, k := range j.jobs {
 		if seen[k] {
@@ -167,17 +213,29 @@ func (r *run) runDelta(ctx context.Context, j deltaJob, decodes chan *decodeSlot
 		}
 		seen[k] = true
 		if !r.held(ctx, k) {
-			missing = append(missing, k)
+			f.missing = append(f.missing, k)
 		}
 	}
-	if len(missing) == 0 {
-		return nil, nil
+	if len(f.missing) == 0 {
+		return f
 	}
 	obj, o, err := r.fetchChunk(ctx, j.d.Object.CID)
 	if err != nil {
-		return missing, fmt.Errorf("fetch delta: %w", err)
+		f.err = fmt.Errorf("fetch delta: %w", err)
+		return f
 	}
 	r.count(o, int64(len(obj)))
+	f.obj = obj
+	return f
+}
+
+// decodeDelta makes the chunks of one fetched delta. On an error it returns
+// the jobs it did not make, which the store lacks.
+func (r *run) decodeDelta(ctx context.Context, j deltaJob, f fetchedDelta, decodes chan *decodeSlot) ([]int, error) {
+	missing, obj := f.missing, f.obj
+	if f.err != nil || len(missing) == 0 {
+		return missing, f.err
+	}
 
 	// Await bases of this release before taking a decode slot: the deltas
 	// that make them need one.

@@ -20,7 +20,7 @@
 // A Source returns verified bytes and stores them itself (the mesh must serve
 // what it stored to peers). The pipeline verifies what it makes: every chunk a
 // delta rebuilds is checked against its CID before it is stored, in one place
-// (run.runDelta).
+// (run.decodeDelta).
 //
 // # Assemble
 //

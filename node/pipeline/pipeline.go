@@ -181,7 +181,7 @@ func (r *run) fetch(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		// A delta that cannot be used leaves its chunks to be fetched as chunks.
-		return r.runDeltas(gctx, djobs, max(2, opts.Concurrency/2), func(ctx context.Context, jobs []int) error {
+		return r.runDeltas(gctx, djobs, opts.Concurrency, max(2, opts.Concurrency/2), func(ctx context.Context, jobs []int) error {
 			return r.lane(ctx, jobs, opts.Concurrency, true)
 		})
 	})
