@@ -3,7 +3,7 @@
 # against the brief's targets:
 #   - memory: the node's resident memory stays under 150 MiB while it moves a
 #     2 GiB release (VmRSS sampled from /proc/PID/status, VmHWM at the end);
-#   - transfer: the node pulls at least half as fast as a plain HTTP download
+#   - transfer: the node pulls at least 0.7x as fast as a plain HTTP download
 #     of the same chunk files from the same seed, measured in the same run
 #     (curl --parallel with as many transfers at once as the node's
 #     --concurrency).
@@ -123,6 +123,10 @@ rm -rf "$SRC"
 nchunks=$(wc -l <"$WORK/chunks")
 chunkbytes=$(awk '{ s += $2 } END { printf "%.0f", s }' "$WORK/chunks")
 say "chunks" "$nchunks files, $chunkbytes bytes (mean $(awk -v b="$chunkbytes" -v n="$nchunks" 'BEGIN { printf "%.1f", b / n / 1024 }') KiB)"
+# Chunk files are zstd frames where that paid at publish: curl and the node
+# move the same files, so the same bytes, compressed or not. Say how many.
+nframes=$(cd "$REPO" && find chunks -type f -size +3c -print0 | xargs -0 head -qc4 | od -An -v -tx1 -w4 | grep -c '28 b5 2f fd' || true)
+say "chunk files compressed" "$nframes of $nchunks; files $chunkbytes bytes for $(jq -r .new_bytes "$WORK/publish.json") bytes of chunks"
 
 freeport
 SEED=127.0.0.1:$PORT
@@ -226,7 +230,7 @@ fi
 say "node check (its own clock)" "$check_secs s: head, manifest, fetch, assemble, switch, collect"
 say "node start to release current" "$node_total s, $(rate "$chunkbytes" "$node_total") MiB/s"
 if [[ -n $fetch_secs ]]; then
-	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.5x)", c / n }')"
+	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.7x)", c / n }')"
 fi
 say "node end to end / curl" "$(awk -v n="$node_total" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (fetch, assemble, switch)", c / n }')"
 say "node peak VmRSS (sampled)" "$(awk -v k="$peak_rss" 'BEGIN { printf "%.1f MiB", k / 1024 }') over $nsamples samples, until stopped"
