@@ -34,6 +34,16 @@
 #   PERF=1    record every CPU (perf record -a -g) during each mesh run's
 #             update to $WORK/SLUG/perf.data; implies KEEP=1
 #   KEEP=1    keep the work folder (logs, repositories); kept anyway on failure
+#   UPDATE=1  measure an update instead of a first release: each site gets
+#             V1_TREE (untimed), then V2_TREE is published once with deltas
+#             (publish's default, --deltas 1) and once with --deltas 0, each on
+#             fresh nodes and a fresh repository, and the timed part is v1 -> v2.
+#             Rows per site size in NODES (default then "1 5"); no raw-link rows
+#             and no T1 row; SIZE_MIB is not used. Each row also counts the
+#             seed's requests for delta objects, objects served more than once,
+#             and the nodes' "delta not used" log lines.
+#   V1_TREE, V2_TREE  the two trees for UPDATE=1 (default: the mariadb-server-core
+#             10.11.18 -> 10.11.19 Debian pair unpacked under /work/debs/x)
 #   TRACE=1   write the progress of each run's first and last node, twice a
 #             second, to $WORK/SLUG/trace.tsv (time, node, phase, chunks done,
 #             WAN, LAN, API answer time) and the seed's chunk Mbit/s per second
@@ -45,7 +55,14 @@ set -euo pipefail
 SIZE_MIB=${SIZE_MIB:-64}
 RATE=${RATE:-20mbit}
 DELAY=${DELAY:-}
-NODES=${NODES:-5 20 1}
+UPDATE=${UPDATE:-0}
+if [[ $UPDATE == 1 ]]; then
+	NODES=${NODES:-1 5}
+	V1_TREE=${V1_TREE:-/work/debs/x/mariadb-server-core_1%3a10.11.18-0+deb12u1_amd64}
+	V2_TREE=${V2_TREE:-/work/debs/x/mariadb-server-core_1%3a10.11.19-0+deb12u1_amd64}
+else
+	NODES=${NODES:-5 20 1}
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 NS_WAN=pmb-wan
@@ -56,6 +73,9 @@ SITE_IP=10.99.0.2
 die() { echo "bench-site: $*" >&2; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces and tc)"
+if [[ $UPDATE == 1 ]]; then
+	[[ -d $V1_TREE && -d $V2_TREE ]] || die "UPDATE=1: V1_TREE ($V1_TREE) and V2_TREE ($V2_TREE) must be folders"
+fi
 if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
 	echo "installing iproute2"
 	apt-get install -y iproute2 >/dev/null || die "ip and tc missing and apt-get install iproute2 failed"
@@ -148,11 +168,14 @@ start_seed() { # repo log
 
 say() { printf '%-44s %s\n' "$1" "$2"; }
 echo
-say "release" "$SIZE_MIB MiB of random bytes"
+[[ $UPDATE == 1 ]] || say "release" "$SIZE_MIB MiB of random bytes"
 say "WAN" "tbf $RATE${DELAY:+, netem delay $DELAY} each way (veth between pmb-wan and pmb-site)"
 say "binary" "$BIN"
 
 # --- raw link ---------------------------------------------------------------
+if [[ $UPDATE == 1 ]]; then
+	say "update" "$V1_TREE -> $V2_TREE"
+else
 RAW=$WORK/raw
 "$BIN" trust init --key "$WORK/release.key" --out "$WORK/raw-trust.json" --repo "$RAW" >/dev/null
 "$BIN" publish --repo "$RAW" --key "$WORK/release.key" --version 0.0.0 --json "$SRC" >"$WORK/raw.json"
@@ -182,6 +205,7 @@ t1=$(now)
 RAW_CHUNKS=$(calc "%.2f" "$t1 - $t0")
 say "raw link: curl every chunk, 16 at a time" "$RAW_CHUNKS s"
 stop_procs
+fi
 
 # --- one run ----------------------------------------------------------------
 T1=
@@ -317,6 +341,13 @@ sees_site() { # api n
 not_checking() { # api
 	in_site curl -sf --max-time 5 "http://$1/api/status" | jq -e '.checking == false and .last_check != null'
 }
+
+if [[ $UPDATE == 1 ]]; then
+	# shellcheck source=bench-site-update.sh
+	source "$ROOT/scripts/bench-site-update.sh"
+	run_updates
+	exit 0
+fi
 
 echo
 run_site 1 0 alone "one node alone (T1)"
