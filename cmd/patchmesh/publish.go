@@ -24,7 +24,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		asJSON                    bool
 		deltaBases                int
 		deltaLevel                string
-		deltaWindow               int
+		deltaWindow, deltaGroup   int
 		compress                  string
 	)
 	cmd := &cobra.Command{
@@ -60,7 +60,7 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
 				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL, Compress: clevel,
-				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20},
+				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20, Group: deltaGroup << 20},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
 			})
 			bar.finish()
@@ -116,7 +116,8 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
-	f.IntVar(&deltaWindow, "delta-window", 16, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
+	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
+	f.IntVar(&deltaWindow, "delta-window", 8, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
 	_ = cmd.MarkFlagRequired("repo")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd

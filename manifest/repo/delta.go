@@ -29,9 +29,10 @@ type DeltaOptions struct {
 	// Group is the most bytes one delta rebuilds; zero: 4 MiB. Larger groups
 	// give the encoder more context, smaller ones more parallelism to nodes.
 	Group int
-	// Window is the most base bytes one delta uses as its dictionary, at most
-	// manifest.MaxDeltaBase; zero: 16 MiB, which on real packages made deltas
-	// as small as 32 MiB did. It bounds the memory a node needs to decode one.
+	// Window is the most bytes of each base file one delta uses as its
+	// dictionary, at most manifest.MaxDeltaBase/2; zero: 8 MiB. On real
+	// packages 16 MiB made deltas within 5% of 8 MiB's, for twice the memory
+	// and dictionary reading on every node (scripts/RESULTS-delta.md).
 	Window int
 }
 
@@ -44,7 +45,7 @@ func (o DeltaOptions) withDefaults() DeltaOptions {
 	}
 	o.Group = min(o.Group, manifest.MaxDeltaOutput)
 	if o.Window <= 0 {
-		o.Window = 16 << 20
+		o.Window = 8 << 20
 	}
 	o.Window = min(o.Window, manifest.MaxDeltaBase/2) // two bases at most
 	return o
