@@ -93,9 +93,11 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec
 // source, site ownership, held delta bases and status. rec gets the bytes by
 // origin and is saved once every chunk is stored.
 func (n *Node) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.Pipeline {
+	bases, dirs := n.heldBases()
 	opts := pipeline.Options{
 		Concurrency: n.cfg.Concurrency,
-		Bases:       n.heldBases(),
+		Bases:       bases,
+		BaseDirs:    dirs,
 		Claim:       n.stored.take,
 		Planned: func(chunks int, bytes int64) {
 			prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: chunks, BytesTotal: bytes, Started: time.Now()}

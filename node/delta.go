@@ -9,9 +9,11 @@ import (
 )
 
 // heldBases indexes the regular files of the releases this node keeps by
-// sha256, from their verified manifests in the store.
-func (n *Node) heldBases() map[string]*manifest.File {
+// sha256, from their verified manifests in the store, and the folders they
+// are installed in.
+func (n *Node) heldBases() (bases map[string]*manifest.File, dirs map[string]string) {
 	out := make(map[string]*manifest.File)
+	dirs = make(map[string]string)
 	keep := make(map[string]bool)
 	for _, r := range n.inst.Releases() {
 		keep[r.Name] = true
@@ -32,10 +34,11 @@ func (n *Node) heldBases() map[string]*manifest.File {
 		for i := range m.Files {
 			if f := &m.Files[i]; !f.IsLink() && f.Size > 0 {
 				out[f.SHA256] = f
+				dirs[f.SHA256] = n.inst.Dir(name)
 			}
 		}
 	}
-	return out
+	return out, dirs
 }
 
 // deltaObjects adds the CIDs of m's delta objects to set.

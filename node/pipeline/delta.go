@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"golang.org/x/sync/errgroup"
@@ -327,6 +329,14 @@ func (s *decodeSlot) dictFor(ctx context.Context, r *run, bases []deltaBase) ([]
 	s.key = nil
 	dict := s.dict[:0]
 	for _, b := range bases {
+		if b.wait == nil {
+			if dir, ok := r.p.opts.BaseDirs[b.r.SHA256]; ok {
+				if d, ok := appendInstalled(dict, dir, b.file, b.r); ok {
+					dict = d
+					continue
+				}
+			}
+		}
 		var err error
 		dict, err = b.file.AppendRange(dict, b.r.Offset, b.r.Size, func(c manifest.ChunkRef) ([]byte, error) { return r.p.st.Get(ctx, c.CID) })
 		if err != nil {
@@ -335,4 +345,23 @@ func (s *decodeSlot) dictFor(ctx context.Context, r *run, bases []deltaBase) ([]
 	}
 	s.dict, s.key = dict, key
 	return dict, nil
+}
+
+// appendInstalled appends range r of base file f from its installed copy
+// under dir, if that is a regular file of f's size inside dir.
+func appendInstalled(dict []byte, dir string, f *manifest.File, r manifest.BaseRange) ([]byte, bool) {
+	h, err := os.OpenInRoot(dir, filepath.FromSlash(f.Path))
+	if err != nil {
+		return dict, false
+	}
+	defer h.Close()
+	if st, err := h.Stat(); err != nil || !st.Mode().IsRegular() || st.Size() != f.Size {
+		return dict, false
+	}
+	n := len(dict)
+	dict = slices.Grow(dict, int(r.Size))[:n+int(r.Size)]
+	if _, err := h.ReadAt(dict[n:], r.Offset); err != nil {
+		return dict[:n], false
+	}
+	return dict, true
 }

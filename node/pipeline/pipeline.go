@@ -55,6 +55,12 @@ type Options struct {
 	// Bases are the regular files of the releases the node keeps, by sha256:
 	// the delta bases it can read from the store. Nil: none.
 	Bases map[string]*manifest.File
+	// BaseDirs name, by sha256 as Bases, a folder in which the base's path
+	// holds its bytes: the release installed from it. A delta reads its base
+	// there, a plain read, rather than from the store, where it is chunked
+	// and compressed. A file that was changed makes the delta's chunks fail
+	// their CIDs, and they are fetched as chunks. Nil: the store only.
+	BaseDirs map[string]string
 	// Claim returns, and forgets, where the mesh got a chunk it stored for a
 	// peer before this release reached it. Nil: such chunks count as local.
 	Claim func(cid.Cid) (Origin, bool)
