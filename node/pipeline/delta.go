@@ -287,7 +287,10 @@ func (r *run) decodeDelta(ctx context.Context, j deltaJob, f fetchedDelta, decod
 			bad = append(bad, k)
 			continue
 		}
-		if err := r.p.st.PutVerified(ctx, c, data); err != nil {
+		// Kept raw: compressing what was just decompressed, to decompress it
+		// again for the assembly, was half the CPU of a node's update by
+		// deltas. Peers that hold the base make these chunks themselves.
+		if err := r.p.st.PutVerifiedWire(ctx, c, data, data); err != nil {
 			for _, k := range j.jobs[i:] {
 				if !r.ready.isDone(k) && !slices.Contains(bad, k) {
 					bad = append(bad, k)

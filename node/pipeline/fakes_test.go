@@ -54,6 +54,10 @@ func (s *memStore) Get(_ context.Context, c cid.Cid) ([]byte, error) {
 	return bytes.Clone(data), nil
 }
 
+func (s *memStore) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, _ []byte) error {
+	return s.PutVerified(ctx, c, raw)
+}
+
 func (s *memStore) PutVerified(_ context.Context, c cid.Cid, data []byte) error {
 	if err := chunk.Verify(c, data); err != nil {
 		s.t.Errorf("stored bytes that do not match their CID: %v", err)

@@ -36,8 +36,9 @@ type Store interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
 	// Get returns c's bytes, or an error wrapping store.ErrNotFound.
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
-	// PutVerified stores data as c, which the caller has verified.
-	PutVerified(ctx context.Context, c cid.Cid, data []byte) error
+	// PutVerifiedWire stores raw as c, which the caller has verified, kept in
+	// the form wire (a compressed frame of raw, or raw itself).
+	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
 	// WriteTo writes c's bytes to w, or returns an error wrapping
 	// store.ErrNotFound having written nothing.
 	WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error)
