@@ -100,42 +100,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
 	echo "bench-delta: $*" >&2
 	exit 1
 }
 
-# freeport sets PORT to a loopback TCP port nobody listens on right now and
-# that it has not handed out before (see bench-node.sh).
-TAKEN=" "
-freeport() {
-	local p lo=10000 hi
-	read -r hi _ </proc/sys/net/ipv4/ip_local_port_range
-	for _ in $(seq 200); do
-		p=$((lo + RANDOM % (hi - lo)))
-		[[ $TAKEN == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			TAKEN+="$p "
-			PORT=$p
-			return
-		fi
-	done
-	die "no free loopback port"
-}
-
-# waitfor SECONDS CMD...: poll CMD until it succeeds, or die.
-waitfor() {
-	local limit=$1
-	shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do
-		((SECONDS < end)) || die "timed out after ${limit}s waiting for: $*"
-		sleep 0.1
-	done
-}
+. "$ROOT/scripts/bench-lib.sh"
 
 # listening PID PORT: wait up to 30 s for PID to listen on 127.0.0.1:PORT;
 # fails at once when PID exits (a port taken in between, a bad config).

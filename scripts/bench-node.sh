@@ -52,8 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
 say() { printf '%-34s %s\n' "$1" "$2"; }
@@ -62,36 +60,7 @@ die() {
 	exit 1
 }
 
-# freeport sets PORT to a loopback TCP port nobody listens on right now and
-# that it has not handed out before. It runs in this shell, not in $(...):
-# subshells share RANDOM's state and would all pick the same port. Ports come
-# from below the kernel's ephemeral range, where curl's own connections live.
-TAKEN=" "
-freeport() {
-	local p lo=10000 hi
-	read -r hi _ </proc/sys/net/ipv4/ip_local_port_range
-	for _ in $(seq 200); do
-		p=$((lo + RANDOM % (hi - lo)))
-		[[ $TAKEN == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			TAKEN+="$p "
-			PORT=$p
-			return
-		fi
-	done
-	die "no free loopback port"
-}
-
-# waitfor polls a command until it succeeds, for at most $1 seconds.
-waitfor() {
-	local limit=$1
-	shift
-	local end=$((SECONDS + limit))
-	until "$@" >/dev/null 2>&1; do
-		((SECONDS < end)) || die "timed out after ${limit}s waiting for: $*"
-		sleep 0.1
-	done
-}
+. "$ROOT/scripts/bench-lib.sh"
 
 need=$((SIZE_MIB * 4 + 512))
 avail=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')
