@@ -184,7 +184,7 @@ type deltaGroup struct {
 
 // planDeltas lists, for every base release, the groups of chunks a node
 // holding that release lacks, file by file, each chunk once per base.
-func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) string, group int) []deltaGroup {
+func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) string, group, window int) []deltaGroup {
 	var out []deltaGroup
 	for _, b := range bases {
 		made := make(map[cid.Cid]bool)
@@ -209,7 +209,10 @@ func planDeltas(bases []*baseRelease, files []manifest.File, srcOf func(string) 
 					continue
 				}
 				made[c.CID] = true
-				if g == nil || g.size+int64(c.Size) > int64(group) {
+				// A group also ends where its bytes would spread over more than
+				// half a window: its dictionary, a window around their middle,
+				// must still hold the old bytes of all of them (scattered edits).
+				if g == nil || g.size+int64(c.Size) > int64(group) || off-g.start[0] > int64(window/2) {
 					out = append(out, deltaGroup{file: f, src: srcOf(f.Path), bases: bases})
 					g = &out[len(out)-1]
 				}
@@ -268,7 +271,7 @@ func dictRange(g *deltaGroup, b *manifest.File, window int64) (off, size int64) 
 		}
 		o += int64(c.Size)
 	}
-	mid := g.start[0] + g.size/2
+	mid := (g.start[0] + g.end()) / 2
 	center := mid * b.Size / max(1, g.file.Size)
 	// The nearest shared chunk before the group's middle anchors it.
 	var at int64
@@ -382,6 +385,16 @@ func makeDelta(ctx context.Context, repoDir string, w *chunkWriter, enc *delta.E
 		return nil, err
 	}
 	return []manifest.Delta{{Object: manifest.ChunkRef{CID: c, Size: uint32(len(obj))}, Path: g.file.Path, Runs: g.runs, Bases: bases}}, nil
+}
+
+// end is the offset just past g's last run in its file.
+func (g *deltaGroup) end() int64 {
+	last := g.runs[len(g.runs)-1]
+	end := g.start[len(g.start)-1]
+	for _, c := range g.file.Chunks[last.First : last.First+last.Count] {
+		end += int64(c.Size)
+	}
+	return end
 }
 
 // halve splits g into two groups of about half its bytes, on a chunk boundary.

@@ -231,7 +231,7 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		for _, e := range entries {
 			src[e.rel] = e.abs
 		}
-		groups := planDeltas(readBases(repoDir, prev, do.Bases), files, func(p string) string { return src[p] }, do.Group)
+		groups := planDeltas(readBases(repoDir, prev, do.Bases), files, func(p string) string { return src[p] }, do.Group, do.Window)
 		if deltas, err = makeDeltas(ctx, repoDir, w, groups, opts, sum); err != nil {
 			return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
 		}

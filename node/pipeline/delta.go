@@ -126,7 +126,7 @@ func rangeJobs(p *releasePlan, f *manifest.File, r manifest.BaseRange) []int {
 
 // maxDeltaBytesAhead bounds the delta objects fetched and not yet decoded,
 // by their size in the manifest.
-const maxDeltaBytesAhead = 16 << 20
+const maxDeltaBytesAhead = 8 << 20
 
 // runDeltas fetches and decodes the delta jobs in order. Fetching runs ahead
 // of decoding, fetchLimit at a time and up to maxDeltaBytesAhead, so that the
