@@ -77,3 +77,33 @@ func TestValidateDeltas(t *testing.T) {
 		})
 	}
 }
+
+// TestUnwrapEnvelope: an unwrapped envelope wraps back to its exact bytes,
+// and carries the payload raw.
+func TestUnwrapEnvelope(t *testing.T) {
+	m := sampleManifest()
+	payload, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := manifest.Sign(manifest.TypeManifest, payload, privs(t, 1, 2)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	un, err := manifest.UnwrapEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(un), string(payload)) {
+		t.Error("the unwrapped form does not hold the payload raw")
+	}
+	back, err := manifest.WrapEnvelope(un)
+	if err != nil || string(back) != string(env) {
+		t.Fatalf("wrapped back: %v, equal %v", err, string(back) == string(env))
+	}
+	for _, bad := range [][]byte{nil, {0xff}, append([]byte{200}, un[1:]...)} {
+		if _, err := manifest.WrapEnvelope(bad); !errors.Is(err, manifest.ErrMalformed) {
+			t.Errorf("WrapEnvelope(%.10q) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}

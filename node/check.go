@@ -297,7 +297,7 @@ func (n *Node) compactManifest(ctx context.Context, channel string, seq uint64, 
 	}
 	var forms []form
 	if cur := n.currentRecord(); cur != nil && cur.Channel == channel && cur.Sequence < seq {
-		if dict, err := n.store.GetMeta(manifestKey(cur.Channel, cur.Sequence)); err == nil {
+		if dict, err := n.heldUnwrapped(cur); err == nil {
 			forms = append(forms, form{repo.ManifestDeltaPath(channel, seq, cur.Sequence), dict})
 		}
 	}
@@ -308,13 +308,34 @@ func (n *Node) compactManifest(ctx context.Context, channel string, seq uint64, 
 			n.log.Debug("compact manifest", "path", f.path, "err", err)
 			continue
 		}
-		env, err := delta.Decode(data, f.dict, int(size), nil)
+		env, err := openCompact(data, f.dict, size)
 		if err == nil && match(env) {
 			return env
 		}
 		n.log.Debug("compact manifest does not decode to the manifest", "path", f.path, "err", err)
 	}
 	return nil
+}
+
+// heldUnwrapped returns the envelope of the manifest of release rec, unwrapped
+// (manifest.UnwrapEnvelope): the dictionary of a compact form against it.
+func (n *Node) heldUnwrapped(rec *releaseRecord) ([]byte, error) {
+	env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
+	if err != nil {
+		return nil, err
+	}
+	return manifest.UnwrapEnvelope(env)
+}
+
+// openCompact decodes a compact manifest form, an unwrapped envelope
+// compressed with dict, into the envelope of at most size bytes it stands for.
+// The caller checks it against the head's digest.
+func openCompact(data, dict []byte, size int64) ([]byte, error) {
+	un, err := delta.DecodeUpTo(data, dict, int(size), nil)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.WrapEnvelope(un)
 }
 
 // compactFromSite gets a compact form of the manifest the head names through
@@ -333,7 +354,7 @@ func (n *Node) compactFromSite(ctx context.Context, h *manifest.Head, root *mani
 			pick = &h.Compact[i]
 		}
 		if c.From != 0 && cur != nil && cur.Channel == h.Channel && cur.Sequence == c.From {
-			if d, err := n.store.GetMeta(manifestKey(cur.Channel, cur.Sequence)); err == nil {
+			if d, err := n.heldUnwrapped(cur); err == nil {
 				pick, dict = &h.Compact[i], d
 				break
 			}
@@ -352,7 +373,7 @@ func (n *Node) compactFromSite(ctx context.Context, h *manifest.Head, root *mani
 		n.log.Debug("compact manifest from the site", "path", pick.Path, "err", err)
 		return nil, nil, false
 	}
-	env, err := delta.Decode(data, dict, int(h.Manifest.Size), nil)
+	env, err := openCompact(data, dict, h.Manifest.Size)
 	if err != nil || !refMatches(h.Manifest, env) {
 		n.refuse(fmt.Errorf("compact manifest %s does not decode to the manifest the head names: %v", pick.Path, err))
 		return nil, nil, false

@@ -142,6 +142,19 @@ const decoderLimit = encoderWindow
 // appended to dst. Anything else, a frame that would grow past size included,
 // is an error wrapping ErrCorrupt.
 func (d *Decoder) Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
+	start := len(dst)
+	out, err := d.DecodeUpTo(obj, dict, size, dst)
+	if err == nil && len(out)-start != size {
+		return nil, fmt.Errorf("decode delta: %d bytes, want %d: %w", len(out)-start, size, ErrCorrupt)
+	}
+	return out, err
+}
+
+// DecodeUpTo decodes obj with dict as raw dictionary into at most max bytes,
+// appended to dst; a frame that would grow past max is an error wrapping
+// ErrCorrupt.
+func (d *Decoder) DecodeUpTo(obj, dict []byte, max int, dst []byte) ([]byte, error) {
+	size := max
 	if d.dec == nil {
 		dec, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
@@ -174,8 +187,8 @@ func (d *Decoder) Decode(obj, dict []byte, size int, dst []byte) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("decode delta: %w: %w", ErrCorrupt, err)
 	}
-	if len(out)-start != size {
-		return nil, fmt.Errorf("decode delta: %d bytes, want %d: %w", len(out)-start, size, ErrCorrupt)
+	if len(out)-start > size {
+		return nil, fmt.Errorf("decode delta: more than %d bytes: %w", size, ErrCorrupt)
 	}
 	return out, nil
 }
@@ -194,4 +207,12 @@ func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
 	var d Decoder
 	defer d.Close()
 	return d.Decode(obj, dict, size, dst)
+}
+
+// DecodeUpTo decodes obj with dict as raw dictionary into at most max bytes,
+// appended to dst, with a decoder of its own.
+func DecodeUpTo(obj, dict []byte, max int, dst []byte) ([]byte, error) {
+	var d Decoder
+	defer d.Close()
+	return d.DecodeUpTo(obj, dict, max, dst)
 }

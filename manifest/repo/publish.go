@@ -319,7 +319,13 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv
 		refs = append(refs, manifest.CompactRef{From: from, Path: r.Path, Size: r.Size, SHA256: r.SHA256})
 		return nil
 	}
-	z, err := delta.Encode(delta.Best, nil, menv, nil)
+	// Both forms hold the envelope unwrapped (its payload raw, not base64),
+	// so that what did not change matches the previous manifest's bytes.
+	un, err := manifest.UnwrapEnvelope(menv)
+	if err != nil {
+		return nil, err
+	}
+	z, err := delta.Encode(delta.Best, nil, un, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +342,11 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv
 	if err != nil {
 		return refs, nil // the previous manifest is gone: no delta, the other forms do
 	}
-	d, err := delta.Encode(delta.Best, penv, menv, nil)
+	pun, err := manifest.UnwrapEnvelope(penv)
+	if err != nil {
+		return refs, nil
+	}
+	d, err := delta.Encode(delta.Best, pun, un, nil)
 	if err != nil {
 		return nil, err
 	}
