@@ -1,6 +1,6 @@
 # bench-site-update.sh: the UPDATE=1 mode of bench-site.sh, sourced by it after
 # the topology is up (it uses its helpers: start_seed, bg, in_site, seed_status,
-# link_tx, sees_site, not_checking, cpu_ticks, say; and bench-procs.sh).
+# link_tx, start_nodes, cpu_ticks, say; and bench-procs.sh).
 #
 # For each site size in NODES, two rows on fresh nodes and fresh repositories:
 # the site gets V1_TREE (published, every node asked to update, untimed), then
@@ -16,28 +16,8 @@ update_row() {
 	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
 	start_seed "$repo" "$dir/seed.log"
 
-	local apis=() pids=() join=
-	for ((i = 1; i <= n; i++)); do
-		local api=127.0.0.1:$((base + i)) args=()
-		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
-			--source "http://$WAN_IP:$SEED_PORT" --api "$api" --check-interval 1h ${NODE_ARGS:-}
-			--site-key "$WORK/site.key" --gossip "127.0.0.1:$((base + 1000 + i))"
-			--p2p "/ip4/127.0.0.1/tcp/$((base + 2000 + i))")
-		[[ -n $join ]] && args+=(--join "$join")
-		join=${join:-127.0.0.1:$((base + 1001))}
-		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' ${NODE_ENV:-} "$BIN" "${args[@]}"
-		apis+=("$api")
-		pids+=("${PIDS[-1]}")
-	done
-	for api in "${apis[@]}"; do
-		wait_until 60 "node $api to answer" in_site curl -sf --max-time 5 "http://$api/api/status"
-	done
-	for api in "${apis[@]}"; do
-		wait_until 90 "node $api to see the $n nodes of the site" sees_site "$api" "$n"
-	done
-	for api in "${apis[@]}"; do
-		wait_until 30 "node $api to finish its start-up check" not_checking "$api"
-	done
+	start_nodes "$n" 1 "$dir" "$trust" "$base"
+	local apis=("${NODE_APIS[@]}") pids=("${NODE_PIDS[@]}")
 
 	# v1, untimed but reported.
 	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version 1.0.0 --json "$V1_TREE" >"$dir/publish-v1.json"

@@ -215,16 +215,13 @@ TABLE=$WORK/table.md
 	echo "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$TABLE"
 
-# run_site N MESH SLUG LABEL: N nodes (with the mesh when MESH=1) get a fresh
-# release; the repository and logs go to $WORK/SLUG.
-run_site() {
-	local n=$1 mesh=$2 dir=$WORK/$3 label=$4 i
-	local repo=$dir/repo trust=$dir/trust.json base=$((20000 + RANDOM % 20000))
-	mkdir -p "$dir"
-	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
-	start_seed "$repo" "$dir/seed.log"
-
-	local apis=() pids=() join=
+# start_nodes N MESH DIR TRUST BASE starts N nodes in the site namespace (a
+# site when MESH=1), on ports from BASE, and waits until they answer, see each
+# other and finished their start-up check. It sets NODE_APIS and NODE_PIDS.
+start_nodes() {
+	local n=$1 mesh=$2 dir=$3 trust=$4 base=$5
+	local i join=
+	NODE_APIS=() NODE_PIDS=()
 	for ((i = 1; i <= n; i++)); do
 		local api=127.0.0.1:$((base + i)) args=()
 		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
@@ -236,21 +233,34 @@ run_site() {
 			join=${join:-127.0.0.1:$((base + 1001))}
 		fi
 		bg "$NS_SITE" "$dir/n$i.log" env NO_PROXY='*' ${NODE_ENV:-} "$BIN" "${args[@]}"
-		apis+=("$api")
-		pids+=("${PIDS[-1]}")
+		NODE_APIS+=("$api")
+		NODE_PIDS+=("${PIDS[-1]}")
 	done
-	for api in "${apis[@]}"; do
+	for api in "${NODE_APIS[@]}"; do
 		wait_until 60 "node $api to answer" in_site curl -sf --max-time 5 "http://$api/api/status"
 	done
 	if ((mesh)); then
-		for api in "${apis[@]}"; do
+		for api in "${NODE_APIS[@]}"; do
 			wait_until 90 "node $api to see the $n nodes of the site" sees_site "$api" "$n"
 		done
 	fi
 	# The nodes' start-up checks found no release; let them finish before publishing.
-	for api in "${apis[@]}"; do
+	for api in "${NODE_APIS[@]}"; do
 		wait_until 30 "node $api to finish its start-up check" not_checking "$api"
 	done
+}
+
+# run_site N MESH SLUG LABEL: N nodes (with the mesh when MESH=1) get a fresh
+# release; the repository and logs go to $WORK/SLUG.
+run_site() {
+	local n=$1 mesh=$2 dir=$WORK/$3 label=$4 i
+	local repo=$dir/repo trust=$dir/trust.json base=$((20000 + RANDOM % 20000))
+	mkdir -p "$dir"
+	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
+	start_seed "$repo" "$dir/seed.log"
+
+	start_nodes "$n" "$mesh" "$dir" "$trust" "$base"
+	local apis=("${NODE_APIS[@]}") pids=("${NODE_PIDS[@]}")
 
 	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version "1.0.0" --json "$SRC" >"$dir/publish.json"
 	local unique served0 bytes0 tx0
