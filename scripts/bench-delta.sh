@@ -585,22 +585,8 @@ if [[ "${SYNTH:-1}" != 0 ]]; then
 				print name[i], pos, (k % 2 ? "over" : "insert"), k
 			}
 		}' "$WORK/bins" | sort -k1,1 -k2,2n >"$WORK/edits"
-	apply_edits() { # file, then "offset kind tag" lines on stdin, sorted by offset
-		local f=$1 out=$1.new prev=0 off kind tag
-		: >"$out"
-		while read -r off kind tag; do
-			((off < prev)) && off=$prev
-			if ((off > prev)); then
-				dd if="$f" bs=1M iflag=skip_bytes,count_bytes skip="$prev" count=$((off - prev)) status=none >>"$out"
-			fi
-			seeded "$edit" "$tag" >>"$out"
-			if [[ $kind == over ]]; then prev=$((off + edit)); else prev=$off; fi
-		done
-		dd if="$f" bs=1M iflag=skip_bytes skip="$prev" status=none >>"$out"
-		mv "$out" "$f"
-	}
 	for f in $(cut -d' ' -f1 "$WORK/edits" | uniq); do
-		awk -v f="$f" '$1 == f { print $2, $3, $4 }' "$WORK/edits" | apply_edits "$d/v2/$f"
+		awk -v f="$f" '$1 == f { print $2, $3, $4 }' "$WORK/edits" | apply_edits "$d/v2/$f" "$edit" seeded
 	done
 	run_case "synthetic-${SYN_MIB}MiB" "make-tree" "64 edits x $edit B (1%), seed $SEED" "$d/v1" "$d/v2" ""
 	rm -rf "$d"

@@ -91,22 +91,9 @@ awk -v n=64 -v len="$edit" 'BEGIN { srand(42) }
 		}
 	}' "$WORK/bins" | sort -k1,1 -k2,2n >"$WORK/edits"
 
-apply_edits() { # file, then "offset kind" lines on stdin, sorted by offset
-	local f=$1 out=$1.new prev=0 off kind
-	: >"$out"
-	while read -r off kind; do
-		((off < prev)) && off=$prev
-		if ((off > prev)); then
-			dd if="$f" bs=1M iflag=skip_bytes,count_bytes skip="$prev" count=$((off - prev)) status=none >>"$out"
-		fi
-		head -c "$edit" /dev/urandom >>"$out"
-		if [[ $kind == over ]]; then prev=$((off + edit)); else prev=$off; fi
-	done
-	dd if="$f" bs=1M iflag=skip_bytes skip="$prev" status=none >>"$out"
-	mv "$out" "$f"
-}
+random_bytes() { head -c "$1" /dev/urandom; }
 for f in $(cut -d' ' -f1 "$WORK/edits" | uniq); do
-	awk -v f="$f" '$1 == f { print $2, $3 }' "$WORK/edits" | apply_edits "$f"
+	awk -v f="$f" '$1 == f { print $2, $3 }' "$WORK/edits" | apply_edits "$f" "$edit" random_bytes
 done
 say "edit" "64 places x $edit bytes ($(cut -d' ' -f1 "$WORK/edits" | uniq | wc -l) files)"
 sync

@@ -35,3 +35,22 @@ make_tree() {
 		i=$((i + 1))
 	done
 }
+
+# apply_edits FILE EDIT GEN rewrites FILE with EDIT-byte edits read from stdin
+# as "offset kind [tag]" lines sorted by offset: kind "over" overwrites EDIT
+# bytes at offset, anything else inserts them there. GEN EDIT TAG prints the
+# bytes of one edit.
+apply_edits() {
+	local f=$1 edit=$2 gen=$3 out=$1.new prev=0 off kind tag
+	: >"$out"
+	while read -r off kind tag; do
+		((off < prev)) && off=$prev
+		if ((off > prev)); then
+			dd if="$f" bs=1M iflag=skip_bytes,count_bytes skip="$prev" count=$((off - prev)) status=none >>"$out"
+		fi
+		"$gen" "$edit" "$tag" >>"$out"
+		if [[ $kind == over ]]; then prev=$((off + edit)); else prev=$off; fi
+	done
+	dd if="$f" bs=1M iflag=skip_bytes skip="$prev" status=none >>"$out"
+	mv "$out" "$f"
+}
