@@ -200,15 +200,6 @@ func (d *Decoder) Close() {
 	}
 }
 
-// Decode decodes obj with dict as raw dictionary into exactly size bytes,
-// appended to dst, with a decoder of its own: for a delta or two; decode many
-// with a Decoder.
-func Decode(obj, dict []byte, size int, dst []byte) ([]byte, error) {
-	var d Decoder
-	defer d.Close()
-	return d.Decode(obj, dict, size, dst)
-}
-
 // DecodeUpTo decodes obj with dict as raw dictionary into at most max bytes,
 // appended to dst, with a decoder of its own.
 func DecodeUpTo(obj, dict []byte, max int, dst []byte) ([]byte, error) {
