@@ -68,5 +68,7 @@ func (s *folderSource) Open(ctx context.Context, path string, max int64) (io.Rea
 	// network mount blocks in the kernel), so no abort; the size bound and
 	// the context still hold.
 	opts := Options{IdleTimeout: time.Duration(1<<63 - 1)}
-	return newGuard(ctx, name, f, max, opts, time.Now(), nil, func(bool) error { return f.Close() }), nil
+	g := newGuard(ctx, name, f, max, opts, time.Now(), nil, func(bool) error { return f.Close() })
+	g.size = info.Size()
+	return g, nil
 }

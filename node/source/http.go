@@ -149,7 +149,9 @@ func (s *httpSource) Open(ctx context.Context, path string, max int64) (io.ReadC
 		cancel(nil)
 		return err
 	}
-	return newGuard(ctx, name, body, max, s.opts, start, abort, release), nil
+	g := newGuard(ctx, name, body, max, s.opts, start, abort, release)
+	g.size = resp.ContentLength
+	return g, nil
 }
 
 // isTimeout reports a transport timeout (dial, TLS handshake, headers).

@@ -24,6 +24,7 @@ type guard struct {
 	release func(clean bool) error
 
 	max, n   int64
+	size     int64 // the body's announced length; -1: unknown
 	idle     time.Duration
 	deadline time.Time // zero: none
 
@@ -36,7 +37,7 @@ type guard struct {
 }
 
 func newGuard(ctx context.Context, name string, r io.Reader, max int64, opts Options, start time.Time, abort func(), release func(bool) error) *guard {
-	g := &guard{ctx: ctx, name: name, r: r, abort: abort, release: release, max: max, idle: opts.IdleTimeout}
+	g := &guard{ctx: ctx, name: name, r: r, abort: abort, release: release, max: max, size: -1, idle: opts.IdleTimeout}
 	if max <= smallBody && opts.Timeout > 0 {
 		g.deadline = start.Add(opts.Timeout)
 	}
@@ -105,6 +106,11 @@ func (g *guard) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Size returns the length the source announced for the body (an HTTP
+// Content-Length, a file's size), or -1. It is a hint for sizing a buffer: the
+// bounds still apply to what is read.
+func (g *guard) Size() int64 { return g.size }
 
 func (g *guard) Close() error {
 	g.closeOnce.Do(func() {

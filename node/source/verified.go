@@ -13,7 +13,7 @@ func (l *List) ReadVerified(ctx context.Context, path string, max int64, check f
 	var data []byte
 	src, err := l.try(ctx, path, max, func(e *entry, r io.ReadCloser) error {
 		defer r.Close()
-		b, err := io.ReadAll(r)
+		b, err := readAll(r, max)
 		e.bytesRead.Add(int64(len(b)))
 		if err != nil {
 			return err
@@ -28,4 +28,35 @@ func (l *List) ReadVerified(ctx context.Context, path string, max int64, check f
 		return nil, nil, err
 	}
 	return data, src, nil
+}
+
+// readAll reads r to its end like io.ReadAll, but into one buffer of the size
+// the source announced when it did: a chunk is then read with one allocation
+// and no copy, where ReadAll grows its buffer from 512 bytes. A body longer
+// or shorter than announced is still read whole (the source's bound holds).
+func readAll(r io.Reader, max int64) ([]byte, error) {
+	sz, ok := r.(interface{ Size() int64 })
+	if !ok {
+		return io.ReadAll(r)
+	}
+	n := sz.Size()
+	if n < 0 || n > max {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that reading the end needs no growth.
+	b := make([]byte, 0, n+1)
+	for {
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// Longer than announced: let append grow it.
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

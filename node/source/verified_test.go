@@ -3,9 +3,11 @@ package source
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/iotest"
 )
 
 // TestReadVerifiedMovesOn: bytes a check refuses (a tampered copy on the first
@@ -57,5 +59,44 @@ func TestReadVerifiedMovesOn(t *testing.T) {
 	_, _, err = l.ReadVerified(t.Context(), path, 1<<20, func(Source, []byte) error { return errTampered })
 	if !errors.Is(err, errTampered) {
 		t.Fatalf("all copies refused: got %v, want the check's error", err)
+	}
+}
+
+// sized is a reader that announces a length, right or wrong.
+type sized struct {
+	io.Reader
+	n int64
+}
+
+func (s sized) Size() int64 { return s.n }
+
+func TestReadAllSized(t *testing.T) {
+	data := bytes.Repeat([]byte("patchmesh"), 5000) // 45 000 bytes
+	tests := []struct {
+		name string
+		r    io.Reader
+	}{
+		{"no size", bytes.NewReader(data)},
+		{"unknown size", sized{bytes.NewReader(data), -1}},
+		{"exact", sized{iotest.OneByteReader(bytes.NewReader(data)), int64(len(data))}},
+		{"announced shorter", sized{bytes.NewReader(data), 100}},
+		{"announced longer", sized{bytes.NewReader(data), int64(len(data)) + 7}},
+		{"announced over max", sized{bytes.NewReader(data), 1 << 30}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readAll(tt.r, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes, want the %d written", len(got), len(data))
+			}
+		})
+	}
+	// An error from the reader is returned with what was read.
+	_, err := readAll(sized{iotest.TimeoutReader(bytes.NewReader(data)), int64(len(data))}, 1<<20)
+	if !errors.Is(err, iotest.ErrTimeout) {
+		t.Fatalf("err = %v, want the reader's error", err)
 	}
 }
