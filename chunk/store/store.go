@@ -129,6 +129,11 @@ type Store struct {
 	// gate lets GC stop writes while it flushes: writers hold it shared.
 	gate sync.RWMutex
 
+	// Group commit of chunk puts (see commit).
+	pmu        sync.Mutex
+	pending    []*put
+	committing bool
+
 	chunks, bytes atomic.Int64
 
 	// bufs holds MaxSize buffers for WriteTo, which copies a chunk out of
@@ -306,31 +311,116 @@ func (s *Store) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte
 	if enc != encRaw {
 		size = append(size, enc)
 	}
-	var added bool
-	err := s.update(ctx, func(txn *badger.Txn) error {
-		added = false
-		sk := sizeKey(c)
-		if _, err := txn.Get(sk); err == nil {
-			return nil
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		if err := txn.Set(dataKey(c, enc), data); err != nil {
-			return err
-		}
-		added = true
-		return txn.Set(sk, size)
-	})
-	if err != nil {
+	p := &put{c: c, data: data, enc: enc, size: size, rawSize: len(raw), wake: make(chan struct{})}
+	if err := s.commit(p); err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
-	s.account(len(data))
-	if added {
-		s.chunks.Add(1)
-		s.bytes.Add(int64(len(raw)))
-		s.log.Debug("chunk stored", "cid", c, "size", len(raw), "stored", len(data))
-	}
 	return nil
+}
+
+// put is one chunk waiting to be written by a group commit.
+type put struct {
+	c       cid.Cid
+	data    []byte // as stored
+	enc     byte
+	size    []byte // the size record
+	rawSize int
+
+	// Set by the commit that wrote it, before wake is closed.
+	err  error
+	lead bool // woken to lead the next commit instead
+	wake chan struct{}
+}
+
+// maxGroup bounds the chunks of one group commit.
+const maxGroup = 256
+
+// commit writes p together with the puts that arrived meanwhile, in one
+// transaction. Chunks arrive from many fetches at once; one transaction per
+// chunk made badger encode every value-log write into a fresh buffer grown
+// from empty, about as many bytes of garbage as the chunks themselves, and a
+// commit's wait for badger's writer per chunk. The first caller to find no
+// commit running leads: it commits everything pending, then hands the lead
+// to the oldest put that arrived during its commit, so no caller commits
+// for others for long.
+func (s *Store) commit(p *put) error {
+	s.pmu.Lock()
+	s.pending = append(s.pending, p)
+	if s.committing {
+		s.pmu.Unlock()
+		<-p.wake
+		if !p.lead {
+			return p.err
+		}
+		s.pmu.Lock()
+	}
+	s.committing = true
+	n := min(len(s.pending), maxGroup)
+	batch := s.pending[:n:n]
+	s.pending = append([]*put(nil), s.pending[n:]...)
+	s.pmu.Unlock()
+
+	s.commitGroup(batch)
+
+	s.pmu.Lock()
+	if len(s.pending) > 0 {
+		next := s.pending[0]
+		next.lead = true
+		close(next.wake)
+	} else {
+		s.committing = false
+	}
+	s.pmu.Unlock()
+	for _, q := range batch {
+		if q != p {
+			close(q.wake)
+		}
+	}
+	return p.err
+}
+
+// commitGroup writes the puts of batch in one transaction, or in halves when
+// badger finds it too big, and sets each put's error.
+func (s *Store) commitGroup(batch []*put) {
+	added := make([]bool, len(batch))
+	// The puts are not bound to one caller's context: a commit is short,
+	// and ends even if the caller that leads it gives up.
+	err := s.update(context.Background(), func(txn *badger.Txn) error {
+		clear(added)
+		for i, p := range batch {
+			sk := sizeKey(p.c)
+			if _, err := txn.Get(sk); err == nil {
+				continue // held already, or twice in this batch
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if err := txn.Set(dataKey(p.c, p.enc), p.data); err != nil {
+				return err
+			}
+			if err := txn.Set(sk, p.size); err != nil {
+				return err
+			}
+			added[i] = true
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
+		s.commitGroup(batch[:len(batch)/2])
+		s.commitGroup(batch[len(batch)/2:])
+		return
+	}
+	for i, p := range batch {
+		p.err = err
+		if err != nil {
+			continue
+		}
+		s.account(len(p.data))
+		if added[i] {
+			s.chunks.Add(1)
+			s.bytes.Add(int64(p.rawSize))
+			s.log.Debug("chunk stored", "cid", p.c, "size", p.rawSize, "stored", len(p.data))
+		}
+	}
 }
 
 // Has reports whether the store holds c.

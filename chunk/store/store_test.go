@@ -227,6 +227,46 @@ func TestConcurrentPutsCountOnce(t *testing.T) {
 	}
 }
 
+// TestGroupCommitManyWriters: puts from many goroutines at once, more than
+// one group commit holds, are all stored whole, each readable as written.
+func TestGroupCommitManyWriters(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), Options{})
+	const writers, each = 32, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				d := testChunk(1000+w*each+i, 500+i*37)
+				errs <- s.PutVerified(ctx, chunk.Sum(d), d)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	for n := range writers * each {
+		d := testChunk(1000+n, 500+(n%each)*37)
+		total += int64(len(d))
+		got, err := s.Get(ctx, chunk.Sum(d))
+		if err != nil {
+			t.Fatalf("chunk %d: %v", n, err)
+		}
+		if !bytes.Equal(got, d) {
+			t.Fatalf("chunk %d: read back %d bytes differing from the %d put", n, len(got), len(d))
+		}
+	}
+	if n, b := s.Usage(); n != writers*each || b != total {
+		t.Fatalf("Usage = %d, %d; want %d, %d", n, b, writers*each, total)
+	}
+}
+
 func TestMeta(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})
