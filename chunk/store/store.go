@@ -10,8 +10,9 @@
 // its newest value log short at a damaged entry when it opens (the values
 // past it then read as empty), so every read checks the chunk against its
 // size and CID again: a damaged chunk is dropped (ErrCorrupt), never returned,
-// and Scrub finds damage before anyone asks for the chunk. Meta writes, which record what the node has promised (sequence numbers,
-// release records), are synced before SetMeta returns.
+// and Scrub finds damage before anyone asks for the chunk. Meta writes,
+// which record what the node has promised (sequence numbers, release
+// records), are synced before SetMeta returns.
 package store
 
 import (
