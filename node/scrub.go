@@ -75,7 +75,8 @@ func (n *Node) scrub(ctx context.Context, rate int64) (api.ScrubResult, error) {
 			res.Refetched++
 		}
 		if len(failed) > 0 {
-			res.Message = fmt.Sprintf("%d damaged chunks not fetched again yet (the next check will): %v", len(failed), errors.Join(failed...))
+			res.Message = fmt.Sprintf("%d damaged chunks not fetched again yet; they will be when a release or a peer needs them: %v",
+				len(failed), errors.Join(failed...))
 		}
 	}
 	res.Finished = time.Now()
