@@ -36,6 +36,7 @@
 // # Store
 //
 // Where a node keeps the chunks it holds: package chunk/store, a badger
-// database keyed by CID, which verifies every chunk before writing it and
-// keeps it in its wire form.
+// database keyed by CID, which verifies every chunk before writing it, keeps
+// it in its wire form, and checks it again on every read: a chunk the disk
+// damaged is dropped (store.ErrCorrupt) and fetched again, never used.
 package chunk

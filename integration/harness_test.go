@@ -94,6 +94,7 @@ func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort
 // printed when the test fails.
 type proc struct {
 	t    *testing.T
+	bin  string // zero: the patchmesh binary built by TestMain
 	name string
 	args []string
 	cmd  *exec.Cmd
@@ -105,7 +106,13 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, args: args, log: filepath.Join(t.TempDir(), name+".log")}
+	return startProcBin(t, "", name, args...)
+}
+
+// startProcBin starts bin, or the patchmesh binary when bin is "".
+func startProcBin(t *testing.T, bin, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, bin: bin, name: name, args: args, log: filepath.Join(t.TempDir(), name+".log")}
 	p.start()
 	t.Cleanup(func() {
 		p.Stop()
@@ -126,7 +133,11 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.cmd = exec.Command(binary, p.args...)
+	bin := binary
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.Env = append(os.Environ(), "NO_PROXY=*")
 	if err := p.cmd.Start(); err != nil {
@@ -285,6 +296,7 @@ type nodeOpts struct {
 	SiteKey string   // empty: no mesh
 	Join    []string // gossip addresses
 	Extra   []string // more flags
+	Binary  string   // zero: the patchmesh binary built by TestMain
 }
 
 // nodeProc is a running `patchmesh node run`.
@@ -317,7 +329,7 @@ func newNode(t *testing.T, o nodeOpts) *nodeProc {
 		}
 	}
 	args = append(args, o.Extra...)
-	n.proc = startProc(t, o.Name, args...)
+	n.proc = startProcBin(t, o.Binary, o.Name, args...)
 	waitFor(t, 30*time.Second, func() bool { _, err := n.status(); return err == nil }, o.Name+" API to answer")
 	return n
 }

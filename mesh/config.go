@@ -75,6 +75,11 @@ type Config struct {
 	// stores it, with where it came from: those this node asked for and those
 	// it fetched for peers, as their owner. Zero: nobody is told.
 	Stored func(c cid.Cid, o Origin)
+	// BadPeer, if set, is told of every chunk a member sent that did not
+	// match its CID, with the member's name (its peer id if it has none) and
+	// why: the mesh has penalized the member and asks another. Zero: the
+	// mesh only logs and counts it (Stats.VerifyFailures).
+	BadPeer func(c cid.Cid, member string, err error)
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger
 	// Codec decodes the compressed chunks peers send. Zero: a new one.

@@ -3,6 +3,7 @@ package mesh
 import (
 	"bufio"
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,7 +118,17 @@ func TestCorruptPeer(t *testing.T) {
 	w := newTestWAN(t)
 	cids, _ := w.add(t, 120, 16<<10)
 	var corrupted atomic.Int64
-	nodes := startSite(t, siteKey(t), w, 3, siteOpts{mesh: func(i int, m *Mesh) {
+	var mu sync.Mutex
+	blamed := map[string]int64{} // BadPeer's reports to the reader
+	nodes := startSite(t, siteKey(t), w, 3, siteOpts{config: func(i int, cfg *Config) {
+		if i == 0 {
+			cfg.BadPeer = func(c cid.Cid, member string, err error) {
+				mu.Lock()
+				blamed[member]++
+				mu.Unlock()
+			}
+		}
+	}, mesh: func(i int, m *Mesh) {
 		if i == 2 {
 			// Test-only hook: an honest Mesh never serves unverified
 			// bytes, so a lying peer cannot be made any other way.
@@ -147,6 +158,11 @@ func TestCorruptPeer(t *testing.T) {
 	if s.VerifyFailures == 0 || s.Penalties == 0 {
 		t.Fatalf("no verify failure or penalty recorded: %+v", s)
 	}
+	mu.Lock()
+	if len(blamed) != 1 || blamed[liar.m.Name()] != s.VerifyFailures {
+		t.Errorf("BadPeer told of %v, want %d chunks from %s", blamed, s.VerifyFailures, liar.m.Name())
+	}
+	mu.Unlock()
 	if !reader.m.penalized(liar.m.pid) {
 		t.Errorf("corrupting member is not penalized")
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/store"
 )
 
 var (
@@ -72,26 +73,34 @@ func (m *Mesh) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
 	return r.data, r.origin, nil
 }
 
-// local returns c from the store if it is there.
+// local returns c from the store if it is there. A chunk the store found
+// damaged, and dropped, is not there: it is fetched again.
 func (m *Mesh) local(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
 	has, err := m.st.Has(ctx, c)
 	if err != nil || !has {
 		return nil, false, err
 	}
 	data, err := m.st.Get(ctx, c)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}
 	return data, true, nil
 }
 
-// localWire returns c's stored wire form if it is there.
+// localWire returns c's stored wire form if it is there, checked by the
+// store: a damaged chunk is dropped and never served.
 func (m *Mesh) localWire(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
 	has, err := m.st.Has(ctx, c)
 	if err != nil || !has {
 		return nil, false, err
 	}
 	wire, err := m.st.GetWire(ctx, c)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -245,6 +254,13 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wi
 	if err != nil {
 		m.stats.verifyFailures.Add(1)
 		m.penalize(p, "sent bytes that do not decode to the CID's chunk")
+		if m.cfg.BadPeer != nil {
+			name, ok := m.members.nameOf(p)
+			if !ok {
+				name = p.String()
+			}
+			m.cfg.BadPeer(c, name, err)
+		}
 		return wireChunk{}, err
 	}
 	m.peerOK(p)

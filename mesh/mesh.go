@@ -35,10 +35,11 @@ import (
 // Store is the node's verified chunk store.
 type Store interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
-	// Get returns the raw chunk, or an error wrapping a not-found error
-	// when c is absent.
+	// Get returns the raw chunk, checked against c, or an error wrapping
+	// store.ErrNotFound when c is absent or was found damaged and dropped.
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
-	// GetWire returns the chunk as stored, compressed or raw, to serve.
+	// GetWire returns the chunk as stored, compressed or raw, to serve,
+	// checked as Get's.
 	GetWire(ctx context.Context, c cid.Cid) ([]byte, error)
 	// PutVerifiedWire stores raw, already checked against c, keeping wire,
 	// the form it came in, when that is a smaller zstd frame.
@@ -131,8 +132,9 @@ type Mesh struct {
 	// leaving, as a killed process would, so peers must detect the death.
 	crashStop bool
 
-	// corruptServe, set only by tests, alters outgoing chunk bytes: a lying
-	// peer cannot be produced otherwise, since every honest path verifies.
+	// corruptServe, set only by tests (and by builds for the lying-peer
+	// integration test, liar.go), alters outgoing chunk bytes: a lying peer
+	// cannot be produced otherwise, since every honest path verifies.
 	corruptServe func([]byte) []byte
 }
 
@@ -183,6 +185,8 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
+
+		corruptServe: liar(),
 	}
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }

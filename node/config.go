@@ -42,6 +42,13 @@ type Config struct {
 	Keep        int   `yaml:"keep"`        // old releases kept besides current and previous; zero: 2
 	QuotaBytes  int64 `yaml:"quota_bytes"` // chunk store size above which unneeded chunks are collected; zero: collect all unneeded
 	Concurrency int   `yaml:"concurrency"` // chunks fetched at once; zero: 16
+	// ScrubRate bounds the bytes a second the background scrub reads to
+	// check every stored chunk against its CID. Zero: 1 MiB/s; negative: no
+	// background scrub (patchmesh node scrub still runs one).
+	ScrubRate int64 `yaml:"scrub_rate"`
+	// ScrubInterval is the time between the starts of two background scrubs;
+	// the first starts ten minutes after the node. Zero: 24h.
+	ScrubInterval Duration `yaml:"scrub_interval"`
 
 	Hooks HooksConfig `yaml:"hooks"`
 	Mesh  MeshConfig  `yaml:"mesh"`
@@ -90,6 +97,8 @@ func DefaultConfig() Config {
 		API:           "127.0.0.1:7780",
 		Keep:          2,
 		Concurrency:   16,
+		ScrubRate:     1 << 20,
+		ScrubInterval: Duration(24 * time.Hour),
 		Hooks:         HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
 		Mesh:          MeshConfig{Gossip: "0.0.0.0:7946"},
 		GOOS:          runtime.GOOS,
@@ -147,6 +156,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = d.Concurrency
+	}
+	if c.ScrubRate == 0 {
+		c.ScrubRate = d.ScrubRate
+	}
+	if c.ScrubInterval <= 0 {
+		c.ScrubInterval = d.ScrubInterval
 	}
 	if c.Hooks.Timeout <= 0 {
 		c.Hooks.Timeout = d.Hooks.Timeout

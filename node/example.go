@@ -53,6 +53,12 @@ quota_bytes: 0
 # Chunks fetched at once.
 concurrency: 16
 
+# Background scrub: every stored chunk is read and checked against its CID at
+# most this many bytes a second, once a day; a damaged one is dropped and
+# fetched again. A negative rate turns it off (patchmesh node scrub runs one now).
+# scrub_rate: 1048576
+# scrub_interval: 24h
+
 hooks:
   # Run before switching (cwd: the new release); a failure aborts the apply.
   # pre_activate: ["/usr/local/bin/app-drain"]

@@ -44,6 +44,8 @@ type Node struct {
 	wan     *wanSource
 	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	checkCh chan checkRequest
+	// scrubSem lets one scrub run at a time, background or asked for.
+	scrubSem chan struct{}
 
 	// rootMu guards root, the newest trust root reached.
 	rootMu sync.Mutex
@@ -69,7 +71,8 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8),
+		scrubSem: make(chan struct{}, 1)}
 	n.stat.init()
 
 	data, err := os.ReadFile(cfg.Trust)
@@ -109,7 +112,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log, Codec: codec})
+	n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), store.Options{Logger: n.log, Codec: codec, Damaged: n.storeDamaged})
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +157,7 @@ func New(cfg Config) (*Node, error) {
 		mc.Stored = func(c cid.Cid, o mesh.Origin) {
 			n.stored.note(c, originOf(o))
 		}
+		mc.BadPeer = n.peerSentBad
 		n.mesh, err = mesh.New(mc, n.store, n.wan)
 		if err != nil {
 			n.close()
@@ -228,6 +232,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "sources", len(n.cfg.Sources),
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
+	g.Go(func() error { n.scrubLoop(ctx); return nil })
 	g.Go(func() error {
 		n.awaitSite(ctx)
 		n.schedule(ctx)

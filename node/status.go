@@ -34,12 +34,17 @@ type statusState struct {
 	byPeer             map[string]int64
 	samples            []api.BytesSample
 	known              map[cid.Cid]bool // chunks of verified manifests, served by --serve-repo
+	lastScrub          *api.ScrubResult
+	// The run of damaged chunks the newest "store" event counts (scrub.go).
+	damagedRun int
+	damagedAt  time.Time
 }
 
 func (s *statusState) init() {
 	s.byPeer = make(map[string]int64)
 	s.known = make(map[cid.Cid]bool)
 	s.counters.SourceFailuresByURL = make(map[string]int64)
+	s.counters.VerifyFailuresByPeer = make(map[string]int64)
 }
 
 // event records an error or refusal for the status and logs it.
@@ -173,6 +178,7 @@ func (n *Node) Status() api.Status {
 		peers = []api.Peer{}
 	}
 	chunks, bytes := n.store.Usage()
+	integ := n.store.Integrity()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -180,7 +186,16 @@ func (n *Node) Status() api.Status {
 	st := api.Status{
 		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: n.stat.lastCheck, NextCheck: n.stat.nextCheck,
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
-		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes},
+		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
+			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
+	}
+	if r := n.stat.lastScrub; r != nil {
+		c := *r
+		st.Store.LastScrub = &c
+	}
+	st.Counters.VerifyFailuresByPeer = make(map[string]int64, len(n.stat.counters.VerifyFailuresByPeer))
+	for k, v := range n.stat.counters.VerifyFailuresByPeer {
+		st.Counters.VerifyFailuresByPeer[k] = v
 	}
 	if p := n.stat.progress; p != nil {
 		c := *p

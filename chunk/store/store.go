@@ -6,9 +6,13 @@
 // writes them to its memory-mapped write-ahead and value-log files, which the
 // kernel keeps when the process is killed (even with SIGKILL), so only a power
 // loss or kernel crash can lose the last writes; such a chunk is just missing
-// and fetched again, never wrong, as badger checksums every entry it replays.
-// Meta writes, which record what the node has promised (sequence numbers,
-// release records), are synced before SetMeta returns.
+// and fetched again. Badger does not check a value when it reads it, and cuts
+// its newest value log short at a damaged entry when it opens (the values
+// past it then read as empty), so every read checks the chunk against its
+// size and CID again: a damaged chunk is dropped (ErrCorrupt), never returned,
+// and Scrub finds damage before anyone asks for the chunk. Meta writes,
+// which record what the node has promised (sequence numbers, release
+// records), are synced before SetMeta returns.
 package store
 
 import (
@@ -33,6 +37,31 @@ import (
 // ErrNotFound means the store holds no chunk, or no meta value, by that name.
 var ErrNotFound = errors.New("not found")
 
+// ErrCorrupt means a stored chunk's bytes did not match its CID or its
+// recorded size, or could not be read: the disk damaged them. The store drops
+// such a chunk as it finds it, so the error wraps ErrNotFound as well once
+// the chunk is gone: a caller that fetches a missing chunk again heals it.
+var ErrCorrupt = errors.New("stored chunk is damaged")
+
+// corruptError is what a read of a damaged chunk returns.
+type corruptError struct {
+	cause   error // why its bytes were refused
+	dropped bool  // the chunk is gone from the store
+}
+
+func (e *corruptError) Error() string {
+	if e.dropped {
+		return fmt.Sprintf("%v, dropped to be fetched again: %v", ErrCorrupt, e.cause)
+	}
+	return fmt.Sprintf("%v: %v", ErrCorrupt, e.cause)
+}
+
+func (e *corruptError) Unwrap() error { return e.cause }
+
+func (e *corruptError) Is(target error) bool {
+	return target == ErrCorrupt || (e.dropped && target == ErrNotFound)
+}
+
 // Options tune a Store. Every zero field takes the value DefaultOptions gives;
 // the defaults keep badger's own memory to a few tens of MiB, so a node stays
 // well under 150 MiB resident while it moves a 2 GiB release.
@@ -56,6 +85,9 @@ type Options struct {
 	ValueLogFileSize int64
 	// NumCompactors is how many goroutines compact tables (0: 2, badger's minimum).
 	NumCompactors int
+	// Damaged, if set, is told of every damaged chunk the store drops, by
+	// a read or a scrub, with why it was refused. Nil: it is only logged.
+	Damaged func(c cid.Cid, err error)
 }
 
 // DefaultOptions returns the Options a node uses.
@@ -122,9 +154,10 @@ const valueThreshold = 256
 
 // Store is a chunk store. It is safe for concurrent use.
 type Store struct {
-	db    *badger.DB
-	log   *slog.Logger
-	codec *chunk.Codec
+	db      *badger.DB
+	log     *slog.Logger
+	codec   *chunk.Codec
+	damaged func(c cid.Cid, err error) // Options.Damaged
 
 	// gate lets GC stop writes while it flushes: writers hold it shared.
 	gate sync.RWMutex
@@ -135,6 +168,8 @@ type Store struct {
 	committing bool
 
 	chunks, bytes atomic.Int64
+	// Damaged chunks dropped, and what scrubs have read.
+	dropped, scrubChunks, scrubBytes, scrubPasses atomic.Int64
 
 	// bufs holds MaxSize buffers for WriteTo, which copies a chunk out of
 	// badger before writing it, so that a slow writer never holds a read of
@@ -176,7 +211,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, codec: codec, dir: dir}
+	s := &Store{db: db, log: opts.Logger, codec: codec, damaged: opts.Damaged, dir: dir}
 	if abs, err := filepath.Abs(dir); err == nil {
 		if real, err := filepath.EvalSymlinks(abs); err == nil {
 			s.dir = real
@@ -455,16 +490,13 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 	return n, nil
 }
 
-// Get returns a copy of chunk c, raw, or an error wrapping ErrNotFound.
+// Get returns a copy of chunk c, raw, checked against c. The error wraps
+// ErrNotFound when c is absent, and ErrCorrupt (and ErrNotFound) when its
+// stored bytes were damaged and it has been dropped.
 func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	var out []byte
-	err := s.read(ctx, c, func(v []byte, size int64, enc byte) error {
-		if enc == encZstd {
-			var err error
-			out, err = s.codec.Decompress(nil, v, int(size))
-			return err
-		}
-		out = append(make([]byte, 0, len(v)), v...)
+	err := s.read(ctx, c, nil, func(_, raw []byte) error {
+		out = raw
 		return nil
 	})
 	if err != nil {
@@ -475,11 +507,14 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 
 // GetWire returns a copy of chunk c as stored: a zstd frame where that paid,
 // else raw; chunk.Codec.Decode reads both. It is what peers and repository
-// clients are served. The error wraps ErrNotFound when c is absent.
+// clients are served, so it is checked against c first: a damaged chunk is
+// dropped, never served. Errors as Get's.
 func (s *Store) GetWire(ctx context.Context, c cid.Cid) ([]byte, error) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
 	var out []byte
-	err := s.read(ctx, c, func(v []byte, _ int64, _ byte) error {
-		out = append(make([]byte, 0, len(v)), v...)
+	err := s.read(ctx, c, (*bp)[:0], func(wire, _ []byte) error {
+		out = append(make([]byte, 0, len(wire)), wire...)
 		return nil
 	})
 	if err != nil {
@@ -488,12 +523,18 @@ func (s *Store) GetWire(ctx context.Context, c cid.Cid) ([]byte, error) {
 	return out, nil
 }
 
-// read calls fn with the stored bytes of c, valid only during the call, its
-// raw size and their encoding.
-func (s *Store) read(ctx context.Context, c cid.Cid, fn func(v []byte, size int64, enc byte) error) error {
+// read calls fn with the stored bytes of c, valid only during the call, and
+// with the chunk raw, decoded into buf (nil: a new slice of the chunk's size)
+// and checked: of its recorded size and hashing to c. A chunk that fails the
+// check, or whose bytes badger cannot read, is dropped, and read returns a
+// *corruptError. Checking here, on every read, is the one place the bytes
+// of the disk are trusted no further than a peer's: a damaged value log
+// returns wrong bytes, or none, without an error.
+func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, fn func(wire, raw []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var damage error
 	err := s.db.View(func(txn *badger.Txn) error {
 		si, err := txn.Get(sizeKey(c))
 		if err != nil {
@@ -508,39 +549,71 @@ func (s *Store) read(ctx context.Context, c cid.Cid, fn func(v []byte, size int6
 			return err
 		}
 		s.account(int(item.ValueSize()))
-		return item.Value(func(v []byte) error { return fn(v, size, enc) })
+		verr := item.Value(func(v []byte) error {
+			raw, err := s.decode(buf, v, size, enc)
+			if err == nil {
+				err = chunk.Verify(c, raw)
+			}
+			if err != nil {
+				damage = err
+				return err
+			}
+			return fn(v, raw)
+		})
+		if verr != nil && damage == nil && !errors.Is(verr, badger.ErrDBClosed) {
+			damage = verr // badger could not read the value log
+		}
+		return verr
 	})
+	if damage != nil {
+		return s.drop(ctx, c, damage)
+	}
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return ErrNotFound
 	}
 	return err
 }
 
-// WriteTo writes chunk c, raw, to w and returns the bytes written, or an
-// error wrapping ErrNotFound.
+// decode appends chunk c, raw, to dst (nil: a new slice) from its stored
+// bytes v, and checks its length against the recorded size.
+func (s *Store) decode(dst, v []byte, size int64, enc byte) ([]byte, error) {
+	if size > chunk.MaxSize {
+		return nil, fmt.Errorf("recorded size %d: %w", size, chunk.ErrTooLarge)
+	}
+	if dst == nil {
+		dst = make([]byte, 0, size)
+	}
+	raw := dst
+	if enc == encZstd {
+		var err error
+		if raw, err = s.codec.Decompress(dst, v, int(size)); err != nil {
+			return nil, err
+		}
+	} else {
+		raw = append(dst, v...)
+	}
+	if int64(len(raw)) != size {
+		return nil, fmt.Errorf("%d bytes, recorded size %d", len(raw), size)
+	}
+	return raw, nil
+}
+
+// WriteTo writes chunk c, raw and checked against c, to w and returns the
+// bytes written. Errors as Get's; on ErrNotFound nothing was written.
 func (s *Store) WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error) {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
-	err := s.read(ctx, c, func(v []byte, size int64, enc byte) error {
-		if enc == encZstd {
-			out, err := s.codec.Decompress((*bp)[:0], v, int(size))
-			if err == nil && cap(out) == cap(*bp) {
-				*bp = out
-			} else if err == nil {
-				err = fmt.Errorf("stored value decodes past its buffer: %w", chunk.ErrTooLarge)
-			}
-			return err
-		}
-		if len(v) > cap(*bp) {
-			return fmt.Errorf("stored value of %d bytes: %w", len(v), chunk.ErrTooLarge)
-		}
-		*bp = append((*bp)[:0], v...)
+	var out []byte
+	// Decoded into the pooled buffer inside the read, written outside it,
+	// so that a slow writer never holds a read of the value log open.
+	err := s.read(ctx, c, (*bp)[:0], func(_, raw []byte) error {
+		out = raw
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("write chunk %s: %w", c, err)
 	}
-	n, err := w.Write(*bp)
+	n, err := w.Write(out)
 	if err != nil {
 		return int64(n), fmt.Errorf("write chunk %s: %w", c, err)
 	}
@@ -550,8 +623,34 @@ func (s *Store) WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, err
 // Delete removes chunk c. Deleting a chunk the store does not hold does
 // nothing. The space comes back on disk after GC.
 func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
+	_, err := s.remove(ctx, c)
+	return err
+}
+
+// drop removes c, whose stored bytes were refused for cause, and returns the
+// *corruptError the read reports.
+func (s *Store) drop(ctx context.Context, c cid.Cid, cause error) error {
+	// Dropped even when the read's caller gave up meanwhile: the bytes are
+	// bad whoever asks next.
+	found, err := s.remove(context.WithoutCancel(ctx), c)
+	if err != nil {
+		s.log.Error("chunk store: drop damaged chunk", "cid", c, "err", err, "damage", cause)
+		return &corruptError{cause: cause}
+	}
+	if found { // not dropped already by a concurrent read
+		s.dropped.Add(1)
+		s.log.Warn("chunk store: damaged chunk dropped", "cid", c, "err", cause)
+		if s.damaged != nil {
+			s.damaged(c, cause)
+		}
+	}
+	return &corruptError{cause: cause, dropped: true}
+}
+
+// remove deletes c and reports whether the store held it.
+func (s *Store) remove(ctx context.Context, c cid.Cid) (bool, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("delete chunk %s: %w", c, err)
+		return false, fmt.Errorf("delete chunk %s: %w", c, err)
 	}
 	var size int64
 	var found bool
@@ -576,14 +675,14 @@ func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
 		return txn.Delete(sk)
 	})
 	if err != nil {
-		return fmt.Errorf("delete chunk %s: %w", c, err)
+		return false, fmt.Errorf("delete chunk %s: %w", c, err)
 	}
 	if found {
 		s.chunks.Add(-1)
 		s.bytes.Add(-size)
 		s.log.Debug("chunk deleted", "cid", c, "size", size)
 	}
-	return nil
+	return found, nil
 }
 
 // trimEvery is how many chunk bytes may pass through badger's mapped value

@@ -96,6 +96,16 @@ func (c *Client) Rollback(ctx context.Context, reason string) (*RollbackResult, 
 	return &res, nil
 }
 
+// Scrub makes the node check every stored chunk now, drop the damaged ones
+// and fetch again those a kept release needs. ctx bounds the wait.
+func (c *Client) Scrub(ctx context.Context) (*ScrubResult, error) {
+	var res ScrubResult
+	if err := c.do(ctx, http.MethodPost, "/api/scrub", nil, &res, false); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // StatusError is an error answer of the node API.
 type StatusError struct {
 	StatusCode int    // HTTP status

@@ -48,6 +48,10 @@ func TestClient(t *testing.T) {
 	if err != nil || rb.From != "1.4.2-7" || rb.To != "1.4.1-6" {
 		t.Errorf("Rollback = %+v, %v", rb, err)
 	}
+	sr, err := c.Scrub(ctx)
+	if err != nil || sr.Chunks != 3 || sr.Damaged != 1 || sr.Refetched != 1 || len(sr.DamagedCIDs) != 1 {
+		t.Errorf("Scrub = %+v, %v", sr, err)
+	}
 	f.mu.Lock()
 	waits, reasons := f.checks, f.rollbacks
 	f.noPrevious = true

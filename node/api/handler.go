@@ -70,6 +70,7 @@ type handler struct {
 //	GET  /api/events     server-sent "status" events
 //	POST /api/update     check now (?wait=1: answer with the CheckResult)
 //	POST /api/rollback   roll back to the previous release
+//	POST /api/scrub      check every stored chunk now (ScrubResult)
 //	GET  /metrics        Prometheus metrics
 func NewHandler(b Backend, opts Options) http.Handler {
 	return newHandler(b, opts)
@@ -111,6 +112,7 @@ func newHandler(b Backend, opts Options) *handler {
 	h.mux.Handle("/api/events", only(http.MethodGet, http.HandlerFunc(h.events)))
 	h.mux.Handle("/api/update", h.action(h.update))
 	h.mux.Handle("/api/rollback", h.action(h.rollback))
+	h.mux.Handle("/api/scrub", h.action(h.scrub))
 	h.mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: "+r.URL.Path)
 	}))
@@ -328,6 +330,17 @@ func (h *handler) rollback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: rolled back", "from", res.From, "to", res.To, "reason", req.Reason)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) scrub(w http.ResponseWriter, r *http.Request) {
+	res, err := h.b.Scrub(r.Context())
+	if err != nil {
+		h.log.Warn("api: scrub failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "", fmt.Sprintf("scrub: %v", err))
+		return
+	}
+	h.log.Info("api: scrub done", "chunks", res.Chunks, "damaged", res.Damaged, "refetched", res.Refetched)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -146,6 +146,7 @@ func TestMethodNotAllowed(t *testing.T) {
 	tests := []struct{ method, path string }{
 		{"GET", "/api/update"},
 		{"GET", "/api/rollback"},
+		{"GET", "/api/scrub"},
 		{"POST", "/api/status"},
 		{"POST", "/api/releases"},
 		{"POST", "/api/peers"},

@@ -82,6 +82,10 @@ func (f *fakeNode) Rollback(ctx context.Context, reason string) (RollbackResult,
 	return RollbackResult{From: "1.4.2-7", To: "1.4.1-6"}, nil
 }
 
+func (f *fakeNode) Scrub(ctx context.Context) (ScrubResult, error) {
+	return ScrubResult{Chunks: 3, Bytes: 3 << 14, Damaged: 1, DamagedCIDs: []string{"bafkreia"}, Refetched: 1}, nil
+}
+
 func (f *fakeNode) update(fn func(st *Status)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

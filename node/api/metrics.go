@@ -22,6 +22,8 @@ type collector struct {
 	checking, progressRatio, progressChunks, progressBy  *prometheus.Desc
 	storeBytes, storeChunks, storeQuota, currentSequence *prometheus.Desc
 	errors                                               *prometheus.Desc
+	peerVerifyFailures, storeDamaged                     *prometheus.Desc
+	scrubPasses, scrubChunks, scrubBytes                 *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -52,6 +54,12 @@ func newCollector(b Backend, version string) *collector {
 		storeQuota:      desc("store_quota_bytes", "Disk quota of the chunk store; 0 means none."),
 		currentSequence: desc("current_release_sequence", "Sequence number of the current release; 0 before the first."),
 		errors:          desc("recent_errors", "Errors and refusals in the recent list, by kind.", "kind"),
+		peerVerifyFailures: desc("peer_verify_failures_total",
+			"Chunks a site peer sent that did not match their CID, by peer name; counted in verify_failures_total too.", "peer"),
+		storeDamaged: desc("store_damaged_chunks_total", "Stored chunks found damaged, by a read or a scrub, and dropped to be fetched again."),
+		scrubPasses:  desc("scrub_passes_total", "Scrubs of the chunk store finished."),
+		scrubChunks:  desc("scrub_chunks_total", "Stored chunks read and checked by scrubs."),
+		scrubBytes:   desc("scrub_bytes_total", "Stored chunk bytes read and checked by scrubs."),
 	}
 }
 
@@ -61,6 +69,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.verifyFailures, c.peers, c.applies, c.rollbacks, c.refusals, c.sourceFailures, c.sourceHealthy,
 		c.checks, c.checkSeconds, c.checking, c.progressRatio, c.progressChunks, c.progressBy,
 		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
+		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
 	} {
 		ch <- d
 	}
@@ -86,6 +95,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.chunksFetched, float64(n.ChunksFetchedLAN), "lan")
 	counter(c.chunksServed, float64(n.ChunksServed))
 	counter(c.verifyFailures, float64(n.VerifyFailures))
+	for p, k := range n.VerifyFailuresByPeer {
+		counter(c.peerVerifyFailures, float64(k), p)
+	}
 	counter(c.applies, float64(n.Applies))
 	counter(c.rollbacks, float64(n.Rollbacks))
 	counter(c.refusals, float64(n.Refusals))
@@ -140,6 +152,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.storeBytes, float64(st.Store.Bytes))
 	gauge(c.storeChunks, float64(st.Store.Chunks))
 	gauge(c.storeQuota, float64(st.Store.QuotaBytes))
+	counter(c.storeDamaged, float64(st.Store.DamagedChunks))
+	counter(c.scrubPasses, float64(st.Store.ScrubPasses))
+	counter(c.scrubChunks, float64(st.Store.ScrubChunks))
+	counter(c.scrubBytes, float64(st.Store.ScrubBytes))
 	var seq float64
 	if st.Current != nil {
 		seq = float64(st.Current.Sequence)

@@ -13,6 +13,9 @@ type Backend interface {
 	Check(ctx context.Context, wait bool) (CheckResult, error)
 	// Rollback switches back to the previous release and marks the current one bad.
 	Rollback(ctx context.Context, reason string) (RollbackResult, error)
+	// Scrub checks every stored chunk now, drops the damaged ones and fetches
+	// again those a kept release needs. It returns once that is done.
+	Scrub(ctx context.Context) (ScrubResult, error)
 }
 
 // Status is the whole state of a node, as GET /api/status returns it.
@@ -141,7 +144,7 @@ type Peer struct {
 // Event is one error or refusal.
 type Event struct {
 	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // refused, source, verify, apply, rollback, fetch
+	Kind    string    `json:"kind"` // refused, source, verify, store, apply, rollback, fetch
 	Message string    `json:"message"`
 }
 
@@ -158,6 +161,9 @@ type Counters struct {
 	Checks              int64            `json:"checks"`
 	CheckSecondsTotal   float64          `json:"check_seconds_total"`
 	SourceFailuresByURL map[string]int64 `json:"source_failures_by_url,omitempty"`
+	// VerifyFailuresByPeer counts, by member name, the chunks site peers sent
+	// that did not match their CID; they count in VerifyFailures too.
+	VerifyFailuresByPeer map[string]int64 `json:"verify_failures_by_peer,omitempty"`
 }
 
 // StoreInfo describes the chunk store.
@@ -165,6 +171,31 @@ type StoreInfo struct {
 	Chunks     int64 `json:"chunks"`
 	Bytes      int64 `json:"bytes"`
 	QuotaBytes int64 `json:"quota_bytes,omitempty"`
+	// DamagedChunks counts the stored chunks found damaged since the node
+	// started, by a read or a scrub: each was dropped, never used or served,
+	// and is fetched again when needed.
+	DamagedChunks int64 `json:"damaged_chunks"`
+	// What scrubs read since the node started: passes done, chunks and bytes.
+	ScrubPasses int64        `json:"scrub_passes"`
+	ScrubChunks int64        `json:"scrub_chunks"`
+	ScrubBytes  int64        `json:"scrub_bytes"`
+	LastScrub   *ScrubResult `json:"last_scrub,omitempty"` // the last pass finished
+}
+
+// ScrubResult is one check of every stored chunk (POST /api/scrub, or the
+// background scrub).
+type ScrubResult struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Chunks   int64     `json:"chunks"`  // read and checked
+	Bytes    int64     `json:"bytes"`   // their size
+	Damaged  int64     `json:"damaged"` // found damaged and dropped
+	// DamagedCIDs lists the first 1000 damaged chunks.
+	DamagedCIDs []string `json:"damaged_cids,omitempty"`
+	// Refetched counts the damaged chunks a kept release needs that were
+	// fetched again; Message says why any were not.
+	Refetched int64  `json:"refetched"`
+	Message   string `json:"message,omitempty"`
 }
 
 // RollbackResult is the answer of POST /api/rollback.

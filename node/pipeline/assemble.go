@@ -117,7 +117,8 @@ func (r *run) writeChunk(ctx context.Context, c cid.Cid, out io.Writer, h io.Wri
 	// WriteTo uses the store's pooled buffers: no copy of every chunk on the heap.
 	k, err := r.p.st.WriteTo(ctx, c, io.MultiWriter(out, h))
 	if errors.Is(err, store.ErrNotFound) && k == 0 {
-		// Collected or lost since the fetch: get it again rather than fail the apply.
+		// Collected, lost or found damaged since the fetch: get it again
+		// rather than fail the apply.
 		data, _, ferr := r.p.src.Fetch(ctx, c)
 		if ferr != nil {
 			return 0, ferr

@@ -34,13 +34,15 @@ func (o Origin) Local() bool { return !o.WAN && o.Peer == "" }
 // Store is what the pipeline needs of the node's chunk store (*store.Store).
 type Store interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
-	// Get returns c's bytes, or an error wrapping store.ErrNotFound.
+	// Get returns c's bytes, checked against c, or an error wrapping
+	// store.ErrNotFound (also when they were damaged, and dropped).
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
 	// PutVerifiedWire stores raw as c, which the caller has verified, kept in
 	// the form wire (a compressed frame of raw, or raw itself).
 	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
-	// WriteTo writes c's bytes to w, or returns an error wrapping
-	// store.ErrNotFound having written nothing.
+	// WriteTo writes c's bytes, checked against c, to w, or returns an
+	// error wrapping store.ErrNotFound having written nothing (also when they
+	// were damaged, and dropped).
 	WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, error)
 }
 
