@@ -126,5 +126,6 @@ var commands = []func(*app) *cobra.Command{
 	newReleasesCmd,
 	newUpdateCmd,
 	newRollbackCmd,
+	newReleaseCmd,
 	newDemoCmd,
 }

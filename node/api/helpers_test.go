@@ -82,6 +82,13 @@ func (f *fakeNode) Rollback(ctx context.Context, reason string) (RollbackResult,
 	return RollbackResult{From: "1.4.2-7", To: "1.4.1-6"}, nil
 }
 
+func (f *fakeNode) Retry(ctx context.Context, version string) (RetryResult, error) {
+	if version != "1.4.2" {
+		return RetryResult{}, fmt.Errorf("retry %s: %w", version, ErrNotBad)
+	}
+	return RetryResult{Cleared: []string{"7-1.4.2"}}, nil
+}
+
 func (f *fakeNode) update(fn func(st *Status)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

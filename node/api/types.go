@@ -13,6 +13,9 @@ type Backend interface {
 	Check(ctx context.Context, wait bool) (CheckResult, error)
 	// Rollback switches back to the previous release and marks the current one bad.
 	Rollback(ctx context.Context, reason string) (RollbackResult, error)
+	// Retry clears the bad mark of the release of version, so that the next
+	// check applies it again. It wraps ErrNotBad when no such release is bad.
+	Retry(ctx context.Context, version string) (RetryResult, error)
 }
 
 // Status is the whole state of a node, as GET /api/status returns it.
@@ -171,4 +174,10 @@ type StoreInfo struct {
 type RollbackResult struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+}
+
+// RetryResult is the answer to POST /api/releases/retry: the releases whose bad
+// mark was cleared.
+type RetryResult struct {
+	Cleared []string `json:"cleared"`
 }
