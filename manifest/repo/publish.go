@@ -186,8 +186,14 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	if p, err := readPending(repoDir, opts.Channel); err != nil {
 		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
 	} else if p != nil {
-		return nil, fmt.Errorf("publish %s %s: %s %s (sequence %d) waits for co-signers: %w; complete it with patchmesh sign, or delete %s to drop it",
-			opts.Channel, opts.Version, p.Channel, p.Version, p.Sequence, ErrPending, PendingPath(opts.Channel))
+		done, err := p.settled(repoDir)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+		}
+		if !done {
+			return nil, fmt.Errorf("publish %s %s: %s %s (sequence %d) waits for co-signers: %w; complete it with patchmesh sign, or delete %s to drop it",
+				opts.Channel, opts.Version, p.Channel, p.Version, p.Sequence, ErrPending, PendingPath(opts.Channel))
+		}
 	}
 	sum := &Summary{Channel: opts.Channel, Version: opts.Version}
 	prev, err := ReadHeadUnverified(repoDir, opts.Channel)

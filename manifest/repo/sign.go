@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,29 @@ func readPending(repoDir, channel string) (*pendingRelease, error) {
 	return &p, nil
 }
 
+// settled reports whether p's head is the channel's head already: a Sign that
+// switched it stopped before removing the pending file. That file is removed.
+func (p *pendingRelease) settled(repoDir string) (bool, error) {
+	if p.Head == nil {
+		return false, nil
+	}
+	// The pending head may lack the last signatures; its payload, fixed once
+	// the head was made, tells it apart from any other head.
+	cur, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(HeadPath(p.Channel))), manifest.MaxHeadSize)
+	if err != nil {
+		return false, nil
+	}
+	curEnv, err1 := manifest.DecodeEnvelope(cur)
+	ourEnv, err2 := manifest.DecodeEnvelope(p.Head)
+	if err1 != nil || err2 != nil || !bytes.Equal(curEnv.Payload, ourEnv.Payload) {
+		return false, nil
+	}
+	if err := os.Remove(filepath.Join(repoDir, filepath.FromSlash(PendingPath(p.Channel)))); err != nil {
+		return true, fmt.Errorf("remove the pending release of %s, published already: %w", p.Channel, err)
+	}
+	return true, nil
+}
+
 func writePending(repoDir string, p *pendingRelease) error {
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -155,6 +179,20 @@ func Sign(repoDir, channel string, keys []manifest.PrivateKey, now time.Time) (*
 	if p == nil {
 		return nil, fmt.Errorf("sign %s: %w in %s (publish --pending makes one)", channel, ErrNoPending, repoDir)
 	}
+	if done, err := p.settled(repoDir); done || err != nil {
+		if err != nil {
+			return nil, fmt.Errorf("sign %s: %w", channel, err)
+		}
+		if cur, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(HeadPath(channel))), manifest.MaxHeadSize); err == nil {
+			p.Head = cur // the switched head, with every signature it got
+		}
+		st, err := p.status(root)
+		if err != nil {
+			return nil, fmt.Errorf("sign %s: %w", channel, err)
+		}
+		st.Stage, st.Unsigned = "done", nil
+		return st, nil
+	}
 	prev, err := ReadHeadUnverified(repoDir, channel)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("sign %s: read current head: %w", channel, err)
@@ -200,8 +238,8 @@ func Sign(repoDir, channel string, keys []manifest.PrivateKey, now time.Time) (*
 	}
 	if p.Head != nil && len(st.HeadSigners) >= root.Threshold {
 		// The switch: the head last, then the pending file goes. A crash
-		// between them leaves a pending release behind a head that already
-		// names it; Sign then refuses it as stale.
+		// between them leaves a pending file whose head is the channel's:
+		// settled removes it.
 		if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(HeadPath(channel))), p.Head, 0o644); err != nil {
 			return nil, fmt.Errorf("sign %s %s: %w", channel, p.Version, err)
 		}

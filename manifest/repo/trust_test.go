@@ -310,3 +310,45 @@ func TestVerifyComparesTheRepositoryRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestCoSigningCrashAfterTheSwitch: Sign switched the head and stopped before
+// removing the pending file. The next Sign or Publish sees that it is done.
+func TestCoSigningCrashAfterTheSwitch(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	root := newRoot(t, 2, a, b)
+	for _, next := range []string{"sign", "publish"} {
+		t.Run(next, func(t *testing.T) {
+			repoDir := t.TempDir()
+			writeRepoRoot(t, repoDir, root, a, b)
+			src, _ := releaseTree(t, 16)
+			opts := publishOpts("1.0.0", a)
+			opts.Pending = true
+			mustPublish(t, repoDir, src, opts)
+			if _, err := Sign(repoDir, "stable", []manifest.PrivateKey{b}, testNow); err != nil {
+				t.Fatal(err)
+			}
+			pendingFile := filepath.Join(repoDir, filepath.FromSlash(PendingPath("stable")))
+			left := readFile(t, pendingFile)
+			if st, err := Sign(repoDir, "stable", []manifest.PrivateKey{a}, testNow); err != nil || st.Stage != "done" {
+				t.Fatalf("sign: %+v, %v", st, err)
+			}
+			if err := os.WriteFile(pendingFile, left, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The pending file as the crash leaves it: its head lacks the last signature.
+			var err error
+			if next == "sign" {
+				_, err = Sign(repoDir, "stable", []manifest.PrivateKey{a}, testNow)
+			} else {
+				_, err = Publish(context.Background(), repoDir, src, publishOpts("1.1.0", a, b))
+			}
+			if err != nil {
+				t.Fatalf("%s after the crash: %v", next, err)
+			}
+			if _, err := os.Stat(pendingFile); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("pending file left: %v", err)
+			}
+		})
+	}
+}
+
