@@ -351,4 +351,3 @@ func TestCoSigningCrashAfterTheSwitch(t *testing.T) {
 		})
 	}
 }
-
