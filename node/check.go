@@ -233,6 +233,13 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 		}
 		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", n.cfg.Channel, err)
 	}
+	if _, fromSite := src.(siteSource); fromSite && len(refusals) > 0 && found.Sequence <= highest {
+		// The peers hand back the head this node already has: that is no
+		// answer from the sources, whose heads were all refused, and no
+		// reason to say "up to date".
+		return nil, nil, "", fmt.Errorf("%w: no source has a valid head (the site's peers hold only sequence %d, which this node has): %s",
+			errRefused, found.Sequence, strings.Join(refusals, "; "))
+	}
 	return found, data, src.String(), nil
 }
 

@@ -190,10 +190,16 @@ func (n *Node) close() {
 func (n *Node) Run(ctx context.Context) error {
 	defer n.close()
 	n.started = time.Now()
-	if to, err := n.inst.Recover(ctx); err != nil {
+	if to, err := n.inst.Recover(ctx); err != nil { // to: the release switched away from
 		n.event("apply", fmt.Sprintf("recover after a crash: %v", err))
 	} else if to != "" {
-		n.event("rollback", fmt.Sprintf("a crash interrupted an apply before its health check: rolled back to %s", to))
+		msg := fmt.Sprintf("a crash interrupted the activation of %s before its health check confirmed it: switched back", to)
+		if bad, _ := n.inst.IsBad(to); bad {
+			msg += "; it was cut short before too, so it is marked bad (patchmesh release retry clears the mark)"
+		} else {
+			msg += "; it is tried again"
+		}
+		n.event("rollback", msg)
 	}
 	n.loadRoots()
 
@@ -429,6 +435,26 @@ func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
 	case <-ctx.Done():
 		return api.CheckResult{}, ctx.Err()
 	}
+}
+
+// Retry implements api.Backend: it clears the bad mark of every release of
+// version, so the next check may apply it again.
+func (n *Node) Retry(ctx context.Context, version string) (api.RetryResult, error) {
+	res := api.RetryResult{Cleared: []string{}}
+	for _, r := range n.inst.Releases() {
+		if r.State != install.StateBad || (r.Name != version && !isReleaseOf(r.Name, version)) {
+			continue
+		}
+		if err := n.inst.ClearBad(r.Name); err != nil {
+			return res, fmt.Errorf("retry %s: %w", version, err)
+		}
+		res.Cleared = append(res.Cleared, r.Name)
+	}
+	if len(res.Cleared) == 0 {
+		return res, fmt.Errorf("retry %s: %w", version, api.ErrNotBad)
+	}
+	n.log.Info("bad mark cleared by the operator; the next check applies the release again", "release", version, "names", res.Cleared)
+	return res, nil
 }
 
 // Rollback implements api.Backend.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/patchmesh/patchmesh/chunk/store"
 )
@@ -36,6 +37,16 @@ type releaseRecord struct {
 
 func releaseName(version string, seq uint64) string {
 	return strconv.FormatUint(seq, 10) + "-" + version
+}
+
+// isReleaseOf reports whether name is a releaseName of version.
+func isReleaseOf(name, version string) bool {
+	seq, v, ok := strings.Cut(name, "-")
+	if !ok || v != version {
+		return false
+	}
+	_, err := strconv.ParseUint(seq, 10, 64)
+	return err == nil
 }
 
 func manifestKey(channel string, seq uint64) string {

@@ -117,6 +117,7 @@ var commands = []func(*app) *cobra.Command{
 	newKeygenCmd,
 	newTrustCmd,
 	newPublishCmd,
+	newSignCmd,
 	newRenewCmd,
 	newVerifyCmd,
 	newServeCmd,
@@ -125,5 +126,6 @@ var commands = []func(*app) *cobra.Command{
 	newReleasesCmd,
 	newUpdateCmd,
 	newRollbackCmd,
+	newReleaseCmd,
 	newDemoCmd,
 }

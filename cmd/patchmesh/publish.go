@@ -26,6 +26,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		deltaLevel                string
 		deltaWindow, deltaGroup   int
 		compress                  string
+		pending                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -38,7 +39,11 @@ files that changed it also writes deltas against the previous release (--deltas)
 a node that holds that release fetches them instead of the new chunks.
 
 It refuses a version or sequence not newer than the channel's head, an empty tree,
-unreadable files, special files, and symlinks that point outside the tree.`,
+unreadable files, special files, and symlinks that point outside the tree. When the
+repository holds its trust root (root.json), it refuses a --key outside that root and
+fewer keys than its threshold, before writing anything. With --pending, too few keys
+leave the release pending, the head unchanged, until co-signers complete it with
+patchmesh sign.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(keyFiles) == 0 {
@@ -60,18 +65,25 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
 				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL, Compress: clevel,
+				Pending:  pending,
 				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20, Group: deltaGroup << 20},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
 			})
 			bar.finish()
 			if err != nil {
-				if errors.Is(err, repo.ErrNotNewer) || errors.Is(err, repo.ErrEmptyTree) || errors.Is(err, repo.ErrBadTree) {
+				if errors.Is(err, repo.ErrNotNewer) || errors.Is(err, repo.ErrEmptyTree) || errors.Is(err, repo.ErrBadTree) ||
+					errors.Is(err, manifest.ErrUnknownKey) || errors.Is(err, manifest.ErrThreshold) || errors.Is(err, repo.ErrPending) {
 					return withCode(exitRefused, err)
 				}
 				return err
 			}
 			if asJSON {
 				return printJSON(a.stdout, sum)
+			}
+			if sum.Pending {
+				fmt.Fprintf(a.stdout, "pending %s %s (sequence %d): the head did not move\n", sum.Channel, sum.Version, sum.Sequence)
+				printSignStatus(a, repoDir, sum.Signing)
+				return nil
 			}
 			fmt.Fprintf(a.stdout, "published %s %s (sequence %d)\n", sum.Channel, sum.Version, sum.Sequence)
 			if sum.PreviousVersion != "" {
@@ -114,6 +126,7 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 	f.DurationVar(&headTTL, "head-ttl", 7*24*time.Hour, "how long the channel head stays valid")
 	f.DurationVar(&manifestTTL, "manifest-ttl", 365*24*time.Hour, "how long the manifest stays valid")
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	f.BoolVar(&pending, "pending", false, "with fewer keys than the trust root's threshold, keep the release pending for patchmesh sign instead of refusing")
 	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")

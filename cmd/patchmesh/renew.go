@@ -35,6 +35,14 @@ digest in the head.`,
 			if err != nil {
 				return err
 			}
+			// A head signed by keys the root does not hold is one every node refuses.
+			root, err := repo.ReadRoot(repoDir)
+			if err == nil && root != nil {
+				err = root.CheckSigners(keys...)
+			}
+			if err != nil {
+				return withCode(exitRefused, fmt.Errorf("renew %s: %w", channel, err))
+			}
 			h, err := repo.ReadHeadUnverified(repoDir, channel)
 			if err != nil {
 				return withCode(exitRefused, fmt.Errorf("renew %s: %w", channel, err))

@@ -20,9 +20,13 @@ func newVerifyCmd(a *app) *cobra.Command {
 		Use:   "verify --repo DIR --trust FILE [--channel NAME]",
 		Short: "Check a repository: trust roots, heads, manifests and every chunk",
 		Long: `verify checks a repository folder as a node would: the trust root chain from the
-pinned --trust root, each channel head (signatures, threshold, expiry), the manifest it
-names (digest, signatures, paths) and every chunk (bytes against CID and size). It
-names each problem and exits 3 when there is any.`,
+pinned --trust root, the repository's own root.json against that chain (a different
+root is a problem), each channel head (signatures, threshold, expiry), the manifest it
+names (digest, signatures, paths), every older manifest the repository keeps
+(signatures by the keys of their day; expiry is not held against them) and every chunk
+and delta object any of them names (bytes against CID and size). It names each
+problem and exits 3 when there is any. Chunk files no manifest names are listed as
+orphans (space, not a problem) when every channel is checked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			data, err := os.ReadFile(trust)
@@ -53,6 +57,9 @@ names each problem and exits 3 when there is any.`,
 					fmt.Fprintf(a.stdout, "channel %-12s %-10s seq %-5d %5d files %10s %6d chunks  %s\n",
 						c.Channel, c.Version, c.Sequence, c.Files, humanBytes(c.Bytes), c.Chunks, state)
 				}
+				for _, o := range rep.Orphans {
+					fmt.Fprintf(a.stdout, "ORPHAN %s: no kept manifest names it\n", o)
+				}
 				for _, p := range rep.Problems {
 					fmt.Fprintf(a.stdout, "PROBLEM %s: %s\n", p.Object, p.Error)
 				}
@@ -61,7 +68,7 @@ names each problem and exits 3 when there is any.`,
 				return withCode(exitRefused, fmt.Errorf("verify: %d problem(s) found", len(rep.Problems)))
 			}
 			if !asJSON {
-				fmt.Fprintf(a.stdout, "all good: %d chunks, %s checked\n", rep.Chunks, humanBytes(rep.ChunkBytes))
+				fmt.Fprintf(a.stdout, "all good: %d manifests, %d chunks, %s checked; %d orphaned chunk files\n", rep.Manifests, rep.Chunks, humanBytes(rep.ChunkBytes), len(rep.Orphans))
 			}
 			return nil
 		},

@@ -67,6 +67,10 @@ type PublishOptions struct {
 	Workers int              // chunk hashing and writing goroutines; zero: GOMAXPROCS
 	Now     func() time.Time // zero: time.Now
 	Deltas  DeltaOptions     // zero: deltas against the previous release, best level
+	// Pending lets Keys fall short of the threshold of the repository's trust
+	// root (root.json): the release is then kept pending, the head unchanged,
+	// until co-signers complete it with Sign. Zero: too few keys are refused.
+	Pending bool
 	// Progress, if set, is called from one goroutine as bytes are chunked.
 	Progress func(Progress)
 }
@@ -108,6 +112,10 @@ type Summary struct {
 	ManifestBytes      int64  `json:"manifest_bytes"`
 	PreviousVersion    string `json:"previous_version,omitempty"`
 	PreviousSeq        uint64 `json:"previous_sequence,omitempty"`
+	// Pending is set when the release waits for co-signers (see Sign); the
+	// head did not move. Signing tells how far it got.
+	Pending bool        `json:"pending,omitempty"`
+	Signing *SignStatus `json:"signing,omitempty"`
 }
 
 // entry is a regular file, or a symlink when link is set, for chunkTree.
@@ -149,6 +157,23 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// Before anything is written: what nodes would refuse is refused here, and
+	// the repository stays as it was.
+	root, err := ReadRoot(repoDir)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+	}
+	pending := false
+	if root != nil {
+		if err := root.CheckSigners(opts.Keys...); err != nil {
+			if !opts.Pending || errors.Is(err, manifest.ErrUnknownKey) {
+				return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+			}
+			pending = true
+		}
+	} else if opts.Pending {
+		return nil, fmt.Errorf("publish %s %s: a pending release needs the repository's trust root %s to count signatures; create it with patchmesh trust init --repo", opts.Channel, opts.Version, RootFile)
+	}
 	if err := os.MkdirAll(repoDir, 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -158,6 +183,18 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	}
 	defer unlock()
 
+	if p, err := readPending(repoDir, opts.Channel); err != nil {
+		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+	} else if p != nil {
+		done, err := p.settled(repoDir)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
+		}
+		if !done {
+			return nil, fmt.Errorf("publish %s %s: %s %s (sequence %d) waits for co-signers: %w; complete it with patchmesh sign, or delete %s to drop it",
+				opts.Channel, opts.Version, p.Channel, p.Version, p.Sequence, ErrPending, PendingPath(opts.Channel))
+		}
+	}
 	sum := &Summary{Channel: opts.Channel, Version: opts.Version}
 	prev, err := ReadHeadUnverified(repoDir, opts.Channel)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -274,29 +311,24 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("publish: sign manifest: %w", err)
 	}
-	mpath := ManifestPath(opts.Channel, seq)
-	if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(mpath)), menv, 0o644); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+	if pending {
+		p := &pendingRelease{Channel: opts.Channel, Version: opts.Version, Sequence: seq, HeadTTL: opts.HeadTTL, Compact: !opts.Deltas.Off, Manifest: menv}
+		if prev != nil {
+			p.Previous = prev.Sequence
+		}
+		if err := writePending(repoDir, p); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		st, err := p.status(root)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		sum.Pending, sum.Signing = true, st
+		return sum, nil
 	}
-	sum.ManifestPath, sum.ManifestBytes = mpath, int64(len(menv))
-	compact, err := writeCompactManifests(repoDir, prev, seq, menv, opts, sum)
+	h, err := completeManifest(repoDir, prev, opts.Channel, opts.Version, seq, menv, !opts.Deltas.Off, now, opts.HeadTTL, sum)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
-	}
-
-	digest := sha256.Sum256(menv)
-	h := &manifest.Head{
-		Channel:  opts.Channel,
-		Version:  opts.Version,
-		Sequence: seq,
-		Manifest: manifest.Ref{Path: mpath, Size: int64(len(menv)), SHA256: hex.EncodeToString(digest[:])},
-		Issued:   now,
-		Expires:  now.Add(opts.HeadTTL),
-	}
-	if !opts.Deltas.Off {
-		// Nodes older than deltas refuse a head with compact forms, as they
-		// refuse manifests with deltas: --deltas 0 keeps both out.
-		h.Compact = compact
 	}
 	if err := WriteHead(repoDir, h, opts.Keys...); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
@@ -304,12 +336,41 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	return sum, nil
 }
 
+// completeManifest writes a manifest envelope that carries all its signatures,
+// and its compact forms, and returns the head that names them, to be signed.
+// Nothing points to these files until the head is written.
+func completeManifest(repoDir string, prev *manifest.Head, channel, version string, seq uint64, menv []byte, compactOK bool, now time.Time, headTTL time.Duration, sum *Summary) (*manifest.Head, error) {
+	mpath := ManifestPath(channel, seq)
+	if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(mpath)), menv, 0o644); err != nil {
+		return nil, err
+	}
+	sum.ManifestPath, sum.ManifestBytes = mpath, int64(len(menv))
+	compact, err := writeCompactManifests(repoDir, prev, channel, seq, menv, !compactOK, sum)
+	if err != nil {
+		return nil, err
+	}
+	h := &manifest.Head{
+		Channel:  channel,
+		Version:  version,
+		Sequence: seq,
+		Manifest: manifest.NewRef(mpath, menv),
+		Issued:   now,
+		Expires:  now.Add(headTTL),
+	}
+	if compactOK {
+		// Nodes older than deltas refuse a head with compact forms, as they
+		// refuse manifests with deltas: --deltas 0 keeps both out.
+		h.Compact = compact
+	}
+	return h, nil
+}
+
 // writeCompactManifests writes the smaller forms of a manifest envelope a node
 // may pull instead of it: compressed, and compressed against the previous
 // head's manifest, which a node that runs the previous release holds. Nodes
 // check what they decode against the head's digest, as the plain manifest.
 // It returns their references, for the head.
-func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv []byte, opts PublishOptions, sum *Summary) ([]manifest.CompactRef, error) {
+func writeCompactManifests(repoDir string, prev *manifest.Head, channel string, seq uint64, menv []byte, deltasOff bool, sum *Summary) ([]manifest.CompactRef, error) {
 	var refs []manifest.CompactRef
 	write := func(from uint64, path string, data []byte) error {
 		if err := WriteFileAtomic(filepath.Join(repoDir, filepath.FromSlash(path)), data, 0o644); err != nil {
@@ -330,12 +391,12 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv
 		return nil, err
 	}
 	if len(z) < len(menv) {
-		if err := write(0, ManifestZstPath(opts.Channel, seq), z); err != nil {
+		if err := write(0, ManifestZstPath(channel, seq), z); err != nil {
 			return nil, err
 		}
 		sum.ManifestZstBytes = int64(len(z))
 	}
-	if prev == nil || opts.Deltas.Off {
+	if prev == nil || deltasOff {
 		return refs, nil
 	}
 	penv, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(prev.Manifest.Path)), manifest.MaxManifestSize)
@@ -354,7 +415,7 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, seq uint64, menv
 		return refs, nil
 	}
 	sum.ManifestDeltaBytes = int64(len(d))
-	return refs, write(prev.Sequence, ManifestDeltaPath(opts.Channel, seq, prev.Sequence), d)
+	return refs, write(prev.Sequence, ManifestDeltaPath(channel, seq, prev.Sequence), d)
 }
 
 // WriteHead signs h and switches the channel's head to it, atomically.

@@ -106,6 +106,17 @@ func (c *Client) Scrub(ctx context.Context) (*ScrubResult, error) {
 	return &res, nil
 }
 
+// Retry clears the bad mark of the node's release of version, so its next check
+// applies it again. It returns an error wrapping ErrNotBad when no release of
+// that version is marked bad.
+func (c *Client) Retry(ctx context.Context, version string) (*RetryResult, error) {
+	var res RetryResult
+	if err := c.do(ctx, http.MethodPost, "/api/releases/retry", retryRequest{Version: version}, &res, true); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // StatusError is an error answer of the node API.
 type StatusError struct {
 	StatusCode int    // HTTP status
@@ -122,6 +133,8 @@ func (e *StatusError) Unwrap() error {
 	switch {
 	case e.code == codeNoPrevious:
 		return ErrNoPrevious
+	case e.code == codeNotBad:
+		return ErrNotBad
 	case e.code == codeUnauthorized || e.StatusCode == http.StatusUnauthorized:
 		return ErrUnauthorized
 	}

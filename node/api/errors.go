@@ -7,6 +7,9 @@ var (
 	// ErrNoPrevious: there is no previous release to roll back to. The Backend's
 	// Rollback wraps it; the API answers 409 and the Client returns it again.
 	ErrNoPrevious = errors.New("no previous release to roll back to")
+	// ErrNotBad: the node holds no release of that version marked bad. The
+	// Backend's Retry wraps it; the API answers 409 and the Client returns it again.
+	ErrNotBad = errors.New("no release of that version is marked bad")
 	// ErrUnreachable: the node's API could not be reached (connection refused,
 	// timeout). The CLI maps it to exit code 4.
 	ErrUnreachable = errors.New("node API unreachable")
@@ -18,5 +21,6 @@ var (
 // Client turns back into sentinel errors.
 const (
 	codeNoPrevious   = "no-previous"
+	codeNotBad       = "not-bad"
 	codeUnauthorized = "unauthorized"
 )

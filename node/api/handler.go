@@ -71,6 +71,7 @@ type handler struct {
 //	POST /api/update     check now (?wait=1: answer with the CheckResult)
 //	POST /api/rollback   roll back to the previous release
 //	POST /api/scrub      check every stored chunk now (ScrubResult)
+//	POST /api/releases/retry  clear a release's bad mark
 //	GET  /metrics        Prometheus metrics
 func NewHandler(b Backend, opts Options) http.Handler {
 	return newHandler(b, opts)
@@ -113,6 +114,7 @@ func newHandler(b Backend, opts Options) *handler {
 	h.mux.Handle("/api/update", h.action(h.update))
 	h.mux.Handle("/api/rollback", h.action(h.rollback))
 	h.mux.Handle("/api/scrub", h.action(h.scrub))
+	h.mux.Handle("/api/releases/retry", h.action(h.retry))
 	h.mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: "+r.URL.Path)
 	}))
@@ -341,6 +343,40 @@ func (h *handler) scrub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: scrub done", "chunks", res.Chunks, "damaged", res.Damaged, "refetched", res.Refetched)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// retryRequest is the body of POST /api/releases/retry.
+type retryRequest struct {
+	Version string `json:"version"`
+}
+
+func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
+	var req retryRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("read body: %v", err))
+		return
+	}
+	if len(body) > maxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body over %d bytes", maxBodyBytes))
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Version == "" {
+		writeError(w, http.StatusBadRequest, "", `body: want {"version": "..."}`)
+		return
+	}
+	res, err := h.b.Retry(r.Context(), req.Version)
+	switch {
+	case errors.Is(err, ErrNotBad):
+		writeError(w, http.StatusConflict, codeNotBad, err.Error())
+		return
+	case err != nil:
+		h.log.Warn("api: retry failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "", fmt.Sprintf("retry: %v", err))
+		return
+	}
+	h.log.Info("api: bad mark cleared", "version", req.Version, "releases", res.Cleared)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
@@ -446,5 +447,37 @@ func TestIsLoopback(t *testing.T) {
 		if got := IsLoopback(tt.addr); got != tt.want {
 			t.Errorf("IsLoopback(%q) = %v, want %v", tt.addr, got, tt.want)
 		}
+	}
+}
+
+func TestRetry(t *testing.T) {
+	f := newFakeNode()
+	srv, _ := serve(t, f, Options{})
+	tests := []struct {
+		name string
+		body string
+		code int
+		want string // in the body
+	}{
+		{name: "a bad release", body: `{"version":"1.4.2"}`, code: 200, want: `"7-1.4.2"`},
+		{name: "no bad release of that version", body: `{"version":"1.5.0"}`, code: http.StatusConflict, want: codeNotBad},
+		{name: "no version", body: `{}`, code: http.StatusBadRequest, want: "version"},
+		{name: "not JSON", body: `1.4.2`, code: http.StatusBadRequest, want: "version"},
+		{name: "too large", body: strings.Repeat("x", maxBodyBytes+10), code: http.StatusRequestEntityTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body, _ := call(t, nil, "POST", srv.URL+"/api/releases/retry", map[string]string{"Content-Type": "application/json"}, tt.body)
+			if code != tt.code || !strings.Contains(body, tt.want) {
+				t.Fatalf("retry = %d %s, want %d with %q", code, body, tt.code, tt.want)
+			}
+		})
+	}
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), "")
+	if _, err := c.Retry(context.Background(), "1.5.0"); !errors.Is(err, ErrNotBad) {
+		t.Fatalf("client retry of a good release: %v, want ErrNotBad", err)
+	}
+	if res, err := c.Retry(context.Background(), "1.4.2"); err != nil || len(res.Cleared) != 1 {
+		t.Fatalf("client retry: %+v, %v", res, err)
 	}
 }

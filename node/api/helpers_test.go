@@ -86,6 +86,13 @@ func (f *fakeNode) Scrub(ctx context.Context) (ScrubResult, error) {
 	return ScrubResult{Chunks: 3, Bytes: 3 << 14, Damaged: 1, DamagedCIDs: []string{"bafkreia"}, Refetched: 1}, nil
 }
 
+func (f *fakeNode) Retry(ctx context.Context, version string) (RetryResult, error) {
+	if version != "1.4.2" {
+		return RetryResult{}, fmt.Errorf("retry %s: %w", version, ErrNotBad)
+	}
+	return RetryResult{Cleared: []string{"7-1.4.2"}}, nil
+}
+
 func (f *fakeNode) update(fn func(st *Status)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -16,6 +16,9 @@ type Backend interface {
 	// Scrub checks every stored chunk now, drops the damaged ones and fetches
 	// again those a kept release needs. It returns once that is done.
 	Scrub(ctx context.Context) (ScrubResult, error)
+	// Retry clears the bad mark of the release of version, so that the next
+	// check applies it again. It wraps ErrNotBad when no such release is bad.
+	Retry(ctx context.Context, version string) (RetryResult, error)
 }
 
 // Status is the whole state of a node, as GET /api/status returns it.
@@ -202,4 +205,10 @@ type ScrubResult struct {
 type RollbackResult struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+}
+
+// RetryResult is the answer to POST /api/releases/retry: the releases whose bad
+// mark was cleared.
+type RetryResult struct {
+	Cleared []string `json:"cleared"`
 }

@@ -122,6 +122,7 @@ func (in *Installer) Activate(ctx context.Context, name string, opts ActivateOpt
 	defer in.mu.Unlock()
 	r := in.st.add(name, time.Now())
 	r.Activated = time.Now().UTC()
+	r.Interrupted, r.InterruptedAt = 0, time.Time{}
 	if r.State == StateBad {
 		r.State, r.Reason = StateKept, "" // forced and healthy
 	}
@@ -197,7 +198,9 @@ func (in *Installer) markBad(name, reason string) {
 
 // Recover finishes what a crash interrupted: if pending.json exists, the process stopped
 // between a switch and its confirmation, so `current` and `previous` are switched back to
-// what they were and the pending release is marked bad with [ReasonInterrupted]. It
+// what they were. The crash may not be the release's fault, so the release stays good
+// to be tried again; after more than [MaxInterrupted] such crashes in a row it is
+// marked bad with [ReasonInterrupted]. It
 // returns the release it rolled back, "" when there was nothing to do. Call it once after
 // Open, before serving the current release; Activate and Rollback also call it.
 func (in *Installer) Recover(ctx context.Context) (rolledBack string, err error) {
@@ -227,11 +230,23 @@ func (in *Installer) recoverLocked() (string, error) {
 	if p.Previous != "" && (validName(p.Previous) != nil || !in.installed(p.Previous)) {
 		return "", fmt.Errorf("recover %s: previous release %q: %w", in.root, p.Previous, ErrNotInstalled)
 	}
-	if err := in.restore(p, ReasonInterrupted); err != nil {
+	in.mu.Lock()
+	r := in.st.add(p.Release, time.Now())
+	if !r.InterruptedAt.Equal(p.Started) {
+		r.Interrupted++
+		r.InterruptedAt = p.Started
+	}
+	times := r.Interrupted
+	in.mu.Unlock()
+	reason := ""
+	if times > MaxInterrupted {
+		reason = fmt.Sprintf("%s, %d times in a row", ReasonInterrupted, times)
+	}
+	if err := in.restore(p, reason); err != nil {
 		return "", fmt.Errorf("recover %s: %w", in.root, err)
 	}
 	in.log.Warn("rolled back an activation interrupted before its health check confirmed",
-		"release", p.Release, "to", p.Previous, "started", p.Started)
+		"release", p.Release, "to", p.Previous, "started", p.Started, "times", times, "marked_bad", reason != "")
 	return p.Release, nil
 }
 

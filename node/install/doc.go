@@ -29,9 +29,10 @@
 //   - current: `current` points at it.
 //   - previous: `previous` points at it; [Installer.Rollback] returns to it.
 //   - kept: installed and not bad, neither current nor previous; [Installer.Prune] may remove it.
-//   - bad: a hook failed, a health check was interrupted by a crash, or it was rolled
-//     back by hand. [Installer.Activate] refuses it unless forced. The record of a bad
-//     release outlives its files, so a node does not fetch and try it again.
+//   - bad: a hook failed, its health check was cut short by a crash twice in a row, or
+//     it was rolled back by hand. [Installer.Activate] refuses it unless forced, and
+//     [Installer.ClearBad] forgets the mark. The record of a bad release outlives its
+//     files, so a node does not fetch and try it again.
 //
 // # Apply
 //
@@ -40,5 +41,5 @@
 // release and `current` at the new one, runs the health checks, and then removes
 // pending.json. A failing or hanging health check switches both links back and marks the
 // release bad. If the process dies while pending.json exists, [Installer.Recover] on the
-// next start switches back the same way.
+// next start switches back the same way, and leaves the release to be tried once more.
 package install

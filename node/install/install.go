@@ -22,8 +22,14 @@ const (
 )
 
 // ReasonInterrupted is the reason recorded for a release whose health check never
-// confirmed because the process stopped between the switch and the confirmation.
+// confirmed because the process stopped between the switch and the confirmation,
+// more than MaxInterrupted times in a row.
 const ReasonInterrupted = "interrupted before health check confirmed"
+
+// MaxInterrupted is how many crashes during its activation a release is forgiven:
+// a crash may be the machine's, not the release's, so it is tried again after the
+// restart; one that crashes its node each time is marked bad.
+const MaxInterrupted = 1
 
 // Errors callers must tell apart.
 var (
@@ -33,6 +39,8 @@ var (
 	ErrNotInstalled = errors.New("release not installed")
 	// ErrBad: the release is marked bad; see [Installer.IsBad] for why.
 	ErrBad = errors.New("release marked bad")
+	// ErrNotBad: the release is not marked bad; there is nothing to clear.
+	ErrNotBad = errors.New("release not marked bad")
 	// ErrNoPrevious: there is no previous release to roll back to.
 	ErrNoPrevious = errors.New("no previous release")
 	// ErrHookTimeout: a hook ran longer than [Config.HookTimeout] and was killed.
@@ -195,6 +203,32 @@ func (in *Installer) IsBad(name string) (bool, string) {
 		return true, r.Reason
 	}
 	return false, ""
+}
+
+// ClearBad forgets that a release is bad, so the caller may apply it again: an
+// operator's answer to a failure that was not the release's fault. It returns
+// ErrNotBad when the release is not marked bad.
+func (in *Installer) ClearBad(name string) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("clear bad mark: %w", err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	r := in.st.find(name)
+	if r == nil || r.State != StateBad {
+		return fmt.Errorf("clear bad mark of %s: %w", name, ErrNotBad)
+	}
+	if r.Pruned {
+		in.st.remove(name) // nothing of it is left but the mark
+	} else {
+		r.State, r.Reason, r.Interrupted, r.InterruptedAt = StateKept, "", 0, time.Time{}
+		in.st.setRoles(in.current, in.previous)
+	}
+	if err := in.saveLocked(); err != nil {
+		return fmt.Errorf("clear bad mark of %s: %w", name, err)
+	}
+	in.log.Info("bad mark cleared", "release", name)
+	return nil
 }
 
 // Dir returns the directory of an installed release, releases/<name> under the root.

@@ -785,3 +785,58 @@ func TestSealDoesNotFollowLinks(t *testing.T) {
 		t.Errorf("removing the release removed what it links to: %v", err)
 	}
 }
+
+func TestClearBad(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, in *Installer)
+		clear   string
+		want    error
+		listed  bool // r2 still listed after
+	}{
+		{name: "a bad release", prepare: func(t *testing.T, in *Installer) { in.markBad("r2", "health check failed") }, clear: "r2", listed: true},
+		{name: "a good release", clear: "r2", want: ErrNotBad, listed: true},
+		{name: "an unknown release", clear: "r9", want: ErrNotBad, listed: true},
+		{name: "a bad invalid name", clear: "../r2", want: ErrInvalidName, listed: true},
+		{
+			name: "a bad release whose files are gone",
+			prepare: func(t *testing.T, in *Installer) {
+				in.markBad("r2", "health check failed")
+				if err := removeTree(in.Dir("r2")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			clear: "r2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := open(t, Config{})
+			stage(t, in, "r1")
+			stage(t, in, "r2")
+			activate(t, in, "r1", ActivateOptions{})
+			if tt.prepare != nil {
+				tt.prepare(t, in)
+			}
+			in = open(t, Config{Root: in.root})
+			err := in.ClearBad(tt.clear)
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("ClearBad(%q) = %v, want %v", tt.clear, err, tt.want)
+			}
+			in = open(t, Config{Root: in.root})
+			if bad, why := in.IsBad("r2"); bad {
+				t.Fatalf("r2 still bad: %s", why)
+			}
+			listed := false
+			for _, r := range in.Releases() {
+				listed = listed || r.Name == "r2"
+			}
+			if listed != tt.listed {
+				t.Fatalf("r2 listed %v, want %v", listed, tt.listed)
+			}
+			if tt.listed {
+				activate(t, in, "r2", ActivateOptions{})
+			}
+		})
+	}
+}

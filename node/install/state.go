@@ -35,6 +35,11 @@ type record struct {
 	Seq uint64 `json:"seq"`
 	// Pruned: the files are gone; the record stays because the release is bad.
 	Pruned bool `json:"pruned,omitempty"`
+	// Interrupted counts the activations a crash cut short, and InterruptedAt
+	// names the last by its start, so a crash inside Recover counts it once.
+	// A confirmed activation resets them.
+	Interrupted   int       `json:"interrupted,omitempty"`
+	InterruptedAt time.Time `json:"interrupted_at,omitzero"`
 }
 
 type state struct {
