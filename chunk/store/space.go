@@ -61,6 +61,9 @@ func (s *Store) SameFS(dir string) bool {
 
 // room fails with ErrNoSpace unless n bytes and keep more fit on the disk.
 func (s *Store) room(n, keep int64) error {
+	if err := s.fault.Load(); err != nil {
+		return *err
+	}
 	free, err := freeSpace(s.dir)
 	if err != nil {
 		return err
