@@ -33,10 +33,6 @@ var ErrFailed = errors.New("chunk store failed")
 // closeBound is how long Close waits for badger to flush and close.
 const closeBound = 2500 * time.Millisecond
 
-// metaSpace is the free space, beyond nothing, a meta write needs: meta
-// values are small and reach the write-ahead log only.
-const metaSpace = 1 << 20
-
 // freeSpace returns the bytes available to this process on dir's file system.
 func freeSpace(dir string) (int64, error) {
 	var st unix.Statfs_t
@@ -220,8 +216,6 @@ func (s *Store) close() error {
 		return fmt.Errorf("close chunk store %s: not closed within %s; left to the kernel", s.dir, closeBound)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // sync writes the store's logs out.
 func (s *Store) sync() error {
