@@ -78,13 +78,13 @@ func stillRunning(t *testing.T, n *nodeProc) {
 	}
 }
 
-// TestNodeFullDisk runs a node whose data folder is a 20 MiB tmpfs and
+// TestNodeFullDisk runs a node whose data folder is a 40 MiB tmpfs and
 // asks it for a 64 MiB release: the check fails with a "no space" message
 // naming the folder and the bytes, and the node keeps running. Restarted
 // on a disk filled to the last byte, it starts and serves its API; when
 // space returns it fetches and applies the release by itself.
 func TestNodeFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 20<<20)
+	mnt := mountTmpfs(t, 40<<20)
 	pub := newPublisher(t)
 	src := filepath.Join(pub.Dir, "build")
 	makeTree(t, src, 64, 21)
@@ -95,7 +95,7 @@ func TestNodeFullDisk(t *testing.T) {
 
 	r := n.Update(t)
 	out := r.stdout + r.stderr
-	if r.code == 0 || !strings.Contains(out, "no space") || !strings.Contains(out, data) || !strings.Contains(out, "needs ") {
+	if r.code == 0 || !strings.Contains(out, "no space") || !strings.Contains(out, data) || !strings.Contains(out, "release 1.0.0 needs ") {
 		t.Fatalf("update on a full disk: exit %d, want a failure saying no space in %s and the bytes needed:\n%s", r.code, data, out)
 	}
 	t.Logf("update on a full disk: exit %d: %s", r.code, strings.TrimSpace(out))
