@@ -321,8 +321,8 @@ func (m *Mesh) Run(ctx context.Context) error {
 
 // Shutdown bounds.
 const (
-	leaveAnnounceTimeout = 2 * time.Second
-	leaveTimeout         = 5 * time.Second
+	leaveAnnounceTimeout = 1 * time.Second
+	leaveTimeout         = 4 * time.Second
 	metaUpdateTimeout    = 5 * time.Second
 )
 

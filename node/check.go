@@ -47,6 +47,11 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		n.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
 	}()
 
+	if err := n.storeReady(); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		n.event("store", res.Message)
+		return res, nil
+	}
 	n.updateRoot(ctx)
 	h, henv, src, err := n.fetchHead(ctx)
 	if err != nil {
@@ -97,6 +102,11 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	}
 	n.setKnownManifest(m)
 
+	if err := n.checkSpace(ctx, m, name); err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		n.event("store", res.Message)
+		return res, nil
+	}
 	rec := releaseRecord{Name: name, Channel: m.Channel, Version: m.Version, Sequence: m.Sequence, Files: len(m.Files), Bytes: m.TotalSize()}
 	if err := n.apply(ctx, m, name, &rec); err != nil {
 		var fe *fetchError

@@ -187,8 +187,16 @@ func (n *Node) close() {
 
 // Run serves the node until ctx is cancelled: the API, the mesh, the scheduled
 // checks. In-flight work stops on cancel and nothing half-written stays visible.
-func (n *Node) Run(ctx context.Context) error {
-	defer n.close()
+func (n *Node) Run(ctx context.Context) (err error) {
+	stopped := true // false: work outlived the stop bound; the store stays open
+	defer func() {
+		if stopped {
+			n.close()
+		} else if n.list != nil {
+			n.list.Close()
+		}
+	}()
+	parent := ctx
 	n.started = time.Now()
 	if to, err := n.inst.Recover(ctx); err != nil { // to: the release switched away from
 		n.event("apply", fmt.Sprintf("recover after a crash: %v", err))
@@ -239,6 +247,7 @@ func (n *Node) Run(ctx context.Context) error {
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
 	g.Go(func() error { n.scrubLoop(ctx); return nil })
+	g.Go(func() error { n.probeStore(ctx); return nil })
 	g.Go(func() error {
 		n.awaitSite(ctx)
 		n.schedule(ctx)
@@ -253,12 +262,41 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	err := g.Wait()
+	if !waitBounded(parent, g) {
+		stopped = false
+		err = fmt.Errorf("stop node: work still running %s after the stop was asked; leaving it and the chunk store to the kernel", stopBound)
+		n.log.Error("node stopped", "err", err)
+		return err
+	}
+	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	n.log.Info("node stopped")
 	return err
+}
+
+// stopBound is how long a stopping node waits for its work to end. With the
+// store's own close bound it keeps a stop under 10 s whatever hangs: a
+// flush to a folder that is gone, a peer that never answers.
+const stopBound = 7 * time.Second
+
+// waitBounded waits for g, and reports false if it is still running
+// stopBound after ctx ended.
+func waitBounded(ctx context.Context, g *errgroup.Group) bool {
+	done := make(chan struct{})
+	go func() { _ = g.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(stopBound):
+		return false
+	}
 }
 
 // newHTTPServer serves h with bounded header reads; requests see ctx, so long

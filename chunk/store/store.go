@@ -88,6 +88,10 @@ type Options struct {
 	// Damaged, if set, is told of every damaged chunk the store drops, by
 	// a read or a scrub, with why it was refused. Nil: it is only logged.
 	Damaged func(c cid.Cid, err error)
+	// Reserve is the free space on the store's file system that chunk writes
+	// leave for badger's own (a memtable flush, a compaction); below it the
+	// store opens read-only (0: twice MemTableSize, plus 4 MiB). See ErrNoSpace.
+	Reserve int64
 }
 
 // DefaultOptions returns the Options a node uses.
@@ -122,6 +126,9 @@ func (o Options) withDefaults() Options {
 	if o.NumCompactors == 0 {
 		o.NumCompactors = d.NumCompactors
 	}
+	if o.Reserve == 0 {
+		o.Reserve = 2*o.MemTableSize + 4<<20
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -154,7 +161,16 @@ const valueThreshold = 256
 
 // Store is a chunk store. It is safe for concurrent use.
 type Store struct {
+	// dbMu guards db, which is nil while the store is shut for want of
+	// space (space.go) and set by Recover: every use of db holds it shared.
+	dbMu    sync.RWMutex
 	db      *badger.DB
+	opts    badger.Options
+	reserve int64
+	// fault is the first failure Probe found; every write returns it.
+	fault    atomic.Pointer[error]
+	ino, dev uint64
+
 	log     *slog.Logger
 	codec   *chunk.Codec
 	damaged func(c cid.Cid, err error) // Options.Damaged
@@ -207,21 +223,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithCompression(options.None). // keys are CIDs: random
 		WithMetricsEnabled(false).
 		WithSyncWrites(false)
-	db, err := badger.Open(bo)
-	if err != nil {
+	s := &Store{log: opts.Logger, codec: codec, damaged: opts.Damaged, dir: dir, opts: bo, reserve: opts.Reserve}
+	if err := s.openBadger(); err != nil {
 		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, codec: codec, damaged: opts.Damaged, dir: dir}
+	s.noteFolder()
 	if abs, err := filepath.Abs(dir); err == nil {
 		if real, err := filepath.EvalSymlinks(abs); err == nil {
 			s.dir = real
 		}
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize); return &b }
-	if err := s.recount(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open chunk store %s: %w", dir, err)
-	}
 	c, b := s.Usage()
 	s.log.Info("chunk store open", "dir", dir, "chunks", c, "bytes", b)
 	return s, nil
@@ -251,12 +263,18 @@ func (s *Store) recount() error {
 	return nil
 }
 
-// Close flushes and closes the store.
-func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close chunk store: %w", err)
+// Close flushes and closes the store, within a bound: a store that cannot
+// flush is left to the kernel, as after a kill (see close).
+func (s *Store) Close() error { return s.close() }
+
+// view runs fn in a read transaction.
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return s.writeErr()
 	}
-	return nil
+	return s.db.View(fn)
 }
 
 func dataKey(c cid.Cid, enc byte) []byte {
@@ -293,6 +311,11 @@ func sizeOf(item *badger.Item) (int64, byte, error) {
 func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if err := s.writeErr(); err != nil {
+		return err
+	}
 	for {
 		err := s.db.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
@@ -345,6 +368,10 @@ func (s *Store) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte
 	size := binary.AppendUvarint(nil, uint64(len(raw)))
 	if enc != encRaw {
 		size = append(size, enc)
+	}
+	// Badger would fault, not fail, writing to a full disk (see ErrNoSpace).
+	if err := s.room(int64(len(data)), s.reserve); err != nil {
+		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
 	p := &put{c: c, data: data, enc: enc, size: size, rawSize: len(raw), wake: make(chan struct{})}
 	if err := s.commit(p); err != nil {
@@ -473,7 +500,7 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 		return 0, fmt.Errorf("size of chunk %s: %w", c, err)
 	}
 	var n int64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(sizeKey(c))
 		if err != nil {
 			return err
@@ -535,7 +562,7 @@ func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, fn func(wire, r
 		return err
 	}
 	var damage error
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		si, err := txn.Get(sizeKey(c))
 		if err != nil {
 			return err
@@ -723,7 +750,7 @@ func (s *Store) ForEach(ctx context.Context, fn func(c cid.Cid, size int64) erro
 			return fmt.Errorf("walk chunks: %w", err)
 		}
 		var batch []entry
-		err := s.db.View(func(txn *badger.Txn) error {
+		err := s.view(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
 			defer it.Close()
 			for it.Seek(seek); it.Valid() && len(batch) < forEachBatch; it.Next() {
@@ -762,7 +789,7 @@ func (s *Store) ForEach(ctx context.Context, fn func(c cid.Cid, size int64) erro
 // GetMeta returns the value stored under key, or an error wrapping ErrNotFound.
 func (s *Store) GetMeta(key string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(metaPrefix + key))
 		if err != nil {
 			return err
@@ -792,11 +819,14 @@ func (s *Store) setMeta(key string, val []byte, sync bool) error {
 	if key == "" {
 		return errors.New("set meta: empty key")
 	}
+	if err := s.room(int64(len(val)), s.reserve/2); err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
 	err := s.update(context.Background(), func(txn *badger.Txn) error {
 		return txn.Set([]byte(metaPrefix+key), val)
 	})
 	if err == nil && sync {
-		err = s.db.Sync()
+		err = s.sync()
 	}
 	if err != nil {
 		return fmt.Errorf("set meta %q: %w", key, err)
@@ -811,7 +841,7 @@ func (s *Store) DeleteMeta(key string) error {
 		return txn.Delete([]byte(metaPrefix + key))
 	})
 	if err == nil {
-		err = s.db.Sync()
+		err = s.sync()
 	}
 	if err != nil {
 		return fmt.Errorf("delete meta %q: %w", key, err)
@@ -823,7 +853,7 @@ func (s *Store) DeleteMeta(key string) error {
 func (s *Store) ListMeta(prefix string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	p := []byte(metaPrefix + prefix)
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -849,6 +879,9 @@ const gcDiscardRatio = 0.5
 // flushes the key tables; reads go on. It returns when no value-log file is
 // worth rewriting, or when ctx is done.
 func (s *Store) GC(ctx context.Context) error {
+	if err := s.Writable(); err != nil {
+		return fmt.Errorf("gc chunk store: %w", err)
+	}
 	if err := s.flush(); err != nil {
 		return fmt.Errorf("gc chunk store: %w", err)
 	}
@@ -857,7 +890,7 @@ func (s *Store) GC(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("gc chunk store: %w", err)
 		}
-		err := s.db.RunValueLogGC(gcDiscardRatio)
+		err := s.runGC()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			s.log.Info("chunk store gc done", "files", files)
 			return nil
@@ -877,6 +910,8 @@ func (s *Store) GC(ctx context.Context) error {
 func (s *Store) flush() error {
 	s.gate.Lock()
 	defer s.gate.Unlock()
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(gcPrefix+"flush"), nil)
 	}); err != nil {
