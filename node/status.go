@@ -88,6 +88,11 @@ func (n *Node) countServed(b int64) {
 }
 
 func (n *Node) setKnownManifest(m *manifest.Manifest) {
+	// Only --serve-repo reads the set. A large release's CIDs would otherwise
+	// stay in the heap for nothing, and be scanned by every collection.
+	if n.cfg.ServeRepo == "" {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, f := range m.Files {

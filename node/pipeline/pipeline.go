@@ -176,6 +176,11 @@ func (r *run) fetch(ctx context.Context) error {
 	// slowly the LAN requests, which all walk the release in the same order,
 	// move along.
 	djobs, covered := planDeltas(r.m, r.plan, opts.Bases)
+	// Only planning looks chunks up by CID. The map is a pointer-laden
+	// fifth of the heap for a large release, and the garbage collector,
+	// which the node's soft memory limit keeps busy, would scan it
+	// through the whole fetch.
+	r.plan.index = nil
 	var own, others []int
 	for i, j := range r.plan.jobs {
 		if covered[i] {
