@@ -89,6 +89,9 @@ type Result struct {
 	DownloadedBytes int64 `json:"downloaded_bytes"`
 	ResumedBytes    int64 `json:"resumed_bytes"`
 	Kept            int   `json:"kept"`
+	// Renewed is true when the tree was unchanged and the head, past half
+	// its life, was signed again with a new expiry.
+	Renewed bool `json:"renewed,omitempty"`
 	// Added, Changed and Removed compare the tree with the repository's head.
 	Added   []string `json:"added,omitempty"`
 	Changed []string `json:"changed,omitempty"`

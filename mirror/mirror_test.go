@@ -390,3 +390,24 @@ func TestUpstreamErrors(t *testing.T) {
 		t.Fatal("gopher accepted")
 	}
 }
+
+func TestUnchangedRunRenewsAgingHead(t *testing.T) {
+	v := newVendor(t)
+	v.write("a", []byte("a"))
+	v.index()
+	cfg := testConfig(t, v.srv.URL)
+	cfg.Index = "SHA256SUMS"
+	mustRun(t, cfg)
+	if r := mustRun(t, cfg); r.Renewed {
+		t.Fatal("a fresh head was renewed")
+	}
+	h0, _, _ := repo.CurrentRelease(cfg.Repo, "av")
+	cfg.Now = func() time.Time { return time.Now().Add(5 * 24 * time.Hour) }
+	if r := mustRun(t, cfg); !r.Renewed || r.Published {
+		t.Fatalf("aging head: %+v", r)
+	}
+	h1, _, _ := repo.CurrentRelease(cfg.Repo, "av")
+	if !h1.Expires.After(h0.Expires) || h1.Sequence != h0.Sequence {
+		t.Fatalf("head %+v, was %+v", h1, h0)
+	}
+}

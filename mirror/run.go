@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 )
 
@@ -128,6 +129,9 @@ func (m *Mirror) run(ctx context.Context) (*Result, error) {
 		slices.Sort(res.Removed)
 		if len(res.Added)+len(res.Changed)+len(res.Removed) == 0 {
 			m.log.Info("mirror: upstream unchanged", "version", res.Version, "files", res.Files)
+			if res.Renewed, err = m.renew(head); err != nil {
+				return res, err
+			}
 			return res, m.commit(newState)
 		}
 	}
@@ -148,6 +152,25 @@ func (m *Mirror) run(ctx context.Context) (*Result, error) {
 		m.log.Warn("mirror: keep the collected tree", "err", err)
 	}
 	return res, nil
+}
+
+// renew signs the head again when half its life is gone: a mirror run on a
+// schedule keeps its channel alive while the vendor publishes nothing.
+func (m *Mirror) renew(h *manifest.Head) (bool, error) {
+	ttl := m.cfg.Publish.HeadTTL
+	if ttl <= 0 {
+		ttl = 7 * 24 * time.Hour
+	}
+	now := m.cfg.Now().UTC().Truncate(time.Second)
+	if h.Expires.Sub(now) > ttl/2 {
+		return false, nil
+	}
+	h.Issued, h.Expires = now, now.Add(ttl)
+	if err := repo.WriteHead(m.cfg.Repo, h, m.cfg.Publish.Keys...); err != nil {
+		return false, fmt.Errorf("renew head: %w", err)
+	}
+	m.log.Info("mirror: head renewed", "version", h.Version, "expires", h.Expires)
+	return true, nil
 }
 
 // validate runs the external validator on the collected tree.

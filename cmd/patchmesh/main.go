@@ -117,6 +117,7 @@ var commands = []func(*app) *cobra.Command{
 	newKeygenCmd,
 	newTrustCmd,
 	newPublishCmd,
+	newMirrorCmd,
 	newRenewCmd,
 	newVerifyCmd,
 	newServeCmd,
