@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -409,5 +410,66 @@ func TestUnchangedRunRenewsAgingHead(t *testing.T) {
 	h1, _, _ := repo.CurrentRelease(cfg.Repo, "av")
 	if !h1.Expires.After(h0.Expires) || h1.Sequence != h0.Sequence {
 		t.Fatalf("head %+v, was %+v", h1, h0)
+	}
+}
+
+func TestThroughProxy(t *testing.T) {
+	v := newVendor(t)
+	v.write("a.bin", bigData(4, 32<<10))
+	v.index()
+	var mu sync.Mutex
+	proxied := 0
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A forward proxy gets absolute URLs.
+		if !r.URL.IsAbs() {
+			http.Error(w, "not a proxy request", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		proxied++
+		mu.Unlock()
+		r.RequestURI = ""
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, vs := range resp.Header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer proxy.Close()
+	cfg := testConfig(t, v.srv.URL)
+	cfg.Index = "SHA256SUMS"
+	cfg.Proxy = proxy.URL
+	if r := mustRun(t, cfg); !r.Published {
+		t.Fatalf("%+v", r)
+	}
+	if proxied < 2 {
+		t.Fatalf("%d requests went through the proxy, want the index and the file", proxied)
+	}
+}
+
+func TestStalledDownloadFails(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // stall until the client gives up
+	}))
+	defer srv.Close()
+	cfg := testConfig(t, srv.URL)
+	cfg.URLs = []string{srv.URL + "/big"}
+	cfg.IdleTimeout = 200 * time.Millisecond
+	cfg.Attempts = 2
+	_, err := run(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("err = %v, want a stall", err)
+	}
+	if _, _, err := repo.CurrentRelease(cfg.Repo, "av"); err == nil {
+		t.Fatal("a failed run published")
 	}
 }
