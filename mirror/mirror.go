@@ -47,9 +47,10 @@ type Config struct {
 	// Publish is passed to repo.Publish. An empty Version becomes
 	// "<UTC date>.<time>.<sequence>", e.g. 20250301.120000.7.
 	Publish repo.PublishOptions
-	// Validate is a shell command run on the collected tree before it is
-	// published, in the tree's folder with PATCHMESH_MIRROR_TREE set to it; a
-	// nonzero exit refuses the tree. Empty: none.
+	// Validate is a shell command (sh -c; cmd /C on Windows) run on the
+	// collected tree before it is published, in the tree's folder with
+	// PATCHMESH_MIRROR_TREE set to it; a nonzero exit refuses the tree.
+	// Empty: none.
 	Validate string
 	// ValidateTimeout bounds the validator. Zero: 10 minutes.
 	ValidateTimeout time.Duration

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -180,7 +181,11 @@ func (m *Mirror) validate(ctx context.Context, dir string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.ValidateTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", m.cfg.Validate)
+	shell, flag := "sh", "-c"
+	if runtime.GOOS == "windows" {
+		shell, flag = "cmd", "/C"
+	}
+	cmd := exec.CommandContext(ctx, shell, flag, m.cfg.Validate)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PATCHMESH_MIRROR_TREE="+dir)
 	var out bytes.Buffer
