@@ -56,12 +56,24 @@ type Config struct {
 	// over HTTP from this node, fetching through the site on a miss, so plain
 	// clients and other sites can use this node as their source.
 	ServeRepo string `yaml:"serve_repo"`
+	// ServeFiles serves the files of the current release over HTTP(S) by
+	// path, for agents that update from a plain web server. Zero: off.
+	ServeFiles FilesConfig `yaml:"serve_files"`
 
 	// GOOS and GOARCH the node matches release targets against; zero: this build's.
 	GOOS   string `yaml:"goos"`
 	GOARCH string `yaml:"goarch"`
 
 	Logger *slog.Logger `yaml:"-"` // zero: discard
+}
+
+// FilesConfig configures the file view (package node/fileview).
+type FilesConfig struct {
+	Addr  string `yaml:"addr"`  // listen address, e.g. ":8080"; empty: no file view
+	Index bool   `yaml:"index"` // list folders as HTML pages (wget --mirror needs them)
+	// TLSCert and TLSKey, both set, serve HTTPS instead of HTTP.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // HooksConfig are the commands a node runs around an apply.

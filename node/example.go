@@ -84,4 +84,14 @@ mesh:
 # Serve the repository format to plain clients and other sites (tiered
 # distribution points), fetching through the site on a miss.
 # serve_repo: 0.0.0.0:8780
+
+# Serve the current release's files by path over HTTP (Range, ETag,
+# If-Modified-Since), so the vendor's own agents can "update from this HTTP
+# server". index lists folders (wget --mirror needs it); tls_cert and tls_key
+# serve HTTPS.
+# serve_files:
+#   addr: 0.0.0.0:8080
+#   index: true
+#   tls_cert: /etc/patchmesh/files.crt
+#   tls_key: /etc/patchmesh/files.key
 `

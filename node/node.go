@@ -236,6 +236,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
 	}
+	if n.cfg.ServeFiles.Addr != "" {
+		srv, ln, err := n.fileServer(ctx)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, srv)
+		g.Go(func() error { return serveUntilClosed(srv, ln) })
+	}
 	if n.mesh != nil {
 		g.Go(func() error { return n.mesh.Run(ctx) })
 		select {

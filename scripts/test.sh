@@ -21,6 +21,12 @@ if ! command -v npm >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
+# curl and wget are the plain clients of the file view's integration test.
+if ! command -v curl >/dev/null 2>&1 || ! command -v wget >/dev/null 2>&1; then
+  need_root "curl and wget"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl wget >/dev/null
+fi
 if [ ! -d integration/browser/node_modules/playwright-core ]; then
   echo "== installing the browser test's npm packages"
   (cd integration/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -38,6 +38,7 @@ type nodeFlags struct {
 	memLimit                                                            int64
 	scrubRate                                                           int64
 	scrubInterval                                                       time.Duration
+	serveFiles                                                          node.FilesConfig
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -69,6 +70,10 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.mdns, "mdns", false, "discover site members by mDNS even with --join")
 	fs.Int64Var(&f.memLimit, "memory-limit", 64<<20, "soft limit of the Go heap in bytes, so the node stays small while it moves large releases (GOMEMLIMIT, when set, wins; 0: none)")
 	fs.StringVar(&f.serveRepo, "serve-repo", "", "serve the repository format on this address for plain clients and other sites")
+	fs.StringVar(&f.serveFiles.Addr, "serve-files", "", "serve the current release's files by path on this address, for agents that update from a plain HTTP server")
+	fs.BoolVar(&f.serveFiles.Index, "serve-files-index", false, "list folders in the file view (wget --mirror needs it)")
+	fs.StringVar(&f.serveFiles.TLSCert, "serve-files-tls-cert", "", "PEM certificate: serve the file view over HTTPS")
+	fs.StringVar(&f.serveFiles.TLSKey, "serve-files-tls-key", "", "PEM private key of --serve-files-tls-cert")
 	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
 	fs.Int64Var(&f.scrubRate, "scrub-rate", 0, "bytes a second the background scrub reads to check stored chunks (default 1 MiB/s; negative: no background scrub)")
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
@@ -140,6 +145,10 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("site-timeout", func() { cfg.Mesh.SiteTimeout = node.Duration(f.siteTimeout) })
 	set("mdns", func() { m := f.mdns; cfg.Mesh.MDNS = &m })
 	set("serve-repo", func() { cfg.ServeRepo = f.serveRepo })
+	set("serve-files", func() { cfg.ServeFiles.Addr = f.serveFiles.Addr })
+	set("serve-files-index", func() { cfg.ServeFiles.Index = f.serveFiles.Index })
+	set("serve-files-tls-cert", func() { cfg.ServeFiles.TLSCert = f.serveFiles.TLSCert })
+	set("serve-files-tls-key", func() { cfg.ServeFiles.TLSKey = f.serveFiles.TLSKey })
 	set("name", func() { cfg.Name = f.name })
 	set("scrub-rate", func() { cfg.ScrubRate = f.scrubRate })
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })
