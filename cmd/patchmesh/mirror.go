@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/patchmesh/patchmesh/manifest/repo"
 	"github.com/patchmesh/patchmesh/manifest/mirror"
+	"github.com/patchmesh/patchmesh/manifest/repo"
 )
 
 // mirrorOptions are the flags of `patchmesh mirror`.
