@@ -118,6 +118,7 @@ var commands = []func(*app) *cobra.Command{
 	newTrustCmd,
 	newPublishCmd,
 	newRenewCmd,
+	newRolloutCmd,
 	newVerifyCmd,
 	newServeCmd,
 	newNodeCmd,

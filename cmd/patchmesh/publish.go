@@ -26,6 +26,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		deltaLevel                string
 		deltaWindow, deltaGroup   int
 		compress                  string
+		plan                      rolloutPlan
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -56,10 +57,14 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("publish: --compress: %w", err))
 			}
+			ro, err := plan.rollout()
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("publish: %w", err))
+			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
-				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL, Compress: clevel,
+				Target: target, Hooks: hooks, HeadTTL: headTTL, Rollout: ro, ManifestTTL: manifestTTL, Compress: clevel,
 				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20, Group: deltaGroup << 20},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
 			})
@@ -96,6 +101,9 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 				fmt.Fprintf(a.stdout, "; %s as a delta against the previous one", humanBytes(sum.ManifestDeltaBytes))
 			}
 			fmt.Fprintln(a.stdout, ")")
+			if ro != nil {
+				fmt.Fprintf(a.stdout, "  rollout       %d stages (patchmesh rollout status --repo %s --channel %s)\n", len(ro.Stages), repoDir, channel)
+			}
 			return nil
 		},
 	}
@@ -118,6 +126,7 @@ unreadable files, special files, and symlinks that point outside the tree.`,
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
 	f.IntVar(&deltaWindow, "delta-window", 8, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
+	plan.addFlags(f)
 	_ = cmd.MarkFlagRequired("repo")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd
