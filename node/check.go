@@ -121,6 +121,7 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	if ro != nil {
 		switch d := n.decide(ro); {
 		case d.Action == rollout.Ignore:
+			n.setOutcome(rollout.Outcome{Release: ro.Release, State: rollout.Ignored})
 			res.Outcome, res.Message = "ignored", d.Reason
 			return res, nil
 		case ro.State == manifest.RolloutAborted:

@@ -19,12 +19,15 @@ import (
 const (
 	Applied = "applied"
 	Failed  = "failed" // rolled back: the health check or pre-activate hook failed
+	// Ignored: outside the release's target. Such a member is no canary, so
+	// the site picks its canary among the members the release is for.
+	Ignored = "ignored"
 )
 
 // Outcome is a member's result with one release, as its site sees it.
 type Outcome struct {
 	Release uint64 `json:"release"`
-	State   string `json:"state"` // Applied or Failed
+	State   string `json:"state"` // Applied, Failed or Ignored
 	Reason  string `json:"reason,omitempty"`
 }
 
@@ -165,11 +168,12 @@ func health(r *manifest.Rollout, site []Member) (halted bool, why string, failin
 }
 
 // isCanary reports whether name has the lowest bucket among the live members
-// of its site (ties by name): every site has one, and all agree which.
+// of its site the release is for (ties by name): every site has one, and all
+// agree which once their gossip has settled.
 func isCanary(name string, release uint64, site []Member) bool {
 	mine := Bucket(name, release)
 	for _, m := range site {
-		if !m.Alive || m.Name == name {
+		if !m.Alive || m.Name == name || (m.Outcome.Release == release && m.Outcome.State == Ignored) {
 			continue
 		}
 		b := Bucket(m.Name, release)
@@ -219,6 +223,8 @@ func (o Outcome) Encode() []byte {
 		st = 1
 	case Failed:
 		st = 2
+	case Ignored:
+		st = 3
 	}
 	b = append(b, st)
 	r := o.Reason
@@ -243,6 +249,8 @@ func DecodeOutcome(b []byte) (Outcome, bool) {
 		o.State = Applied
 	case 2:
 		o.State = Failed
+	case 3:
+		o.State = Ignored
 	default:
 		return Outcome{}, false
 	}
