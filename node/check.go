@@ -57,7 +57,13 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	res.Version, res.Sequence, res.Source = h.Version, h.Sequence, src
 	name := releaseName(h.Version, h.Sequence)
 	ro, err := n.fetchRollout(ctx, h)
-	n.setRollout(ro, time.Time{})
+	if ro != nil && ro.State != manifest.RolloutAborted {
+		// While a rollout runs, its news (promote, pause, abort) and the
+		// site's health reach this node within a poll, whatever it did.
+		n.setRollout(ro, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
+	} else {
+		n.setRollout(ro, time.Time{})
+	}
 	if err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		if errors.Is(err, errNoRollout) {
@@ -70,10 +76,6 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		n.noteOutcome(h.Sequence, name, ro)
 		if ro != nil && n.decide(ro).Action == rollout.Rollback {
 			return n.abortRollback(ctx, ro, res), nil
-		}
-		if ro != nil && ro.State != manifest.RolloutAborted {
-			// An abort may still come: keep listening.
-			n.setRollout(ro, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
 		}
 		res.Outcome, res.Message = "up-to-date", "running "+h.Version
 		return res, nil
@@ -122,6 +124,7 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		switch d := n.decide(ro); {
 		case d.Action == rollout.Ignore:
 			n.setOutcome(rollout.Outcome{Release: ro.Release, State: rollout.Ignored})
+			n.setRollout(ro, time.Time{}) // a target does not change: the schedule will do
 			res.Outcome, res.Message = "ignored", d.Reason
 			return res, nil
 		case ro.State == manifest.RolloutAborted:

@@ -162,8 +162,12 @@ func health(r *manifest.Rollout, site []Member) (halted bool, why string, failin
 	for i, f := range failing {
 		names[i] = f.Name
 	}
-	why = fmt.Sprintf("%d of %d installs of %s failed (halt at %.0f%% after %d): %s",
-		failed, tried, r.Version, 100*r.Halt.MaxFailureRatio, max(r.Halt.MinInstalls, 1), strings.Join(names, ", "))
+	rule := "any failure halts"
+	if r.Halt.MaxFailureRatio > 0 {
+		rule = fmt.Sprintf("%.0f%% halts", 100*r.Halt.MaxFailureRatio)
+	}
+	why = fmt.Sprintf("%d of %d installs of %s failed (%s after %d): %s",
+		failed, tried, r.Version, rule, max(r.Halt.MinInstalls, 1), strings.Join(names, ", "))
 	return true, why, failing, applied, failed
 }
 
@@ -229,7 +233,8 @@ func (o Outcome) Encode() []byte {
 	b = append(b, st)
 	r := o.Reason
 	if len(r) > maxReason {
-		r = strings.ToValidUTF8(r[:maxReason], "")
+		// Its end says why (a hook's last line of output), its start what.
+		r = strings.ToValidUTF8(r[:maxReason/3], "") + "…" + strings.ToValidUTF8(r[len(r)-(maxReason-maxReason/3-len("…")):], "")
 	}
 	return append(b, r...)
 }
