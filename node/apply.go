@@ -23,18 +23,6 @@ type fetchError struct{ err error }
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// apply fetches the chunks of m the store lacks while it assembles m from the
-// store into staging, checks every file, and switches to it with hooks and a
-// health check; on failure the previous release stays. A failed fetch is
-// returned as a *fetchError. rec gets the bytes by origin and is saved once
-// every chunk is stored.
-func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
-	if err := n.stage(ctx, m, name, rec); err != nil {
-		return err
-	}
-	return n.activate(ctx, m, name)
-}
-
 // stage fetches what the store lacks of m and assembles it as release name,
 // beside the running one; it does not switch to it. A staged rollout stages
 // early and activates when the node's stage opens.
