@@ -21,6 +21,10 @@ type Head struct {
 	// instead; each must decode to the bytes Manifest pins. None in heads
 	// published before them, or with deltas off.
 	Compact []CompactRef `json:"compact,omitempty"`
+	// Rollout says the release has a staged rollout (Rollout document): a
+	// node applies it only as a valid rollout naming it allows, so a mirror
+	// that drops the rollout file cannot make the release apply everywhere.
+	Rollout bool `json:"rollout,omitempty"`
 }
 
 // MaxCompactRefs bounds a head's compact forms.

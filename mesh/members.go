@@ -24,13 +24,15 @@ const (
 
 // Member is one node of the site as this node sees it.
 type Member struct {
-	Name      string `json:"name"`
-	PeerID    string `json:"peer_id"`
-	Addr      string `json:"addr"`  // gossip address
-	State     string `json:"state"` // alive, leaving, dead, left
-	Role      string `json:"role"`
-	Holding   uint64 `json:"holding"` // release sequence the member holds completely
-	Self      bool   `json:"self"`
+	Name    string `json:"name"`
+	PeerID  string `json:"peer_id"`
+	Addr    string `json:"addr"`  // gossip address
+	State   string `json:"state"` // alive, leaving, dead, left
+	Role    string `json:"role"`
+	Holding uint64 `json:"holding"` // release sequence the member holds completely
+	Self    bool   `json:"self"`
+	// Status is what the member gossips of its own (Mesh.SetStatus).
+	Status    []byte `json:"status,omitempty"`
 	BytesFrom int64  `json:"bytes_from"` // chunk bytes this node received from the member
 	BytesTo   int64  `json:"bytes_to"`   // chunk bytes this node served to the member
 }

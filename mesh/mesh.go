@@ -102,6 +102,7 @@ type Mesh struct {
 
 	members   *table
 	holding   atomic.Uint64
+	status    atomic.Pointer[[]byte] // SetStatus
 	leaving   atomic.Bool
 	holdingCh chan struct{}
 
@@ -403,6 +404,9 @@ func tcpFirst(addrs []ma.Multiaddr) []network.AddrDelay {
 // localMeta is the metadata this node gossips about itself.
 func (m *Mesh) localMeta() nodeMeta {
 	nm := nodeMeta{peerID: m.pid, role: m.cfg.Role, holding: m.holding.Load(), leaving: m.leaving.Load()}
+	if st := m.status.Load(); st != nil {
+		nm.status = *st
+	}
 	if m.host != nil {
 		nm.addrs = rankAddrs(m.host.Addrs(), m.cfg.GossipAddr)
 	}
@@ -451,6 +455,22 @@ func (m *Mesh) SetHolding(seq uint64) {
 	case m.holdingCh <- struct{}{}:
 	default: // an update is already pending; it will carry seq
 	}
+}
+
+// SetStatus gossips, in our metadata, a small status of the node's own (at
+// most MaxStatus bytes; longer is refused), which members read in
+// Member.Status. It does not block.
+func (m *Mesh) SetStatus(b []byte) error {
+	if len(b) > MaxStatus {
+		return fmt.Errorf("set status: %d bytes, at most %d", len(b), MaxStatus)
+	}
+	b = append([]byte(nil), b...)
+	m.status.Store(&b)
+	select {
+	case m.holdingCh <- struct{}{}:
+	default: // an update is already pending; it will carry b
+	}
+	return nil
 }
 
 // metaLoop pushes metadata changes to the site.
@@ -529,6 +549,7 @@ func (m *Mesh) Members() []Member {
 			State:   e.state,
 			Role:    e.meta.role,
 			Holding: e.meta.holding,
+			Status:  e.meta.status,
 			Self:    e.self,
 		}
 		if e.state == StateAlive && e.meta.leaving {

@@ -16,6 +16,9 @@ const maxMetaAddrs = 4
 // metaVersion is the first byte of every encoded nodeMeta.
 const metaVersion = 1
 
+// MaxStatus bounds the status a member gossips in its metadata.
+const MaxStatus = 160
+
 // errMeta is returned for metadata this version cannot read.
 var errMeta = errors.New("bad member metadata")
 
@@ -29,6 +32,9 @@ type nodeMeta struct {
 	// leaving is set by a member shutting down gracefully, just before it
 	// leaves, so peers stop routing chunks to it and report it as left.
 	leaving bool
+	// status is the node's own small gossip (its rollout outcome), opaque
+	// to the mesh; at most MaxStatus bytes.
+	status []byte
 }
 
 // Bits of the flags byte.
@@ -57,13 +63,23 @@ func (m nodeMeta) encode(limit int) []byte {
 	b = append(b, pid...)
 	countAt := len(b)
 	b = append(b, 0)
+	// The status goes last, so older members (which stop after the
+	// addresses) still read the rest; its room is kept from the addresses.
+	st := m.status
+	if len(st) > MaxStatus {
+		st = nil
+	}
+	reserve := 0
+	if len(st) > 0 {
+		reserve = binary.MaxVarintLen16 + len(st)
+	}
 	n := 0
 	for _, a := range m.addrs {
 		if n == maxMetaAddrs {
 			break
 		}
 		ab := a.Bytes()
-		if len(b)+binary.MaxVarintLen16+len(ab) > limit {
+		if len(b)+binary.MaxVarintLen16+len(ab)+reserve > limit {
 			continue // a shorter address later may still fit
 		}
 		b = binary.AppendUvarint(b, uint64(len(ab)))
@@ -71,6 +87,10 @@ func (m nodeMeta) encode(limit int) []byte {
 		n++
 	}
 	b[countAt] = byte(n)
+	if len(st) > 0 && len(b)+reserve <= limit {
+		b = binary.AppendUvarint(b, uint64(len(st)))
+		b = append(b, st...)
+	}
 	return b
 }
 
@@ -114,6 +134,13 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 			m.addrs = append(m.addrs, a)
 		}
 		b = b[n+int(l):]
+	}
+	if len(b) > 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > MaxStatus || l > uint64(len(b)-n) {
+			return m, fmt.Errorf("decode metadata status: %w", errMeta)
+		}
+		m.status = append([]byte(nil), b[n:n+int(l)]...)
 	}
 	return m, nil
 }

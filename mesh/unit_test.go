@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -301,5 +302,35 @@ func TestHRWBalanced(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A member's status rides after its addresses, so members of older versions
+// still read the rest, and the whole stays under the metadata limit.
+func TestMetaStatus(t *testing.T) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(k)
+	addrs := []ma.Multiaddr{ma.StringCast("/ip4/10.0.0.1/tcp/4001"), ma.StringCast("/ip4/10.0.0.1/udp/4001/quic-v1")}
+	status := bytes.Repeat([]byte{7}, MaxStatus)
+	m := nodeMeta{peerID: pid, addrs: addrs, holding: 5, status: status}
+	got, err := decodeMeta(m.encode(512))
+	if err != nil || !bytes.Equal(got.status, status) || len(got.addrs) != 2 || got.holding != 5 {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	// A tight limit drops addresses before the status, and never exceeds it.
+	b := m.encode(len(pid) + 16 + MaxStatus)
+	if len(b) > len(pid)+16+MaxStatus {
+		t.Fatalf("%d bytes over the limit", len(b))
+	}
+	if got, err := decodeMeta(b); err != nil || !bytes.Equal(got.status, status) {
+		t.Fatalf("tight: %+v, %v", got, err)
+	}
+	// Without a status the encoding is the old one.
+	m.status = nil
+	if got, err := decodeMeta(m.encode(512)); err != nil || got.status != nil {
+		t.Fatalf("no status: %+v, %v", got, err)
 	}
 }

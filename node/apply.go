@@ -23,12 +23,10 @@ type fetchError struct{ err error }
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// apply fetches the chunks of m the store lacks while it assembles m from the
-// store into staging, checks every file, and switches to it with hooks and a
-// health check; on failure the previous release stays. A failed fetch is
-// returned as a *fetchError. rec gets the bytes by origin and is saved once
-// every chunk is stored.
-func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
+// stage fetches what the store lacks of m and assembles it as release name,
+// beside the running one; it does not switch to it. A staged rollout stages
+// early and activates when the node's stage opens.
+func (n *Node) stage(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
 	p := n.pipeline(m, rec)
 	staged := false
 	err := n.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
@@ -53,6 +51,12 @@ func (n *Node) apply(ctx context.Context, m *manifest.Manifest, name string, rec
 		n.event("apply", err.Error())
 		return err
 	}
+	return nil
+}
+
+// activate switches to the staged release name with hooks and a health check;
+// on failure the previous release stays and the error is returned.
+func (n *Node) activate(ctx context.Context, m *manifest.Manifest, name string) error {
 	n.setPhase("activating")
 	opts := install.ActivateOptions{Env: []string{
 		"PATCHMESH_CHANNEL=" + m.Channel,

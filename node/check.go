@@ -20,6 +20,7 @@ import (
 	"github.com/patchmesh/patchmesh/manifest/repo"
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
+	"github.com/patchmesh/patchmesh/node/rollout"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -60,11 +61,32 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	}
 	res.Version, res.Sequence, res.Source = h.Version, h.Sequence, src
 	name := releaseName(h.Version, h.Sequence)
+	ro, err := n.fetchRollout(ctx, h)
+	if ro != nil && ro.State != manifest.RolloutAborted {
+		// While a rollout runs, its news (promote, pause, abort) and the
+		// site's health reach this node within a poll, whatever it did.
+		n.setRollout(ro, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
+	} else {
+		n.setRollout(ro, time.Time{})
+	}
+	if err != nil {
+		res.Outcome, res.Message = "failed", err.Error()
+		if errors.Is(err, errNoRollout) {
+			res.Outcome = "waiting"
+			n.setRollout(nil, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
+		}
+		return res, nil
+	}
 	if cur := n.currentRecord(); cur != nil && cur.Sequence == h.Sequence {
+		n.noteOutcome(h.Sequence, name, ro)
+		if ro != nil && n.decide(ro).Action == rollout.Rollback {
+			return n.abortRollback(ctx, ro, res), nil
+		}
 		res.Outcome, res.Message = "up-to-date", "running "+h.Version
 		return res, nil
 	}
 	if bad, why := n.inst.IsBad(name); bad {
+		n.noteOutcome(h.Sequence, name, ro)
 		res.Outcome = "skipped-bad"
 		res.Message = fmt.Sprintf("release %s was rolled back (%s); waiting for a newer one", h.Version, why)
 		return res, nil
@@ -108,7 +130,35 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		return res, nil
 	}
 	rec := releaseRecord{Name: name, Channel: m.Channel, Version: m.Version, Sequence: m.Sequence, Files: len(m.Files), Bytes: m.TotalSize()}
-	if err := n.apply(ctx, m, name, &rec); err != nil {
+	if ro != nil {
+		switch d := n.decide(ro); {
+		case d.Action == rollout.Ignore:
+			n.setOutcome(rollout.Outcome{Release: ro.Release, State: rollout.Ignored})
+			n.setRollout(ro, time.Time{}) // a target does not change: the schedule will do
+			res.Outcome, res.Message = "ignored", d.Reason
+			return res, nil
+		case ro.State == manifest.RolloutAborted:
+			// Not even fetched: it will never be applied.
+			res.Outcome, res.Message = "waiting", d.Reason
+			n.setRollout(ro, n.waitUntil(d))
+			return res, nil
+		}
+	}
+	err = n.stage(ctx, m, name, &rec)
+	if err == nil && ro != nil {
+		// Decided after the fetch, which may be long: the stage may have
+		// opened, or the site halted, meanwhile.
+		if d := n.decide(ro); d.Action != rollout.Apply {
+			res.Outcome, res.Message = "waiting", fmt.Sprintf("%s fetched; applies later: %s", m.Version, d.Reason)
+			n.setRollout(ro, n.waitUntil(d))
+			return res, nil
+		}
+	}
+	if err == nil {
+		err = n.activate(ctx, m, name)
+		n.noteOutcome(m.Sequence, name, ro)
+	}
+	if err != nil {
 		var fe *fetchError
 		var he *install.HookError
 		switch {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/patchmesh/patchmesh/manifest"
 )
 
 // Config of a node. DefaultConfig gives every optional field a sane value; the
@@ -49,6 +51,14 @@ type Config struct {
 	// ScrubInterval is the time between the starts of two background scrubs;
 	// the first starts ten minutes after the node. Zero: 24h.
 	ScrubInterval Duration `yaml:"scrub_interval"`
+
+	// Tags name the groups this node belongs to (office-paris, ring-early):
+	// a staged rollout may target a release or a stage at tags.
+	Tags []string `yaml:"tags"`
+	// RolloutPoll is how often a node that waits on a staged rollout (for its
+	// stage, a pause, a halted site) checks again, to see promotes, pauses,
+	// aborts and its site's outcomes soon. Zero: 1 minute.
+	RolloutPoll Duration `yaml:"rollout_poll"`
 
 	Hooks HooksConfig `yaml:"hooks"`
 	Mesh  MeshConfig  `yaml:"mesh"`
@@ -153,6 +163,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Channel == "" {
 		c.Channel = d.Channel
+	}
+	for _, t := range c.Tags {
+		if err := manifest.CheckTag(t); err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+	}
+	if c.RolloutPoll <= 0 {
+		c.RolloutPoll = Duration(time.Minute)
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = d.CheckInterval

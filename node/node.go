@@ -419,6 +419,9 @@ func (n *Node) schedule(ctx context.Context) {
 			collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
 		}
 		next = time.Now().Add(n.interval())
+		if w := n.rolloutWake(); !w.IsZero() && w.Before(next) {
+			next = w // waiting on a staged rollout
+		}
 		if res.Outcome == "failed" && ctx.Err() == nil {
 			if retry < time.Until(next) {
 				next = time.Now().Add(retry)

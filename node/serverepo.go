@@ -45,6 +45,11 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 			n.refreshHead(ctx)
 		}
 		return f.meta(metaHead+n.cfg.Channel, false)
+	case name == repo.RolloutPath(n.cfg.Channel):
+		if f.passThrough {
+			n.refreshHead(ctx)
+		}
+		return f.meta(metaRollout+n.cfg.Channel, false)
 	case strings.HasPrefix(name, "manifests/"+n.cfg.Channel+"/"):
 		seq, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
 		if err != nil || name != repo.ManifestPath(n.cfg.Channel, seq) {
@@ -110,6 +115,10 @@ func (n *Node) refreshHead(ctx context.Context) {
 	if err != nil {
 		n.log.Debug("refresh served head", "err", err)
 		return
+	}
+	// Clients of this node follow the same staged rollout: pass its changes on.
+	if _, err := n.fetchRollout(ctx, h); err != nil {
+		n.log.Debug("refresh served rollout", "err", err)
 	}
 	if n.served != nil && h.Sequence <= n.served.Sequence {
 		return

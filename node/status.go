@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/node/api"
+	"github.com/patchmesh/patchmesh/node/rollout"
 )
 
 const (
@@ -38,6 +39,10 @@ type statusState struct {
 	// The run of damaged chunks the newest "store" event counts (scrub.go).
 	damagedRun int
 	damagedAt  time.Time
+	// Staged rollouts (rollout.go): the rollout of the head's release, and
+	// this node's outcome gossiped in its site.
+	rollout rolloutState
+	outcome rollout.Outcome
 }
 
 func (s *statusState) init() {
@@ -184,6 +189,7 @@ func (n *Node) Status() api.Status {
 	}
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
+	ro := n.rolloutStatus()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -193,6 +199,7 @@ func (n *Node) Status() api.Status {
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
+		Rollout: ro,
 	}
 	if r := n.stat.lastScrub; r != nil {
 		c := *r

@@ -82,6 +82,21 @@ func printStatus(a *app, st *api.Status) {
 	if !st.NextCheck.IsZero() {
 		fmt.Fprintf(w, "next check\t%s\n", st.NextCheck.Local().Format(time.DateTime))
 	}
+	if r := st.Rollout; r != nil {
+		stage := "none"
+		if r.Stage >= 0 {
+			stage = fmt.Sprintf("%d of %d (%s)", r.Stage, r.Stages, r.StageName)
+		}
+		fmt.Fprintf(w, "rollout\t%s %s: %s; stage %s, bucket %.2f%s\n", r.Version, r.State, r.Action, stage, r.Bucket, map[bool]string{true: ", site canary"}[r.Canary])
+		fmt.Fprintf(w, "\t%s\n", r.Reason)
+		fmt.Fprintf(w, "site health\t%d applied, %d failed\n", r.SiteApplied, r.SiteFailed)
+		if r.Halted {
+			fmt.Fprintf(w, "HALTED\t%s\n", r.HaltReason)
+			for _, f := range r.Failing {
+				fmt.Fprintf(w, "\t%s: %s\n", f.Name, f.Reason)
+			}
+		}
+	}
 	fmt.Fprintf(w, "bytes\tWAN %s, LAN %s (%.1f%% saved), served %s\n", humanBytes(st.Bytes.WAN), humanBytes(st.Bytes.LAN), st.Bytes.SavingPercent, humanBytes(st.Bytes.Served))
 	for _, s := range st.Sources {
 		state := "ok"

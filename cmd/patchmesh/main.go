@@ -120,6 +120,7 @@ var commands = []func(*app) *cobra.Command{
 	newSignCmd,
 	newMirrorCmd,
 	newRenewCmd,
+	newRolloutCmd,
 	newVerifyCmd,
 	newServeCmd,
 	newNodeCmd,

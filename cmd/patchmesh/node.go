@@ -39,6 +39,8 @@ type nodeFlags struct {
 	scrubRate                                                           int64
 	scrubInterval                                                       time.Duration
 	serveFiles                                                          node.FilesConfig
+	tags                                                                []string
+	rolloutPoll                                                         time.Duration
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -77,6 +79,8 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
 	fs.Int64Var(&f.scrubRate, "scrub-rate", 0, "bytes a second the background scrub reads to check stored chunks (default 1 MiB/s; negative: no background scrub)")
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
+	fs.StringArrayVar(&f.tags, "tag", nil, "a group this node belongs to, for rollouts that target tags (repeatable)")
+	fs.DurationVar(&f.rolloutPoll, "rollout-poll", 0, "how often a node waiting on a staged rollout checks again (default 1m)")
 }
 
 // applyEnv sets every flag not given on the command line from PATCHMESH_<FLAG>
@@ -152,6 +156,8 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("name", func() { cfg.Name = f.name })
 	set("scrub-rate", func() { cfg.ScrubRate = f.scrubRate })
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })
+	set("tag", func() { cfg.Tags = f.tags })
+	set("rollout-poll", func() { cfg.RolloutPoll = node.Duration(f.rolloutPoll) })
 	return cfg, nil
 }
 

@@ -27,6 +27,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		deltaWindow, deltaGroup   int
 		compress                  string
 		pending                   bool
+		plan                      rolloutPlan
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -61,10 +62,14 @@ patchmesh sign.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("publish: --compress: %w", err))
 			}
+			ro, err := plan.rollout()
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("publish: %w", err))
+			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
-				Target: target, Hooks: hooks, HeadTTL: headTTL, ManifestTTL: manifestTTL, Compress: clevel,
+				Target: target, Hooks: hooks, HeadTTL: headTTL, Rollout: ro, ManifestTTL: manifestTTL, Compress: clevel,
 				Pending:  pending,
 				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20, Group: deltaGroup << 20},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
@@ -108,6 +113,9 @@ patchmesh sign.`,
 				fmt.Fprintf(a.stdout, "; %s as a delta against the previous one", humanBytes(sum.ManifestDeltaBytes))
 			}
 			fmt.Fprintln(a.stdout, ")")
+			if ro != nil {
+				fmt.Fprintf(a.stdout, "  rollout       %d stages (patchmesh rollout status --repo %s --channel %s)\n", len(ro.Stages), repoDir, channel)
+			}
 			return nil
 		},
 	}
@@ -131,6 +139,7 @@ patchmesh sign.`,
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
 	f.IntVar(&deltaWindow, "delta-window", 8, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
+	plan.addFlags(f)
 	_ = cmd.MarkFlagRequired("repo")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd

@@ -61,6 +61,10 @@ type PublishOptions struct {
 	Compress chunk.Compression
 	// ManifestTTL is how long the manifest stays valid; zero: one year.
 	ManifestTTL time.Duration
+	// Rollout, if set, stages the release: its stages, target and halt rule;
+	// Publish fills the channel, release, version, times and sequence, and
+	// writes it before the head. Nil: the release applies everywhere at once.
+	Rollout *manifest.Rollout
 	// HeadTTL is how long the channel head stays valid; zero: 7 days. Heads expire
 	// soon so that a frozen mirror is noticed; republish or re-sign before then.
 	HeadTTL time.Duration
@@ -173,6 +177,11 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		}
 	} else if opts.Pending {
 		return nil, fmt.Errorf("publish %s %s: a pending release needs the repository's trust root %s to count signatures; create it with patchmesh trust init --repo", opts.Channel, opts.Version, RootFile)
+	}
+	if pending && opts.Rollout != nil {
+		// sign completes a pending release's head without a rollout: refused
+		// rather than released to every node at once.
+		return nil, fmt.Errorf("publish %s %s: a staged rollout cannot wait for co-signers yet; publish it with every key at once", opts.Channel, opts.Version)
 	}
 	if err := os.MkdirAll(repoDir, 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
@@ -329,6 +338,25 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 	h, err := completeManifest(repoDir, prev, opts.Channel, opts.Version, seq, menv, !opts.Deltas.Off, now, opts.HeadTTL, sum)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if opts.Rollout != nil {
+		// Written before the head that requires it, so no reader sees the
+		// head without its rollout.
+		ro := *opts.Rollout
+		ro.Channel, ro.Release, ro.Version, ro.Started, ro.Issued = opts.Channel, seq, opts.Version, now, now
+		if ro.Expires.IsZero() {
+			ro.Expires = now.Add(opts.HeadTTL)
+		}
+		if ro.Sequence, err = NextRolloutSequence(repoDir, opts.Channel); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		if ro.State == "" {
+			ro.State = manifest.RolloutRunning
+		}
+		if err := WriteRollout(repoDir, &ro, opts.Keys...); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		h.Rollout = true
 	}
 	if err := WriteHead(repoDir, h, opts.Keys...); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)

@@ -24,6 +24,8 @@ type collector struct {
 	errors                                               *prometheus.Desc
 	peerVerifyFailures, storeDamaged                     *prometheus.Desc
 	scrubPasses, scrubChunks, scrubBytes                 *prometheus.Desc
+	rolloutHalted, rolloutStage, rolloutWaiting          *prometheus.Desc
+	rolloutSite                                          *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -56,10 +58,14 @@ func newCollector(b Backend, version string) *collector {
 		errors:          desc("recent_errors", "Errors and refusals in the recent list, by kind.", "kind"),
 		peerVerifyFailures: desc("peer_verify_failures_total",
 			"Chunks a site peer sent that did not match their CID, by peer name; counted in verify_failures_total too.", "peer"),
-		storeDamaged: desc("store_damaged_chunks_total", "Stored chunks found damaged, by a read or a scrub, and dropped to be fetched again."),
-		scrubPasses:  desc("scrub_passes_total", "Scrubs of the chunk store finished."),
-		scrubChunks:  desc("scrub_chunks_total", "Stored chunks read and checked by scrubs."),
-		scrubBytes:   desc("scrub_bytes_total", "Stored chunk bytes read and checked by scrubs."),
+		storeDamaged:   desc("store_damaged_chunks_total", "Stored chunks found damaged, by a read or a scrub, and dropped to be fetched again."),
+		scrubPasses:    desc("scrub_passes_total", "Scrubs of the chunk store finished."),
+		scrubChunks:    desc("scrub_chunks_total", "Stored chunks read and checked by scrubs."),
+		scrubBytes:     desc("scrub_bytes_total", "Stored chunk bytes read and checked by scrubs."),
+		rolloutHalted:  desc("rollout_halted", "1 while this node's site has halted the staged rollout of the head's release (see /api/status for why).", "version"),
+		rolloutStage:   desc("rollout_stage", "This node's stage in the staged rollout of the head's release; -1 in none.", "version"),
+		rolloutWaiting: desc("rollout_waiting", "1 while this node holds off applying a staged release (stage not open, paused, halted, aborted).", "version"),
+		rolloutSite:    desc("rollout_site_installs", "Installs of the staged release in this node's site, by outcome: applied or failed.", "version", "outcome"),
 	}
 }
 
@@ -70,6 +76,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.checks, c.checkSeconds, c.checking, c.progressRatio, c.progressChunks, c.progressBy,
 		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
 		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
+		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite,
 	} {
 		ch <- d
 	}
@@ -97,6 +104,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.verifyFailures, float64(n.VerifyFailures))
 	for p, k := range n.VerifyFailuresByPeer {
 		counter(c.peerVerifyFailures, float64(k), p)
+	}
+	if r := st.Rollout; r != nil {
+		gauge(c.rolloutHalted, boolFloat(r.Halted), r.Version)
+		gauge(c.rolloutStage, float64(r.Stage), r.Version)
+		gauge(c.rolloutWaiting, boolFloat(r.Action == "wait"), r.Version)
+		gauge(c.rolloutSite, float64(r.SiteApplied), r.Version, "applied")
+		gauge(c.rolloutSite, float64(r.SiteFailed), r.Version, "failed")
 	}
 	counter(c.applies, float64(n.Applies))
 	counter(c.rollbacks, float64(n.Rollbacks))

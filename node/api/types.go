@@ -38,6 +38,44 @@ type Status struct {
 	Errors    []Event       `json:"errors"` // the last errors and refusals, newest first (at most 50)
 	Counters  Counters      `json:"counters"`
 	Store     StoreInfo     `json:"store"`
+	// Rollout is the staged rollout of the release the channel's head names;
+	// absent when it has none (it applies everywhere at once).
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+}
+
+// RolloutStatus is where this node and its site stand in a staged rollout.
+type RolloutStatus struct {
+	Channel  string `json:"channel"`
+	Version  string `json:"version"`
+	Release  uint64 `json:"release"`  // manifest sequence of the staged release
+	Sequence uint64 `json:"sequence"` // of the rollout document obeyed
+	State    string `json:"state"`    // running, paused, aborted (by the publisher)
+	Stages   int    `json:"stages"`
+	// This node's stage (-1: none), its name, its bucket in [0, 100), whether
+	// it is its site's canary, and when its stage opens.
+	Stage     int       `json:"stage"`
+	StageName string    `json:"stage_name,omitempty"`
+	Bucket    float64   `json:"bucket"`
+	Canary    bool      `json:"canary"`
+	OpensAt   time.Time `json:"opens_at,omitzero"`
+	// Action is what the node does: apply, wait, ignore, rollback, done;
+	// Reason says why (why it waits, why it ignores the release).
+	Action     string   `json:"action"`
+	Reason     string   `json:"reason"`
+	Tags       []string `json:"tags,omitempty"`        // this node's
+	TargetTags []string `json:"target_tags,omitempty"` // the release's
+	// The site's health for the release, from its members' gossip.
+	Halted      bool             `json:"halted"`
+	HaltReason  string           `json:"halt_reason,omitempty"`
+	Failing     []RolloutFailure `json:"failing,omitempty"`
+	SiteApplied int              `json:"site_applied"`
+	SiteFailed  int              `json:"site_failed"`
+}
+
+// RolloutFailure is a site member whose apply of the staged release failed.
+type RolloutFailure struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // NodeInfo identifies the node.
@@ -73,7 +111,10 @@ type SourceState struct {
 type CheckResult struct {
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitempty"`
-	// Outcome: "up-to-date", "applied", "refused", "rolled-back", "failed", "skipped-bad".
+	// Outcome: "up-to-date", "applied", "refused", "rolled-back", "failed", "skipped-bad",
+	// and for staged rollouts "waiting" (fetched, applies later; Message says
+	// why), "ignored" (outside the release's target) and "aborted" (rolled
+	// back because the publisher aborted the rollout).
 	Outcome  string `json:"outcome"`
 	Version  string `json:"version,omitempty"`
 	Sequence uint64 `json:"sequence,omitempty"`

@@ -20,6 +20,7 @@ function render(st) {
   setText("node-uptime", fmtDuration(n.uptime_seconds || 0));
   setText("node-build", [n.version, n.os && n.os + "/" + n.arch].filter(Boolean).join(" · ") || "–");
   setText("next-check", st.checking ? "checking now…" : fmtWhen(st.next_check));
+  renderRollout(st.rollout);
   const lc = st.last_check;
   setText("last-check", lc ? lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + " (" + fmtWhen(lc.finished || lc.started) + ")" : "never");
 
@@ -44,6 +45,21 @@ function render(st) {
   $("rollback").disabled = !st.previous || busy;
   $("rollback").title = st.previous ? "go back to " + (st.previous.version || st.previous.name) : "no previous release";
   settleCheck(st);
+}
+
+// renderRollout shows the staged rollout of the head's release: this node's
+// stage and bucket, why it waits, and the site's halt with the failing nodes.
+function renderRollout(r) {
+  $("rollout-card").hidden = !r;
+  if (!r) return;
+  setText("rollout-release", r.version + " · " + r.state + " · rollout " + r.sequence);
+  const stage = r.stage >= 0 ? "stage " + r.stage + " of " + r.stages + " (" + r.stage_name + ")" : "in no stage";
+  setText("rollout-stage", stage + " · bucket " + r.bucket.toFixed(2) + (r.canary ? " · site canary" : ""));
+  setText("rollout-action", r.action + " — " + r.reason);
+  setText("rollout-health", r.site_applied + " applied, " + r.site_failed + " failed" + (r.halted ? " — HALTED: " + r.halt_reason : ""));
+  $("rollout-halted").hidden = !r.halted;
+  $("rollout-failing").replaceChildren(...(r.failing || []).map((f) => el("li", { "data-failing": f.name },
+    el("span", { class: "dot bad" }), el("span", { class: "strong" }, f.name), " ", el("span", { class: "muted small" }, f.reason || ""))));
 }
 
 function renderCurrent(st) {
