@@ -2,7 +2,8 @@
 # The test command of the README and of CI: installs what the tests need when it
 # is missing (Chromium for the dashboard's browser test, its npm package,
 # staticcheck), then checks formatting, vets, lints and runs every test.
-#   ./scripts/test.sh            the default run: unit, fuzz seeds, multi-node integration, browser
+#   ./scripts/test.sh            the default run: cross-builds, unit, fuzz seeds, multi-node integration,
+#                                browser, the .deb installed with dpkg -i in an overlay root
 #   ./scripts/test.sh -run Mesh  extra arguments go to `go test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +46,12 @@ echo "== go vet"
 go vet ./...
 echo "== staticcheck"
 staticcheck ./...
+echo "== cross-builds"
+# The node runs on Linux, macOS and Windows; a file that only builds on Linux
+# fails here, not on a user's machine. vet type-checks the services' Windows code.
+for target in linux/amd64 linux/arm64 windows/amd64 darwin/arm64; do
+  GOOS=${target%/*} GOARCH=${target#*/} go build -o /dev/null ./cmd/patchmesh
+done
+GOOS=windows go vet ./node/service ./cmd/patchmesh
 echo "== go test"
 go test -count=1 -timeout 20m "$@" ./...

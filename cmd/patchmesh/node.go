@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/manifest/repo"
 	"github.com/patchmesh/patchmesh/node"
+	"github.com/patchmesh/patchmesh/node/service"
 )
 
 func newNodeCmd(a *app) *cobra.Command {
@@ -19,7 +20,7 @@ func newNodeCmd(a *app) *cobra.Command {
 		Use:   "node",
 		Short: "Run a node, or write its example config",
 	}
-	cmd.AddCommand(newNodeRunCmd(a), newNodeInitCmd(a), newNodeScrubCmd(a))
+	cmd.AddCommand(newNodeRunCmd(a), newNodeInitCmd(a), newNodeScrubCmd(a), newNodeServiceCmd(a))
 	return cmd
 }
 
@@ -194,7 +195,8 @@ PATCHMESH_SOURCE=url1,url2, PATCHMESH_DATA=/var/lib/patchmesh), then flags.`,
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			return n.Run(cmd.Context())
+			// Under the Windows service manager, its stop request cancels the node.
+			return service.Run(cmd.Context(), "patchmesh-node", n.Run)
 		},
 	}
 	f.register(cmd.Flags())

@@ -88,6 +88,64 @@ async function seen(page) {
   });
 }
 
+// labelProblems lists what the page draws without a label: a ring slice, chart
+// area or bar part with no legend entry in its colour, an axis without values or
+// a title, a table column without a header, a time in another format.
+async function labelProblems(page) {
+  return page.evaluate(() => {
+    const problems = [];
+    const css = (e, prop) => getComputedStyle(e)[prop];
+    const visible = (e) => e && !e.closest("[hidden]") && e.getClientRects().length > 0;
+    const legendFor = (legendSel, cls) => document.querySelector(`${legendSel} .swatch.${cls}`);
+    // Each slice of the ring has one legend entry of its colour, and no entry names a slice not drawn.
+    const arcs = [...document.querySelectorAll("#donut .arc")];
+    for (const a of arcs) {
+      const cls = ["lan", "wan"].find((c) => a.classList.contains(c));
+      const sw = cls && legendFor("#donut-legend", cls);
+      if (!sw) problems.push(`ring slice ${a.id} has no legend entry`);
+      else if (css(sw, "backgroundColor") !== css(a, "stroke")) problems.push(`ring slice ${a.id} is ${css(a, "stroke")}, its legend swatch ${css(sw, "backgroundColor")}`);
+      if (!sw?.parentElement.textContent.trim()) problems.push(`legend entry of ${a.id} has no text`);
+    }
+    const swatches = document.querySelectorAll("#donut-legend .swatch");
+    if (swatches.length !== arcs.length) problems.push(`ring has ${arcs.length} slices, its legend ${swatches.length} entries`);
+    // The history chart: both areas in the legend, axes with values and titles.
+    for (const cls of ["area-wan", "area-lan"]) {
+      const area = document.querySelector(`#history path.${cls}`);
+      const sw = document.querySelector(`#history-legend [data-area=${cls}] .swatch`);
+      if (!area) { problems.push(`history chart draws no ${cls}`); continue; }
+      if (!sw) problems.push(`history chart's ${cls} has no legend entry`);
+      else if (css(sw, "backgroundColor") !== css(area, "fill")) problems.push(`${cls} is ${css(area, "fill")}, its legend swatch ${css(sw, "backgroundColor")}`);
+    }
+    const text = (id) => (document.getElementById(id)?.textContent || "").trim();
+    for (const id of ["history-ymax", "history-ymid", "history-ymin"]) {
+      if (!/^[\d.]+ (B|KiB|MiB|GiB|TiB)$/.test(text(id))) problems.push(`y axis label #${id} is ${JSON.stringify(text(id))}, not bytes`);
+    }
+    for (const id of ["history-from", "history-mid", "history-to"]) {
+      if (!/^\d\d:\d\d:\d\d$/.test(text(id))) problems.push(`x axis label #${id} is ${JSON.stringify(text(id))}, not a time`);
+    }
+    for (const sel of ["[data-testid=history-y-title]", "[data-testid=history-x-title]"]) {
+      if (!visible(document.querySelector(sel)) || !document.querySelector(sel).textContent.trim()) problems.push(`history chart has no axis title ${sel}`);
+    }
+    // Each part of a release's bar has a legend entry of its colour.
+    for (const part of document.querySelectorAll("#releases .split span")) {
+      const sw = document.querySelector(`#split-legend [data-part=${part.className}] .swatch`);
+      if (!visible(sw)) problems.push(`release bar part ${part.className} has no visible legend entry`);
+      else if (css(sw, "backgroundColor") !== css(part, "backgroundColor")) problems.push(`release bar part ${part.className} has another colour than its legend`);
+    }
+    // Every column of a shown table has a header.
+    for (const th of document.querySelectorAll("table:not([hidden]) thead th")) {
+      if (!th.textContent.trim()) problems.push(`a column of #${th.closest("table").id} has no header`);
+    }
+    // Every time is written one way.
+    const times = [...document.querySelectorAll("time")];
+    if (!times.length) problems.push("no time shown");
+    for (const t of times) {
+      if (!/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((now|in .+|.+ ago)\)$/.test(t.textContent)) problems.push(`time ${JSON.stringify(t.textContent)} is not "YYYY-MM-DD hh:mm:ss (…)"`);
+    }
+    return { problems, times: times.length, slices: arcs.length };
+  });
+}
+
 async function main() {
   const o = options();
   const deadline = Date.now() + o.timeoutMs;
@@ -160,6 +218,9 @@ async function main() {
     say({ event: "notice-ended", ...(await seen(page)) });
     // Let the charts take the final state before the picture.
     await page.waitForTimeout(500);
+    const labels = await labelProblems(page);
+    say({ event: "labels", ...labels });
+    if (labels.problems.length) throw new Error(`unlabelled: ${labels.problems.join("; ")}`);
     mkdirSync(dirname(o.screenshot), { recursive: true });
     await page.screenshot({ path: o.screenshot, fullPage: true });
     say({ event: "done", current: o.want, screenshot: o.screenshot });

@@ -3,7 +3,7 @@
 // browser runs it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fmtBytes, fmtDuration, fmtTime, fmtWhen, isSet } from "./web/format.js";
+import { fmtAgo, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "./web/format.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./web/check.js";
 
 const T = "2026-03-01T12:00:10.500Z"; // when the node took the request
@@ -73,7 +73,13 @@ test("format helpers", () => {
   assert.equal(isSet(""), false);
   assert.equal(isSet(T), true);
   assert.equal(fmtWhen("0001-01-01T00:00:00Z"), "–");
-  assert.equal(fmtWhen(new Date(Date.now() - 3600e3).toISOString()), "1h 0m ago");
+  assert.equal(fmtAgo(new Date(Date.now() - 3600e3).toISOString()), "1h 0m ago");
+  assert.match(fmtWhen(new Date(Date.now() - 3600e3).toISOString()), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(1h 0m ago\)$/);
   assert.equal(fmtTime("0001-01-01T00:00:00Z"), "");
+  // One format whatever the locale: the date, then the 24-hour clock.
+  const local = new Date(2026, 2, 1, 9, 5, 7);
+  assert.equal(fmtDate(local), "2026-03-01 09:05:07");
+  assert.equal(fmtTime(local.getTime()), "09:05:07");
+  assert.equal(fmtTime(new Date(2026, 2, 1, 21, 0, 0)), "21:00:00");
   assert.equal(fmtTime(Date.parse(T)), fmtTime(T), "a time as milliseconds or as text");
 });

@@ -2,11 +2,21 @@
 // polling as the fallback. Every value goes in through textContent: no HTML
 // from the node is ever parsed. An ES module: format.js and check.js are
 // shared with tests, and format.js and dom.js with the seed dashboard.
-import { fmtBytes, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
+import { fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
 import { $, el, setText, svg } from "./dom.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
 
 let last = null;
+
+// timeEl shows t in the dashboards' one format, inside a <time> element.
+function timeEl(t) {
+  return isSet(t) ? el("time", { datetime: t, title: fmtDate(t) }, fmtWhen(t)) : "–";
+}
+
+// setTime puts text, then t as a <time>, then more text into the element id.
+function setTime(id, before, t, after) {
+  $(id).replaceChildren(...[before, timeEl(t), after].filter(Boolean));
+}
 
 function render(st) {
   last = st;
@@ -19,16 +29,18 @@ function render(st) {
   setText("node-channel", st.channel || "–");
   setText("node-uptime", fmtDuration(n.uptime_seconds || 0));
   setText("node-build", [n.version, n.os && n.os + "/" + n.arch].filter(Boolean).join(" · ") || "–");
-  setText("next-check", st.checking ? "checking now…" : fmtWhen(st.next_check));
+  if (st.checking) setText("next-check", "checking now…");
+  else setTime("next-check", "", st.next_check);
   renderRollout(st.rollout);
   const lc = st.last_check;
-  setText("last-check", lc ? lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + " (" + fmtWhen(lc.finished || lc.started) + ")" : "never");
+  if (lc) setTime("last-check", lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + ", ", lc.finished || lc.started);
+  else setText("last-check", "never");
 
   const src = $("sources");
   src.replaceChildren(...(st.sources || []).map((s) => el("li", { title: s.last_error || "" },
     el("span", { class: "dot " + (s.healthy ? "ok" : "bad") }),
     el("span", { class: "mono" }, s.url),
-    s.healthy ? null : el("span", { class: "muted small" }, s.last_error ? "— " + s.last_error : "— failing"))));
+    el("span", { class: "muted small" }, s.healthy ? "— healthy" : s.last_error ? "— " + s.last_error : "— failing"))));
   if (!src.children.length) src.append(el("li", { class: "muted" }, "no sources configured"));
 
   renderCurrent(st);
@@ -67,7 +79,7 @@ function renderCurrent(st) {
   setText("current-version", c ? (c.version || c.name) : "");
   $("current-none").hidden = !!c;
   setText("current-seq", c ? c.sequence : "–");
-  setText("current-activated", c && isSet(c.activated) ? fmtWhen(c.activated) : "–");
+  setTime("current-activated", "", c && c.activated);
   const peers = st.peers || [];
   const holding = c ? peers.filter((p) => p.holding >= c.sequence).length : 0;
   setText("site-holding", c && peers.length ? holding + " of " + peers.length + " nodes hold it" : "–");
@@ -119,13 +131,17 @@ function renderHistory(b) {
   const kids = [];
   for (let i = 1; i < 4; i++) kids.push(svg("line", { class: "grid-line", x1: 0, x2: W, y1: H * i / 4, y2: H * i / 4 }));
   const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
+  const axes = (ymax, ymid, from, mid, to) => {
+    setText("history-ymax", ymax); setText("history-ymid", ymid); setText("history-ymin", "0 B");
+    setText("history-from", from); setText("history-mid", mid); setText("history-to", to);
+  };
   const max = Math.max(1, ...pts.map((p) => p.wan + p.lan));
   if (pts.length < 2 || t1 <= t0) {
     const txt = svg("text", { class: "empty", x: W / 2, y: H / 2, "text-anchor": "middle" });
     txt.textContent = "collecting samples…";
     kids.push(txt);
     g.replaceChildren(...kids);
-    setText("history-from", ""); setText("history-to", ""); setText("history-max", "");
+    axes("", "", "", "", fmtTime(t1));
     return;
   }
   const x = (t) => ((t - t0) / (t1 - t0) * W).toFixed(1);
@@ -139,9 +155,7 @@ function renderHistory(b) {
   kids.push(svg("path", { class: "area-wan", d: area(() => 0, (p) => p.wan) }));
   kids.push(svg("path", { class: "area-lan", d: area((p) => p.wan, (p) => p.wan + p.lan) }));
   g.replaceChildren(...kids);
-  setText("history-from", fmtTime(t0));
-  setText("history-max", "top: " + fmtBytes(max) + " received (WAN below, LAN on top)");
-  setText("history-to", "now");
+  axes(fmtBytes(max), fmtBytes(max / 2), fmtTime(t0), fmtTime((t0 + t1) / 2), fmtTime(t1));
 }
 
 function versionOf(seq, st) {
@@ -162,9 +176,8 @@ function renderPeers(st) {
       badge = el("span", { class: "badge " + cls }, txt);
     }
     return el("tr", { class: p.self ? "self" : "", "data-peer": p.name, "data-state": p.state },
-      el("td", {}, el("span", { class: "dot " + p.state, title: p.state })),
       el("td", {}, el("span", { class: "strong" }, p.name), p.self ? el("span", { class: "muted small" }, " (this node)") : null),
-      el("td", {}, el("span", { class: "badge " + p.state }, p.state)),
+      el("td", {}, el("span", { class: "dot " + p.state, title: p.state }), " ", el("span", { class: "badge " + p.state }, p.state)),
       el("td", {}, p.role === "dp" ? "distribution point" : (p.role || "")),
       el("td", { "data-testid": "peer-holding" }, held || el("span", { class: "muted" }, "nothing yet"), " ", badge),
       el("td", { class: "num" }, p.self ? "" : fmtBytes(p.bytes_from)),
@@ -200,15 +213,16 @@ function renderReleases(rels) {
     el("td", {}, el("span", { class: "badge " + r.state }, r.state), r.reason ? el("span", { class: "reason" }, r.reason) : null),
     el("td", {}, splitBar(r)),
     el("td", { class: "num" }, r.bytes ? fmtBytes(r.bytes) : ""),
-    el("td", { class: "muted" }, fmtWhen(isSet(r.activated) ? r.activated : r.installed))));
+    el("td", { class: "muted" }, timeEl(isSet(r.activated) ? r.activated : r.installed))));
   $("releases").querySelector("tbody").replaceChildren(...rows);
   $("releases-empty").hidden = rels.length > 0;
+  $("split-legend").hidden = rels.length === 0;
   $("releases").hidden = rels.length === 0;
 }
 
 function renderErrors(errs) {
   $("errors").replaceChildren(...errs.slice(0, 20).map((e) => el("li", {},
-    el("span", { class: "muted small" }, fmtWhen(e.time)),
+    el("span", { class: "muted small" }, timeEl(e.time)),
     el("span", {}, el("span", { class: "badge " + (e.kind === "refused" ? "refused" : "bad") }, e.kind)),
     el("span", {}, e.message))));
   $("errors-empty").hidden = errs.length > 0;

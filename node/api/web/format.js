@@ -24,18 +24,35 @@ export function fmtDuration(s) {
   return s + "s";
 }
 
-// fmtWhen says how far t (an RFC 3339 string) is from now: "in 4m 2s", "3h 1m ago".
-export function fmtWhen(t) {
-  if (!isSet(t)) return "–";
-  const d = (Date.parse(t) - Date.now()) / 1000;
-  return Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
-}
+// The dashboards write every time one way: the local date and 24-hour time,
+// "2026-03-01 12:00:10", whatever the browser's locale; a time of day alone
+// (a chart's axis) is the same clock, "12:00:10".
+const pad = (n) => String(n).padStart(2, "0");
 
 // fmtTime is the local time of day of t: an RFC 3339 string, a Date or milliseconds.
 export function fmtTime(t) {
   if (t == null || (typeof t === "string" && !isSet(t))) return "";
-  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const d = new Date(t);
+  return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
 }
 
-// fmtDate is the local date and time of t (an RFC 3339 string).
-export function fmtDate(t) { return isSet(t) ? new Date(t).toLocaleString() : "–"; }
+// fmtDate is the local date and time of t: "2026-03-01 12:00:10".
+export function fmtDate(t) {
+  if (t == null || (typeof t === "string" && !isSet(t))) return "–";
+  const d = new Date(t);
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + fmtTime(d);
+}
+
+// fmtAgo says how far t is from now: "in 4m 2s", "3h 1m ago", "now".
+export function fmtAgo(t) {
+  if (!isSet(t)) return "";
+  const d = (Date.parse(t) - Date.now()) / 1000;
+  return Math.abs(d) < 5 ? "now" : d > 0 ? "in " + fmtDuration(d) : fmtDuration(-d) + " ago";
+}
+
+// fmtWhen is t as the dashboards show it: its date and time, then how far it
+// is from now: "2026-03-01 12:00:10 (3m 2s ago)".
+export function fmtWhen(t) {
+  if (!isSet(t)) return "–";
+  return fmtDate(t) + " (" + fmtAgo(t) + ")";
+}
