@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -154,4 +155,45 @@ func fileOf(m *manifest.Manifest, path string) *manifest.File {
 		}
 	}
 	return nil
+}
+
+// TestExpiredKeptManifestStillABase: a node keeps using the release it runs
+// as the base of deltas, and keeps its chunks, after that release's manifest
+// has expired. Expiry says whether a manifest may be installed, not whether
+// the node's own stored copy is the one signed.
+func TestExpiredKeptManifestStillABase(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 4, 31)
+	cr := newCountingRepo(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "old", Trust: pub.Trust, Sources: []string{cr.URL}})
+
+	const ttl = 4 * time.Second
+	pub.Publish("1.0.0", src, "--manifest-ttl", ttl.String())
+	expires := time.Now().Add(ttl)
+	if r := n.Update(t); r.code != 0 {
+		t.Fatalf("update to 1.0.0: %+v", r)
+	}
+	time.Sleep(time.Until(expires) + time.Second)
+
+	editTree(t, src, 37)
+	s2 := pub.Publish("2.0.0", src)
+	if s2.Deltas == 0 {
+		t.Fatalf("publish made no delta against 1.0.0: %+v", s2)
+	}
+	if r := n.Update(t); r.code != 0 {
+		t.Fatalf("update to 2.0.0: %+v", r)
+	}
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	if r := n.Status(t).Current; r == nil || r.Rebuilt == 0 {
+		t.Errorf("release record %+v: no bytes rebuilt from deltas over the expired 1.0.0", r)
+	}
+	for _, d := range readManifest(t, pub.Repo, s2.ManifestPath).Deltas {
+		if cr.Gets(repo.ChunkPath(d.Object.CID)) != 1 {
+			t.Errorf("delta %s not fetched once", d.Object.CID)
+		}
+	}
+	if log, _ := os.ReadFile(n.log); bytes.Contains(log, []byte("keeping all chunks")) {
+		t.Errorf("collect found the expired release's manifest unreadable")
+	}
 }

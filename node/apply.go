@@ -145,7 +145,6 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 		keep[r.Name] = true
 	}
 	recs := n.records()
-	root := n.trustRoot()
 	for name := range keep {
 		rec, ok := recs[name]
 		if !ok {
@@ -155,14 +154,9 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 			addChunks(need, cur)
 			continue
 		}
-		env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
+		m, err := n.storedManifest(rec)
 		if err != nil {
-			n.log.Warn("collect: manifest of a kept release is missing; keeping all chunks", "release", name)
-			return
-		}
-		m, err := root.VerifyManifest(env, time.Now())
-		if err != nil {
-			n.log.Warn("collect: manifest of a kept release does not verify; keeping all chunks", "release", name, "err", err)
+			n.log.Warn("collect: manifest of a kept release unreadable; keeping all chunks", "release", name, "err", err)
 			return
 		}
 		addChunks(need, m)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/node/api"
 )
 
@@ -92,27 +93,13 @@ func (n *Node) scrub(ctx context.Context, rate int64) (api.ScrubResult, error) {
 // their manifests verify.
 func (n *Node) keptChunks() map[cid.Cid]bool {
 	need := make(map[cid.Cid]bool)
-	keep := make(map[string]bool)
-	for _, r := range n.inst.Releases() {
-		keep[r.Name] = true
-	}
-	root := n.trustRoot()
-	for name, rec := range n.records() {
-		if !keep[name] {
-			continue
-		}
-		env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
+	n.keptManifests(func(rec releaseRecord, m *manifest.Manifest, err error) {
 		if err != nil {
-			continue
-		}
-		// Expiry does not matter here: the release is installed already.
-		m, err := root.VerifyManifest(env, time.Now())
-		if err != nil {
-			n.log.Debug("scrub: manifest of a kept release does not verify", "release", name, "err", err)
-			continue
+			n.log.Debug("scrub: manifest of a kept release unreadable", "release", rec.Name, "err", err)
+			return
 		}
 		addChunks(need, m)
-	}
+	})
 	return need
 }
 

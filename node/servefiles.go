@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/patchmesh/patchmesh/node/fileview"
 )
@@ -56,11 +55,7 @@ func (n *Node) releaseDigests(name string) map[string]string {
 	if !ok {
 		return nil
 	}
-	env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
-	if err != nil {
-		return nil
-	}
-	m, err := n.trustRoot().VerifyManifest(env, time.Now())
+	m, err := n.storedManifest(rec)
 	if err != nil {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/patchmesh/patchmesh/chunk/store"
+	"github.com/patchmesh/patchmesh/manifest"
 )
 
 // Keys of the node's durable state in the store's meta area.
@@ -101,4 +102,37 @@ func (n *Node) records() map[string]releaseRecord {
 		}
 	}
 	return out
+}
+
+// storedManifest reads the manifest of an installed release back from the
+// store and checks its signatures again, so a damaged or altered store is
+// never trusted. Expiry is not checked: the release was verified current
+// when it was installed, and a kept release keeps serving as a delta base,
+// as chunks to keep and as the file view's digests long after its manifest
+// would no longer be accepted as a new release.
+func (n *Node) storedManifest(rec releaseRecord) (*manifest.Manifest, error) {
+	env, err := n.store.GetMeta(manifestKey(rec.Channel, rec.Sequence))
+	if err != nil {
+		return nil, fmt.Errorf("manifest of release %s: %w", rec.Name, err)
+	}
+	m, err := n.trustRoot().VerifyManifestKept(env)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of release %s: %w", rec.Name, err)
+	}
+	return m, nil
+}
+
+// keptManifests calls fn with the record and the stored manifest of every
+// release the installer keeps, or with the error that stopped its manifest
+// from being read.
+func (n *Node) keptManifests(fn func(rec releaseRecord, m *manifest.Manifest, err error)) {
+	recs := n.records()
+	for _, r := range n.inst.Releases() {
+		rec, ok := recs[r.Name]
+		if !ok {
+			continue
+		}
+		m, err := n.storedManifest(rec)
+		fn(rec, m, err)
+	}
 }
