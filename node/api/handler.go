@@ -293,6 +293,32 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// readBody decodes an action's JSON body, at most maxBodyBytes, into v; an
+// empty body leaves v as it is. On a bad body it answers, with want when
+// set, and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, v any, want string) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("read body: %v", err))
+		return false
+	case len(body) > maxBodyBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body over %d bytes", maxBodyBytes))
+		return false
+	case len(strings.TrimSpace(string(body))) == 0:
+		return true
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		msg := fmt.Sprintf("body: %v", err)
+		if want != "" {
+			msg = "body: " + want
+		}
+		writeError(w, http.StatusBadRequest, "", msg)
+		return false
+	}
+	return true
+}
+
 // rollbackRequest is the optional body of POST /api/rollback.
 type rollbackRequest struct {
 	Reason string `json:"reason"`
@@ -300,20 +326,8 @@ type rollbackRequest struct {
 
 func (h *handler) rollback(w http.ResponseWriter, r *http.Request) {
 	var req rollbackRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("read body: %v", err))
+	if !readBody(w, r, &req, "") {
 		return
-	}
-	if len(body) > maxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body over %d bytes", maxBodyBytes))
-		return
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "", fmt.Sprintf("body: %v", err))
-			return
-		}
 	}
 	if req.Reason == "" {
 		req.Reason = r.URL.Query().Get("reason")
@@ -353,16 +367,10 @@ type retryRequest struct {
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 	var req retryRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "", fmt.Sprintf("read body: %v", err))
+	if !readBody(w, r, &req, `want {"version": "..."}`) {
 		return
 	}
-	if len(body) > maxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body over %d bytes", maxBodyBytes))
-		return
-	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Version == "" {
+	if req.Version == "" {
 		writeError(w, http.StatusBadRequest, "", `body: want {"version": "..."}`)
 		return
 	}
