@@ -8,7 +8,6 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
-	"golang.org/x/sys/unix"
 )
 
 // ErrNoSpace means the store's file system has too little free space for a
@@ -33,15 +32,6 @@ var ErrFailed = errors.New("chunk store failed")
 // closeBound is how long Close waits for badger to flush and close.
 const closeBound = 2500 * time.Millisecond
 
-// freeSpace returns the bytes available to this process on dir's file system.
-func freeSpace(dir string) (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return int64(st.Bavail) * st.Bsize, nil
-}
-
 // Space reports the free bytes on the store's file system and the reserve
 // the store keeps there.
 func (s *Store) Space() (free, reserve int64, err error) {
@@ -51,8 +41,9 @@ func (s *Store) Space() (free, reserve int64, err error) {
 
 // SameFS reports whether dir is on the store's file system.
 func (s *Store) SameFS(dir string) bool {
-	var a, b unix.Stat_t
-	return unix.Stat(s.dir, &a) == nil && unix.Stat(dir, &b) == nil && a.Dev == b.Dev
+	a, err1 := statFolder(s.dir)
+	b, err2 := statFolder(dir)
+	return err1 == nil && err2 == nil && a.dev == b.dev
 }
 
 // room fails with ErrNoSpace unless n bytes and keep more fit on the disk.
@@ -155,16 +146,16 @@ func (s *Store) Probe() error {
 		return *err
 	}
 	var why string
-	var st unix.Stat_t
-	var fs unix.Statfs_t
-	switch err := unix.Stat(s.dir, &st); {
+	id, err := statFolder(s.dir)
+	ro, fsErr := readOnlyFS(s.dir)
+	switch {
 	case err != nil:
 		why = fmt.Sprintf("folder is gone (%v)", err)
-	case st.Ino != s.ino || st.Dev != s.dev:
+	case id != s.folder:
 		why = "folder was replaced"
-	case unix.Statfs(s.dir, &fs) != nil:
+	case fsErr != nil:
 		why = "file system is gone"
-	case fs.Flags&unix.ST_RDONLY != 0:
+	case ro:
 		why = "file system turned read-only"
 	case s.opened():
 		if _, err := os.Stat(filepath.Join(s.dir, badger.ManifestFilename)); err != nil {
@@ -174,16 +165,15 @@ func (s *Store) Probe() error {
 	if why == "" {
 		return nil
 	}
-	err := fmt.Errorf("%w: %s: its %s; no chunk is stored until the node restarts on a working folder", ErrFailed, s.dir, why)
+	err = fmt.Errorf("%w: %s: its %s; no chunk is stored until the node restarts on a working folder", ErrFailed, s.dir, why)
 	s.fault.CompareAndSwap(nil, &err)
 	return *s.fault.Load()
 }
 
 // noteFolder remembers which folder the store opened, for Probe.
 func (s *Store) noteFolder() {
-	var st unix.Stat_t
-	if unix.Stat(s.dir, &st) == nil {
-		s.ino, s.dev = st.Ino, st.Dev
+	if id, err := statFolder(s.dir); err == nil {
+		s.folder = id
 	}
 }
 

@@ -169,7 +169,7 @@ type Store struct {
 	reserve int64
 	// fault is the first failure Probe found; every write returns it.
 	fault    atomic.Pointer[error]
-	ino, dev uint64
+	folder   folderID // the folder opened, as statFolder saw it
 
 	log     *slog.Logger
 	codec   *chunk.Codec

@@ -1,0 +1,12 @@
+package store
+
+import "golang.org/x/sys/unix"
+
+// readOnlyFS reports whether dir's file system is mounted read-only.
+func readOnlyFS(dir string) (bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false, err
+	}
+	return st.Flags&unix.ST_RDONLY != 0, nil
+}
