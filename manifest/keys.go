@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 const (
@@ -206,22 +208,7 @@ func SaveKey(path string, k PrivateKey) (err error) {
 			return fmt.Errorf("save key %s: %w", path, err)
 		}
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(dir)
 }
 
 // LoadKey reads a key written by SaveKey. It refuses a key file that group or others

@@ -28,6 +28,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/delta"
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
@@ -481,19 +482,11 @@ func ReadHeadUnverified(repoDir, channel string) (*manifest.Head, error) {
 }
 
 func readLimited(name string, max int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
+	data, err := fsutil.ReadFile(name, max)
+	if errors.Is(err, fsutil.ErrTooLarge) {
+		return nil, fmt.Errorf("%w (%w)", manifest.ErrTooLarge, err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes: %w", name, max, manifest.ErrTooLarge)
-	}
-	return data, nil
+	return data, err
 }
 
 // hasFile reports whether p is a regular file of the tree, or a hard link to one.

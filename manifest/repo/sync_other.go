@@ -5,6 +5,8 @@ package repo
 import (
 	"path/filepath"
 	"sort"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // syncEachChunk is true: outside Linux there is no syncfs(2) (sync(2) on BSD and
@@ -29,7 +31,7 @@ func (w *chunkWriter) syncChunks() error {
 	}
 	dirs = append(dirs, w.repoDir)
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // Prune removes old releases: it keeps current, previous, any release being staged,
@@ -62,7 +64,7 @@ func (in *Installer) Prune() (removed []string, err error) {
 	}
 	in.dropOldBadLocked()
 	if len(removed) > 0 {
-		if err := syncDir(in.releasesDir()); err != nil {
+		if err := fsutil.SyncDir(in.releasesDir()); err != nil {
 			errs = append(errs, fmt.Errorf("prune: %w", err))
 		}
 		if err := in.saveLocked(); err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // Stage installs release name: it calls write with a fresh, empty directory under
@@ -72,7 +74,7 @@ func (in *Installer) Stage(ctx context.Context, name string, write func(ctx cont
 		return fmt.Errorf("stage release %s: %w", name, err)
 	}
 	done = true
-	if err := syncDir(in.releasesDir()); err != nil {
+	if err := fsutil.SyncDir(in.releasesDir()); err != nil {
 		return fmt.Errorf("stage release %s: %w", name, err)
 	}
 	r := in.st.add(name, time.Now())

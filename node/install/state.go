@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 const (
@@ -200,7 +201,7 @@ func (in *Installer) setLink(link, name string) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("switch %s to %s: %w", link, name, err)
 	}
-	if err := syncDir(in.root); err != nil {
+	if err := fsutil.SyncDir(in.root); err != nil {
 		return fmt.Errorf("switch %s to %s: %w", link, name, err)
 	}
 	return nil
@@ -214,38 +215,17 @@ func (in *Installer) pointLink(link, name string) error {
 	if err := os.Remove(filepath.Join(in.root, link)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s link: %w", link, err)
 	}
-	if err := syncDir(in.root); err != nil {
+	if err := fsutil.SyncDir(in.root); err != nil {
 		return fmt.Errorf("remove %s link: %w", link, err)
 	}
 	return nil
 }
 
-// writeFileAtomic writes dir/name through a temporary file, fsync and rename, then
-// fsyncs dir, so a reader or a crash sees the old content or the new, never a mix.
+// writeFileAtomic writes dir/name so that a reader or a crash sees the old
+// content or the new, never a mix. Its temporary file is named after name, so
+// recovery can clean it up.
 func writeFileAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+tmpMark+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return fsutil.WriteFile(filepath.Join(dir, name), b, 0o644, "."+name+tmpMark+"*")
 }
 
 // removeFileSynced removes dir/name (absent is fine) and makes the removal durable.
@@ -253,38 +233,11 @@ func removeFileSynced(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateSize {
-		return nil, fmt.Errorf("%s larger than %d bytes", path, maxStateSize)
-	}
-	return b, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.ReadFile(path, maxStateSize)
 }
 
 // removeTree removes path even when the writer left directories without write permission.
