@@ -168,8 +168,8 @@ type Store struct {
 	opts    badger.Options
 	reserve int64
 	// fault is the first failure Probe found; every write returns it.
-	fault    atomic.Pointer[error]
-	folder   folderID // the folder opened, as statFolder saw it
+	fault  atomic.Pointer[error]
+	folder folderID // the folder opened, as statFolder saw it
 
 	log     *slog.Logger
 	codec   *chunk.Codec
