@@ -53,11 +53,6 @@ func (r *record) id() string {
 // fresh reports whether r may be served at now without asking upstream.
 func (r *record) fresh(now time.Time) bool { return !r.Always && now.Before(r.Until) }
 
-// validators reports whether r can be revalidated with a conditional request.
-func (r *record) validators() bool {
-	return r.Header.Get("ETag") != "" || r.Header.Get("Last-Modified") != ""
-}
-
 // maxRecord bounds a record read back from the store: 1 GiB of 4 KiB chunks
 // would list 256k of them.
 const maxRecord = 32 << 20
