@@ -259,6 +259,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("proxy-cache: listen %s: %w", n.cfg.ProxyCache.Addr, err)
 		}
 		n.log.Info("caching proxy", "addr", ln.Addr().String(), "allow", n.cfg.ProxyCache.Allow)
+		// Fills outlive the client that started them, not the node: a stop
+		// ends them and the tunnels, so the stop stays within its bound.
+		defer context.AfterFunc(ctx, n.proxy.Close)()
 		srv := newHTTPServer(ctx, n.proxy)
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
