@@ -87,6 +87,8 @@ type Mesh struct {
 	pid  peer.ID
 	name string
 	docs Docs // set by SetDocs before Run; nil: serve no documents
+	// objects is set by SetObjects before Run; nil: serve no objects.
+	objects Objects
 
 	started atomic.Bool
 	ready   chan struct{} // closed when listeners are up
@@ -289,6 +291,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 	m.host = h
 	h.SetStreamHandler(ProtocolID, m.handleStream)
 	h.SetStreamHandler(DocProtocolID, m.handleDoc)
+	h.SetStreamHandler(ObjectProtocolID, m.handleObject)
 
 	mc, err := m.memberlistConfig()
 	if err != nil {

@@ -174,7 +174,7 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 	}
 	var freed int64
 	err = n.store.ForEach(ctx, func(c cid.Cid, size int64) error {
-		if need[c] {
+		if need[c] || (n.proxy != nil && n.proxy.Holds(c)) {
 			return nil
 		}
 		if quota > 0 && used-freed <= quota {

@@ -69,6 +69,9 @@ type Config struct {
 	// ServeFiles serves the files of the current release over HTTP(S) by
 	// path, for agents that update from a plain web server. Zero: off.
 	ServeFiles FilesConfig `yaml:"serve_files"`
+	// ProxyCache runs a caching forward HTTP proxy for vendor agents, shared
+	// through the site (package node/proxy). Zero: off.
+	ProxyCache ProxyCacheConfig `yaml:"proxy_cache"`
 
 	// GOOS and GOARCH the node matches release targets against; zero: this build's.
 	GOOS   string `yaml:"goos"`
@@ -84,6 +87,16 @@ type FilesConfig struct {
 	// TLSCert and TLSKey, both set, serve HTTPS instead of HTTP.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+}
+
+// ProxyCacheConfig configures the caching proxy (package node/proxy).
+type ProxyCacheConfig struct {
+	Addr  string   `yaml:"addr"`  // listen address, e.g. ":3128"; empty: no proxy
+	Allow []string `yaml:"allow"` // upstream hosts served: host, host:port or *.domain; required with Addr
+	// MaxObject is the largest body stored; larger ones pass through. Zero: 512 MiB.
+	MaxObject int64 `yaml:"max_object"`
+	// MaxBytes bounds the bodies stored; least recently used go first. Zero: 2 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // HooksConfig are the commands a node runs around an apply.
@@ -163,6 +176,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Channel == "" {
 		c.Channel = d.Channel
+	}
+	if c.ProxyCache.Addr != "" && len(c.ProxyCache.Allow) == 0 {
+		return c, errors.New("config: the caching proxy needs the upstream hosts it may reach (--proxy-allow host1,host2)")
 	}
 	for _, t := range c.Tags {
 		if err := manifest.CheckTag(t); err != nil {

@@ -94,4 +94,12 @@ mesh:
 #   index: true
 #   tls_cert: /etc/patchmesh/files.crt
 #   tls_key: /etc/patchmesh/files.key
+
+# A caching forward HTTP proxy for agents (http_proxy=http://node:3128), shared
+# by the site: each allowed object is fetched from upstream once per site.
+# proxy_cache:
+#   addr: 0.0.0.0:3128
+#   allow: [update.vendor.example, "*.cdn.vendor.example"]
+#   max_object: 536870912
+#   max_bytes: 2147483648
 `

@@ -23,6 +23,7 @@ import (
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
 	"github.com/patchmesh/patchmesh/node/pipeline"
+	"github.com/patchmesh/patchmesh/node/proxy"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -43,6 +44,7 @@ type Node struct {
 	chunks  pipeline.Source // the mesh's or the WAN's, with retries
 	wan     *wanSource
 	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
+	proxy   *proxy.Cache  // the caching proxy (--proxy-cache); nil: off
 	checkCh chan checkRequest
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
@@ -168,6 +170,10 @@ func New(cfg Config) (*Node, error) {
 		// Peers hand out signed heads and manifests when every source is down.
 		srcs = append(srcs, siteSource{n.mesh})
 	}
+	if err := n.newProxy(); err != nil {
+		n.close()
+		return nil, err
+	}
 	n.list = source.NewList(srcs, n.log)
 	n.wan.list = n.list
 	n.chunks = pipeline.Retry(chunks, 0, n.log)
@@ -182,6 +188,9 @@ func (n *Node) close() {
 	}
 	if n.list != nil {
 		n.list.Close()
+	}
+	if n.proxy != nil {
+		n.proxy.Close()
 	}
 }
 
@@ -241,6 +250,19 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		servers = append(servers, srv)
+		g.Go(func() error { return serveUntilClosed(srv, ln) })
+	}
+	if n.proxy != nil {
+		ln, err := net.Listen("tcp", n.cfg.ProxyCache.Addr)
+		if err != nil {
+			return fmt.Errorf("proxy-cache: listen %s: %w", n.cfg.ProxyCache.Addr, err)
+		}
+		n.log.Info("caching proxy", "addr", ln.Addr().String(), "allow", n.cfg.ProxyCache.Allow)
+		// Fills outlive the client that started them, not the node: a stop
+		// ends them and the tunnels, so the stop stays within its bound.
+		defer context.AfterFunc(ctx, n.proxy.Close)()
+		srv := newHTTPServer(ctx, n.proxy)
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
 	}

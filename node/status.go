@@ -220,6 +220,16 @@ func (n *Node) Status() api.Status {
 		st.Counters.SourceFailuresByURL[s.URL] = s.FailuresTotal
 	}
 	st.Bytes = api.Bytes{WAN: n.stat.wanBytes, LAN: n.stat.lanBytes, Served: n.stat.servedBytes + meshServed, ByPeer: make(map[string]int64)}
+	if n.proxy != nil {
+		// The proxy counts where its bytes move; they are WAN, LAN and served
+		// bytes of this node like the chunks'.
+		ps := n.proxy.Stats()
+		st.Bytes.WAN += ps.UpstreamBytes
+		st.Bytes.LAN += ps.PeerBytes
+		st.Bytes.Served += ps.ServedPeerBytes
+		p := api.ProxyStatus(ps)
+		st.Proxy = &p
+	}
 	for k, v := range n.stat.byPeer {
 		st.Bytes.ByPeer[k] = v
 	}

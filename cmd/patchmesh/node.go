@@ -40,6 +40,7 @@ type nodeFlags struct {
 	scrubRate                                                           int64
 	scrubInterval                                                       time.Duration
 	serveFiles                                                          node.FilesConfig
+	proxyCache                                                          node.ProxyCacheConfig
 	tags                                                                []string
 	rolloutPoll                                                         time.Duration
 }
@@ -77,6 +78,10 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.serveFiles.Index, "serve-files-index", false, "list folders in the file view (wget --mirror needs it)")
 	fs.StringVar(&f.serveFiles.TLSCert, "serve-files-tls-cert", "", "PEM certificate: serve the file view over HTTPS")
 	fs.StringVar(&f.serveFiles.TLSKey, "serve-files-tls-key", "", "PEM private key of --serve-files-tls-cert")
+	fs.StringVar(&f.proxyCache.Addr, "proxy-cache", "", "run a caching forward HTTP proxy on this address (agents set http_proxy=http://node:port); objects are fetched once per site")
+	fs.StringSliceVar(&f.proxyCache.Allow, "proxy-allow", nil, "upstream hosts the proxy serves, comma-separated: host, host:port or *.domain")
+	fs.Int64Var(&f.proxyCache.MaxObject, "proxy-max-object", 0, "largest response body the proxy stores; larger ones pass through (default 512 MiB)")
+	fs.Int64Var(&f.proxyCache.MaxBytes, "proxy-max-bytes", 0, "bytes of bodies the proxy keeps; the least recently used go first (default 2 GiB)")
 	fs.StringVar(&f.name, "name", "", "node name (default: hostname and a hash of the data folder)")
 	fs.Int64Var(&f.scrubRate, "scrub-rate", 0, "bytes a second the background scrub reads to check stored chunks (default 1 MiB/s; negative: no background scrub)")
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
@@ -154,6 +159,10 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("serve-files-index", func() { cfg.ServeFiles.Index = f.serveFiles.Index })
 	set("serve-files-tls-cert", func() { cfg.ServeFiles.TLSCert = f.serveFiles.TLSCert })
 	set("serve-files-tls-key", func() { cfg.ServeFiles.TLSKey = f.serveFiles.TLSKey })
+	set("proxy-cache", func() { cfg.ProxyCache.Addr = f.proxyCache.Addr })
+	set("proxy-allow", func() { cfg.ProxyCache.Allow = f.proxyCache.Allow })
+	set("proxy-max-object", func() { cfg.ProxyCache.MaxObject = f.proxyCache.MaxObject })
+	set("proxy-max-bytes", func() { cfg.ProxyCache.MaxBytes = f.proxyCache.MaxBytes })
 	set("name", func() { cfg.Name = f.name })
 	set("scrub-rate", func() { cfg.ScrubRate = f.scrubRate })
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })

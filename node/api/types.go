@@ -41,6 +41,24 @@ type Status struct {
 	// Rollout is the staged rollout of the release the channel's head names;
 	// absent when it has none (it applies everywhere at once).
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Proxy is the caching proxy's counters; absent when it is off. Its
+	// bytes are also in Bytes: upstream in WAN, from owners in LAN.
+	Proxy *ProxyStatus `json:"proxy,omitempty"`
+}
+
+// ProxyStatus counts the caching proxy's work since the node started.
+type ProxyStatus struct {
+	UpstreamBytes   int64 `json:"upstream_bytes"`    // from upstream hosts (fills, passes, tunnels)
+	PeerBytes       int64 `json:"peer_bytes"`        // from the owners of objects in the site
+	ServedPeerBytes int64 `json:"served_peer_bytes"` // to members, as owner
+	Hits            int64 `json:"hits"`
+	Misses          int64 `json:"misses"`
+	Revalidated     int64 `json:"revalidated"` // confirmed by a 304 from upstream
+	Passed          int64 `json:"passed"`      // not storable: passed through
+	Refused         int64 `json:"refused"`
+	Tunnels         int64 `json:"tunnels"`
+	Objects         int64 `json:"objects"`
+	Bytes           int64 `json:"bytes"`
 }
 
 // RolloutStatus is where this node and its site stand in a staged rollout.
