@@ -160,6 +160,8 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown role", func(c *Config) { c.Role = "server" }},
 		{"negative concurrency", func(c *Config) { c.Concurrency = -1 }},
 		{"long name", func(c *Config) { c.Name = strings.Repeat("n", 200) }},
+		{"p2p host name", func(c *Config) { c.P2PAddrs = []string{"localhost:4001"} }},
+		{"p2p bad multiaddr", func(c *Config) { c.P2PAddrs = []string{"/ip4/nonsense/tcp/1"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +180,26 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if m.cfg.Concurrency != DefaultConcurrency || m.cfg.GossipAddr != DefaultGossipAddr || len(m.cfg.P2PAddrs) != 4 || m.Name() == "" {
 		t.Errorf("zero config not defaulted: %+v", m.cfg)
+	}
+}
+
+// TestP2PListenAddrs: host:port, as the help offers, means TCP and QUIC on
+// that address; multiaddrs pass as they are.
+func TestP2PListenAddrs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"127.0.0.1:14001", []string{"/ip4/127.0.0.1/tcp/14001", "/ip4/127.0.0.1/udp/14001/quic-v1"}},
+		{"[::1]:14001", []string{"/ip6/::1/tcp/14001", "/ip6/::1/udp/14001/quic-v1"}},
+		{"0.0.0.0:0", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}},
+		{"/ip4/127.0.0.1/tcp/4001", []string{"/ip4/127.0.0.1/tcp/4001"}},
+	}
+	for _, tt := range tests {
+		got, err := P2PListenAddrs(tt.in)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("P2PListenAddrs(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
 
