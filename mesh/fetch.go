@@ -110,7 +110,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	if data, ok, err := m.local(ctx, c); err != nil || ok {
 		return fetchResult{data: data, origin: Origin{Local: true}}, err
 	}
-	takeover := false
+	takeover, why := false, wanAlone
 	if m.active() {
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
 		data, name, err := m.fromSite(sctx, c)
@@ -123,12 +123,29 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 			return fetchResult{}, ctx.Err()
 		case errors.As(err, &self):
 			takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+			why = wanOwner
+			if takeover {
+				why = wanTakeover
+			}
 		default:
-			m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
+			why = wanSiteFailed
+			m.log.Info("site did not deliver; fetching from WAN", "cid", c, "err", err)
 		}
 	}
-	return m.fromWAN(ctx, c, takeover)
+	return m.fromWAN(ctx, c, takeover, why)
 }
+
+// Why a node fetches a chunk from its WAN, as logged with each WAN fetch: in
+// a site only wanOwner is the rule; the others are where a chunk may cross
+// the WAN twice.
+const (
+	wanAlone         = "alone"          // no site
+	wanOwner         = "owner"          // first in this node's ownership order
+	wanTakeover      = "takeover"       // members before it failed or left
+	wanSiteFailed    = "site-failed"    // no member delivered within SiteTimeout
+	wanAskedOwner    = "asked-as-owner" // a peer asked us as its owner
+	wanAskedTakeover = "asked-takeover" // a peer asked us after its owner failed
+)
 
 // fromSite asks the members for c in ownership order: the owner first, as
 // owner; when it fails, the next one with the takeover flag, and so on. If
@@ -319,7 +336,7 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 // asks (local Fetch or a peer asking us as owner), verifies and stores it.
 // On a takeover it first asks a few members' stores, since the previous
 // owner may have handed the chunk out before it went.
-func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResult, error) {
+func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string) (fetchResult, error) {
 	return doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
 			return fetchResult{data: data, origin: Origin{Local: true}}, err
@@ -336,6 +353,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		if err := m.wanLimit.acquire(ctx); err != nil {
 			return fetchResult{}, err
 		}
+		m.log.Debug("WAN fetch", "cid", c, "why", why)
 		raw, wire, err := m.wan.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {
