@@ -29,6 +29,9 @@ names each problem and exits 3 when there is any.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("verify: %w", err))
 			}
+			if err := needPath("verify", repoDir); err != nil {
+				return err
+			}
 			root, err := manifest.ParseTrustRoot(data)
 			if err != nil {
 				return withCode(exitRefused, fmt.Errorf("verify: trust root %s: %w", trust, err))
