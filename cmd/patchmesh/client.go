@@ -110,7 +110,7 @@ func printStatus(a *app, st *api.Status) {
 			if i == 5 {
 				break
 			}
-			fmt.Fprintf(a.stdout, "  %s %-8s %s\n", e.Time.Local().Format(time.TimeOnly), e.Kind, e.Message)
+			fmt.Fprintf(a.stdout, "  %s %-8s %s\n", e.Time.Local().Format(time.TimeOnly), e.Kind, oneLine(e.Message))
 		}
 	}
 }
@@ -132,7 +132,7 @@ func newReleasesCmd(a *app) *cobra.Command {
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "VERSION\tSEQ\tSTATE\tSIZE\tWAN\tLAN\tREASON")
 			for _, r := range rels {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Sequence, r.State, humanBytes(r.Bytes), humanBytes(r.FromWAN), humanBytes(r.FromLAN), r.Reason)
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Sequence, r.State, humanBytes(r.Bytes), humanBytes(r.FromWAN), humanBytes(r.FromLAN), oneLine(r.Reason))
 			}
 			return w.Flush()
 		},
