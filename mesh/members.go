@@ -30,6 +30,7 @@ type Member struct {
 	State     string `json:"state"` // alive, leaving, dead, left
 	Role      string `json:"role"`
 	Holding   uint64 `json:"holding"` // release sequence the member holds completely
+	Running   uint64 `json:"running"` // release sequence the member runs; below Holding after a rollback
 	Self      bool   `json:"self"`
 	BytesFrom int64  `json:"bytes_from"` // chunk bytes this node received from the member
 	BytesTo   int64  `json:"bytes_to"`   // chunk bytes this node served to the member

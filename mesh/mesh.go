@@ -101,6 +101,7 @@ type Mesh struct {
 
 	members   *table
 	holding   atomic.Uint64
+	running   atomic.Uint64
 	leaving   atomic.Bool
 	holdingCh chan struct{}
 
@@ -414,7 +415,7 @@ func tcpFirst(addrs []ma.Multiaddr) []network.AddrDelay {
 
 // localMeta is the metadata this node gossips about itself.
 func (m *Mesh) localMeta() nodeMeta {
-	nm := nodeMeta{peerID: m.pid, role: m.cfg.Role, holding: m.holding.Load(), leaving: m.leaving.Load()}
+	nm := nodeMeta{peerID: m.pid, role: m.cfg.Role, holding: m.holding.Load(), running: m.running.Load(), leaving: m.leaving.Load()}
 	if m.host != nil {
 		nm.addrs = rankAddrs(m.host.Addrs(), m.cfg.GossipAddr)
 	}
@@ -462,6 +463,16 @@ func (m *Mesh) SetHolding(seq uint64) {
 	select {
 	case m.holdingCh <- struct{}{}:
 	default: // an update is already pending; it will carry seq
+	}
+}
+
+// SetRunning gossips the release sequence this node runs, for peers' views:
+// after a rollback it is below what it holds. It does not block.
+func (m *Mesh) SetRunning(seq uint64) {
+	m.running.Store(seq)
+	select {
+	case m.holdingCh <- struct{}{}:
+	default:
 	}
 }
 
@@ -541,6 +552,7 @@ func (m *Mesh) Members() []Member {
 			State:   e.state,
 			Role:    e.meta.role,
 			Holding: e.meta.holding,
+			Running: e.meta.running,
 			Self:    e.self,
 		}
 		if e.state == StateAlive && e.meta.leaving {

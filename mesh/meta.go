@@ -26,6 +26,10 @@ type nodeMeta struct {
 	addrs   []ma.Multiaddr
 	role    string
 	holding uint64
+	// running is the release sequence the member runs, which a rollback
+	// puts below holding. It trails the addresses, where older members,
+	// which stop reading after them, ignore it; from them it reads as holding.
+	running uint64
 	// leaving is set by a member shutting down gracefully, just before it
 	// leaves, so peers stop routing chunks to it and report it as left.
 	leaving bool
@@ -39,7 +43,7 @@ const (
 
 // encode writes m compactly, dropping addresses beyond maxMetaAddrs or
 // beyond limit bytes (memberlist panics on metadata over MetaMaxSize). The
-// fixed part (peer id, role, holding) is always far below limit.
+// fixed part (peer id, role, holding, running) is always far below limit.
 func (m nodeMeta) encode(limit int) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, metaVersion)
@@ -56,6 +60,7 @@ func (m nodeMeta) encode(limit int) []byte {
 	b = binary.AppendUvarint(b, uint64(len(pid)))
 	b = append(b, pid...)
 	countAt := len(b)
+	runningLen := len(binary.AppendUvarint(nil, m.running))
 	b = append(b, 0)
 	n := 0
 	for _, a := range m.addrs {
@@ -63,7 +68,7 @@ func (m nodeMeta) encode(limit int) []byte {
 			break
 		}
 		ab := a.Bytes()
-		if len(b)+binary.MaxVarintLen16+len(ab) > limit {
+		if len(b)+binary.MaxVarintLen16+len(ab)+runningLen > limit {
 			continue // a shorter address later may still fit
 		}
 		b = binary.AppendUvarint(b, uint64(len(ab)))
@@ -71,7 +76,7 @@ func (m nodeMeta) encode(limit int) []byte {
 		n++
 	}
 	b[countAt] = byte(n)
-	return b
+	return binary.AppendUvarint(b, m.running)
 }
 
 // decodeMeta reads metadata written by encode. Addresses that do not parse
@@ -114,6 +119,10 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 			m.addrs = append(m.addrs, a)
 		}
 		b = b[n+int(l):]
+	}
+	m.running = m.holding
+	if r, n := binary.Uvarint(b); n > 0 {
+		m.running = r
 	}
 	return m, nil
 }

@@ -43,7 +43,7 @@ func TestMetaSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := nodeMeta{peerID: pid, addrs: tt.addrs, role: RoleDP, holding: ^uint64(0), leaving: true}
+			in := nodeMeta{peerID: pid, addrs: tt.addrs, role: RoleDP, holding: ^uint64(0), running: 5, leaving: true}
 			b := in.encode(memberlist.MetaMaxSize)
 			if len(b) > memberlist.MetaMaxSize {
 				t.Fatalf("metadata is %d bytes, over %d", len(b), memberlist.MetaMaxSize)
@@ -52,7 +52,7 @@ func TestMetaSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.peerID != pid || out.role != RoleDP || out.holding != ^uint64(0) || !out.leaving {
+			if out.peerID != pid || out.role != RoleDP || out.holding != ^uint64(0) || out.running != in.running || !out.leaving {
 				t.Errorf("decoded %+v, want %+v", out, in)
 			}
 			if len(out.addrs) != tt.wantAddrs {
@@ -64,6 +64,27 @@ func TestMetaSize(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetaWithoutRunning: metadata of a member older than the running field
+// reads as running what it holds.
+func TestMetaWithoutRunning(t *testing.T) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(k)
+	b := nodeMeta{peerID: pid, holding: 7, running: 5}.encode(memberlist.MetaMaxSize)
+	old := b[:len(b)-1] // running 5 is one varint byte
+	for _, tt := range []struct {
+		b    []byte
+		want uint64
+	}{{b, 5}, {old, 7}} {
+		out, err := decodeMeta(tt.b)
+		if err != nil || out.running != tt.want || out.holding != 7 {
+			t.Errorf("decodeMeta = %+v, %v; want running %d, holding 7", out, err, tt.want)
+		}
 	}
 }
 
