@@ -197,3 +197,50 @@ func TestSlowMemberStaysAlive(t *testing.T) {
 	}
 	resume()
 }
+
+// TestPeerViewAfterRollback: after a node rolls back, its peers show the
+// release it runs, not the newer one it still holds; and the CLI counts the
+// site's peers as the dashboard does.
+func TestPeerViewAfterRollback(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 1)
+	pub.Publish("1.0.0", src)
+	seed := newSeed(t, pub.Repo)
+	siteKeyFile := filepath.Join(pub.Dir, "site.key")
+	mustPM(t, "keygen", "--site", "--out", siteKeyFile)
+	a := newNode(t, nodeOpts{Name: "a", Trust: pub.Trust, Sources: []string{seed.URL}, SiteKey: siteKeyFile})
+	b := newNode(t, nodeOpts{Name: "b", Trust: pub.Trust, Sources: []string{seed.URL}, SiteKey: siteKeyFile, Join: []string{a.Gossip}})
+	a.WaitVersion(t, "1.0.0", 60*time.Second)
+	b.WaitVersion(t, "1.0.0", 60*time.Second)
+	editTree(t, src, 2)
+	pub.Publish("1.1.0", src)
+	for _, n := range []*nodeProc{a, b} {
+		if r := n.Update(t); r.code != 0 {
+			t.Fatalf("%s update: exit %d: %s %s", n.Name, r.code, r.stdout, r.stderr)
+		}
+	}
+	mustPM(t, "rollback", "--api", b.API, "--reason", "test")
+
+	peerRow := func() string {
+		out := mustPM(t, "status", "--api", a.API).stdout
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && f[0] == "b" {
+				return l
+			}
+		}
+		return ""
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		f := strings.Fields(peerRow())
+		return len(f) > 3 && f[2] == "1.0.0" && f[3] == "1.1.0"
+	}, "a's status to show b running 1.0.0 and holding 1.1.0")
+
+	st := a.Status(t)
+	if st.PeersAlive != 1 || st.PeersKnown != 1 {
+		t.Errorf("status counts %d of %d peers alive, want 1 of 1", st.PeersAlive, st.PeersKnown)
+	}
+	if out := mustPM(t, "status", "--api", a.API).stdout; !strings.Contains(out, "1 of 1 peer(s) alive") {
+		t.Errorf("status does not count 1 of 1 peers alive:\n%s", out)
+	}
+}

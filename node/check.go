@@ -37,6 +37,7 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	n.stat.checking = true
 	n.mu.Unlock()
 	defer func() {
+		n.gossipRunning()
 		res.Finished = time.Now()
 		n.mu.Lock()
 		n.stat.checking = false

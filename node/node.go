@@ -192,6 +192,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.event("rollback", fmt.Sprintf("a crash interrupted an apply before its health check: rolled back to %s", to))
 	}
 	n.loadRoots()
+	n.gossipRunning()
 
 	g, ctx := errgroup.WithContext(ctx)
 	var servers []*http.Server
@@ -443,5 +444,6 @@ func (n *Node) Rollback(ctx context.Context, reason string) (api.RollbackResult,
 	n.stat.counters.Rollbacks++
 	n.mu.Unlock()
 	n.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
+	n.gossipRunning()
 	return api.RollbackResult{From: from, To: to}, nil
 }

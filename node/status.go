@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 )
 
@@ -123,6 +124,19 @@ func (n *Node) currentRecord() *releaseRecord {
 	return nil
 }
 
+// gossipRunning tells the site which release this node runs, after anything
+// that may have switched it: an apply, a rollback, a restart.
+func (n *Node) gossipRunning() {
+	if n.mesh == nil {
+		return
+	}
+	var seq uint64
+	if cur := n.currentRecord(); cur != nil {
+		seq = cur.Sequence
+	}
+	n.mesh.SetRunning(seq)
+}
+
 // Status implements api.Backend.
 func (n *Node) Status() api.Status {
 	recs := n.records()
@@ -165,12 +179,21 @@ func (n *Node) Status() api.Status {
 		info.Gossip = n.mesh.GossipAddr()
 		for _, m := range n.mesh.Members() {
 			peers = append(peers, api.Peer{Name: m.Name, PeerID: m.PeerID, Addr: m.Addr, State: m.State, Role: m.Role,
-				Holding: m.Holding, Self: m.Self, BytesFrom: m.BytesFrom, BytesTo: m.BytesTo})
+				Holding: m.Holding, Running: m.Running, Self: m.Self, BytesFrom: m.BytesFrom, BytesTo: m.BytesTo})
 			meshServed += m.BytesTo
 		}
 	}
 	if peers == nil {
 		peers = []api.Peer{}
+	}
+	var alive, known int
+	for _, p := range peers {
+		if !p.Self {
+			known++
+			if p.State == mesh.StateAlive {
+				alive++
+			}
+		}
 	}
 	chunks, bytes := n.store.Usage()
 
@@ -180,6 +203,7 @@ func (n *Node) Status() api.Status {
 	st := api.Status{
 		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: n.stat.lastCheck, NextCheck: n.stat.nextCheck,
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
+		PeersAlive: alive, PeersKnown: known,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes},
 	}
 	if p := n.stat.progress; p != nil {

@@ -29,9 +29,13 @@ type Status struct {
 	Releases  []ReleaseInfo `json:"releases"`           // newest first: installed, bad, refused
 	Bytes     Bytes         `json:"bytes"`
 	Peers     []Peer        `json:"peers"`
-	Errors    []Event       `json:"errors"` // the last errors and refusals, newest first (at most 50)
-	Counters  Counters      `json:"counters"`
-	Store     StoreInfo     `json:"store"`
+	// PeersAlive of PeersKnown other members are alive: counted here once,
+	// so the CLI and the dashboard say the same.
+	PeersAlive int       `json:"peers_alive"`
+	PeersKnown int       `json:"peers_known"`
+	Errors     []Event   `json:"errors"` // the last errors and refusals, newest first (at most 50)
+	Counters   Counters  `json:"counters"`
+	Store      StoreInfo `json:"store"`
 }
 
 // NodeInfo identifies the node.
@@ -133,6 +137,7 @@ type Peer struct {
 	State     string `json:"state"` // alive, suspect, dead, left
 	Role      string `json:"role,omitempty"`
 	Holding   uint64 `json:"holding"` // sequence of the newest release it holds whole
+	Running   uint64 `json:"running"` // sequence of the release it runs: below Holding after a rollback
 	Self      bool   `json:"self"`
 	BytesFrom int64  `json:"bytes_from"` // chunk bytes we received from it
 	BytesTo   int64  `json:"bytes_to"`   // chunk bytes we sent to it
