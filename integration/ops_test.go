@@ -111,6 +111,10 @@ func TestRefusalNamesTrust(t *testing.T) {
 		t.Errorf("refusal does not name the trusted keys and %s: %s", other.Trust, r.stdout)
 	}
 	st := n.Status(t)
+	var v struct{ Version string }
+	if err := json.Unmarshal([]byte(mustPM(t, "version", "--json").stdout), &v); err != nil || st.Node.Version != v.Version {
+		t.Errorf("the node reports version %q, the binary %q (%v)", st.Node.Version, v.Version, err)
+	}
 	for _, e := range st.Errors {
 		if strings.Contains(e.Message, "trust root rotation") {
 			t.Errorf("a source that is down is reported as %s: %s", e.Kind, e.Message)

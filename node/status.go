@@ -171,7 +171,7 @@ func (n *Node) Status() api.Status {
 			LastErrorAt: h.LastErrorAt, LastOK: h.LastOK, RetryAt: h.RetryAt, BytesRead: h.BytesRead})
 	}
 	var peers []api.Peer
-	info := api.NodeInfo{Name: n.cfg.Name, Site: n.siteID, Role: n.cfg.Mesh.Role, Version: BuildVersion, Started: n.started,
+	info := api.NodeInfo{Name: n.cfg.Name, Site: n.siteID, Role: n.cfg.Mesh.Role, Version: n.cfg.Version, Started: n.started,
 		UptimeSeconds: time.Since(n.started).Seconds(), OS: runtime.GOOS, Arch: runtime.GOARCH}
 	var meshServed int64
 	if n.mesh != nil {

@@ -164,6 +164,7 @@ PATCHMESH_SOURCE=url1,url2, PATCHMESH_DATA=/var/lib/patchmesh), then flags.`,
 				return withCode(exitUsage, err)
 			}
 			cfg.Logger = a.logger()
+			cfg.Version = buildInfo().Version
 			// The live heap of a node is small (tens of MiB) but churns: a
 			// soft limit keeps the collector from letting it double.
 			if os.Getenv("GOMEMLIMIT") == "" && f.memLimit > 0 {
