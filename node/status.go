@@ -203,13 +203,13 @@ func (n *Node) Status() api.Status {
 	st := api.Status{
 		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: n.stat.lastCheck, NextCheck: n.stat.nextCheck,
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
-		PeersAlive: alive, PeersKnown: known,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes},
 	}
 	if p := n.stat.progress; p != nil {
 		c := *p
 		st.Progress = &c
 	}
+	st.PeersAlive, st.PeersKnown = alive, known
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
 	for _, s := range srcs {
