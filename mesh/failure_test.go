@@ -100,11 +100,23 @@ func TestOwnerStopsMidway(t *testing.T) {
 			if tt.crash {
 				return
 			}
+			// Left once the leave message arrives, or at the latest once the
+			// bounds of a graceful stop have passed.
 			for _, n := range survivors {
-				for _, mb := range n.m.Members() {
-					if mb.Name == victim.m.Name() && mb.State != StateLeft {
-						t.Errorf("%s sees the stopped member as %s, want %s", n.m.Name(), mb.State, StateLeft)
+				state := func() string {
+					for _, mb := range n.m.Members() {
+						if mb.Name == victim.m.Name() {
+							return mb.State
+						}
 					}
+					return ""
+				}
+				deadline := time.Now().Add(leaveAnnounceTimeout + leaveTimeout + 5*time.Second)
+				for state() != StateLeft && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if s := state(); s != StateLeft {
+					t.Errorf("%s sees the stopped member as %s, want %s", n.m.Name(), s, StateLeft)
 				}
 			}
 		})

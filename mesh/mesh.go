@@ -557,6 +557,12 @@ func (m *Mesh) Members() []Member {
 		}
 		if e.state == StateAlive && e.meta.leaving {
 			mb.State = StateLeaving
+			// A member leaves within these bounds of announcing it. If its
+			// leave message was lost (UDP on a busy host), the failure
+			// detector, patient by design, would say so only much later.
+			if time.Since(e.gone) > leaveAnnounceTimeout+leaveTimeout {
+				mb.State = StateLeft
+			}
 		}
 		if pc := m.peerCounters(e.meta.peerID, false); pc != nil {
 			mb.BytesFrom, mb.BytesTo = pc.from.Load(), pc.to.Load()
