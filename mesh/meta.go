@@ -27,8 +27,9 @@ type nodeMeta struct {
 	role    string
 	holding uint64
 	// running is the release sequence the member runs, which a rollback
-	// puts below holding. It trails the addresses, where older members,
-	// which stop reading after them, ignore it; from them it reads as holding.
+	// puts below holding. It trails the addresses and a length-prefixed
+	// status slot (empty from this version), where members that stop
+	// reading earlier ignore it; from them it reads as holding.
 	running uint64
 	// leaving is set by a member shutting down gracefully, just before it
 	// leaves, so peers stop routing chunks to it and report it as left.
@@ -60,7 +61,7 @@ func (m nodeMeta) encode(limit int) []byte {
 	b = binary.AppendUvarint(b, uint64(len(pid)))
 	b = append(b, pid...)
 	countAt := len(b)
-	runningLen := len(binary.AppendUvarint(nil, m.running))
+	trailer := 1 + len(binary.AppendUvarint(nil, m.running)) // empty status slot, running
 	b = append(b, 0)
 	n := 0
 	for _, a := range m.addrs {
@@ -68,7 +69,7 @@ func (m nodeMeta) encode(limit int) []byte {
 			break
 		}
 		ab := a.Bytes()
-		if len(b)+binary.MaxVarintLen16+len(ab)+runningLen > limit {
+		if len(b)+binary.MaxVarintLen16+len(ab)+trailer > limit {
 			continue // a shorter address later may still fit
 		}
 		b = binary.AppendUvarint(b, uint64(len(ab)))
@@ -76,6 +77,7 @@ func (m nodeMeta) encode(limit int) []byte {
 		n++
 	}
 	b[countAt] = byte(n)
+	b = append(b, 0) // the status slot, empty
 	return binary.AppendUvarint(b, m.running)
 }
 
@@ -121,8 +123,15 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 		b = b[n+int(l):]
 	}
 	m.running = m.holding
-	if r, n := binary.Uvarint(b); n > 0 {
-		m.running = r
+	if len(b) > 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return m, fmt.Errorf("decode metadata status: %w", errMeta)
+		}
+		b = b[n+int(l):] // a status this version does not read
+		if r, n := binary.Uvarint(b); n > 0 {
+			m.running = r
+		}
 	}
 	return m, nil
 }

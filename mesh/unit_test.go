@@ -76,11 +76,12 @@ func TestMetaWithoutRunning(t *testing.T) {
 	}
 	pid, _ := peer.IDFromPrivateKey(k)
 	b := nodeMeta{peerID: pid, holding: 7, running: 5}.encode(memberlist.MetaMaxSize)
-	old := b[:len(b)-1] // running 5 is one varint byte
+	old := b[:len(b)-2] // without the empty status slot and running 5, a byte each
+	withStatus := append(append(old[:len(old):len(old)], 3, 'a', 'b', 'c'), 5)
 	for _, tt := range []struct {
 		b    []byte
 		want uint64
-	}{{b, 5}, {old, 7}} {
+	}{{b, 5}, {old, 7}, {withStatus, 5}} {
 		out, err := decodeMeta(tt.b)
 		if err != nil || out.running != tt.want || out.holding != 7 {
 			t.Errorf("decodeMeta = %+v, %v; want running %d, holding 7", out, err, tt.want)
