@@ -241,8 +241,8 @@ func TestPeerViewAfterRollback(t *testing.T) {
 	}, "a's status to show b running 1.0.0 and holding 1.1.0")
 
 	st := a.Status(t)
-	if st.PeersAlive != 1 || st.PeersKnown != 1 {
-		t.Errorf("status counts %d of %d peers alive, want 1 of 1", st.PeersAlive, st.PeersKnown)
+	if st.Node.PeersAlive != 1 || st.Node.PeersKnown != 1 {
+		t.Errorf("status counts %d of %d peers alive, want 1 of 1", st.Node.PeersAlive, st.Node.PeersKnown)
 	}
 	if out := mustPM(t, "status", "--api", a.API).stdout; !strings.Contains(out, "1 of 1 peer(s) alive") {
 		t.Errorf("status does not count 1 of 1 peers alive:\n%s", out)

@@ -209,7 +209,7 @@ func (n *Node) Status() api.Status {
 		c := *p
 		st.Progress = &c
 	}
-	st.PeersAlive, st.PeersKnown = alive, known
+	st.Node.PeersAlive, st.Node.PeersKnown = alive, known
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
 	for _, s := range srcs {

@@ -29,13 +29,9 @@ type Status struct {
 	Releases  []ReleaseInfo `json:"releases"`           // newest first: installed, bad, refused
 	Bytes     Bytes         `json:"bytes"`
 	Peers     []Peer        `json:"peers"`
-	// PeersAlive of PeersKnown other members are alive: counted here once,
-	// so the CLI and the dashboard say the same.
-	PeersAlive int       `json:"peers_alive"`
-	PeersKnown int       `json:"peers_known"`
-	Errors     []Event   `json:"errors"` // the last errors and refusals, newest first (at most 50)
-	Counters   Counters  `json:"counters"`
-	Store      StoreInfo `json:"store"`
+	Errors    []Event       `json:"errors"` // the last errors and refusals, newest first (at most 50)
+	Counters  Counters      `json:"counters"`
+	Store     StoreInfo     `json:"store"`
 }
 
 // NodeInfo identifies the node.
@@ -52,6 +48,10 @@ type NodeInfo struct {
 	Gossip        string    `json:"gossip,omitempty"`
 	OS            string    `json:"os"`
 	Arch          string    `json:"arch"`
+	// PeersAlive of PeersKnown other members of the site are alive: counted
+	// here once, so the CLI and the dashboard say the same.
+	PeersAlive int `json:"peers_alive"`
+	PeersKnown int `json:"peers_known"`
 }
 
 // SourceState is the health of one update source.

@@ -55,7 +55,7 @@ function renderCurrent(st) {
   const peers = st.peers || [];
   // The nodes alive (this one and peers_alive others) that run it.
   const running = c ? peers.filter((p) => (p.self || p.state === "alive") && runs(p) === c.sequence).length : 0;
-  setText("site-holding", c && peers.length ? running + " of " + (st.peers_alive + 1) + " nodes run it" : "–");
+  setText("site-holding", c && peers.length ? running + " of " + (st.node.peers_alive + 1) + " nodes run it" : "–");
   setText("previous-version", st.previous ? (st.previous.version || st.previous.name) : "–");
   const s = st.store || {};
   setText("store", fmtBytes(s.bytes) + " in " + (s.chunks || 0) + " chunks" + (s.quota_bytes ? " (quota " + fmtBytes(s.quota_bytes) + ")" : ""));
@@ -163,7 +163,7 @@ function renderPeers(st) {
   $("peers").querySelector("tbody").replaceChildren(...rows);
   $("peers-empty").hidden = peers.length > 0;
   $("peers").hidden = peers.length === 0;
-  setText("peer-count", peers.length ? st.peers_alive + " of " + st.peers_known + " alive" : "");
+  setText("peer-count", peers.length ? st.node.peers_alive + " of " + st.node.peers_known + " alive" : "");
 }
 
 function splitBar(r) {
