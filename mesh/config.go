@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/patchmesh/patchmesh/chunk"
 )
@@ -33,8 +35,10 @@ type Config struct {
 	// GossipAddr is the "host:port" memberlist listens on (TCP and UDP).
 	// Zero: "0.0.0.0:7946". Port 0 picks a free port; GossipAddr() reports it.
 	GossipAddr string
-	// P2PAddrs are the libp2p listen multiaddrs. Zero: TCP and QUIC on all
-	// IPv4 and IPv6 addresses, on ports the kernel picks.
+	// P2PAddrs are the libp2p listen addresses: multiaddrs, or "host:port"
+	// ("[::1]:port" for IPv6) meaning TCP and QUIC on that IP and port.
+	// Zero: TCP and QUIC on all IPv4 and IPv6 addresses, on ports the
+	// kernel picks.
 	P2PAddrs []string
 	// Join lists gossip addresses of peers to join. Empty with MDNS set:
 	// discover the site on the LAN.
@@ -142,6 +146,15 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.P2PAddrs) == 0 {
 		c.P2PAddrs = append([]string(nil), defaultP2PAddrs...)
 	}
+	addrs := make([]string, 0, len(c.P2PAddrs))
+	for _, a := range c.P2PAddrs {
+		mas, err := P2PListenAddrs(a)
+		if err != nil {
+			return c, fmt.Errorf("p2p address: %w: %w", err, ErrConfig)
+		}
+		addrs = append(addrs, mas...)
+	}
+	c.P2PAddrs = addrs
 	if c.Role != "" && c.Role != RoleDP {
 		return c, fmt.Errorf("role %q: want \"\" or %q: %w", c.Role, RoleDP, ErrConfig)
 	}
@@ -178,6 +191,37 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// P2PListenAddrs turns one libp2p listen address as a user writes it into
+// multiaddrs: a multiaddr is checked and kept; "host:port" (host an IP
+// address, "[::1]:port" for IPv6) becomes TCP and QUIC on that IP and port.
+func P2PListenAddrs(s string) ([]string, error) {
+	if strings.HasPrefix(s, "/") {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		return []string{s}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: want a multiaddr (/ip4/0.0.0.0/tcp/4001) or host:port: %w", s, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("%q: host must be an IP address", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return nil, fmt.Errorf("%q: bad port", s)
+	}
+	proto := "ip4"
+	if ip.To4() == nil {
+		proto = "ip6"
+	}
+	return []string{
+		fmt.Sprintf("/%s/%s/tcp/%s", proto, ip, port),
+		fmt.Sprintf("/%s/%s/udp/%s/quic-v1", proto, ip, port),
+	}, nil
 }
 
 // maxNameLen bounds member names; memberlist sends them in every message.

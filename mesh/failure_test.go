@@ -101,11 +101,23 @@ func TestOwnerStopsMidway(t *testing.T) {
 			if tt.crash {
 				return
 			}
+			// Left once the leave message arrives, or at the latest once the
+			// bounds of a graceful stop have passed.
 			for _, n := range survivors {
-				for _, mb := range n.m.Members() {
-					if mb.Name == victim.m.Name() && mb.State != StateLeft {
-						t.Errorf("%s sees the stopped member as %s, want %s", n.m.Name(), mb.State, StateLeft)
+				state := func() string {
+					for _, mb := range n.m.Members() {
+						if mb.Name == victim.m.Name() {
+							return mb.State
+						}
 					}
+					return ""
+				}
+				deadline := time.Now().Add(leaveAnnounceTimeout + leaveTimeout + 5*time.Second)
+				for state() != StateLeft && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+				}
+				if s := state(); s != StateLeft {
+					t.Errorf("%s sees the stopped member as %s, want %s", n.m.Name(), s, StateLeft)
 				}
 			}
 		})
@@ -245,4 +257,39 @@ func outsiderRequest(ctx context.Context, h host.Host, p peer.ID, c cid.Cid) ([]
 	_ = s.CloseWrite()
 	data, _, _, err := readResponse(bufio.NewReader(s))
 	return data, err
+}
+
+// TestBusyOwnerIsWaitedFor: an owner too busy to take a request in time is
+// asked again, not taken over: the next member would fetch the chunk from the
+// WAN a second time. Here node-0 only serves: one request at a time, each
+// waiting on a slow WAN, so most requests to it are answered "busy".
+func TestBusyOwnerIsWaitedFor(t *testing.T) {
+	w := newTestWAN(t)
+	w.delay = 300 * time.Millisecond
+	cids, _ := w.add(t, 30, 4<<10)
+	nodes := startSite(t, siteKey(t), w, 3, siteOpts{config: func(_ int, cfg *Config) {
+		cfg.ServeConcurrency = 1
+		// A request waits at most half of it for a serve slot, then "busy".
+		cfg.RequestTimeout = 2 * time.Second
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes[1:] {
+		go func() {
+			_, err := fetchAll(ctx, n, cids)
+			errs <- err
+		}()
+	}
+	for range nodes[1:] {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, count, by := w.served()
+	for _, c := range cids {
+		if count[c.String()] != 1 {
+			t.Errorf("WAN served chunk %s %d times (%v), want once, to its owner %s", c, count[c.String()], by[c.String()], nodes[0].m.Owner(c))
+		}
+	}
 }

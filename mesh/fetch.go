@@ -119,7 +119,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	if data, ok, err := m.local(ctx, c); err != nil || ok {
 		return fetchResult{data: data, origin: Origin{Local: true}}, err
 	}
-	takeover := false
+	takeover, why := false, wanAlone
 	if m.active() {
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
 		data, name, err := m.fromSite(sctx, c)
@@ -132,12 +132,29 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 			return fetchResult{}, ctx.Err()
 		case errors.As(err, &self):
 			takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+			why = wanOwner
+			if takeover {
+				why = wanTakeover
+			}
 		default:
-			m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
+			why = wanSiteFailed
+			m.log.Info("site did not deliver; fetching from WAN", "cid", c, "err", err)
 		}
 	}
-	return m.fromWAN(ctx, c, takeover)
+	return m.fromWAN(ctx, c, takeover, why)
 }
+
+// Why a node fetches a chunk from its WAN, as logged with each WAN fetch: in
+// a site only wanOwner is the rule; the others are where a chunk may cross
+// the WAN twice.
+const (
+	wanAlone         = "alone"          // no site
+	wanOwner         = "owner"          // first in this node's ownership order
+	wanTakeover      = "takeover"       // members before it failed or left
+	wanSiteFailed    = "site-failed"    // no member delivered within SiteTimeout
+	wanAskedOwner    = "asked-as-owner" // a peer asked us as its owner
+	wanAskedTakeover = "asked-takeover" // a peer asked us after its owner failed
+)
 
 // fromSite asks the members for c in ownership order: the owner first, as
 // owner; when it fails, the next one with the takeover flag, and so on. If
@@ -156,14 +173,19 @@ func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) (wireChunk, string, erro
 		if i > 0 {
 			flag = flagTakeover
 		}
-		data, err := m.ask(ctx, name, c, flag)
-		if err == nil {
-			return data, name, nil
+		for attempt := 0; ; attempt++ {
+			data, err := m.ask(ctx, name, c, flag)
+			if err == nil {
+				return data, name, nil
+			}
+			if ctx.Err() != nil {
+				return wireChunk{}, "", ctx.Err()
+			}
+			if !askAgain(ctx, err, attempt) {
+				errs = append(errs, err)
+				break
+			}
 		}
-		if ctx.Err() != nil {
-			return wireChunk{}, "", ctx.Err()
-		}
-		errs = append(errs, err)
 	}
 	rest := m.holdersOutside(order, live)
 	for _, name := range rest {
@@ -177,6 +199,43 @@ func (m *Mesh) fromSite(ctx context.Context, c cid.Cid) (wireChunk, string, erro
 		errs = append(errs, err)
 	}
 	return wireChunk{}, "", fmt.Errorf("%w: %w", ErrSiteFailed, errors.Join(errs...))
+}
+
+// Asking an owner again: a busy owner is asked again, with backoff, until the
+// site timeout, since the next member would fetch the chunk from its WAN while
+// the owner may be fetching it too; an owner that says it is not the owner is
+// asked a few more times, while the two views of the site converge.
+const (
+	askAgainMin      = 100 * time.Millisecond
+	askAgainMax      = 2 * time.Second
+	notOwnerAttempts = 3
+)
+
+// askAgain reports, after waiting, whether to ask the same member again
+// after its answer err to the attempt-th request.
+func askAgain(ctx context.Context, err error, attempt int) bool {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch {
+	case se.status == statusBusy:
+	case se.status == statusNotOwner && attempt < notOwnerAttempts:
+	default:
+		return false
+	}
+	wait := askAgainMax
+	if attempt < 5 {
+		wait = min(askAgainMin<<attempt, askAgainMax)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // holdersOutside returns the live members not in order, other than this
@@ -227,8 +286,6 @@ func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) (wire
 // request runs one chunk request to peer p, decodes the answer (capped at
 // chunk.MaxSize) and verifies it.
 func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wireChunk, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
-	defer cancel()
 	sem := m.peerSemaphore(p)
 	select {
 	case sem <- struct{}{}:
@@ -236,6 +293,11 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wi
 		return wireChunk{}, ctx.Err()
 	}
 	defer func() { <-sem }()
+	// The timeout starts once the request may go: time spent queued behind
+	// our own requests to a busy peer is no failure of the peer, and counting
+	// it as one hands its chunks to the next member, which fetches them again.
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RequestTimeout)
+	defer cancel()
 	// The peer may have been penalized while we queued for it.
 	if m.penalized(p) {
 		return wireChunk{}, errPenalized
@@ -318,10 +380,10 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 	if _, err := cs.r.Peek(1); err != nil {
 		return nil, 0, false, fmt.Errorf("read response: %w", err)
 	}
-	data, enc, status, err := readResponse(cs.r)
+	data, enc, _, err = readResponse(cs.r)
 	if err != nil {
 		if errors.Is(err, errPeerStatus) {
-			return nil, 0, true, fmt.Errorf("peer refused (status %d): %w", status, err)
+			return nil, 0, true, fmt.Errorf("peer refused: %w", err)
 		}
 		return nil, 0, true, fmt.Errorf("read response: %w", err)
 	}
@@ -335,7 +397,7 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 // asks (local Fetch or a peer asking us as owner), verifies and stores it.
 // On a takeover it first asks a few members' stores, since the previous
 // owner may have handed the chunk out before it went.
-func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResult, error) {
+func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string) (fetchResult, error) {
 	return doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
 			return fetchResult{data: data, origin: Origin{Local: true}}, err
@@ -352,6 +414,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool) (fetchResu
 		if err := m.wanLimit.acquire(ctx); err != nil {
 			return fetchResult{}, err
 		}
+		m.log.Debug("WAN fetch", "cid", c, "why", why)
 		raw, wire, err := m.wan.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {

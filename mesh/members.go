@@ -30,6 +30,7 @@ type Member struct {
 	State   string `json:"state"` // alive, leaving, dead, left
 	Role    string `json:"role"`
 	Holding uint64 `json:"holding"` // release sequence the member holds completely
+	Running uint64 `json:"running"` // release sequence the member runs; below Holding after a rollback
 	Self    bool   `json:"self"`
 	// Status is what the member gossips of its own (Mesh.SetStatus).
 	Status    []byte `json:"status,omitempty"`

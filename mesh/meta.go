@@ -29,6 +29,11 @@ type nodeMeta struct {
 	addrs   []ma.Multiaddr
 	role    string
 	holding uint64
+	// running is the release sequence the member runs, which a rollback
+	// puts below holding. It trails the addresses and a length-prefixed
+	// status slot (empty from this version), where members that stop
+	// reading earlier ignore it; from them it reads as holding.
+	running uint64
 	// leaving is set by a member shutting down gracefully, just before it
 	// leaves, so peers stop routing chunks to it and report it as left.
 	leaving bool
@@ -45,7 +50,7 @@ const (
 
 // encode writes m compactly, dropping addresses beyond maxMetaAddrs or
 // beyond limit bytes (memberlist panics on metadata over MetaMaxSize). The
-// fixed part (peer id, role, holding) is always far below limit.
+// fixed part (peer id, role, holding, running) is always far below limit.
 func (m nodeMeta) encode(limit int) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, metaVersion)
@@ -69,10 +74,8 @@ func (m nodeMeta) encode(limit int) []byte {
 	if len(st) > MaxStatus {
 		st = nil
 	}
-	reserve := 0
-	if len(st) > 0 {
-		reserve = binary.MaxVarintLen16 + len(st)
-	}
+	// The status slot (its length, maybe 0) and running trail the addresses.
+	reserve := len(binary.AppendUvarint(nil, uint64(len(st)))) + len(st) + len(binary.AppendUvarint(nil, m.running))
 	n := 0
 	for _, a := range m.addrs {
 		if n == maxMetaAddrs {
@@ -87,11 +90,9 @@ func (m nodeMeta) encode(limit int) []byte {
 		n++
 	}
 	b[countAt] = byte(n)
-	if len(st) > 0 && len(b)+reserve <= limit {
-		b = binary.AppendUvarint(b, uint64(len(st)))
-		b = append(b, st...)
-	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(st)))
+	b = append(b, st...)
+	return binary.AppendUvarint(b, m.running)
 }
 
 // decodeMeta reads metadata written by encode. Addresses that do not parse
@@ -135,12 +136,19 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 		}
 		b = b[n+int(l):]
 	}
+	m.running = m.holding
 	if len(b) > 0 {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || l > MaxStatus || l > uint64(len(b)-n) {
 			return m, fmt.Errorf("decode metadata status: %w", errMeta)
 		}
-		m.status = append([]byte(nil), b[n:n+int(l)]...)
+		if l > 0 {
+			m.status = append([]byte(nil), b[n:n+int(l)]...)
+		}
+		b = b[n+int(l):]
+		if r, n := binary.Uvarint(b); n > 0 {
+			m.running = r
+		}
 	}
 	return m, nil
 }

@@ -58,6 +58,13 @@ var (
 	errPeerStatus = errors.New("peer did not serve the chunk")
 )
 
+// statusError is a well-formed refusal by the peer, with its status, so a
+// requester can tell "busy, ask again" from "no".
+type statusError struct{ status byte }
+
+func (e *statusError) Error() string        { return fmt.Sprintf("status %d: %v", e.status, errPeerStatus) }
+func (e *statusError) Is(target error) bool { return target == errPeerStatus }
+
 // writeRequest sends: version, flag, uvarint CID length, CID bytes.
 func writeRequest(w io.Writer, c cid.Cid, flag byte) error {
 	k := c.Bytes()
@@ -125,7 +132,7 @@ func readResponse(r *bufio.Reader) (data []byte, enc, status byte, err error) {
 		return nil, 0, 0, err
 	}
 	if status != statusOK {
-		return nil, 0, status, fmt.Errorf("status %d: %w", status, errPeerStatus)
+		return nil, 0, status, &statusError{status}
 	}
 	if enc, err = r.ReadByte(); err != nil {
 		return nil, 0, status, err

@@ -116,7 +116,7 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 	if ok {
 		return wire, statusOK
 	}
-	takeover := flag == flagTakeover
+	takeover, why := flag == flagTakeover, wanAskedTakeover
 	switch flag {
 	case flagStore:
 		return nil, statusNotFound
@@ -126,9 +126,9 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 			// the requester asks the next member, which takes over.
 			return nil, statusNotOwner
 		}
-		takeover = m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+		takeover, why = m.members.departedAhead(c.Bytes(), m.name, takeoverWindow), wanAskedOwner
 	}
-	r, err := m.fromWAN(ctx, c, takeover)
+	r, err := m.fromWAN(ctx, c, takeover, why)
 	if err != nil {
 		m.log.Warn("fetch owned chunk", "cid", c, "err", err)
 		return nil, statusFailed

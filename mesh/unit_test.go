@@ -44,7 +44,7 @@ func TestMetaSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := nodeMeta{peerID: pid, addrs: tt.addrs, role: RoleDP, holding: ^uint64(0), leaving: true}
+			in := nodeMeta{peerID: pid, addrs: tt.addrs, role: RoleDP, holding: ^uint64(0), running: 5, leaving: true}
 			b := in.encode(memberlist.MetaMaxSize)
 			if len(b) > memberlist.MetaMaxSize {
 				t.Fatalf("metadata is %d bytes, over %d", len(b), memberlist.MetaMaxSize)
@@ -53,7 +53,7 @@ func TestMetaSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.peerID != pid || out.role != RoleDP || out.holding != ^uint64(0) || !out.leaving {
+			if out.peerID != pid || out.role != RoleDP || out.holding != ^uint64(0) || out.running != in.running || !out.leaving {
 				t.Errorf("decoded %+v, want %+v", out, in)
 			}
 			if len(out.addrs) != tt.wantAddrs {
@@ -65,6 +65,28 @@ func TestMetaSize(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetaWithoutRunning: metadata of a member older than the running field
+// reads as running what it holds.
+func TestMetaWithoutRunning(t *testing.T) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(k)
+	b := nodeMeta{peerID: pid, holding: 7, running: 5}.encode(memberlist.MetaMaxSize)
+	old := b[:len(b)-2] // without the empty status slot and running 5, a byte each
+	withStatus := append(append(old[:len(old):len(old)], 3, 'a', 'b', 'c'), 5)
+	for _, tt := range []struct {
+		b    []byte
+		want uint64
+	}{{b, 5}, {old, 7}, {withStatus, 5}} {
+		out, err := decodeMeta(tt.b)
+		if err != nil || out.running != tt.want || out.holding != 7 {
+			t.Errorf("decodeMeta = %+v, %v; want running %d, holding 7", out, err, tt.want)
+		}
 	}
 }
 
@@ -161,6 +183,8 @@ func TestConfigValidation(t *testing.T) {
 		{"unknown role", func(c *Config) { c.Role = "server" }},
 		{"negative concurrency", func(c *Config) { c.Concurrency = -1 }},
 		{"long name", func(c *Config) { c.Name = strings.Repeat("n", 200) }},
+		{"p2p host name", func(c *Config) { c.P2PAddrs = []string{"localhost:4001"} }},
+		{"p2p bad multiaddr", func(c *Config) { c.P2PAddrs = []string{"/ip4/nonsense/tcp/1"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +203,26 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if m.cfg.Concurrency != DefaultConcurrency || m.cfg.GossipAddr != DefaultGossipAddr || len(m.cfg.P2PAddrs) != 4 || m.Name() == "" {
 		t.Errorf("zero config not defaulted: %+v", m.cfg)
+	}
+}
+
+// TestP2PListenAddrs: host:port, as the help offers, means TCP and QUIC on
+// that address; multiaddrs pass as they are.
+func TestP2PListenAddrs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"127.0.0.1:14001", []string{"/ip4/127.0.0.1/tcp/14001", "/ip4/127.0.0.1/udp/14001/quic-v1"}},
+		{"[::1]:14001", []string{"/ip6/::1/tcp/14001", "/ip6/::1/udp/14001/quic-v1"}},
+		{"0.0.0.0:0", []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}},
+		{"/ip4/127.0.0.1/tcp/4001", []string{"/ip4/127.0.0.1/tcp/4001"}},
+	}
+	for _, tt := range tests {
+		got, err := P2PListenAddrs(tt.in)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("P2PListenAddrs(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 	n.stat.checking = true
 	n.mu.Unlock()
 	defer func() {
+		n.gossipRunning()
 		res.Finished = time.Now()
 		n.mu.Lock()
 		n.stat.checking = false
@@ -191,7 +193,32 @@ func (n *Node) refuse(err error) error {
 	n.stat.counters.Refusals++
 	n.mu.Unlock()
 	n.event("refused", err.Error())
-	return fmt.Errorf("%w: %w", errRefused, err)
+	return refusal{err}
+}
+
+// refusal marks err as a refusal (errors.Is(err, errRefused)) without adding
+// "refused" to its text: the check's outcome already says it.
+type refusal struct{ err error }
+
+func (r refusal) Error() string        { return r.err.Error() }
+func (r refusal) Unwrap() error        { return r.err }
+func (r refusal) Is(target error) bool { return target == errRefused }
+
+// trustHint names what a node trusts, for a refusal of a signature: the key
+// ids and threshold of its trust root and the file it was pinned from, so an
+// operator can tell a wrong key from a stale trust file.
+func (n *Node) trustHint(err error) string {
+	if !errors.Is(err, manifest.ErrThreshold) && !errors.Is(err, manifest.ErrUnknownKey) && !errors.Is(err, manifest.ErrSignature) {
+		return ""
+	}
+	root := n.trustRoot()
+	ids := make([]string, 0, len(root.Keys))
+	for id := range root.Keys {
+		ids = append(ids, string(id))
+	}
+	slices.Sort(ids)
+	return fmt.Sprintf(" (this node trusts keys %s, threshold %d: trust root version %d, pinned from %s)",
+		strings.Join(ids, ", "), root.Threshold, root.Version, n.cfg.Trust)
 }
 
 // loadRoots restores the newest trust root reached by rotation in an earlier run.
@@ -228,8 +255,15 @@ func (n *Node) trustRoot() *manifest.TrustRoot {
 func (n *Node) updateRoot(ctx context.Context) {
 	cur := n.trustRoot()
 	next, env, err := repo.UpdateRoot(ctx, n.readFile, cur)
-	if err != nil {
-		n.event("refused", fmt.Sprintf("trust root rotation: %v", err))
+	switch {
+	case err == nil:
+	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, manifest.ErrThreshold), errors.Is(err, manifest.ErrSignature),
+		errors.Is(err, manifest.ErrRootVersion), errors.Is(err, manifest.ErrExpired), errors.Is(err, manifest.ErrTooLarge):
+		n.event("refused", fmt.Sprintf("trust root rotation: %v%s", err, n.trustHint(err)))
+	default:
+		// A source that is down is no refusal; the sources' health shows it,
+		// and the head is read from the next source anyway.
+		n.log.Info("trust root rotation not checked", "err", err)
 	}
 	if next.Version > cur.Version && env != nil {
 		if err := n.store.SetMeta(metaRoot+strconv.FormatUint(next.Version, 10), env); err != nil {
@@ -273,7 +307,7 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 			err = manifest.CheckNewer(highest, h.Sequence)
 		}
 		if err != nil {
-			msg := fmt.Sprintf("head of %s from %s: %v", n.cfg.Channel, s, err)
+			msg := fmt.Sprintf("head of %s from %s: %v%s", n.cfg.Channel, s, err, n.trustHint(err))
 			if errors.Is(err, manifest.ErrExpired) {
 				msg += " (check this machine's clock, or ask the publisher to re-sign the head)"
 			}
@@ -289,7 +323,7 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 	})
 	if err != nil {
 		if len(refusals) > 0 {
-			return nil, nil, "", fmt.Errorf("%w: no source has a valid head: %s", errRefused, strings.Join(refusals, "; "))
+			return nil, nil, "", refusal{fmt.Errorf("no source has a valid head: %s", strings.Join(refusals, "; "))}
 		}
 		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", n.cfg.Channel, err)
 	}
@@ -480,7 +514,7 @@ func (n *Node) openManifest(h *manifest.Head, root *manifest.TrustRoot, env []by
 		err = manifest.CheckHead(h, m)
 	}
 	if err != nil {
-		return nil, n.refuse(fmt.Errorf("manifest %s from %s: %w", h.Manifest.Path, where, err))
+		return nil, n.refuse(fmt.Errorf("manifest %s from %s: %w%s", h.Manifest.Path, where, err, n.trustHint(err)))
 	}
 	return m, nil
 }

@@ -78,6 +78,9 @@ type Config struct {
 	GOARCH string `yaml:"goarch"`
 
 	Logger *slog.Logger `yaml:"-"` // zero: discard
+	// Version of this build, reported in the status and the sources'
+	// User-Agent; the CLI sets its own. Zero: BuildVersion.
+	Version string `yaml:"-"`
 }
 
 // FilesConfig configures the file view (package node/fileview).
@@ -226,6 +229,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Version == "" {
+		c.Version = BuildVersion
 	}
 	if c.Name == "" {
 		host, _ := os.Hostname()

@@ -27,7 +27,7 @@ import (
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
-// BuildVersion is reported in the status; the CLI sets it from its own version.
+// BuildVersion is the version a node reports when Config.Version is empty.
 const BuildVersion = "0.1.0"
 
 // Node is one running node. Create it with New, run it with Run.
@@ -89,7 +89,7 @@ func New(cfg Config) (*Node, error) {
 
 	opts := source.DefaultOptions()
 	opts.CAFile, opts.Proxy, opts.Logger = cfg.CAFile, cfg.Proxy, n.log
-	opts.UserAgent = "patchmesh/" + BuildVersion
+	opts.UserAgent = "patchmesh/" + cfg.Version
 	if cfg.SourceTimeout > 0 {
 		opts.Timeout = time.Duration(cfg.SourceTimeout)
 	}
@@ -219,6 +219,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		n.event("rollback", msg)
 	}
 	n.loadRoots()
+	n.gossipRunning()
 
 	g, ctx := errgroup.WithContext(ctx)
 	var servers []*http.Server
@@ -231,7 +232,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("api: listen %s: %w", n.cfg.API, err)
 		}
 		n.stat.apiAddr = ln.Addr().String()
-		srv := newHTTPServer(ctx, api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: BuildVersion}))
+		srv := newHTTPServer(ctx, api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: n.cfg.Version}))
 		servers = append(servers, srv)
 		g.Go(func() error { return serveUntilClosed(srv, ln) })
 	}
@@ -545,5 +546,6 @@ func (n *Node) Rollback(ctx context.Context, reason string) (api.RollbackResult,
 	n.stat.counters.Rollbacks++
 	n.mu.Unlock()
 	n.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
+	n.gossipRunning()
 	return api.RollbackResult{From: from, To: to}, nil
 }

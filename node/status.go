@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/rollout"
 )
@@ -138,6 +139,19 @@ func (n *Node) currentRecord() *releaseRecord {
 	return nil
 }
 
+// gossipRunning tells the site which release this node runs, after anything
+// that may have switched it: an apply, a rollback, a restart.
+func (n *Node) gossipRunning() {
+	if n.mesh == nil {
+		return
+	}
+	var seq uint64
+	if cur := n.currentRecord(); cur != nil {
+		seq = cur.Sequence
+	}
+	n.mesh.SetRunning(seq)
+}
+
 // Status implements api.Backend.
 func (n *Node) Status() api.Status {
 	recs := n.records()
@@ -172,7 +186,7 @@ func (n *Node) Status() api.Status {
 			LastErrorAt: h.LastErrorAt, LastOK: h.LastOK, RetryAt: h.RetryAt, BytesRead: h.BytesRead})
 	}
 	var peers []api.Peer
-	info := api.NodeInfo{Name: n.cfg.Name, Site: n.siteID, Role: n.cfg.Mesh.Role, Version: BuildVersion, Started: n.started,
+	info := api.NodeInfo{Name: n.cfg.Name, Site: n.siteID, Role: n.cfg.Mesh.Role, Version: n.cfg.Version, Started: n.started,
 		UptimeSeconds: time.Since(n.started).Seconds(), OS: runtime.GOOS, Arch: runtime.GOARCH}
 	var meshServed int64
 	if n.mesh != nil {
@@ -180,12 +194,21 @@ func (n *Node) Status() api.Status {
 		info.Gossip = n.mesh.GossipAddr()
 		for _, m := range n.mesh.Members() {
 			peers = append(peers, api.Peer{Name: m.Name, PeerID: m.PeerID, Addr: m.Addr, State: m.State, Role: m.Role,
-				Holding: m.Holding, Self: m.Self, BytesFrom: m.BytesFrom, BytesTo: m.BytesTo})
+				Holding: m.Holding, Running: m.Running, Self: m.Self, BytesFrom: m.BytesFrom, BytesTo: m.BytesTo})
 			meshServed += m.BytesTo
 		}
 	}
 	if peers == nil {
 		peers = []api.Peer{}
+	}
+	var alive, known int
+	for _, p := range peers {
+		if !p.Self {
+			known++
+			if p.State == mesh.StateAlive {
+				alive++
+			}
+		}
 	}
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
@@ -213,6 +236,7 @@ func (n *Node) Status() api.Status {
 		c := *p
 		st.Progress = &c
 	}
+	st.Node.PeersAlive, st.Node.PeersKnown = alive, known
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
 	for _, s := range srcs {

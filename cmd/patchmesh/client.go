@@ -62,7 +62,7 @@ func printStatus(a *app, st *api.Status) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s (up %s)\n", st.Node.Name, time.Duration(st.Node.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	if st.Node.Site != "" {
-		fmt.Fprintf(w, "site\t%s, %d peer(s)%s\n", st.Node.Site, len(st.Peers), map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"])
+		fmt.Fprintf(w, "site\t%s, %d of %d peer(s) alive%s\n", st.Node.Site, st.Node.PeersAlive, st.Node.PeersKnown, map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"])
 	}
 	fmt.Fprintf(w, "channel\t%s\n", st.Channel)
 	if st.Current != nil {
@@ -109,13 +109,13 @@ func printStatus(a *app, st *api.Status) {
 	if len(st.Peers) > 0 {
 		fmt.Fprintln(a.stdout, "\npeers:")
 		pw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(pw, "  NAME\tSTATE\tHOLDS\tFROM IT\tTO IT")
+		fmt.Fprintln(pw, "  NAME\tSTATE\tRUNS\tHOLDS\tFROM IT\tTO IT")
 		for _, p := range st.Peers {
 			name := p.Name
 			if p.Self {
 				name += " (self)"
 			}
-			fmt.Fprintf(pw, "  %s\t%s\t%d\t%s\t%s\n", name, p.State, p.Holding, humanBytes(p.BytesFrom), humanBytes(p.BytesTo))
+			fmt.Fprintf(pw, "  %s\t%s\t%s\t%s\t%s\t%s\n", name, p.State, versionOf(st, p.Running), versionOf(st, p.Holding), humanBytes(p.BytesFrom), humanBytes(p.BytesTo))
 		}
 		pw.Flush()
 	}
@@ -125,9 +125,23 @@ func printStatus(a *app, st *api.Status) {
 			if i == 5 {
 				break
 			}
-			fmt.Fprintf(a.stdout, "  %s %-8s %s\n", e.Time.Local().Format(time.TimeOnly), e.Kind, e.Message)
+			fmt.Fprintf(a.stdout, "  %s %-8s %s\n", e.Time.Local().Format(time.TimeOnly), e.Kind, oneLine(e.Message))
 		}
 	}
+}
+
+// versionOf names release sequence seq by its version when this node knows
+// it, as the dashboard does.
+func versionOf(st *api.Status, seq uint64) string {
+	if seq == 0 {
+		return "-"
+	}
+	for _, r := range st.Releases {
+		if r.Sequence == seq {
+			return r.Version
+		}
+	}
+	return fmt.Sprintf("#%d", seq)
 }
 
 func newReleasesCmd(a *app) *cobra.Command {
@@ -147,7 +161,7 @@ func newReleasesCmd(a *app) *cobra.Command {
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "VERSION\tSEQ\tSTATE\tSIZE\tWAN\tLAN\tREASON")
 			for _, r := range rels {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Sequence, r.State, humanBytes(r.Bytes), humanBytes(r.FromWAN), humanBytes(r.FromLAN), r.Reason)
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Sequence, r.State, humanBytes(r.Bytes), humanBytes(r.FromWAN), humanBytes(r.FromLAN), oneLine(r.Reason))
 			}
 			return w.Flush()
 		},

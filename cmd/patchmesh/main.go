@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -86,7 +85,12 @@ Exit codes:
   4  the node's local API could not be reached`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildInfo().String(),
+		// Runnable, so that an unknown subcommand reaches usageArgs below
+		// and exits 2; alone it prints the help, as cobra would.
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	root.SetVersionTemplate("patchmesh {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -94,6 +98,13 @@ Exit codes:
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withCode(exitUsage, err) })
 	for _, add := range commands {
 		root.AddCommand(add(a))
+	}
+	usageArgs(root)
+	root.Args = func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return withCode(exitUsage, fmt.Errorf("unknown command %q for \"patchmesh\"", args[0]))
+		}
+		return nil
 	}
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -105,11 +116,38 @@ Exit codes:
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") ||
-		strings.Contains(err.Error(), "required flag") || strings.HasPrefix(err.Error(), "unknown flag") {
-		return exitUsage
-	}
 	return exitFailure
+}
+
+// needPath fails with a usage error when a path given on the command line
+// does not exist: a typo, not a verification failure.
+func needPath(op, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return withCode(exitUsage, fmt.Errorf("%s: %w", op, err))
+	}
+	return nil
+}
+
+// usageArgs makes every command's argument and required-flag errors usage
+// errors (exit 2). Cobra checks arguments just before required flags, so the
+// wrapper checks both.
+func usageArgs(cmd *cobra.Command) {
+	check := cmd.Args
+	if check == nil {
+		check = cobra.ArbitraryArgs
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return withCode(exitUsage, fmt.Errorf("%s: %w", c.CommandPath(), err))
+		}
+		if err := c.ValidateRequiredFlags(); err != nil {
+			return withCode(exitUsage, fmt.Errorf("%s: %w", c.CommandPath(), err))
+		}
+		return nil
+	}
+	for _, sub := range cmd.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // commands lists the subcommand constructors; each file adds its own.
@@ -130,4 +168,5 @@ var commands = []func(*app) *cobra.Command{
 	newRollbackCmd,
 	newReleaseCmd,
 	newDemoCmd,
+	newVersionCmd,
 }

@@ -48,7 +48,7 @@ type nodeFlags struct {
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (flags and PATCHMESH_* environment variables override it)")
 	fs.StringVar(&f.data, "data", "", "data folder: chunk store and state")
-	fs.StringVar(&f.install, "install-dir", "", "install folder: `current` link and releases")
+	fs.StringVar(&f.install, "install-dir", "", "install folder: holds the releases and the current link to the running one")
 	fs.StringVar(&f.channel, "channel", "", "channel to follow (default stable)")
 	fs.StringVar(&f.trust, "trust", "", "pinned trust root file")
 	fs.StringArrayVar(&f.sources, "source", nil, "update source URL, in order of preference (repeatable): http(s)://, ftp://, file:// or a folder")
@@ -195,6 +195,7 @@ PATCHMESH_SOURCE=url1,url2, PATCHMESH_DATA=/var/lib/patchmesh), then flags.`,
 				return withCode(exitUsage, err)
 			}
 			cfg.Logger = a.logger()
+			cfg.Version = buildInfo().Version
 			// The live heap of a node is small (tens of MiB) but churns: a
 			// soft limit keeps the collector from letting it double.
 			if os.Getenv("GOMEMLIMIT") == "" && f.memLimit > 0 {

@@ -85,6 +85,17 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
+// oneLine folds text that may hold newlines and tabs (a hook's stderr, say)
+// into one line, so it cannot break a table; --json keeps it whole.
+func oneLine(s string) string {
+	const max = 200
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max-1]) + "…"
+	}
+	return s
+}
+
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {
 		if v != "" {

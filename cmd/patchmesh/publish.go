@@ -50,6 +50,9 @@ patchmesh sign.`,
 			if len(keyFiles) == 0 {
 				return withCode(exitUsage, fmt.Errorf("publish: --key is required"))
 			}
+			if err := needPath("publish", args[0]); err != nil {
+				return err
+			}
 			keys, err := loadKeys(keyFiles)
 			if err != nil {
 				return err

@@ -30,7 +30,7 @@ status API and dashboard listen on --api (loopback by default).`,
 	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve the repository on (host:port; [::]:port for IPv6)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate: serve HTTPS")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	f.StringVar(&cfg.API, "api", cfg.API, "address of the status API and dashboard; empty: none")
+	f.StringVar(&cfg.API, "api", cfg.API, "address of the status API and dashboard; \"off\": none")
 	f.StringVar(&cfg.APIToken, "api-token", "", "token required by the API when it does not listen on loopback")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd

@@ -33,6 +33,9 @@ orphans (space, not a problem) when every channel is checked.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("verify: %w", err))
 			}
+			if err := needPath("verify", repoDir); err != nil {
+				return err
+			}
 			root, err := manifest.ParseTrustRoot(data)
 			if err != nil {
 				return withCode(exitRefused, fmt.Errorf("verify: trust root %s: %w", trust, err))

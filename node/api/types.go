@@ -110,6 +110,10 @@ type NodeInfo struct {
 	Gossip        string    `json:"gossip,omitempty"`
 	OS            string    `json:"os"`
 	Arch          string    `json:"arch"`
+	// PeersAlive of PeersKnown other members of the site are alive: counted
+	// here once, so the CLI and the dashboard say the same.
+	PeersAlive int `json:"peers_alive"`
+	PeersKnown int `json:"peers_known"`
 }
 
 // SourceState is the health of one update source.
@@ -198,6 +202,7 @@ type Peer struct {
 	State     string `json:"state"` // alive, suspect, dead, left
 	Role      string `json:"role,omitempty"`
 	Holding   uint64 `json:"holding"` // sequence of the newest release it holds whole
+	Running   uint64 `json:"running"` // sequence of the release it runs: below Holding after a rollback
 	Self      bool   `json:"self"`
 	BytesFrom int64  `json:"bytes_from"` // chunk bytes we received from it
 	BytesTo   int64  `json:"bytes_to"`   // chunk bytes we sent to it

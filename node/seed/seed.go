@@ -25,7 +25,7 @@ type Config struct {
 	Listen  string // repository listener; zero: DefaultConfig's ":8780"
 	TLSCert string // PEM certificate; zero: plain HTTP
 	TLSKey  string // PEM key of TLSCert
-	API     string // dashboard, status API and metrics listener; zero: none
+	API     string // dashboard, status API and metrics listener; zero or "off": none, as a node's
 	// APIToken, when set, is required by every API request (bearer header, or
 	// the dashboard's cookie from /?token=T). It must be set when API is not a
 	// loopback address; without it only loopback Host names are answered.
@@ -80,6 +80,9 @@ func New(cfg Config) (*Seed, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.API == "off" {
+		cfg.API = ""
 	}
 	if cfg.API != "" && !api.IsLoopback(cfg.API) && cfg.APIToken == "" {
 		return nil, fmt.Errorf("seed: the API on %s is not loopback: set an API token (--api-token)", cfg.API)

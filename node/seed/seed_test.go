@@ -464,7 +464,8 @@ func TestNewNeedsTokenOffLoopback(t *testing.T) {
 		{"127.0.0.1:0", "", true},
 		{"[::1]:0", "", true},
 		{"localhost:0", "", true},
-		{"", "", true}, // no API at all
+		{"", "", true},    // no API at all
+		{"off", "", true}, // the same, spelled as for a node
 		{":8781", "", false},
 		{"0.0.0.0:8781", "", false},
 		{"192.168.1.10:8781", "", false},

@@ -112,6 +112,12 @@ func (s *httpSource) Open(ctx context.Context, path string, max int64) (io.ReadC
 	req.Header.Set("User-Agent", s.opts.UserAgent)
 	resp, err := s.client.Do(req)
 	timedOut := !timer.Stop()
+	// Do wraps its errors in a *url.Error that names the method and URL
+	// again; ours already name them.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	fail := func(err error) (io.ReadCloser, error) {
 		if resp != nil {
 			// Drain a short error page so the connection can be reused,

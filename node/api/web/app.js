@@ -81,8 +81,9 @@ function renderCurrent(st) {
   setText("current-seq", c ? c.sequence : "–");
   setTime("current-activated", "", c && c.activated);
   const peers = st.peers || [];
-  const holding = c ? peers.filter((p) => p.holding >= c.sequence).length : 0;
-  setText("site-holding", c && peers.length ? holding + " of " + peers.length + " nodes hold it" : "–");
+  // The nodes alive (this one and peers_alive others) that run it.
+  const running = c ? peers.filter((p) => (p.self || p.state === "alive") && runs(p) === c.sequence).length : 0;
+  setText("site-holding", c && peers.length ? running + " of " + (st.node.peers_alive + 1) + " nodes run it" : "–");
   setText("previous-version", st.previous ? (st.previous.version || st.previous.name) : "–");
   const s = st.store || {};
   setText("store", fmtBytes(s.bytes) + " in " + (s.chunks || 0) + " chunks" + (s.quota_bytes ? " (quota " + fmtBytes(s.quota_bytes) + ")" : ""));
@@ -165,14 +166,18 @@ function versionOf(seq, st) {
   return "#" + seq;
 }
 
+// runs is the release sequence a peer runs; members older than the
+// "running" field report only what they hold.
+function runs(p) { return p.running ?? p.holding; }
+
 function renderPeers(st) {
   const peers = st.peers || [];
   const cur = st.current ? st.current.sequence : 0;
   const rows = peers.map((p) => {
-    const held = versionOf(p.holding, st);
+    const held = versionOf(runs(p), st);
     let badge = null;
-    if (p.holding && cur && !p.self) {
-      const [cls, txt] = p.holding > cur ? ["has", "newer"] : p.holding === cur ? ["has", "same as ours"] : ["behind", "behind"];
+    if (runs(p) && cur && !p.self) {
+      const [cls, txt] = runs(p) > cur ? ["has", "newer"] : runs(p) === cur ? ["has", "same as ours"] : ["behind", "behind"];
       badge = el("span", { class: "badge " + cls }, txt);
     }
     return el("tr", { class: p.self ? "self" : "", "data-peer": p.name, "data-state": p.state },
@@ -187,8 +192,7 @@ function renderPeers(st) {
   $("peers").querySelector("tbody").replaceChildren(...rows);
   $("peers-empty").hidden = peers.length > 0;
   $("peers").hidden = peers.length === 0;
-  const others = peers.filter((p) => !p.self);
-  setText("peer-count", peers.length ? others.filter((p) => p.state === "alive").length + " of " + others.length + " alive" : "");
+  setText("peer-count", peers.length ? st.node.peers_alive + " of " + st.node.peers_known + " alive" : "");
 }
 
 function splitBar(r) {
