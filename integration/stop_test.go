@@ -228,3 +228,58 @@ func TestNodeStopsWithInterfaceRemoved(t *testing.T) {
 		_ = stopWithin(t, p)
 	}
 }
+
+// mountExt4 mounts a fresh ext4 file system of size bytes that turns
+// read-only on its first error, as a data disk does after an I/O error, and
+// returns the mount point and the name of its device under /sys/fs/ext4.
+// It skips the test, with the reason, where this process may not mount.
+func mountExt4(t *testing.T, size int64) (dir, dev string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a loop ext4 file system")
+	}
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", img).CombinedOutput(); err != nil {
+		t.Skipf("cannot make an ext4 file system (%v: %s)", err, out)
+	}
+	dir = t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop,errors=remount-ro", img, dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a loop ext4 file system (%v: %s)", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Logf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	out, err := exec.Command("findmnt", "-n", "-o", "SOURCE", dir).Output()
+	if err != nil {
+		t.Fatalf("findmnt %s: %v", dir, err)
+	}
+	return dir, filepath.Base(strings.TrimSpace(string(out)))
+}
+
+// TestNodeStopsWhenDataTurnsReadOnly: the data disk turns read-only in the
+// middle of a fetch, as ext4 does after an I/O error: the node reports its
+// store failed, keeps its API, and SIGTERM ends it within the bound, though
+// badger can never flush there again.
+func TestNodeStopsWhenDataTurnsReadOnly(t *testing.T) {
+	mnt, dev := mountExt4(t, 256<<20)
+	trigger := filepath.Join("/sys/fs/ext4", dev, "trigger_fs_error")
+	if _, err := os.Stat(trigger); err != nil {
+		t.Skipf("this kernel cannot turn an ext4 read-only on demand (%v)", err)
+	}
+	data := filepath.Join(mnt, "data")
+	n, _ := slowFetch(t, "stop-ro", "--data", data)
+	if err := os.WriteFile(trigger, []byte("patchmesh test: the disk failed"), 0o200); err != nil {
+		t.Fatalf("turn %s read-only: %v", mnt, err)
+	}
+	waitFor(t, 20*time.Second, func() bool { return n.HasError(t, "chunk store failed", data) }, "the node to report its data disk read-only")
+	stillRunning(t, n)
+	_ = stopWithin(t, n.proc)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -163,11 +164,39 @@ func (s *Store) Probe() error {
 		}
 	}
 	if why == "" {
+		if werr := writeRefused(s.dir); werr != nil {
+			why = fmt.Sprintf("file system refuses writes (%v)", werr)
+		}
+	}
+	if why == "" {
 		return nil
 	}
 	err = fmt.Errorf("%w: %s: its %s; no chunk is stored until the node restarts on a working folder", ErrFailed, s.dir, why)
 	s.fault.CompareAndSwap(nil, &err)
 	return *s.fault.Load()
+}
+
+// probeFile is the empty file Probe creates and removes in the store folder.
+const probeFile = ".patchmesh-probe"
+
+// writeRefused creates and removes an empty file in dir, and returns why
+// that failed, if it did for another reason than a full disk (which room
+// handles). Ext4 after an I/O error turns read-only without statfs saying
+// so, while badger's writes to its maps still seem to succeed: only its
+// flushes fail, and retry forever.
+func writeRefused(dir string) error {
+	p := filepath.Join(dir, probeFile)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err == nil {
+		err = f.Close()
+		if rerr := os.Remove(p); err == nil {
+			err = rerr
+		}
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return nil
+	}
+	return err
 }
 
 // noteFolder remembers which folder the store opened, for Probe.
