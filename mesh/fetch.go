@@ -122,21 +122,49 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	takeover := false
 	if m.active() {
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
-		data, name, err := m.fromSite(sctx, c)
-		cancel()
-		var self *selfNext
-		switch {
-		case err == nil:
-			return m.store(ctx, c, data, Origin{Peer: name})
-		case ctx.Err() != nil:
-			return fetchResult{}, ctx.Err()
-		case errors.As(err, &self):
-			takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
-		default:
-			m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
+		fallbackAt := time.Now().Add(m.cfg.FallbackDelay)
+		for {
+			data, name, err := m.fromSite(sctx, c)
+			var self *selfNext
+			switch {
+			case err == nil:
+				cancel()
+				return m.store(ctx, c, data, Origin{Peer: name})
+			case ctx.Err() != nil:
+				cancel()
+				return fetchResult{}, ctx.Err()
+			case errors.As(err, &self):
+				takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+			case m.siteRetry(sctx, fallbackAt):
+				continue
+			default:
+				m.log.Debug("site did not deliver; fetching from WAN", "cid", c, "err", err)
+			}
+			break
 		}
+		cancel()
 	}
 	return m.fromWAN(ctx, c, takeover)
+}
+
+// siteRetryPause spaces the site's retries within Config.FallbackDelay.
+const siteRetryPause = time.Second
+
+// siteRetry waits before asking the site again, and reports false when the
+// fallback delay has passed or ctx (bounded by SiteTimeout) ended.
+func (m *Mesh) siteRetry(ctx context.Context, fallbackAt time.Time) bool {
+	left := time.Until(fallbackAt)
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(left, siteRetryPause))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // fromSite asks the members for c in ownership order: the owner first, as
