@@ -42,7 +42,7 @@ type Node struct {
 	siteID  string
 	chunks  pipeline.Source // the mesh's or the WAN's, with retries
 	wan     *wanSource
-	caps    *caps // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
+	caps    *caps         // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
 	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	checkCh chan checkRequest
 	// scrubSem lets one scrub run at a time, background or asked for.
