@@ -49,3 +49,21 @@ func TestWANCapHoldsOnANode(t *testing.T) {
 	}
 	t.Logf("%d bytes in %v: %.0f B/s under a cap of %d B/s", moved, elapsed.Round(time.Millisecond), float64(moved)/elapsed.Seconds(), capRate)
 }
+
+// TestChannelCapsTighten: the publisher's channel caps reach the node through
+// the signed head and hold where they are tighter than the node's own, and a
+// later publish keeps them.
+func TestChannelCapsTighten(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 8)
+	pub.Publish("1.0.0", src, "--channel-wan-rate", "2MB/s", "--channel-site-wan-rate", "off")
+	makeTree(t, src, 1, 9)
+	pub.Publish("1.1.0", src) // no cap flags: the head keeps the channel's caps
+	seed := newSeed(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "n", Trust: pub.Trust, Sources: []string{seed.URL}, Extra: []string{"--wan-rate", "5MB/s"}})
+	n.WaitVersion(t, "1.1.0", 60*time.Second)
+	// The limiter asks its caps again within a second.
+	waitFor(t, 10*time.Second, func() bool { st, err := n.status(); return err == nil && st.Caps != nil && st.Caps.WAN == 2_000_000 },
+		"the node's WAN cap to be the channel's 2MB/s")
+}
