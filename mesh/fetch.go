@@ -133,6 +133,10 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 			case ctx.Err() != nil:
 				cancel()
 				return fetchResult{}, ctx.Err()
+			case errors.As(err, &self) && self.takeover && m.siteRetry(sctx, fallbackAt):
+				// Live members ahead of us failed to deliver: they are asked
+				// again, within the delay, before we fetch it ourselves.
+				continue
 			case errors.As(err, &self):
 				takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
 			case m.siteRetry(sctx, fallbackAt):
