@@ -25,6 +25,17 @@ type Head struct {
 	// node applies it only as a valid rollout naming it allows, so a mirror
 	// that drops the rollout file cannot make the release apply everywhere.
 	Rollout bool `json:"rollout,omitempty"`
+	// Caps are the channel's default byte-rate caps; a node's own config can
+	// only tighten them. Nodes older than caps refuse a head that has them
+	// (signed documents refuse unknown fields): upgrade the nodes first.
+	Caps *ChannelCaps `json:"caps,omitempty"`
+}
+
+// ChannelCaps are byte-rate caps in bytes a second; zero: none.
+type ChannelCaps struct {
+	WAN       int64 `json:"wan,omitempty"`        // each node's WAN reads
+	SiteWAN   int64 `json:"site_wan,omitempty"`   // a whole site's WAN reads, shared by its live members
+	LANUpload int64 `json:"lan_upload,omitempty"` // each node's chunk bytes served to peers
 }
 
 // MaxCompactRefs bounds a head's compact forms.
@@ -107,6 +118,9 @@ func (h *Head) Validate() error {
 		if c.From >= h.Sequence {
 			return fmt.Errorf("head of %s: compact form against sequence %d, not below the head's %d: %w", h.Channel, c.From, h.Sequence, ErrMalformed)
 		}
+	}
+	if c := h.Caps; c != nil && (c.WAN < 0 || c.SiteWAN < 0 || c.LANUpload < 0) {
+		return fmt.Errorf("head of %s: negative rate cap: %w", h.Channel, ErrMalformed)
 	}
 	if h.Issued.IsZero() || h.Expires.IsZero() || !h.Expires.After(h.Issued) {
 		return fmt.Errorf("head of %s: issued and expires times are required, expires after issued: %w", h.Channel, ErrMalformed)

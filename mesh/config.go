@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,14 @@ type Config struct {
 	// SiteTimeout is how long a Fetch waits for the site to deliver a chunk
 	// before fetching it from the WAN itself. Zero: 5 minutes.
 	SiteTimeout time.Duration
+	// FallbackDelay is how long a Fetch keeps asking the site for a chunk
+	// when the site fails fast (members refuse, are busy or lack it), before
+	// this node fetches the chunk from its WAN itself; bounded by
+	// SiteTimeout. Zero: fall back as soon as the site has failed once.
+	FallbackDelay time.Duration
+	// UploadThrottle, if set, paces the chunk bytes this node serves to
+	// peers (a LAN upload cap). Zero: unpaced.
+	UploadThrottle Throttle
 	// PenaltyDuration is how long a peer that sent bad bytes, or failed
 	// repeatedly, is not asked. Zero: 1 minute.
 	PenaltyDuration time.Duration
@@ -161,7 +170,7 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Name) > maxNameLen {
 		return c, fmt.Errorf("name %q: longer than %d bytes: %w", c.Name, maxNameLen, ErrConfig)
 	}
-	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 {
+	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 || c.FallbackDelay < 0 {
 		return c, fmt.Errorf("negative limit: %w", ErrConfig)
 	}
 	if c.Concurrency == 0 {
@@ -222,6 +231,12 @@ func P2PListenAddrs(s string) ([]string, error) {
 		fmt.Sprintf("/%s/%s/tcp/%s", proto, ip, port),
 		fmt.Sprintf("/%s/%s/udp/%s/quic-v1", proto, ip, port),
 	}, nil
+}
+
+// Throttle paces bytes: WaitN returns when n more bytes fit a rate cap, or
+// fails when ctx ends first.
+type Throttle interface {
+	WaitN(ctx context.Context, n int) error
 }
 
 // maxNameLen bounds member names; memberlist sends them in every message.

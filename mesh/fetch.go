@@ -122,24 +122,36 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	takeover, why := false, wanAlone
 	if m.active() {
 		sctx, cancel := context.WithTimeout(ctx, m.cfg.SiteTimeout)
-		data, name, err := m.fromSite(sctx, c)
-		cancel()
-		var self *selfNext
-		switch {
-		case err == nil:
-			return m.store(ctx, c, data, Origin{Peer: name})
-		case ctx.Err() != nil:
-			return fetchResult{}, ctx.Err()
-		case errors.As(err, &self):
-			takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
-			why = wanOwner
-			if takeover {
-				why = wanTakeover
+		fallbackAt := time.Now().Add(m.cfg.FallbackDelay)
+		for {
+			data, name, err := m.fromSite(sctx, c)
+			var self *selfNext
+			switch {
+			case err == nil:
+				cancel()
+				return m.store(ctx, c, data, Origin{Peer: name})
+			case ctx.Err() != nil:
+				cancel()
+				return fetchResult{}, ctx.Err()
+			case errors.As(err, &self) && self.takeover && m.siteRetry(sctx, fallbackAt):
+				// Live members ahead of us failed to deliver: they are asked
+				// again, within the delay, before we fetch it ourselves.
+				continue
+			case errors.As(err, &self):
+				takeover = self.takeover || m.members.departedAhead(c.Bytes(), m.name, takeoverWindow)
+				why = wanOwner
+				if takeover {
+					why = wanTakeover
+				}
+			case m.siteRetry(sctx, fallbackAt):
+				continue
+			default:
+				why = wanSiteFailed
+				m.log.Info("site did not deliver; fetching from WAN", "cid", c, "err", err)
 			}
-		default:
-			why = wanSiteFailed
-			m.log.Info("site did not deliver; fetching from WAN", "cid", c, "err", err)
+			break
 		}
+		cancel()
 	}
 	return m.fromWAN(ctx, c, takeover, why)
 }
@@ -155,6 +167,26 @@ const (
 	wanAskedOwner    = "asked-as-owner" // a peer asked us as its owner
 	wanAskedTakeover = "asked-takeover" // a peer asked us after its owner failed
 )
+
+// siteRetryPause spaces the site's retries within Config.FallbackDelay.
+const siteRetryPause = time.Second
+
+// siteRetry waits before asking the site again, and reports false when the
+// fallback delay has passed or ctx (bounded by SiteTimeout) ended.
+func (m *Mesh) siteRetry(ctx context.Context, fallbackAt time.Time) bool {
+	left := time.Until(fallbackAt)
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(left, siteRetryPause))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
+}
 
 // fromSite asks the members for c in ownership order: the owner first, as
 // owner; when it fails, the next one with the takeover flag, and so on. If

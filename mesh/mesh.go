@@ -567,6 +567,10 @@ func (m *Mesh) Owned() func(cid.Cid) bool {
 	return func(c cid.Cid) bool { return hrwOwner(c.Bytes(), live) == m.name }
 }
 
+// LiveMembers returns how many members are alive, this node included: the
+// number a site-wide cap is shared by.
+func (m *Mesh) LiveMembers() int { return m.members.liveCount() }
+
 // Members returns every member this node knows, itself included, by name.
 func (m *Mesh) Members() []Member {
 	ents := m.members.all()

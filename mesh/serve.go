@@ -89,6 +89,14 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
 	if status == statusOK && m.corruptServe != nil {
 		data = m.corruptServe(data)
 	}
+	if status == statusOK && m.cfg.UploadThrottle != nil {
+		// Paid before the write, within the request's time: a capped
+		// node serves fewer chunks, and the requester's timeout still holds.
+		if err := m.cfg.UploadThrottle.WaitN(ctx, len(data)); err != nil {
+			m.log.Debug("upload cap outlasted the request", "cid", c, "peer", p, "err", err)
+			return false
+		}
+	}
 	bp := m.bufs.Get().(*[]byte)
 	err = writeResponse(s, status, data, bp)
 	m.bufs.Put(bp)

@@ -334,6 +334,11 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 		return nil, nil, "", fmt.Errorf("%w: no source has a valid head (the site's peers hold only sequence %d, which this node has): %s",
 			errRefused, found.Sequence, strings.Join(refusals, "; "))
 	}
+	var cc manifest.ChannelCaps
+	if found.Caps != nil {
+		cc = *found.Caps
+	}
+	n.caps.setChannel(cc.WAN, cc.SiteWAN, cc.LANUpload)
 	return found, data, src.String(), nil
 }
 

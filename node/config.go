@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/node/ratecap"
 )
 
 // Config of a node. DefaultConfig gives every optional field a sane value; the
@@ -62,6 +63,9 @@ type Config struct {
 
 	Hooks HooksConfig `yaml:"hooks"`
 	Mesh  MeshConfig  `yaml:"mesh"`
+	// Caps bound the bytes a second this node moves (README, "Rate caps").
+	// A channel's head may set caps too; the tighter one holds.
+	Caps CapsConfig `yaml:"caps"`
 	// ServeRepo, when set, serves the repository format (heads, manifests, chunks)
 	// over HTTP from this node, fetching through the site on a miss, so plain
 	// clients and other sites can use this node as their source.
@@ -112,6 +116,23 @@ type HooksConfig struct {
 	ReleaseHooks *bool `yaml:"release_hooks"`
 }
 
+// CapsConfig are byte-rate caps: "10Mbit", "500KB/s", "2MiB/s"; zero or
+// "off": none. Schedules are windows in local time, "Mon-Fri 08:00-18:00=2Mbit";
+// the first that holds replaces the plain cap beside it.
+type CapsConfig struct {
+	WAN         ratecap.Rate `yaml:"wan"`          // this node's reads from its update sources
+	WANSchedule []string     `yaml:"wan_schedule"` // windows that replace WAN
+	// WANNow replaces WAN (and its schedule) while an update asked for
+	// through the API or CLI runs. Zero: WAN holds then too.
+	WANNow ratecap.Rate `yaml:"wan_now"`
+	// SiteWAN caps the whole site's WAN reads: each live member reads at
+	// most SiteWAN divided by the live members it sees. Set it alike on
+	// every member.
+	SiteWAN         ratecap.Rate `yaml:"site_wan"`
+	SiteWANSchedule []string     `yaml:"site_wan_schedule"` // windows that replace SiteWAN
+	LANUpload       ratecap.Rate `yaml:"lan_upload"`        // chunk bytes served to site peers
+}
+
 // MeshConfig joins the node to its site. Without a site key the node has no mesh
 // and fetches everything from its sources.
 type MeshConfig struct {
@@ -124,6 +145,10 @@ type MeshConfig struct {
 	// SiteTimeout: after this long without the site delivering a chunk, the node
 	// fetches it from its sources itself. Zero: 5m.
 	SiteTimeout Duration `yaml:"site_timeout"`
+	// FallbackDelay: when the site fails to deliver a chunk sooner, the node
+	// keeps asking it for this long (within SiteTimeout) before fetching the
+	// chunk from its sources. Zero: fall back at the first failure.
+	FallbackDelay Duration `yaml:"fallback_delay"`
 }
 
 // DefaultConfig returns the defaults every field falls back to.
@@ -226,6 +251,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.GOARCH == "" {
 		c.GOARCH = d.GOARCH
+	}
+	if _, err := ratecap.ParseSchedule(c.Caps.WANSchedule); err != nil {
+		return c, fmt.Errorf("config: caps.wan_schedule: %w", err)
+	}
+	if _, err := ratecap.ParseSchedule(c.Caps.SiteWANSchedule); err != nil {
+		return c, fmt.Errorf("config: caps.site_wan_schedule: %w", err)
+	}
+	if c.Mesh.FallbackDelay < 0 {
+		return c, errors.New("config: mesh.fallback_delay is negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -80,6 +80,20 @@ mesh:
   # "dp" marks a distribution point: when any is alive, only they use the WAN.
   # role: dp
   # site_timeout: 5m
+  # When the site fails to deliver a chunk, keep asking it this long before
+  # fetching the chunk from the sources (within site_timeout).
+  # fallback_delay: 30s
+
+# Byte-rate caps ("10Mbit", "500KB/s", "2MiB/s"; off: none). Schedules are
+# windows in local time; the first that holds replaces the plain cap. A
+# channel's publisher may set caps too: the tighter one holds.
+# caps:
+#   wan: 20Mbit                  # this node's reads from its sources
+#   wan_schedule: ["Mon-Fri 08:00-18:00=2Mbit"]
+#   wan_now: 50Mbit              # while an update asked for (update now) runs
+#   site_wan: 10Mbit             # the whole site, shared by its live members
+#   site_wan_schedule: ["Mon-Fri 08:00-18:00=4Mbit"]
+#   lan_upload: 200Mbit          # chunk bytes served to site peers
 
 # Serve the repository format to plain clients and other sites (tiered
 # distribution points), fetching through the site on a miss.

@@ -43,6 +43,7 @@ type Node struct {
 	siteID  string
 	chunks  pipeline.Source // the mesh's or the WAN's, with retries
 	wan     *wanSource
+	caps    *caps         // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
 	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	proxy   *proxy.Cache  // the caching proxy (--proxy-cache); nil: off
 	checkCh chan checkRequest
@@ -63,7 +64,8 @@ type Node struct {
 }
 
 type checkRequest struct {
-	done chan api.CheckResult // nil: nobody waits
+	done  chan api.CheckResult // nil: nobody waits
+	asked bool                 // by a person or a script (the API), not the schedule
 }
 
 // New opens the node's store and install folder and checks its config. Nothing
@@ -87,7 +89,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.root = root
 
+	// The mesh, made below, tells the live members when a cap is asked.
+	n.caps, err = newCaps(cfg.Caps, func() int {
+		if n.mesh == nil {
+			return 1
+		}
+		return n.mesh.LiveMembers()
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("config: caps: %w", err)
+	}
 	opts := source.DefaultOptions()
+	opts.Throttle = n.caps.wan
 	opts.CAFile, opts.Proxy, opts.Logger = cfg.CAFile, cfg.Proxy, n.log
 	opts.UserAgent = "patchmesh/" + cfg.Version
 	if cfg.SourceTimeout > 0 {
@@ -154,6 +167,8 @@ func New(cfg Config) (*Node, error) {
 		if cfg.Mesh.SiteTimeout > 0 {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
+		mc.FallbackDelay = time.Duration(cfg.Mesh.FallbackDelay)
+		mc.UploadThrottle = n.caps.lan
 		mc.Logger = n.log
 		mc.Codec = codec
 		mc.Stored = func(c cid.Cid, o mesh.Origin) {
@@ -422,7 +437,12 @@ func (n *Node) schedule(ctx context.Context) {
 		case req = <-n.checkCh:
 			timer.Stop()
 		}
+		done := func() {}
+		if req.asked {
+			done = n.caps.updateNow()
+		}
 		res, applied := n.check(ctx)
+		done()
 		if req.done != nil {
 			req.done <- res
 		}
@@ -480,7 +500,7 @@ func (n *Node) interval() time.Duration {
 
 // Check implements api.Backend.
 func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
-	req := checkRequest{}
+	req := checkRequest{asked: true}
 	if wait {
 		req.done = make(chan api.CheckResult, 1)
 	}

@@ -213,6 +213,7 @@ func (n *Node) Status() api.Status {
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
 	ro := n.rolloutStatus()
+	capsNow := n.caps.status()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -222,7 +223,7 @@ func (n *Node) Status() api.Status {
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
-		Rollout: ro,
+		Rollout: ro, Caps: capsNow,
 	}
 	if r := n.stat.lastScrub; r != nil {
 		c := *r

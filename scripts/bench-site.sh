@@ -44,6 +44,14 @@
 #             and the nodes' "delta not used" log lines.
 #   V1_TREE, V2_TREE  the two trees for UPDATE=1 (default: the mariadb-server-core
 #             10.11.18 -> 10.11.19 Debian pair unpacked under /work/debs/x)
+#   CAP=1     measure the rate caps instead: one node with --wan-rate CAP_NODE,
+#             then a site of CAP_NODES nodes with --site-wan-rate CAP_SITE, each
+#             on fresh nodes and repository; the link's bytes are sampled every
+#             0.2 s and the rate over the transfer (first to last moving sample)
+#             is printed against the cap. Defaults: CAP_NODE 5Mbit, CAP_SITE
+#             8Mbit, CAP_NODES 4, SIZE_MIB 24. No raw-link rows, no T1 row.
+#   NS_PREFIX prefix of the namespaces' names (default pmb), so that two runs
+#             on one machine do not collide
 #   TRACE=1   write the progress of each run's first and last node, twice a
 #             second, to $WORK/SLUG/trace.tsv (time, node, phase, chunks done,
 #             WAN, LAN, API answer time) and the seed's chunk Mbit/s per second
@@ -52,6 +60,8 @@
 # Prints the table and writes it to $WORK/table.md.
 set -euo pipefail
 
+CAP=${CAP:-0}
+if [[ $CAP == 1 ]]; then SIZE_MIB=${SIZE_MIB:-24}; fi
 SIZE_MIB=${SIZE_MIB:-64}
 RATE=${RATE:-20mbit}
 DELAY=${DELAY:-}
@@ -65,8 +75,8 @@ else
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-NS_WAN=pmb-wan
-NS_SITE=pmb-site
+NS_WAN=${NS_PREFIX:-pmb}-wan
+NS_SITE=${NS_PREFIX:-pmb}-site
 WAN_IP=10.99.0.1
 SITE_IP=10.99.0.2
 
@@ -173,7 +183,8 @@ say "WAN" "tbf $RATE${DELAY:+, netem delay $DELAY} each way (veth between pmb-wa
 say "binary" "$BIN"
 
 # --- raw link ---------------------------------------------------------------
-if [[ $UPDATE == 1 ]]; then
+if [[ $UPDATE == 1 || $CAP == 1 ]]; then
+	[[ $CAP == 1 ]] ||
 	say "update" "$V1_TREE -> $V2_TREE"
 else
 RAW=$WORK/raw
@@ -351,6 +362,55 @@ sees_site() { # api n
 not_checking() { # api
 	in_site curl -sf --max-time 5 "http://$1/api/status" | jq -e '.checking == false and .last_check != null'
 }
+
+# run_cap N SLUG LABEL CAP ARGS...: N nodes (a site when N > 1) with ARGS get a
+# fresh release while the link's tx bytes are sampled; prints the rate over the
+# transfer against CAP (as ratecap spells it: 5Mbit).
+run_cap() {
+	local n=$1 dir=$WORK/$2 label=$3 cap=$4
+	shift 4
+	local repo=$dir/repo trust=$dir/trust.json base=$((20000 + RANDOM % 20000))
+	mkdir -p "$dir"
+	"$BIN" trust init --key "$WORK/release.key" --out "$trust" --repo "$repo" >/dev/null
+	start_seed "$repo" "$dir/seed.log"
+	NODE_ARGS="${NODE_ARGS:-} $*" start_nodes "$n" "$((n > 1))" "$dir" "$trust" "$base"
+	local apis=("${NODE_APIS[@]}")
+	"$BIN" publish --repo "$repo" --key "$WORK/release.key" --version "1.0.0" --json "$SRC" >"$dir/publish.json"
+	(while :; do printf '%s %s\n' "$(now)" "$(link_tx)"; sleep 0.2; done) >"$dir/link.tsv" &
+	local sampler=$!
+	ask_updates "$NS_SITE" "$dir" "${apis[@]}" || { kill "$sampler"; die "an update failed in $label; see $dir"; }
+	sleep 0.5
+	kill "$sampler"; wait "$sampler" 2>/dev/null || true
+	stop_procs
+	# The transfer: from the last sample before the bytes start moving to the
+	# first after they stop (below 2 kB a sample: gossip, not chunks).
+	local got
+	got=$(awk 'NR == 1 { pt = $1; pb = $2; next }
+		{ if ($2 - pb > 2000) { if (!t0) { t0 = pt; b0 = pb } t1 = $1; b1 = $2 } pt = $1; pb = $2 }
+		END { printf "%.0f %.2f %.3f", b1 - b0, t1 - t0, (b1 - b0) * 8 / (t1 - t0) / 1e6 }' "$dir/link.tsv")
+	local bytes secs mbit capmbit
+	read -r bytes secs mbit <<<"$got"
+	capmbit=$(awk -v c="$cap" 'BEGIN { n = c + 0; u = tolower(c); sub(/^[0-9.]+/, "", u)
+		m = (u ~ /^g/) ? 1e3 : (u ~ /^m/) ? 1 : (u ~ /^k/) ? 1e-3 : 1e-6; printf "%g", n * m }')
+	echo "| $label | $cap | $bytes | $secs | $mbit | $(calc "%.3fx" "$mbit / $capmbit") |" >>"$TABLE"
+	say "$label" "$mbit Mbit/s at the link over $secs s, cap $cap ($(calc "%.3fx" "$mbit / $capmbit"))"
+	rm -rf "${dir:?}"/n*/
+}
+
+if [[ $CAP == 1 ]]; then
+	{
+		echo "| run | cap | link bytes | transfer (s) | link Mbit/s | / cap |"
+		echo "|---|---:|---:|---:|---:|---:|"
+	} >"$TABLE"
+	echo
+	CAP_NODE=${CAP_NODE:-5Mbit} CAP_SITE=${CAP_SITE:-8Mbit} CAP_NODES=${CAP_NODES:-4}
+	run_cap 1 cap-node "one node, --wan-rate $CAP_NODE" "$CAP_NODE" --wan-rate "$CAP_NODE"
+	run_cap "$CAP_NODES" cap-site "site of $CAP_NODES, --site-wan-rate $CAP_SITE" "$CAP_SITE" --site-wan-rate "$CAP_SITE"
+	echo
+	cat "$TABLE"
+	echo "link: tbf $RATE; link bytes include TCP/IP and HTTP headers, which the caps (body bytes) do not count"
+	exit 0
+fi
 
 if [[ $UPDATE == 1 ]]; then
 	# shellcheck source=bench-site-update.sh

@@ -43,6 +43,8 @@ type nodeFlags struct {
 	proxyCache                                                          node.ProxyCacheConfig
 	tags                                                                []string
 	rolloutPoll                                                         time.Duration
+	caps                                                                node.CapsConfig
+	fallbackDelay                                                       time.Duration
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -87,6 +89,13 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "a group this node belongs to, for rollouts that target tags (repeatable)")
 	fs.DurationVar(&f.rolloutPoll, "rollout-poll", 0, "how often a node waiting on a staged rollout checks again (default 1m)")
+	fs.Var(&f.caps.WAN, "wan-rate", "cap on this node's reads from its sources, e.g. 10Mbit, 500KB/s, 2MiB/s")
+	fs.StringArrayVar(&f.caps.WANSchedule, "wan-rate-schedule", nil, "a --wan-rate by weekday and hour, local time, e.g. \"Mon-Fri 08:00-18:00=2Mbit\" (repeatable; the first window that holds wins)")
+	fs.Var(&f.caps.WANNow, "wan-rate-now", "WAN cap while an update asked for (patchmesh update, the dashboard) runs, instead of --wan-rate (off: --wan-rate holds then too)")
+	fs.Var(&f.caps.SiteWAN, "site-wan-rate", "cap on the whole site's WAN reads, shared by its live members; set it alike on every member")
+	fs.StringArrayVar(&f.caps.SiteWANSchedule, "site-wan-rate-schedule", nil, "a --site-wan-rate by weekday and hour, local time (repeatable)")
+	fs.Var(&f.caps.LANUpload, "lan-upload-rate", "cap on the chunk bytes this node serves to site peers")
+	fs.DurationVar(&f.fallbackDelay, "site-fallback-delay", 0, "when the site fails to deliver a chunk, keep asking it this long (within --site-timeout) before fetching from the sources (default 0: at once)")
 }
 
 // applyEnv sets every flag not given on the command line from PATCHMESH_<FLAG>
@@ -168,6 +177,13 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })
 	set("tag", func() { cfg.Tags = f.tags })
 	set("rollout-poll", func() { cfg.RolloutPoll = node.Duration(f.rolloutPoll) })
+	set("wan-rate", func() { cfg.Caps.WAN = f.caps.WAN })
+	set("wan-rate-schedule", func() { cfg.Caps.WANSchedule = f.caps.WANSchedule })
+	set("wan-rate-now", func() { cfg.Caps.WANNow = f.caps.WANNow })
+	set("site-wan-rate", func() { cfg.Caps.SiteWAN = f.caps.SiteWAN })
+	set("site-wan-rate-schedule", func() { cfg.Caps.SiteWANSchedule = f.caps.SiteWANSchedule })
+	set("lan-upload-rate", func() { cfg.Caps.LANUpload = f.caps.LANUpload })
+	set("site-fallback-delay", func() { cfg.Mesh.FallbackDelay = node.Duration(f.fallbackDelay) })
 	return cfg, nil
 }
 

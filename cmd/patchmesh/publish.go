@@ -3,14 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/delta"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/ratecap"
 )
 
 func newPublishCmd(a *app) *cobra.Command {
@@ -28,6 +31,7 @@ func newPublishCmd(a *app) *cobra.Command {
 		compress                  string
 		pending                   bool
 		plan                      rolloutPlan
+		caps                      channelCapFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "publish --repo DIR --key FILE --channel NAME --version V SRC_DIR",
@@ -69,10 +73,14 @@ patchmesh sign.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("publish: %w", err))
 			}
+			chCaps, err := caps.caps(cmd.Flags(), repoDir, channel)
+			if err != nil {
+				return withCode(exitUsage, fmt.Errorf("publish: %w", err))
+			}
 			bar := newProgressBar(a.stderr, "publishing")
 			sum, err := repo.Publish(cmd.Context(), repoDir, args[0], repo.PublishOptions{
 				Channel: channel, Version: version, Sequence: seq, Keys: keys,
-				Target: target, Hooks: hooks, HeadTTL: headTTL, Rollout: ro, ManifestTTL: manifestTTL, Compress: clevel,
+				Target: target, Hooks: hooks, HeadTTL: headTTL, Rollout: ro, ManifestTTL: manifestTTL, Compress: clevel, Caps: chCaps,
 				Pending:  pending,
 				Deltas:   repo.DeltaOptions{Off: deltaBases <= 0, Bases: deltaBases, Level: dlevel, Window: deltaWindow << 20, Group: deltaGroup << 20},
 				Progress: func(p repo.Progress) { bar.update(p.Bytes, p.BytesTotal) },
@@ -143,7 +151,41 @@ patchmesh sign.`,
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
 	f.IntVar(&deltaWindow, "delta-window", 8, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
 	plan.addFlags(f)
+	caps.addFlags(f)
 	_ = cmd.MarkFlagRequired("repo")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd
+}
+
+// channelCapFlags are the channel's default rate caps a head carries.
+type channelCapFlags struct{ wan, siteWAN, lanUpload ratecap.Rate }
+
+func (c *channelCapFlags) addFlags(f *pflag.FlagSet) {
+	f.Var(&c.wan, "channel-wan-rate", "default WAN cap of every node of the channel, e.g. 10Mbit (nodes may only tighten it; \"off\" clears it; nodes older than caps refuse a head with caps); unset: the previous head's")
+	f.Var(&c.siteWAN, "channel-site-wan-rate", "default WAN cap of each whole site, shared by its live members; unset: the previous head's")
+	f.Var(&c.lanUpload, "channel-lan-upload-rate", "default cap on each node's uploads to its site peers; unset: the previous head's")
+}
+
+// caps returns the caps for the new head: the previous head's with the flags
+// given over them, or nil when no flag was given (publish keeps the previous).
+func (c *channelCapFlags) caps(f *pflag.FlagSet, repoDir, channel string) (*manifest.ChannelCaps, error) {
+	if !f.Changed("channel-wan-rate") && !f.Changed("channel-site-wan-rate") && !f.Changed("channel-lan-upload-rate") {
+		return nil, nil
+	}
+	var out manifest.ChannelCaps
+	if prev, err := repo.ReadHeadUnverified(repoDir, channel); err == nil && prev.Caps != nil {
+		out = *prev.Caps
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read the channel's caps: %w", err)
+	}
+	if f.Changed("channel-wan-rate") {
+		out.WAN = int64(c.wan)
+	}
+	if f.Changed("channel-site-wan-rate") {
+		out.SiteWAN = int64(c.siteWAN)
+	}
+	if f.Changed("channel-lan-upload-rate") {
+		out.LANUpload = int64(c.lanUpload)
+	}
+	return &out, nil
 }

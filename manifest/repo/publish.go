@@ -66,6 +66,9 @@ type PublishOptions struct {
 	// Publish fills the channel, release, version, times and sequence, and
 	// writes it before the head. Nil: the release applies everywhere at once.
 	Rollout *manifest.Rollout
+	// Caps, if set, are the channel's default rate caps the head carries
+	// (an empty one clears them). Nil: the previous head's, if any.
+	Caps *manifest.ChannelCaps
 	// HeadTTL is how long the channel head stays valid; zero: 7 days. Heads expire
 	// soon so that a frozen mirror is noticed; republish or re-sign before then.
 	HeadTTL time.Duration
@@ -337,6 +340,13 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return sum, nil
 	}
 	h, err := completeManifest(repoDir, prev, opts.Channel, opts.Version, seq, menv, !opts.Deltas.Off, now, opts.HeadTTL, sum)
+	if err == nil && opts.Caps != nil {
+		h.Caps = nil
+		if *opts.Caps != (manifest.ChannelCaps{}) {
+			c := *opts.Caps
+			h.Caps = &c
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -385,6 +395,10 @@ func completeManifest(repoDir string, prev *manifest.Head, channel, version stri
 		Manifest: manifest.NewRef(mpath, menv),
 		Issued:   now,
 		Expires:  now.Add(headTTL),
+	}
+	if prev != nil && prev.Caps != nil {
+		c := *prev.Caps // a channel's caps stay until the publisher changes them
+		h.Caps = &c
 	}
 	if compactOK {
 		// Nodes older than deltas refuse a head with compact forms, as they

@@ -53,6 +53,7 @@ func newFakeNode() *fakeNode {
 			Refusals: 2, SourceFailures: 2, Checks: 9, CheckSecondsTotal: 4.5,
 			SourceFailuresByURL: map[string]int64{"ftp://mirror:hunter2-ftp-password@mirror.example.com/pm": 2}},
 		Store: StoreInfo{Chunks: 120, Bytes: 6 << 20, QuotaBytes: 1 << 30},
+		Caps:  &Caps{WAN: 250_000, SiteWAN: 1_250_000, WANThrottledSeconds: 12.5},
 	}}
 }
 

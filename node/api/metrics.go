@@ -26,6 +26,7 @@ type collector struct {
 	scrubPasses, scrubChunks, scrubBytes                 *prometheus.Desc
 	rolloutHalted, rolloutStage, rolloutWaiting          *prometheus.Desc
 	rolloutSite                                          *prometheus.Desc
+	rateCap, throttled                                   *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -66,6 +67,10 @@ func newCollector(b Backend, version string) *collector {
 		rolloutStage:   desc("rollout_stage", "This node's stage in the staged rollout of the head's release; -1 in none.", "version"),
 		rolloutWaiting: desc("rollout_waiting", "1 while this node holds off applying a staged release (stage not open, paused, halted, aborted).", "version"),
 		rolloutSite:    desc("rollout_site_installs", "Installs of the staged release in this node's site, by outcome: applied or failed.", "version", "outcome"),
+		rateCap: desc("rate_cap_bytes_per_second",
+			"Byte-rate cap in force, by cap: wan (this node's WAN reads, after its site share), site_wan (the whole site's), lan_upload; 0 means none.", "cap"),
+		throttled: desc("throttled_seconds_total",
+			"Seconds transfers waited on a rate cap, by cap: wan or lan_upload; summed over transfers that waited at once.", "cap"),
 	}
 }
 
@@ -76,7 +81,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.checks, c.checkSeconds, c.checking, c.progressRatio, c.progressChunks, c.progressBy,
 		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
 		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
-		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite,
+		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite, c.rateCap, c.throttled,
 	} {
 		ch <- d
 	}
@@ -111,6 +116,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.rolloutWaiting, boolFloat(r.Action == "wait"), r.Version)
 		gauge(c.rolloutSite, float64(r.SiteApplied), r.Version, "applied")
 		gauge(c.rolloutSite, float64(r.SiteFailed), r.Version, "failed")
+	}
+	if cp := st.Caps; cp != nil {
+		gauge(c.rateCap, float64(cp.WAN), "wan")
+		gauge(c.rateCap, float64(cp.SiteWAN), "site_wan")
+		gauge(c.rateCap, float64(cp.LANUpload), "lan_upload")
+		counter(c.throttled, cp.WANThrottledSeconds, "wan")
+		counter(c.throttled, cp.LANThrottledSeconds, "lan_upload")
 	}
 	counter(c.applies, float64(n.Applies))
 	counter(c.rollbacks, float64(n.Rollbacks))

@@ -102,6 +102,10 @@ func TestMetricsMatchTheNode(t *testing.T) {
 		{"patchmesh_store_chunks", nil, 120, dto.MetricType_GAUGE},
 		{"patchmesh_current_release_sequence", nil, 7, dto.MetricType_GAUGE},
 		{"patchmesh_recent_errors", map[string]string{"kind": "refused"}, 1, dto.MetricType_GAUGE},
+		{"patchmesh_rate_cap_bytes_per_second", map[string]string{"cap": "wan"}, 250_000, dto.MetricType_GAUGE},
+		{"patchmesh_rate_cap_bytes_per_second", map[string]string{"cap": "site_wan"}, 1_250_000, dto.MetricType_GAUGE},
+		{"patchmesh_rate_cap_bytes_per_second", map[string]string{"cap": "lan_upload"}, 0, dto.MetricType_GAUGE},
+		{"patchmesh_throttled_seconds_total", map[string]string{"cap": "wan"}, 12.5, dto.MetricType_COUNTER},
 	}
 	for _, tt := range tests {
 		if got := value(t, fams, tt.name, tt.labels); got != tt.want {

@@ -44,6 +44,8 @@ type Status struct {
 	// Proxy is the caching proxy's counters; absent when it is off. Its
 	// bytes are also in Bytes: upstream in WAN, from owners in LAN.
 	Proxy *ProxyStatus `json:"proxy,omitempty"`
+	// Caps are the byte-rate caps in force now; absent from nodes without them.
+	Caps *Caps `json:"caps,omitempty"`
 }
 
 // ProxyStatus counts the caching proxy's work since the node started.
@@ -59,6 +61,18 @@ type ProxyStatus struct {
 	Tunnels         int64 `json:"tunnels"`
 	Objects         int64 `json:"objects"`
 	Bytes           int64 `json:"bytes"`
+}
+
+// Caps are a node's byte-rate caps now, in bytes a second (0: none), and the
+// time its transfers waited on them.
+type Caps struct {
+	WAN       int64 `json:"wan"`        // this node's WAN reads: its own, its site share, the channel's, whichever is tightest
+	SiteWAN   int64 `json:"site_wan"`   // the whole site's WAN cap, shared by its live members
+	LANUpload int64 `json:"lan_upload"` // chunk bytes served to site peers
+	// Seconds transfers waited on a cap, summed over transfers that waited at once.
+	WANThrottledSeconds float64 `json:"wan_throttled_seconds"`
+	LANThrottledSeconds float64 `json:"lan_throttled_seconds"`
+	UpdateNow           bool    `json:"update_now"` // an update asked for runs, under the update-now cap
 }
 
 // RolloutStatus is where this node and its site stand in a staged rollout.

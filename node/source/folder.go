@@ -14,17 +14,18 @@ import (
 
 // folderSource reads a repository in a local or mounted folder.
 type folderSource struct {
-	dir  string
-	name string
+	dir      string
+	name     string
+	throttle Throttle // a mounted share may sit across the WAN
 }
 
-func newFolder(dir string) (*folderSource, error) {
+func newFolder(dir string, throttle Throttle) (*folderSource, error) {
 	dir = filepath.Clean(dir)
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}
 	if u.Path != "" && u.Path[0] != '/' {
 		u.Path = "/" + u.Path // file:///C:/repo
 	}
-	return &folderSource{dir: dir, name: u.String()}, nil
+	return &folderSource{dir: dir, name: u.String(), throttle: throttle}, nil
 }
 
 func (s *folderSource) String() string { return s.name }
@@ -67,7 +68,7 @@ func (s *folderSource) Open(ctx context.Context, path string, max int64) (io.Rea
 	// Local reads do not stall in a way a timer could interrupt (a hung
 	// network mount blocks in the kernel), so no abort; the size bound and
 	// the context still hold.
-	opts := Options{IdleTimeout: time.Duration(1<<63 - 1)}
+	opts := Options{IdleTimeout: time.Duration(1<<63 - 1), Throttle: s.throttle}
 	g := newGuard(ctx, name, f, max, opts, time.Now(), nil, func(bool) error { return f.Close() })
 	g.size = info.Size()
 	return g, nil

@@ -27,6 +27,7 @@ type guard struct {
 	size     int64 // the body's announced length; -1: unknown
 	idle     time.Duration
 	deadline time.Time // zero: none
+	throttle Throttle  // nil: none
 
 	timer     *time.Timer
 	stopAfter func() bool // unregisters the context watch
@@ -37,7 +38,7 @@ type guard struct {
 }
 
 func newGuard(ctx context.Context, name string, r io.Reader, max int64, opts Options, start time.Time, abort func(), release func(bool) error) *guard {
-	g := &guard{ctx: ctx, name: name, r: r, abort: abort, release: release, max: max, size: -1, idle: opts.IdleTimeout}
+	g := &guard{ctx: ctx, name: name, r: r, abort: abort, release: release, max: max, size: -1, idle: opts.IdleTimeout, throttle: opts.Throttle}
 	if max <= smallBody && opts.Timeout > 0 {
 		g.deadline = start.Add(opts.Timeout)
 	}
@@ -81,6 +82,19 @@ func (g *guard) Read(p []byte) (int, error) {
 	n, err := g.r.Read(p)
 	fired := g.timer != nil && !g.timer.Stop()
 	g.n += int64(n)
+	if n > 0 && g.throttle != nil && !fired {
+		// Paid after the read: the bytes moved. The wait is ours, not the
+		// source's, so it moves the whole-request deadline along.
+		start := time.Now()
+		werr := g.throttle.WaitN(g.ctx, n)
+		if !g.deadline.IsZero() {
+			g.deadline = g.deadline.Add(time.Since(start))
+		}
+		if werr != nil && err == nil {
+			g.err = fmt.Errorf("read %s: %w", g.name, werr)
+			return n, g.err
+		}
+	}
 	switch {
 	case g.n > g.max:
 		n -= int(g.n - g.max)

@@ -74,6 +74,15 @@ type Options struct {
 	UserAgent string
 	// Logger receives debug logs. Nil: logs are discarded.
 	Logger *slog.Logger
+	// Throttle, if set, paces the body bytes read from the source (a WAN
+	// rate cap), shared by every source and request given the same one. Time
+	// waiting on it counts neither as a stall nor against Timeout. Nil: none.
+	Throttle Throttle
+}
+
+// Throttle paces bytes: WaitN returns when n more bytes fit the cap, or ctx ends.
+type Throttle interface {
+	WaitN(ctx context.Context, n int) error
 }
 
 // DefaultOptions returns the options used for zero fields.
@@ -112,7 +121,7 @@ func (o Options) withDefaults() Options {
 func New(rawURL string, opts Options) (Source, error) {
 	opts = opts.withDefaults()
 	if filepath.IsAbs(rawURL) {
-		return newFolder(rawURL)
+		return newFolder(rawURL, opts.Throttle)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -131,7 +140,7 @@ func New(rawURL string, opts Options) (Source, error) {
 		if !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("source %s: file URL needs an absolute path (file:///abs/dir)", u.Redacted())
 		}
-		return newFolder(p)
+		return newFolder(p, opts.Throttle)
 	case "":
 		return nil, fmt.Errorf("source %q: neither a URL (http, https, ftp, file) nor an absolute path", rawURL)
 	default:

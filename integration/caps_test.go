@@ -1,0 +1,69 @@
+package integration
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWANCapHoldsOnANode: a node with a small WAN cap pulls a release of a few
+// MiB from a loopback seed no faster than the cap: the update takes at least
+// the bytes over the cap, and its average rate stays under 1.1x the cap. The
+// node reports the cap and the time it waited on it.
+func TestWANCapHoldsOnANode(t *testing.T) {
+	const capRate = 1_000_000 // --wan-rate 1MB/s, in bytes a second
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 4, 7)
+	seed := newSeed(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "capped", Trust: pub.Trust, Sources: []string{seed.URL},
+		Extra: []string{"--wan-rate", "1MB/s"}})
+	// The start-up check finds no release; publish after it, then time the update.
+	waitFor(t, 30*time.Second, func() bool { st, err := n.status(); return err == nil && st.LastCheck != nil }, "the start-up check")
+	s := pub.Publish("1.0.0", src)
+	before := seed.Served(t).Bytes
+	start := time.Now()
+	r := n.Update(t)
+	elapsed := time.Since(start)
+	if r.code != 0 || !strings.Contains(r.stdout, "applied") {
+		t.Fatalf("update: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	moved := seed.Served(t).Bytes - before
+	if moved < s.NewBytes {
+		t.Fatalf("seed served %d bytes for a release of %d new bytes", moved, s.NewBytes)
+	}
+	// The bucket starts full: one bucket's worth (at most 64 KiB at 1 MB/s) moves unpaced.
+	const slack = 64 << 10
+	min := time.Duration(float64(moved-slack) / capRate * float64(time.Second))
+	if elapsed < min {
+		t.Errorf("%d bytes under a %d B/s cap moved in %v, want at least %v", moved, capRate, elapsed, min)
+	}
+	if rate := float64(moved) / elapsed.Seconds(); rate > 1.1*capRate {
+		t.Errorf("average rate %.0f B/s over a cap of %d B/s", rate, capRate)
+	}
+	st := n.Status(t)
+	if st.Caps == nil || st.Caps.WAN != capRate || st.Caps.WANThrottledSeconds <= 0 {
+		t.Errorf("status caps = %+v, want wan %d and some throttled time", st.Caps, capRate)
+	}
+	t.Logf("%d bytes in %v: %.0f B/s under a cap of %d B/s", moved, elapsed.Round(time.Millisecond), float64(moved)/elapsed.Seconds(), capRate)
+}
+
+// TestChannelCapsTighten: the publisher's channel caps reach the node through
+// the signed head and hold where they are tighter than the node's own, and a
+// later publish keeps them.
+func TestChannelCapsTighten(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 8)
+	pub.Publish("1.0.0", src, "--channel-wan-rate", "2MB/s", "--channel-site-wan-rate", "off")
+	makeTree(t, src, 1, 9)
+	pub.Publish("1.1.0", src) // no cap flags: the head keeps the channel's caps
+	seed := newSeed(t, pub.Repo)
+	n := newNode(t, nodeOpts{Name: "n", Trust: pub.Trust, Sources: []string{seed.URL}, Extra: []string{"--wan-rate", "5MB/s"}})
+	n.WaitVersion(t, "1.1.0", 60*time.Second)
+	// The limiter asks its caps again within a second.
+	waitFor(t, 10*time.Second, func() bool { st, err := n.status(); return err == nil && st.Caps != nil && st.Caps.WAN == 2_000_000 },
+		"the node's WAN cap to be the channel's 2MB/s")
+}
