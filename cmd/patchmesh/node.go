@@ -42,6 +42,7 @@ type nodeFlags struct {
 	serveFiles                                                          node.FilesConfig
 	tags                                                                []string
 	rolloutPoll                                                         time.Duration
+	windows                                                             []string
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -81,6 +82,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.scrubRate, "scrub-rate", 0, "bytes a second the background scrub reads to check stored chunks (default 1 MiB/s; negative: no background scrub)")
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "a group this node belongs to, for rollouts that target tags (repeatable)")
+	fs.StringArrayVar(&f.windows, "window", nil, "maintenance window in local time when releases are applied, e.g. \"Mon-Fri 22:00-05:00\" or \"Sat+Sun\" (repeatable; downloads happen any time; none: apply any time)")
 	fs.DurationVar(&f.rolloutPoll, "rollout-poll", 0, "how often a node waiting on a staged rollout checks again (default 1m)")
 }
 
@@ -159,6 +161,7 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })
 	set("tag", func() { cfg.Tags = f.tags })
 	set("rollout-poll", func() { cfg.RolloutPoll = node.Duration(f.rolloutPoll) })
+	set("window", func() { cfg.Windows = f.windows })
 	return cfg, nil
 }
 
