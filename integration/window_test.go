@@ -44,6 +44,9 @@ func TestWindowDefersApply(t *testing.T) {
 	if out := mustPM(t, "status", "--api", n.API).stdout; !strings.Contains(out, "waiting for window (opens at") {
 		t.Errorf("patchmesh status does not say the node waits for its window:\n%s", out)
 	}
+	if m := metrics(t, n); !strings.Contains(m, `patchmesh_maintenance_window_waiting{version="1.0.0"} 1`) || !strings.Contains(m, "patchmesh_maintenance_window_open 0") {
+		t.Errorf("metrics lack the wait:\n%s", grepLines(m, "window"))
+	}
 	// A check asked by hand does not jump the window either.
 	if r := n.Update(t); !strings.Contains(r.stdout, "waiting for window") {
 		t.Errorf("update inside the wait: %s", r.stdout)
@@ -53,6 +56,11 @@ func TestWindowDefersApply(t *testing.T) {
 	}
 
 	n.WaitVersion(t, "1.0.0", 90*time.Second)
+	// The current link moves before the health check confirms and stamps the activation.
+	waitFor(t, 30*time.Second, func() bool {
+		st, err := n.status()
+		return err == nil && st.Current != nil && !st.Current.Activated.IsZero()
+	}, "w1 to confirm 1.0.0")
 	st = n.Status(t)
 	if st.Current.Activated.Before(opens) {
 		t.Errorf("1.0.0 activated at %s, before the window opened at %s", st.Current.Activated, opens)
