@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -11,16 +12,15 @@ import (
 	"time"
 )
 
-// TestDashboardShowsHaltedSite: a two-node site whose canary fails the health
-// check of a staged release halts; the other node's dashboard, in headless
-// Chromium, shows the rollout card with HALTED, the reason and the failing
-// canary by name. The card's picture lands in integration/artifacts/.
-func TestDashboardShowsHaltedSite(t *testing.T) {
+// browserScript returns node, Chromium and the path of the browser script
+// name, skipping the test where they are missing (failing it on CI).
+func browserScript(t *testing.T, name string) (nodeJS, chromium, script string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test: long")
 	}
-	chromium := envOr("CHROMIUM", "/usr/bin/chromium")
-	script, err := filepath.Abs("browser/halted.mjs")
+	chromium = envOr("CHROMIUM", "/usr/bin/chromium")
+	script, err := filepath.Abs(filepath.Join("browser", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,10 +32,36 @@ func TestDashboardShowsHaltedSite(t *testing.T) {
 			t.Skipf("browser test needs %s: %v", need, err)
 		}
 	}
-	nodeJS, err := exec.LookPath("node")
+	nodeJS, err = exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("browser test needs node: %v", err)
 	}
+	return nodeJS, chromium, script
+}
+
+// runBrowser runs a browser script and returns its last line of output.
+func runBrowser(t *testing.T, nodeJS, script string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nodeJS, append([]string{script}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Logf("browser: %s", out)
+	if err != nil {
+		t.Fatalf("browser: %v\n%s", err, stderr.String())
+	}
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	return lines[len(lines)-1]
+}
+
+// TestDashboardShowsHaltedSite: a two-node site whose canary fails the health
+// check of a staged release halts; the other node's dashboard, in headless
+// Chromium, shows the rollout card with HALTED, the reason and the failing
+// canary by name. The card's picture lands in integration/artifacts/.
+func TestDashboardShowsHaltedSite(t *testing.T) {
+	nodeJS, chromium, script := browserScript(t, "halted.mjs")
 
 	pub := newPublisher(t)
 	src := filepath.Join(pub.Dir, "build")
@@ -84,17 +110,8 @@ func TestDashboardShowsHaltedSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeJS, script, "--url", "http://"+other.API+"/", "--screenshot", shot,
+	out := runBrowser(t, nodeJS, script, "--url", "http://"+other.API+"/", "--screenshot", shot,
 		"--failing", canary.Name, "--timeout", "90", "--chromium", chromium)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("browser: %v\n%s", err, stderr.String())
-	}
-	t.Logf("browser: %s", out)
 	var seen struct {
 		Card, Badge    bool
 		Action, Health string
@@ -117,5 +134,48 @@ func TestDashboardShowsHaltedSite(t *testing.T) {
 	}
 	if v := other.Current(); v != "1.0.0" {
 		t.Errorf("%s runs %s in a halted site, want 1.0.0", other.Name, v)
+	}
+}
+
+// TestDashboardApplyNow: a node whose maintenance window is hours away stages
+// a release and waits; its dashboard, in headless Chromium, says so with when
+// the window opens, and its "Apply now" button makes the release current.
+func TestDashboardApplyNow(t *testing.T) {
+	nodeJS, chromium, script := browserScript(t, "applynow.mjs")
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 43)
+	pub.Publish("1.0.0", src)
+	seed := newSeed(t, pub.Repo)
+	far := time.Now().Add(6 * time.Hour)
+	n := newNode(t, nodeOpts{Name: "w2", Trust: pub.Trust, Sources: []string{seed.URL},
+		Extra: []string{"--window", clockSpan(far, far.Add(time.Hour))}})
+	waitFor(t, 60*time.Second, func() bool {
+		st, err := n.status()
+		return err == nil && st.Window != nil && st.Window.Waiting
+	}, "w2 to stage 1.0.0 and wait for its window")
+
+	shot, err := filepath.Abs(filepath.Join("artifacts", "dashboard-window.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runBrowser(t, nodeJS, script, "--url", "http://"+n.API+"/", "--screenshot", shot,
+		"--want", "1.0.0", "--timeout", "90", "--chromium", chromium)
+	var seen struct {
+		Current string
+		Button  bool
+	}
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("script printed %q: %v", out, err)
+	}
+	if seen.Current != "1.0.0" || seen.Button {
+		t.Errorf("after Apply now the dashboard shows %+v", seen)
+	}
+	st := n.Status(t)
+	if st.Current == nil || st.Current.Version != "1.0.0" {
+		t.Errorf("w2 runs %+v after Apply now, want 1.0.0", st.Current)
+	}
+	if w := st.Window; w == nil || w.Waiting || w.Open {
+		t.Errorf("window status after Apply now %+v; want closed and nothing waiting", w)
 	}
 }
