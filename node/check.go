@@ -33,9 +33,6 @@ var errRefused = errors.New("refused")
 // chunks the caller collects once it has reported the result.
 func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
 	res = api.CheckResult{Started: time.Now()}
-	n.mu.Lock()
-	n.stat.checking = true
-	n.mu.Unlock()
 	waitsForWindow := false
 	defer func() {
 		if !waitsForWindow && res.Outcome != "failed" {
@@ -43,6 +40,11 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 			// something else; a failed check leaves the staged release as it was.
 			n.clearWindowWait(0)
 		}
+	}()
+	n.mu.Lock()
+	n.stat.checking = true
+	n.mu.Unlock()
+	defer func() {
 		res.Finished = time.Now()
 		n.mu.Lock()
 		n.stat.checking = false

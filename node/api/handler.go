@@ -295,31 +295,6 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (h *handler) applyNow(w http.ResponseWriter, r *http.Request) {
-	wait := r.URL.Query().Get("wait")
-	waiting := wait == "1" || wait == "true"
-	asked := time.Now()
-	res, err := h.b.ApplyNow(r.Context(), waiting)
-	switch {
-	case errors.Is(err, ErrNothingWaiting):
-		writeError(w, http.StatusConflict, codeNotWaiting, err.Error())
-		return
-	case err != nil:
-		h.log.Warn("api: apply now failed", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf("apply now: %v", err))
-		return
-	}
-	h.log.Info("api: apply now", "wait", waiting, "outcome", res.Outcome)
-	if !waiting {
-		if res.Started.IsZero() {
-			res.Started = asked
-		}
-		writeJSON(w, http.StatusAccepted, res)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
-}
-
 // rollbackRequest is the optional body of POST /api/rollback.
 type rollbackRequest struct {
 	Reason string `json:"reason"`
@@ -404,6 +379,31 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: bad mark cleared", "version", req.Version, "releases", res.Cleared)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) applyNow(w http.ResponseWriter, r *http.Request) {
+	wait := r.URL.Query().Get("wait")
+	waiting := wait == "1" || wait == "true"
+	asked := time.Now()
+	res, err := h.b.ApplyNow(r.Context(), waiting)
+	switch {
+	case errors.Is(err, ErrNothingWaiting):
+		writeError(w, http.StatusConflict, codeNotWaiting, err.Error())
+		return
+	case err != nil:
+		h.log.Warn("api: apply now failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf("apply now: %v", err))
+		return
+	}
+	h.log.Info("api: apply now", "wait", waiting, "outcome", res.Outcome)
+	if !waiting {
+		if res.Started.IsZero() {
+			res.Started = asked
+		}
+		writeJSON(w, http.StatusAccepted, res)
+		return
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -42,27 +42,12 @@ type Status struct {
 	Errors    []Event       `json:"errors"` // the last errors and refusals, newest first (at most 50)
 	Counters  Counters      `json:"counters"`
 	Store     StoreInfo     `json:"store"`
-	// Rollout is the staged rollout of the release the channel's head names;
-	// absent when it has none (it applies everywhere at once).
-	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// Window is where the node stands with its maintenance windows; absent
 	// when neither the node nor the release's rollout stage has any.
 	Window *WindowStatus `json:"window,omitempty"`
-}
-
-// WindowStatus: a node downloads and stages any time, and applies only
-// inside its maintenance windows and its rollout stage's, both.
-type WindowStatus struct {
-	Windows      []string `json:"windows,omitempty"`       // the node's, in its local time
-	StageWindows []string `json:"stage_windows,omitempty"` // the rollout stage's, if any
-	Open         bool     `json:"open"`                    // now is inside both
-	// Waiting: the staged release (Release, Version) waits for OpensAt
-	// (zero: none opens within a week); Reason says so for people.
-	Waiting bool      `json:"waiting"`
-	Release uint64    `json:"release,omitempty"`
-	Version string    `json:"version,omitempty"`
-	OpensAt time.Time `json:"opens_at,omitzero"`
-	Reason  string    `json:"reason,omitempty"`
+	// Rollout is the staged rollout of the release the channel's head names;
+	// absent when it has none (it applies everywhere at once).
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
 
 // RolloutStatus is where this node and its site stand in a staged rollout.
@@ -98,6 +83,21 @@ type RolloutStatus struct {
 type RolloutFailure struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// WindowStatus: a node downloads and stages any time, and applies only
+// inside its maintenance windows and its rollout stage's, both.
+type WindowStatus struct {
+	Windows      []string `json:"windows,omitempty"`       // the node's, in its local time
+	StageWindows []string `json:"stage_windows,omitempty"` // the rollout stage's, if any
+	Open         bool     `json:"open"`                    // now is inside both
+	// Waiting: the staged release (Release, Version) waits for OpensAt
+	// (zero: none opens within a week); Reason says so for people.
+	Waiting bool      `json:"waiting"`
+	Release uint64    `json:"release,omitempty"`
+	Version string    `json:"version,omitempty"`
+	OpensAt time.Time `json:"opens_at,omitzero"`
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // NodeInfo identifies the node.
