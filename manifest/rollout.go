@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/patchmesh/patchmesh/manifest/window"
 )
 
 // TypeRollout is the envelope type of a rollout document.
@@ -17,6 +19,7 @@ const MaxRolloutSize = 64 << 10
 const (
 	MaxStages    = 16
 	MaxTags      = 32
+	MaxWindows   = 16
 	maxTagLen    = 64
 	maxStageName = 64
 	maxNoteLen   = 256
@@ -70,6 +73,10 @@ type Stage struct {
 	Percent float64  `json:"percent"`
 	Tags    []string `json:"tags,omitempty"`
 	Soak    Duration `json:"soak"`
+	// Windows, when set, are the maintenance windows in which the stage's
+	// nodes apply, each in its own local time ("Mon-Fri 22:00-05:00",
+	// package manifest/window); a node's own windows hold too.
+	Windows []string `json:"windows,omitempty"`
 }
 
 // Halt is when a site stops a rollout on its own: once at least MinInstalls
@@ -133,6 +140,12 @@ func (r *Rollout) Validate() error {
 		}
 		if err := checkTags(s.Tags); err != nil {
 			return fmt.Errorf("rollout of %s: stage %d: %w", r.Channel, i, err)
+		}
+		if len(s.Windows) > MaxWindows {
+			return fmt.Errorf("rollout of %s: stage %d: %d windows, at most %d: %w", r.Channel, i, len(s.Windows), MaxWindows, ErrMalformed)
+		}
+		if _, err := window.ParseSet(s.Windows); err != nil {
+			return fmt.Errorf("rollout of %s: stage %d: %w: %w", r.Channel, i, err, ErrMalformed)
 		}
 		if s.Soak < 0 {
 			return fmt.Errorf("rollout of %s: stage %d: negative soak: %w", r.Channel, i, ErrMalformed)

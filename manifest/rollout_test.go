@@ -66,6 +66,7 @@ func TestRolloutValidate(t *testing.T) {
 		{"ratio", func(r *manifest.Rollout) { r.Halt.MaxFailureRatio = 2 }, "halt"},
 		{"opened out of range", func(r *manifest.Rollout) { r.Opened, r.OpenedAt = 3, r0 }, "opened"},
 		{"no release", func(r *manifest.Rollout) { r.Release = 0 }, "release"},
+		{"bad window", func(r *manifest.Rollout) { r.Stages[1].Windows = []string{"Mon 25:00-26:00"} }, "window"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

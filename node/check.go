@@ -34,6 +34,14 @@ var errRefused = errors.New("refused")
 // chunks the caller collects once it has reported the result.
 func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
 	res = api.CheckResult{Started: time.Now()}
+	waitsForWindow := false
+	defer func() {
+		if !waitsForWindow && res.Outcome != "failed" {
+			// The head moved on, or the release applied or waits on
+			// something else; a failed check leaves the staged release as it was.
+			n.clearWindowWait(0)
+		}
+	}()
 	n.mu.Lock()
 	n.stat.checking = true
 	n.mu.Unlock()
@@ -147,18 +155,28 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		}
 	}
 	err = n.stage(ctx, m, name, &rec)
+	var dec *rollout.Decision
 	if err == nil && ro != nil {
 		// Decided after the fetch, which may be long: the stage may have
 		// opened, or the site halted, meanwhile.
-		if d := n.decide(ro); d.Action != rollout.Apply {
+		d := n.decide(ro)
+		if d.Action != rollout.Apply {
 			res.Outcome, res.Message = "waiting", fmt.Sprintf("%s fetched; applies later: %s", m.Version, d.Reason)
 			n.setRollout(ro, n.waitUntil(d))
 			return res, nil
 		}
+		dec = &d
 	}
 	if err == nil {
+		// Staged any time; switched only inside the maintenance windows.
+		if wait, opens := n.windowWait(m, ro, dec); wait {
+			waitsForWindow = true
+			res.Outcome, res.Message = "waiting", windowMessage(m.Version, opens)
+			return res, nil
+		}
 		err = n.activate(ctx, m, name)
 		n.noteOutcome(m.Sequence, name, ro)
+		n.clearWindowWait(m.Sequence)
 	}
 	if err != nil {
 		var fe *fetchError

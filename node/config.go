@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/window"
 	"github.com/patchmesh/patchmesh/node/ratecap"
 )
 
@@ -60,6 +61,12 @@ type Config struct {
 	// stage, a pause, a halted site) checks again, to see promotes, pauses,
 	// aborts and its site's outcomes soon. Zero: 1 minute.
 	RolloutPoll Duration `yaml:"rollout_poll"`
+	// Windows are the maintenance windows, in this machine's local time, in
+	// which the node applies releases ("Mon-Fri 22:00-05:00", "Sat+Sun";
+	// package manifest/window). It downloads and stages any time, so a window
+	// is not spent on the WAN. A rollout stage's windows hold too: the apply
+	// waits for a time inside both. Zero: any time.
+	Windows []string `yaml:"windows"`
 
 	Hooks HooksConfig `yaml:"hooks"`
 	Mesh  MeshConfig  `yaml:"mesh"`
@@ -212,6 +219,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := manifest.CheckTag(t); err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
+	}
+	if _, err := window.ParseSet(c.Windows); err != nil {
+		return c, fmt.Errorf("config: %w", err)
 	}
 	if c.RolloutPoll <= 0 {
 		c.RolloutPoll = Duration(time.Minute)

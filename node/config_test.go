@@ -64,6 +64,7 @@ func TestConfigRequired(t *testing.T) {
 		{"install", func(c *Config) { c.InstallDir = "" }, "--install-dir"},
 		{"trust", func(c *Config) { c.Trust = "" }, "--trust"},
 		{"sources", func(c *Config) { c.Sources = nil }, "--source"},
+		{"window", func(c *Config) { c.Windows = []string{"Mon 22:00-25:00"} }, "maintenance window"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,11 @@ sources:
 check_interval: 1h
 check_jitter: 6m
 
+# Maintenance windows in this machine's local time: releases are downloaded and
+# staged any time, and switched to only inside one (none: any time). A window
+# crossing midnight belongs to the day it opens. patchmesh apply-now overrides.
+# windows: ["Mon-Fri 22:00-05:00", "Sat+Sun"]
+
 # Per-request timeout for small files, and the longest silence of a download.
 # source_timeout: 30s
 # idle_timeout: 15s

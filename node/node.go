@@ -19,6 +19,7 @@ import (
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
+	"github.com/patchmesh/patchmesh/manifest/window"
 	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
@@ -50,6 +51,8 @@ type Node struct {
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
 
+	windows window.Set // the node's maintenance windows (Config.Windows)
+
 	// rootMu guards root, the newest trust root reached.
 	rootMu sync.Mutex
 	root   *manifest.TrustRoot
@@ -78,6 +81,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8),
 		scrubSem: make(chan struct{}, 1)}
 	n.stat.init()
+	n.windows, _ = window.ParseSet(cfg.Windows) // checked by withDefaults
 
 	data, err := os.ReadFile(cfg.Trust)
 	if err != nil {
@@ -462,8 +466,10 @@ func (n *Node) schedule(ctx context.Context) {
 			collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
 		}
 		next = time.Now().Add(n.interval())
-		if w := n.rolloutWake(); !w.IsZero() && w.Before(next) {
-			next = w // waiting on a staged rollout
+		for _, w := range []time.Time{n.rolloutWake(), n.windowWake()} {
+			if !w.IsZero() && w.Before(next) {
+				next = w // waiting on a staged rollout, or for a maintenance window
+			}
 		}
 		if res.Outcome == "failed" && ctx.Err() == nil {
 			if retry < time.Until(next) {

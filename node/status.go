@@ -44,6 +44,8 @@ type statusState struct {
 	// this node's outcome gossiped in its site.
 	rollout rolloutState
 	outcome rollout.Outcome
+	// A staged release waiting for a maintenance window (window.go).
+	window windowState
 }
 
 func (s *statusState) init() {
@@ -223,7 +225,7 @@ func (n *Node) Status() api.Status {
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
-		Rollout: ro, Caps: capsNow,
+		Rollout: ro, Caps: capsNow, Window: n.windowStatusLocked(time.Now()),
 	}
 	if r := n.stat.lastScrub; r != nil {
 		c := *r

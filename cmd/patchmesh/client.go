@@ -97,6 +97,23 @@ func printStatus(a *app, st *api.Status) {
 			}
 		}
 	}
+	if wd := st.Window; wd != nil {
+		windows := strings.Join(wd.Windows, ", ")
+		if windows == "" {
+			windows = "any time"
+		}
+		if len(wd.StageWindows) > 0 {
+			windows += "; rollout stage: " + strings.Join(wd.StageWindows, ", ")
+		}
+		state := "closed"
+		if wd.Open {
+			state = "open"
+		}
+		fmt.Fprintf(w, "window\t%s (local time): %s\n", windows, state)
+		if wd.Waiting {
+			fmt.Fprintf(w, "\t%s; patchmesh apply-now applies it now\n", wd.Reason)
+		}
+	}
 	fmt.Fprintf(w, "bytes\tWAN %s, LAN %s (%.1f%% saved), served %s\n", humanBytes(st.Bytes.WAN), humanBytes(st.Bytes.LAN), st.Bytes.SavingPercent, humanBytes(st.Bytes.Served))
 	for _, s := range st.Sources {
 		state := "ok"

@@ -165,6 +165,7 @@ var commands = []func(*app) *cobra.Command{
 	newStatusCmd,
 	newReleasesCmd,
 	newUpdateCmd,
+	newApplyNowCmd,
 	newRollbackCmd,
 	newReleaseCmd,
 	newDemoCmd,

@@ -45,6 +45,7 @@ type nodeFlags struct {
 	rolloutPoll                                                         time.Duration
 	caps                                                                node.CapsConfig
 	fallbackDelay                                                       time.Duration
+	windows                                                             []string
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -88,6 +89,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.scrubRate, "scrub-rate", 0, "bytes a second the background scrub reads to check stored chunks (default 1 MiB/s; negative: no background scrub)")
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "a group this node belongs to, for rollouts that target tags (repeatable)")
+	fs.StringArrayVar(&f.windows, "window", nil, "maintenance window in local time when releases are applied, e.g. \"Mon-Fri 22:00-05:00\" or \"Sat+Sun\" (repeatable; downloads happen any time; none: apply any time)")
 	fs.DurationVar(&f.rolloutPoll, "rollout-poll", 0, "how often a node waiting on a staged rollout checks again (default 1m)")
 	fs.Var(&f.caps.WAN, "wan-rate", "cap on this node's reads from its sources, e.g. 10Mbit, 500KB/s, 2MiB/s")
 	fs.StringArrayVar(&f.caps.WANSchedule, "wan-rate-schedule", nil, "a --wan-rate by weekday and hour, local time, e.g. \"Mon-Fri 08:00-18:00=2Mbit\" (repeatable; the first window that holds wins)")
@@ -184,6 +186,7 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("site-wan-rate-schedule", func() { cfg.Caps.SiteWANSchedule = f.caps.SiteWANSchedule })
 	set("lan-upload-rate", func() { cfg.Caps.LANUpload = f.caps.LANUpload })
 	set("site-fallback-delay", func() { cfg.Mesh.FallbackDelay = node.Duration(f.fallbackDelay) })
+	set("window", func() { cfg.Windows = f.windows })
 	return cfg, nil
 }
 

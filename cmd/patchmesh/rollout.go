@@ -24,7 +24,7 @@ type rolloutPlan struct {
 }
 
 func (p *rolloutPlan) addFlags(f *pflag.FlagSet) {
-	f.StringArrayVar(&p.stages, "stage", nil, "a stage of a staged rollout, in order (repeatable): name=N,percent=P,soak=D,tags=a+b; percent is cumulative (0-100), soak is how long it runs before the next opens")
+	f.StringArrayVar(&p.stages, "stage", nil, "a stage of a staged rollout, in order (repeatable): name=N,percent=P,soak=D,tags=a+b,window=W; percent is cumulative (0-100), soak is how long it runs before the next opens, window (repeatable) a maintenance window in each node's local time like \"Mon-Fri 22:00-05:00\" (days joined by +)")
 	f.StringSliceVar(&p.targetTags, "target-tag", nil, "with --stage: only nodes carrying one of these tags get the release")
 	f.IntVar(&p.minInstalls, "halt-min-installs", 1, "with --stage: a site halts the rollout only after this many of its members tried it")
 	f.Float64Var(&p.maxFailures, "halt-failure-ratio", 0, "with --stage: a site halts the rollout when this share (0-1) of its installs failed (0: any failure)")
@@ -52,7 +52,7 @@ func (p *rolloutPlan) rollout() (*manifest.Rollout, error) {
 	return r, nil
 }
 
-// parseStage reads name=N,percent=P,soak=D,tags=a+b.
+// parseStage reads name=N,percent=P,soak=D,tags=a+b,window=W (window repeatable).
 func parseStage(spec string) (manifest.Stage, error) {
 	var s manifest.Stage
 	for _, kv := range strings.Split(spec, ",") {
@@ -77,8 +77,10 @@ func parseStage(spec string) (manifest.Stage, error) {
 			s.Soak = manifest.Duration(d)
 		case "tags":
 			s.Tags = strings.Split(v, "+")
+		case "window":
+			s.Windows = append(s.Windows, v)
 		default:
-			return s, fmt.Errorf("--stage %q: unknown key %q (name, percent, soak, tags)", spec, k)
+			return s, fmt.Errorf("--stage %q: unknown key %q (name, percent, soak, tags, window)", spec, k)
 		}
 	}
 	return s, nil
@@ -212,6 +214,9 @@ func printRollout(w io.Writer, r *manifest.Rollout, expired, asJSON bool) error 
 		}
 		if i == 0 {
 			who += ", and a canary in every site"
+		}
+		if len(s.Windows) > 0 {
+			state += "; applies in " + strings.Join(s.Windows, ", ") + " (node local time)"
 		}
 		fmt.Fprintf(w, "  stage %d  %-10s %-40s soak %-8s %s\n", i, name, who, time.Duration(s.Soak), state)
 	}

@@ -85,6 +85,21 @@ func (c *Client) Check(ctx context.Context, wait bool) (*CheckResult, error) {
 	return &res, nil
 }
 
+// ApplyNow applies the staged release that waits for a maintenance window
+// now, as Check does otherwise. It returns an error wrapping
+// ErrNothingWaiting when no release waits for a window.
+func (c *Client) ApplyNow(ctx context.Context, wait bool) (*CheckResult, error) {
+	path := "/api/apply-now"
+	if wait {
+		path += "?wait=1"
+	}
+	var res CheckResult
+	if err := c.do(ctx, http.MethodPost, path, nil, &res, !wait); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // Rollback switches the node back to its previous release, marking the current
 // one bad with reason. It returns an error wrapping ErrNoPrevious when there is
 // nothing to go back to.
@@ -135,6 +150,8 @@ func (e *StatusError) Unwrap() error {
 		return ErrNoPrevious
 	case e.code == codeNotBad:
 		return ErrNotBad
+	case e.code == codeNotWaiting:
+		return ErrNothingWaiting
 	case e.code == codeUnauthorized || e.StatusCode == http.StatusUnauthorized:
 		return ErrUnauthorized
 	}

@@ -44,6 +44,20 @@ func TestClient(t *testing.T) {
 	if err != nil || res.Outcome != "applied" || res.Version != "1.5.0" {
 		t.Errorf("Check(wait) = %+v, %v", res, err)
 	}
+	if _, err := c.ApplyNow(ctx, true); !errors.Is(err, ErrNothingWaiting) {
+		t.Errorf("ApplyNow with nothing waiting: %v, want ErrNothingWaiting", err)
+	}
+	f.mu.Lock()
+	f.waiting = true
+	f.mu.Unlock()
+	if res, err := c.ApplyNow(ctx, true); err != nil || res.Outcome != "applied" {
+		t.Errorf("ApplyNow = %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	if f.applyNows != 1 {
+		t.Errorf("node saw %d apply-now, want 1", f.applyNows)
+	}
+	f.mu.Unlock()
 	rb, err := c.Rollback(ctx, "bad build")
 	if err != nil || rb.From != "1.4.2-7" || rb.To != "1.4.1-6" {
 		t.Errorf("Rollback = %+v, %v", rb, err)

@@ -10,6 +10,10 @@ var (
 	// ErrNotBad: the node holds no release of that version marked bad. The
 	// Backend's Retry wraps it; the API answers 409 and the Client returns it again.
 	ErrNotBad = errors.New("no release of that version is marked bad")
+	// ErrNothingWaiting: no staged release waits for a maintenance window, so
+	// apply-now has nothing to apply. The Backend's ApplyNow wraps it; the API
+	// answers 409 and the Client returns it again.
+	ErrNothingWaiting = errors.New("no staged release waits for a maintenance window")
 	// ErrUnreachable: the node's API could not be reached (connection refused,
 	// timeout). The CLI maps it to exit code 4.
 	ErrUnreachable = errors.New("node API unreachable")
@@ -22,5 +26,6 @@ var (
 const (
 	codeNoPrevious   = "no-previous"
 	codeNotBad       = "not-bad"
+	codeNotWaiting   = "not-waiting"
 	codeUnauthorized = "unauthorized"
 )

@@ -69,6 +69,7 @@ type handler struct {
 //	GET  /api/peers      []Peer
 //	GET  /api/events     server-sent "status" events
 //	POST /api/update     check now (?wait=1: answer with the CheckResult)
+//	POST /api/apply-now  apply the release waiting for a maintenance window now (?wait=1 as update)
 //	POST /api/rollback   roll back to the previous release
 //	POST /api/scrub      check every stored chunk now (ScrubResult)
 //	POST /api/releases/retry  clear a release's bad mark
@@ -112,6 +113,7 @@ func newHandler(b Backend, opts Options) *handler {
 	h.mux.Handle("/api/peers", only(http.MethodGet, http.HandlerFunc(h.peers)))
 	h.mux.Handle("/api/events", only(http.MethodGet, http.HandlerFunc(h.events)))
 	h.mux.Handle("/api/update", h.action(h.update))
+	h.mux.Handle("/api/apply-now", h.action(h.applyNow))
 	h.mux.Handle("/api/rollback", h.action(h.rollback))
 	h.mux.Handle("/api/scrub", h.action(h.scrub))
 	h.mux.Handle("/api/releases/retry", h.action(h.retry))
@@ -385,6 +387,31 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: bad mark cleared", "version", req.Version, "releases", res.Cleared)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) applyNow(w http.ResponseWriter, r *http.Request) {
+	wait := r.URL.Query().Get("wait")
+	waiting := wait == "1" || wait == "true"
+	asked := time.Now()
+	res, err := h.b.ApplyNow(r.Context(), waiting)
+	switch {
+	case errors.Is(err, ErrNothingWaiting):
+		writeError(w, http.StatusConflict, codeNotWaiting, err.Error())
+		return
+	case err != nil:
+		h.log.Warn("api: apply now failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", fmt.Sprintf("apply now: %v", err))
+		return
+	}
+	h.log.Info("api: apply now", "wait", waiting, "outcome", res.Outcome)
+	if !waiting {
+		if res.Started.IsZero() {
+			res.Started = asked
+		}
+		writeJSON(w, http.StatusAccepted, res)
+		return
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 

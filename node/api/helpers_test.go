@@ -21,6 +21,8 @@ type fakeNode struct {
 	checks     []bool // wait flag of each Check
 	rollbacks  []string
 	noPrevious bool
+	waiting    bool // a staged release waits for a maintenance window
+	applyNows  int
 }
 
 func newFakeNode() *fakeNode {
@@ -71,6 +73,16 @@ func (f *fakeNode) Check(ctx context.Context, wait bool) (CheckResult, error) {
 		return CheckResult{Outcome: "queued"}, nil
 	}
 	return CheckResult{Outcome: "applied", Version: "1.5.0", Sequence: 8, Source: "https://updates.example.com/repo"}, nil
+}
+
+func (f *fakeNode) ApplyNow(ctx context.Context, wait bool) (CheckResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.waiting {
+		return CheckResult{}, fmt.Errorf("apply now: %w", ErrNothingWaiting)
+	}
+	f.applyNows++
+	return CheckResult{Outcome: "applied", Version: "1.5.0", Sequence: 8}, nil
 }
 
 func (f *fakeNode) Rollback(ctx context.Context, reason string) (RollbackResult, error) {

@@ -27,6 +27,7 @@ type collector struct {
 	rolloutHalted, rolloutStage, rolloutWaiting          *prometheus.Desc
 	rolloutSite                                          *prometheus.Desc
 	rateCap, throttled                                   *prometheus.Desc
+	windowOpen, windowWaiting                            *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -66,6 +67,8 @@ func newCollector(b Backend, version string) *collector {
 		rolloutHalted:  desc("rollout_halted", "1 while this node's site has halted the staged rollout of the head's release (see /api/status for why).", "version"),
 		rolloutStage:   desc("rollout_stage", "This node's stage in the staged rollout of the head's release; -1 in none.", "version"),
 		rolloutWaiting: desc("rollout_waiting", "1 while this node holds off applying a staged release (stage not open, paused, halted, aborted).", "version"),
+		windowOpen:     desc("maintenance_window_open", "1 while now is inside this node's maintenance windows (and its rollout stage's); only when it has any."),
+		windowWaiting:  desc("maintenance_window_waiting", "1 while a staged release waits for a maintenance window to open.", "version"),
 		rolloutSite:    desc("rollout_site_installs", "Installs of the staged release in this node's site, by outcome: applied or failed.", "version", "outcome"),
 		rateCap: desc("rate_cap_bytes_per_second",
 			"Byte-rate cap in force, by cap: wan (this node's WAN reads, after its site share), site_wan (the whole site's), lan_upload; 0 means none.", "cap"),
@@ -82,6 +85,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
 		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
 		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite, c.rateCap, c.throttled,
+		c.windowOpen, c.windowWaiting,
 	} {
 		ch <- d
 	}
@@ -109,6 +113,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.verifyFailures, float64(n.VerifyFailures))
 	for p, k := range n.VerifyFailuresByPeer {
 		counter(c.peerVerifyFailures, float64(k), p)
+	}
+	if w := st.Window; w != nil {
+		gauge(c.windowOpen, boolFloat(w.Open))
+		if w.Waiting {
+			gauge(c.windowWaiting, 1, w.Version)
+		}
 	}
 	if r := st.Rollout; r != nil {
 		gauge(c.rolloutHalted, boolFloat(r.Halted), r.Version)

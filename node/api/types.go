@@ -19,6 +19,10 @@ type Backend interface {
 	// Retry clears the bad mark of the release of version, so that the next
 	// check applies it again. It wraps ErrNotBad when no such release is bad.
 	Retry(ctx context.Context, version string) (RetryResult, error)
+	// ApplyNow applies the staged release that waits for a maintenance
+	// window now, by a check (wait as for Check). It wraps ErrNothingWaiting
+	// when no release waits for a window.
+	ApplyNow(ctx context.Context, wait bool) (CheckResult, error)
 }
 
 // Status is the whole state of a node, as GET /api/status returns it.
@@ -38,6 +42,9 @@ type Status struct {
 	Errors    []Event       `json:"errors"` // the last errors and refusals, newest first (at most 50)
 	Counters  Counters      `json:"counters"`
 	Store     StoreInfo     `json:"store"`
+	// Window is where the node stands with its maintenance windows; absent
+	// when neither the node nor the release's rollout stage has any.
+	Window *WindowStatus `json:"window,omitempty"`
 	// Rollout is the staged rollout of the release the channel's head names;
 	// absent when it has none (it applies everywhere at once).
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
@@ -108,6 +115,21 @@ type RolloutStatus struct {
 type RolloutFailure struct {
 	Name   string `json:"name"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// WindowStatus: a node downloads and stages any time, and applies only
+// inside its maintenance windows and its rollout stage's, both.
+type WindowStatus struct {
+	Windows      []string `json:"windows,omitempty"`       // the node's, in its local time
+	StageWindows []string `json:"stage_windows,omitempty"` // the rollout stage's, if any
+	Open         bool     `json:"open"`                    // now is inside both
+	// Waiting: the staged release (Release, Version) waits for OpensAt
+	// (zero: none opens within a week); Reason says so for people.
+	Waiting bool      `json:"waiting"`
+	Release uint64    `json:"release,omitempty"`
+	Version string    `json:"version,omitempty"`
+	OpensAt time.Time `json:"opens_at,omitzero"`
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // NodeInfo identifies the node.

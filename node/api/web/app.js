@@ -32,6 +32,7 @@ function render(st) {
   if (st.checking) setText("next-check", "checking now…");
   else setTime("next-check", "", st.next_check);
   renderRollout(st.rollout);
+  renderWindow(st.window);
   const lc = st.last_check;
   if (lc) setTime("last-check", lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + ", ", lc.finished || lc.started);
   else setText("last-check", "never");
@@ -72,6 +73,23 @@ function renderRollout(r) {
   $("rollout-halted").hidden = !r.halted;
   $("rollout-failing").replaceChildren(...(r.failing || []).map((f) => el("li", { "data-failing": f.name },
     el("span", { class: "dot bad" }), el("span", { class: "strong" }, f.name), " ", el("span", { class: "muted small" }, f.reason || ""))));
+}
+
+// renderWindow shows the maintenance windows and, while the staged release
+// waits for one, when it opens, with the button that overrides it.
+function renderWindow(w) {
+  $("apply-now").hidden = !(w && w.waiting);
+  $("apply-now").disabled = busy;
+  if (!w) { setText("window", "any time"); return; }
+  const spans = (w.windows || []).join(", ") || "any time";
+  const stage = (w.stage_windows || []).length ? "; rollout stage: " + w.stage_windows.join(", ") : "";
+  const head = spans + stage + " (local time) · " + (w.open ? "open" : "closed");
+  if (w.waiting) {
+    const opens = isSet(w.opens_at) ? w.opens_at : "";
+    setTime("window", head + " · " + (w.version || "release") + " staged, waiting for window" + (opens ? " (opens " : ""), opens, opens ? ")" : "");
+  } else {
+    setText("window", head);
+  }
 }
 
 function renderCurrent(st) {
@@ -322,6 +340,7 @@ async function act(fn) {
   busy = true;
   $("check-now").disabled = true;
   $("rollback").disabled = true;
+  $("apply-now").disabled = true;
   try { await fn(); } catch (e) { notice(e.message, true); }
   busy = false;
   poll();
@@ -337,6 +356,11 @@ function init() {
     notice(n.text, n.error, true);
     // A status that came while the request was out may already show the end.
     if (last) settleCheck(last);
+  }));
+  $("apply-now").addEventListener("click", () => act(async () => {
+    const res = await post("/api/apply-now?wait=1");
+    const n = outcomeNotice(res);
+    notice(n.text, n.error);
   }));
   $("rollback").addEventListener("click", () => {
     const cur = last && last.current ? (last.current.version || last.current.name) : "the current release";

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/patchmesh/patchmesh/node/api"
+)
+
+func newApplyNowCmd(a *app) *cobra.Command {
+	var (
+		c      clientFlags
+		noWait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply-now [--api ADDR]",
+		Short: "Apply the staged release that waits for a maintenance window, now",
+		Long: `A node with maintenance windows (--window, or a rollout stage's) downloads and
+stages a release any time and switches to it only inside a window. apply-now
+overrides the windows for the release that waits, as the dashboard's "Apply now"
+button does; a staged rollout's stages and its site's halt still hold. It waits
+for the outcome unless --no-wait. Exit code 3 when no release waits for a window
+or the release was refused or rolled back, 1 when the apply failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := c.client().ApplyNow(cmd.Context(), !noWait)
+			if err != nil {
+				if errors.Is(err, api.ErrNothingWaiting) {
+					return withCode(exitRefused, fmt.Errorf("apply-now: %w", err))
+				}
+				return apiErr(err)
+			}
+			if c.asJSON {
+				if err := printJSON(a.stdout, res); err != nil {
+					return err
+				}
+			} else if noWait {
+				fmt.Fprintln(a.stdout, "apply requested")
+			} else {
+				fmt.Fprintf(a.stdout, "%s: %s\n", res.Outcome, res.Message)
+			}
+			switch res.Outcome {
+			case "refused", "rolled-back", "skipped-bad":
+				return withCode(exitRefused, fmt.Errorf("apply-now: %s", res.Outcome))
+			case "failed":
+				return fmt.Errorf("apply-now: %s", strings.TrimSpace(res.Message))
+			}
+			return nil
+		},
+	}
+	c.register(cmd)
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the apply is requested")
+	return cmd
+}
