@@ -77,7 +77,14 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 			return err
 		}
 	}
+	// Every way out stops the seed and the nodes before the folder they use
+	// is removed (deferred above, so run after this).
+	ctx, cancel := context.WithCancel(ctx)
 	g, ctx := errgroup.WithContext(ctx)
+	defer func() {
+		cancel()
+		_ = g.Wait()
+	}()
 	sd, err := seed.New(seed.Config{Repo: repoDir, Listen: "127.0.0.1:0", API: "127.0.0.1:0", Logger: opts.Logger})
 	if err != nil {
 		return err
