@@ -227,8 +227,22 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	c.Channels = slices.Clone(c.Channels) // their hooks get defaults below
 	if c.InstallDir == "" && len(c.Channels) > 0 {
+		// The first entry is the first channel; what it leaves zero, the
+		// top-level settings give, as they do for the first channel.
 		first := c.Channels[0]
-		c.Channel, c.InstallDir, c.Hooks, c.Windows = first.Name, first.InstallDir, first.Hooks, first.Windows
+		c.Channel, c.InstallDir = first.Name, first.InstallDir
+		if first.Windows != nil {
+			c.Windows = first.Windows
+		}
+		if first.Hooks.PreActivate != nil || first.Hooks.HealthCheck != nil {
+			c.Hooks.PreActivate, c.Hooks.HealthCheck = first.Hooks.PreActivate, first.Hooks.HealthCheck
+		}
+		if first.Hooks.Timeout > 0 {
+			c.Hooks.Timeout = first.Hooks.Timeout
+		}
+		if first.Hooks.ReleaseHooks != nil {
+			c.Hooks.ReleaseHooks = first.Hooks.ReleaseHooks
+		}
 		c.Channels = c.Channels[1:]
 	}
 	if c.InstallDir == "" {
