@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,10 +27,10 @@ func (e *fetchError) Unwrap() error { return e.err }
 // stage fetches what the store lacks of m and assembles it as release name,
 // beside the running one; it does not switch to it. A staged rollout stages
 // early and activates when the node's stage opens.
-func (n *Node) stage(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
-	p := n.pipeline(m, rec)
+func (f *follower) stage(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
+	p := f.pipeline(m, rec)
 	staged := false
-	err := n.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
+	err := f.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {
 		staged = true
 		_, err := p.Run(ctx, m, dir)
 		return err
@@ -48,7 +49,7 @@ func (n *Node) stage(ctx context.Context, m *manifest.Manifest, name string, rec
 			return ctx.Err()
 		}
 		err = fmt.Errorf("assemble %s: %w", m.Version, err)
-		n.event("apply", err.Error())
+		f.event("apply", err.Error())
 		return err
 	}
 	return nil
@@ -56,15 +57,15 @@ func (n *Node) stage(ctx context.Context, m *manifest.Manifest, name string, rec
 
 // activate switches to the staged release name with hooks and a health check;
 // on failure the previous release stays and the error is returned.
-func (n *Node) activate(ctx context.Context, m *manifest.Manifest, name string) error {
-	n.setPhase("activating")
+func (f *follower) activate(ctx context.Context, m *manifest.Manifest, name string) error {
+	f.setPhase("activating")
 	opts := install.ActivateOptions{Env: []string{
 		"PATCHMESH_CHANNEL=" + m.Channel,
 		"PATCHMESH_VERSION=" + m.Version,
 		"PATCHMESH_SEQUENCE=" + strconv.FormatUint(m.Sequence, 10),
 	}}
-	if *n.cfg.Hooks.ReleaseHooks {
-		dir := n.inst.Dir(name)
+	if *f.hooks.ReleaseHooks {
+		dir := f.inst.Dir(name)
 		if m.Hooks.PreActivate != "" {
 			opts.PreActivate = []string{filepath.Join(dir, filepath.FromSlash(m.Hooks.PreActivate))}
 		}
@@ -72,99 +73,72 @@ func (n *Node) activate(ctx context.Context, m *manifest.Manifest, name string) 
 			opts.HealthCheck = []string{filepath.Join(dir, filepath.FromSlash(m.Hooks.HealthCheck))}
 		}
 	}
-	if err := n.inst.Activate(ctx, name, opts); err != nil {
+	if err := f.inst.Activate(ctx, name, opts); err != nil {
 		var he *install.HookError
 		if errors.As(err, &he) {
-			n.mu.Lock()
-			n.stat.counters.Rollbacks++
-			n.mu.Unlock()
+			f.mu.Lock()
+			f.stat.counters.Rollbacks++
+			f.mu.Unlock()
 			err = fmt.Errorf("release %s rolled back: %w", m.Version, err)
-			n.event("rollback", err.Error())
+			f.event("rollback", err.Error())
 			return err
 		}
 		err = fmt.Errorf("activate %s: %w", m.Version, err)
-		n.event("apply", err.Error())
+		f.event("apply", err.Error())
 		return err
 	}
-	n.mu.Lock()
-	n.stat.counters.Applies++
-	n.mu.Unlock()
-	n.log.Info("release applied", "release", m.Version, "sequence", m.Sequence)
+	f.mu.Lock()
+	f.stat.counters.Applies++
+	f.mu.Unlock()
+	f.log.Info("release applied", "release", m.Version, "sequence", m.Sequence)
 	return nil
 }
 
 // pipeline wires the release pipeline for m with the node's store, chunk
 // source, site ownership, held delta bases and status. rec gets the bytes by
 // origin and is saved once every chunk is stored.
-func (n *Node) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.Pipeline {
-	bases, dirs := n.heldBases()
+func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.Pipeline {
+	bases, dirs := f.heldBases()
 	opts := pipeline.Options{
-		Concurrency: n.cfg.Concurrency,
+		Concurrency: f.cfg.Concurrency,
 		Bases:       bases,
 		BaseDirs:    dirs,
-		Claim:       n.stored.take,
+		Claim:       f.stored.take,
 		Planned: func(chunks int, bytes int64) {
 			prog := &api.Progress{Version: m.Version, Sequence: m.Sequence, Phase: "fetching", ChunksTotal: chunks, BytesTotal: bytes, Started: time.Now()}
-			n.mu.Lock()
-			n.stat.progress = prog
-			n.mu.Unlock()
+			f.mu.Lock()
+			f.st.progress = prog
+			f.mu.Unlock()
 		},
-		Progress: n.progressAdd,
+		Progress: f.progressAdd,
 		Fetched: func(res pipeline.Result) error {
 			rec.FromWAN, rec.FromLAN, rec.FromLocal, rec.Rebuilt = res.FromWAN, res.FromLAN, res.FromLocal, res.Rebuilt
-			n.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal, "rebuilt_bytes", rec.Rebuilt)
-			n.setPhase("assembling")
-			if n.mesh != nil {
-				n.mesh.SetHolding(m.Sequence)
+			f.log.Info("release fetched", "release", m.Version, "wan_bytes", rec.FromWAN, "lan_bytes", rec.FromLAN, "local_bytes", rec.FromLocal, "rebuilt_bytes", rec.Rebuilt)
+			f.setPhase("assembling")
+			if f.mesh != nil && f.first {
+				f.mesh.SetHolding(m.Sequence) // gossip has room for one channel's
 			}
-			return n.saveRecord(*rec)
+			return f.saveRecord(*rec)
 		},
-		VerifyFailed: n.verifyFailed,
-		Logger:       n.log,
+		VerifyFailed: f.verifyFailed,
+		Logger:       f.log,
 	}
-	if n.mesh != nil {
-		opts.Owned = n.mesh.Owned()
+	if f.mesh != nil {
+		opts.Owned = f.mesh.Owned()
 	}
-	return pipeline.New(n.store, n.chunks, opts)
+	return pipeline.New(f.store, f.chunks, opts)
 }
 
-// collect prunes old releases and then the chunks no kept release needs, while the
-// store is above its quota (always, with no quota). cur is the manifest just
-// applied, already verified and in memory; the others are read back.
-func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
-	removed, err := n.inst.Prune()
-	if err != nil {
-		n.event("apply", fmt.Sprintf("prune old releases: %v", err))
-	}
-	for _, name := range removed {
-		n.log.Info("release removed", "release", name)
-	}
+// collect prunes every channel's old releases and then the chunks no kept
+// release of any channel needs, while the store is above its quota (always,
+// with no quota): channels share chunks, so one channel's collection must
+// keep the others'. applied are manifests just applied, already verified and
+// in memory; the others are read back.
+func (n *Node) collect(ctx context.Context, applied []*manifest.Manifest) {
 	need := make(map[cid.Cid]bool)
-	keep := make(map[string]bool)
-	for _, r := range n.inst.Releases() {
-		keep[r.Name] = true
-	}
-	recs := n.records()
-	for name := range keep {
-		rec, ok := recs[name]
-		if !ok {
-			continue
-		}
-		if cur != nil && rec.Channel == cur.Channel && rec.Sequence == cur.Sequence {
-			addChunks(need, cur)
-			continue
-		}
-		m, err := n.storedManifest(rec)
-		if err != nil {
-			n.log.Warn("collect: manifest of a kept release unreadable; keeping all chunks", "release", name, "err", err)
+	for _, f := range n.followers {
+		if !f.collectReleases(need, applied) {
 			return
-		}
-		addChunks(need, m)
-	}
-	for name, rec := range recs {
-		if !keep[name] {
-			_ = n.store.DeleteMeta(metaRelease + name)
-			_ = n.store.DeleteMeta(manifestKey(rec.Channel, rec.Sequence))
 		}
 	}
 	quota := n.cfg.QuotaBytes
@@ -173,7 +147,7 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 		return
 	}
 	var freed int64
-	err = n.store.ForEach(ctx, func(c cid.Cid, size int64) error {
+	err := n.store.ForEach(ctx, func(c cid.Cid, size int64) error {
 		if need[c] || (n.proxy != nil && n.proxy.Holds(c)) {
 			return nil
 		}
@@ -195,6 +169,49 @@ func (n *Node) collect(ctx context.Context, cur *manifest.Manifest) {
 			n.log.Debug("store gc", "err", err)
 		}
 	}
+}
+
+// collectReleases prunes f's old releases, forgets their records and
+// manifests, and adds the chunks of those it keeps to need. It reports false
+// when a kept release's manifest is unreadable: no chunk may be collected then.
+func (f *follower) collectReleases(need map[cid.Cid]bool, applied []*manifest.Manifest) bool {
+	removed, err := f.inst.Prune()
+	if err != nil {
+		f.event("apply", fmt.Sprintf("prune old releases: %v", err))
+	}
+	for _, name := range removed {
+		f.log.Info("release removed", "release", name)
+	}
+	keep := make(map[string]bool)
+	for _, r := range f.inst.Releases() {
+		keep[r.Name] = true
+	}
+	recs := f.records()
+	for name := range keep {
+		rec, ok := recs[name]
+		if !ok {
+			continue
+		}
+		if i := slices.IndexFunc(applied, func(m *manifest.Manifest) bool {
+			return rec.Channel == m.Channel && rec.Sequence == m.Sequence
+		}); i >= 0 {
+			addChunks(need, applied[i])
+			continue
+		}
+		m, err := f.storedManifest(rec)
+		if err != nil {
+			f.log.Warn("collect: manifest of a kept release unreadable; keeping all chunks", "release", name, "err", err)
+			return false
+		}
+		addChunks(need, m)
+	}
+	for name, rec := range recs {
+		if !keep[name] {
+			_ = f.store.DeleteMeta(f.recordKey(name))
+			_ = f.store.DeleteMeta(manifestKey(rec.Channel, rec.Sequence))
+		}
+	}
+	return true
 }
 
 // addChunks adds to set the chunks of m and its delta objects, which peers of

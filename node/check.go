@@ -32,151 +32,151 @@ var errRefused = errors.New("refused")
 // It never disturbs the running release unless a new one passes every check.
 // applied is the manifest of a release it applied, whose older releases and
 // chunks the caller collects once it has reported the result.
-func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
+func (f *follower) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
 	res = api.CheckResult{Started: time.Now()}
 	waitsForWindow := false
 	defer func() {
 		if !waitsForWindow && res.Outcome != "failed" {
 			// The head moved on, or the release applied or waits on
 			// something else; a failed check leaves the staged release as it was.
-			n.clearWindowWait(0)
+			f.clearWindowWait(0)
 		}
 	}()
-	n.mu.Lock()
-	n.stat.checking = true
-	n.mu.Unlock()
+	f.mu.Lock()
+	f.st.checking = true
+	f.mu.Unlock()
 	defer func() {
-		n.gossipRunning()
+		f.gossipRunning()
 		res.Finished = time.Now()
-		n.mu.Lock()
-		n.stat.checking = false
-		n.stat.progress = nil
-		n.stat.lastCheck = &res
-		n.stat.counters.Checks++
-		n.stat.counters.CheckSecondsTotal += res.Finished.Sub(res.Started).Seconds()
-		n.mu.Unlock()
-		n.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
+		f.mu.Lock()
+		f.st.checking = false
+		f.st.progress = nil
+		f.st.lastCheck = &res
+		f.stat.counters.Checks++
+		f.stat.counters.CheckSecondsTotal += res.Finished.Sub(res.Started).Seconds()
+		f.mu.Unlock()
+		f.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
 	}()
 
-	if err := n.storeReady(); err != nil {
+	if err := f.storeReady(); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
-		n.event("store", res.Message)
+		f.event("store", res.Message)
 		return res, nil
 	}
-	n.updateRoot(ctx)
-	h, henv, src, err := n.fetchHead(ctx)
+	f.updateRoot(ctx)
+	h, henv, src, err := f.fetchHead(ctx)
 	if err != nil {
 		res.Outcome, res.Message = outcomeOf(err), err.Error()
 		return res, nil
 	}
 	res.Version, res.Sequence, res.Source = h.Version, h.Sequence, src
 	name := releaseName(h.Version, h.Sequence)
-	ro, err := n.fetchRollout(ctx, h)
+	ro, err := f.fetchRollout(ctx, h)
 	if ro != nil && ro.State != manifest.RolloutAborted {
 		// While a rollout runs, its news (promote, pause, abort) and the
 		// site's health reach this node within a poll, whatever it did.
-		n.setRollout(ro, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
+		f.setRollout(ro, time.Now().Add(time.Duration(f.cfg.RolloutPoll)))
 	} else {
-		n.setRollout(ro, time.Time{})
+		f.setRollout(ro, time.Time{})
 	}
 	if err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		if errors.Is(err, errNoRollout) {
 			res.Outcome = "waiting"
-			n.setRollout(nil, time.Now().Add(time.Duration(n.cfg.RolloutPoll)))
+			f.setRollout(nil, time.Now().Add(time.Duration(f.cfg.RolloutPoll)))
 		}
 		return res, nil
 	}
-	if cur := n.currentRecord(); cur != nil && cur.Sequence == h.Sequence {
-		n.noteOutcome(h.Sequence, name, ro)
-		if ro != nil && n.decide(ro).Action == rollout.Rollback {
-			return n.abortRollback(ctx, ro, res), nil
+	if cur := f.currentRecord(); cur != nil && cur.Sequence == h.Sequence {
+		f.noteOutcome(h.Sequence, name, ro)
+		if ro != nil && f.decide(ro).Action == rollout.Rollback {
+			return f.abortRollback(ctx, ro, res), nil
 		}
 		res.Outcome, res.Message = "up-to-date", "running "+h.Version
 		return res, nil
 	}
-	if bad, why := n.inst.IsBad(name); bad {
-		n.noteOutcome(h.Sequence, name, ro)
+	if bad, why := f.inst.IsBad(name); bad {
+		f.noteOutcome(h.Sequence, name, ro)
 		res.Outcome = "skipped-bad"
 		res.Message = fmt.Sprintf("release %s was rolled back (%s); waiting for a newer one", h.Version, why)
 		return res, nil
 	}
-	m, menv, err := n.fetchManifest(ctx, h)
+	m, menv, err := f.fetchManifest(ctx, h)
 	if err != nil {
 		res.Outcome, res.Message = outcomeOf(err), err.Error()
 		return res, nil
 	}
-	cur := n.currentRecord()
+	cur := f.currentRecord()
 	curVersion := ""
 	if cur != nil {
 		curVersion = cur.Version
 	}
-	if err := m.Target.Check(n.cfg.GOOS, n.cfg.GOARCH, curVersion); err != nil {
-		err = n.refuse(fmt.Errorf("release %s: %w", h.Version, err))
+	if err := m.Target.Check(f.cfg.GOOS, f.cfg.GOARCH, curVersion); err != nil {
+		err = f.refuse(fmt.Errorf("release %s: %w", h.Version, err))
 		res.Outcome, res.Message = "refused", err.Error()
 		return res, nil
 	}
 	// Only now, with head and manifest verified, does the highest sequence
 	// move up. The three writes reach the disk with the manifest's, in order:
 	// a crash may keep a prefix of them, and each prefix is a valid state.
-	if err := n.setHighestSeq(h.Sequence); err != nil {
+	if err := f.setHighestSeq(h.Sequence); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res, nil
 	}
-	if err := n.store.SetMetaLazy(metaHead+n.cfg.Channel, henv); err != nil {
+	if err := f.store.SetMetaLazy(metaHead+f.channel, henv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res, nil
 	}
-	n.noteHead(h)
-	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, m.Sequence), menv); err != nil {
+	f.noteHead(h)
+	if err := f.store.SetMeta(manifestKey(f.channel, m.Sequence), menv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
 		return res, nil
 	}
-	n.setKnownManifest(m)
+	f.setKnownManifest(m)
 
-	if err := n.checkSpace(ctx, m, name); err != nil {
+	if err := f.checkSpace(ctx, m, name); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()
-		n.event("store", res.Message)
+		f.event("store", res.Message)
 		return res, nil
 	}
 	rec := releaseRecord{Name: name, Channel: m.Channel, Version: m.Version, Sequence: m.Sequence, Files: len(m.Files), Bytes: m.TotalSize()}
 	if ro != nil {
-		switch d := n.decide(ro); {
+		switch d := f.decide(ro); {
 		case d.Action == rollout.Ignore:
-			n.setOutcome(rollout.Outcome{Release: ro.Release, State: rollout.Ignored})
-			n.setRollout(ro, time.Time{}) // a target does not change: the schedule will do
+			f.setOutcome(rollout.Outcome{Release: ro.Release, State: rollout.Ignored})
+			f.setRollout(ro, time.Time{}) // a target does not change: the schedule will do
 			res.Outcome, res.Message = "ignored", d.Reason
 			return res, nil
 		case ro.State == manifest.RolloutAborted:
 			// Not even fetched: it will never be applied.
 			res.Outcome, res.Message = "waiting", d.Reason
-			n.setRollout(ro, n.waitUntil(d))
+			f.setRollout(ro, f.waitUntil(d))
 			return res, nil
 		}
 	}
-	err = n.stage(ctx, m, name, &rec)
+	err = f.stage(ctx, m, name, &rec)
 	var dec *rollout.Decision
 	if err == nil && ro != nil {
 		// Decided after the fetch, which may be long: the stage may have
 		// opened, or the site halted, meanwhile.
-		d := n.decide(ro)
+		d := f.decide(ro)
 		if d.Action != rollout.Apply {
 			res.Outcome, res.Message = "waiting", fmt.Sprintf("%s fetched; applies later: %s", m.Version, d.Reason)
-			n.setRollout(ro, n.waitUntil(d))
+			f.setRollout(ro, f.waitUntil(d))
 			return res, nil
 		}
 		dec = &d
 	}
 	if err == nil {
 		// Staged any time; switched only inside the maintenance windows.
-		if wait, opens := n.windowWait(m, ro, dec); wait {
+		if wait, opens := f.windowWait(m, ro, dec); wait {
 			waitsForWindow = true
 			res.Outcome, res.Message = "waiting", windowMessage(m.Version, opens)
 			return res, nil
 		}
-		err = n.activate(ctx, m, name)
-		n.noteOutcome(m.Sequence, name, ro)
-		n.clearWindowWait(m.Sequence)
+		err = f.activate(ctx, m, name)
+		f.noteOutcome(m.Sequence, name, ro)
+		f.clearWindowWait(m.Sequence)
 	}
 	if err != nil {
 		var fe *fetchError
@@ -185,7 +185,7 @@ func (n *Node) check(ctx context.Context) (res api.CheckResult, applied *manifes
 		case errors.As(err, &fe):
 			res.Outcome, res.Message = outcomeOf(fe.err), fmt.Sprintf("fetch %s: %v", m.Version, fe.err)
 			if ctx.Err() == nil {
-				n.event("fetch", res.Message)
+				f.event("fetch", res.Message)
 			}
 		case errors.As(err, &he):
 			res.Outcome, res.Message = "rolled-back", err.Error()
@@ -307,25 +307,25 @@ func (n *Node) readFile(ctx context.Context, path string, max int64) ([]byte, er
 // fetchHead returns the first valid head among the sources, in order. A source
 // whose head is stale, expired or badly signed is reported and the next is tried:
 // a mirror serving old metadata is not a reason to stop.
-func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, error) {
-	highest, err := n.highestSeq()
+func (f *follower) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, error) {
+	highest, err := f.highestSeq()
 	if err != nil {
 		return nil, nil, "", err
 	}
-	root := n.trustRoot()
+	root := f.trustRoot()
 	var refusals []string
-	path := repo.HeadPath(n.cfg.Channel)
+	path := repo.HeadPath(f.channel)
 	var found *manifest.Head
-	data, src, err := n.list.ReadVerified(ctx, path, manifest.MaxHeadSize, func(s source.Source, env []byte) error {
+	data, src, err := f.list.ReadVerified(ctx, path, manifest.MaxHeadSize, func(s source.Source, env []byte) error {
 		h, err := root.VerifyHead(env, time.Now())
-		if err == nil && h.Channel != n.cfg.Channel {
+		if err == nil && h.Channel != f.channel {
 			err = fmt.Errorf("head names channel %q: %w", h.Channel, manifest.ErrMalformed)
 		}
 		if err == nil {
 			err = manifest.CheckNewer(highest, h.Sequence)
 		}
 		if err != nil {
-			msg := fmt.Sprintf("head of %s from %s: %v%s", n.cfg.Channel, s, err, n.trustHint(err))
+			msg := fmt.Sprintf("head of %s from %s: %v%s", f.channel, s, err, f.trustHint(err))
 			if errors.Is(err, manifest.ErrExpired) {
 				msg += " (check this machine's clock, or ask the publisher to re-sign the head)"
 			}
@@ -333,7 +333,7 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 				msg += " (a stale or replayed head; trying the next source)"
 			}
 			refusals = append(refusals, msg)
-			n.refuse(errors.New(msg))
+			f.refuse(errors.New(msg))
 			return err
 		}
 		found = h
@@ -343,7 +343,7 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 		if len(refusals) > 0 {
 			return nil, nil, "", refusal{fmt.Errorf("no source has a valid head: %s", strings.Join(refusals, "; "))}
 		}
-		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", n.cfg.Channel, err)
+		return nil, nil, "", fmt.Errorf("read head of channel %s: %w", f.channel, err)
 	}
 	if _, fromSite := src.(siteSource); fromSite && len(refusals) > 0 && found.Sequence <= highest {
 		// The peers hand back the head this node already has: that is no
@@ -352,45 +352,48 @@ func (n *Node) fetchHead(ctx context.Context) (*manifest.Head, []byte, string, e
 		return nil, nil, "", fmt.Errorf("%w: no source has a valid head (the site's peers hold only sequence %d, which this node has): %s",
 			errRefused, found.Sequence, strings.Join(refusals, "; "))
 	}
-	var cc manifest.ChannelCaps
-	if found.Caps != nil {
-		cc = *found.Caps
+	if f.first {
+		// The node has one set of caps: the first channel's head sets them.
+		var cc manifest.ChannelCaps
+		if found.Caps != nil {
+			cc = *found.Caps
+		}
+		f.caps.setChannel(cc.WAN, cc.SiteWAN, cc.LANUpload)
 	}
-	n.caps.setChannel(cc.WAN, cc.SiteWAN, cc.LANUpload)
 	return found, data, src.String(), nil
 }
 
 // fetchManifest reads the manifest the head names and verifies it completely.
-func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.Manifest, []byte, error) {
+func (f *follower) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.Manifest, []byte, error) {
 	if h.Manifest.Size > manifest.MaxManifestSize {
-		return nil, nil, n.refuse(fmt.Errorf("manifest %s: %d bytes: %w", h.Manifest.Path, h.Manifest.Size, manifest.ErrTooLarge))
+		return nil, nil, f.refuse(fmt.Errorf("manifest %s: %d bytes: %w", h.Manifest.Path, h.Manifest.Size, manifest.ErrTooLarge))
 	}
 	// A manifest already verified once (e.g. before a restart) is not fetched again.
-	if env, err := n.store.GetMeta(manifestKey(n.cfg.Channel, h.Sequence)); err == nil && refMatches(h.Manifest, env) {
-		if m, err := n.trustRoot().VerifyManifest(env, time.Now()); err == nil {
+	if env, err := f.store.GetMeta(manifestKey(f.channel, h.Sequence)); err == nil && refMatches(h.Manifest, env) {
+		if m, err := f.trustRoot().VerifyManifest(env, time.Now()); err == nil {
 			return m, env, nil
 		}
 	}
-	root := n.trustRoot()
-	if m, env, ok := n.compactFromSite(ctx, h, root); ok {
+	root := f.trustRoot()
+	if m, env, ok := f.compactFromSite(ctx, h, root); ok {
 		return m, env, nil
 	}
-	if m, env, ok := n.manifestFromSite(ctx, h, root); ok {
+	if m, env, ok := f.manifestFromSite(ctx, h, root); ok {
 		return m, env, nil
 	}
-	if env := n.compactManifest(ctx, h.Channel, h.Sequence, h.Manifest.Size, func(env []byte) bool { return refMatches(h.Manifest, env) }); env != nil {
-		if m, err := n.openManifest(h, root, env, "its compact form"); err == nil {
+	if env := f.compactManifest(ctx, h.Channel, h.Sequence, h.Manifest.Size, func(env []byte) bool { return refMatches(h.Manifest, env) }); env != nil {
+		if m, err := f.openManifest(h, root, env, "its compact form"); err == nil {
 			return m, env, nil
 		}
 	}
 	var m *manifest.Manifest
 	var last error
-	env, _, err := n.list.ReadVerified(ctx, h.Manifest.Path, h.Manifest.Size, func(s source.Source, env []byte) error {
+	env, _, err := f.list.ReadVerified(ctx, h.Manifest.Path, h.Manifest.Size, func(s source.Source, env []byte) error {
 		if !refMatches(h.Manifest, env) {
-			last = n.refuse(fmt.Errorf("manifest %s from %s does not match the digest in the head: %w", h.Manifest.Path, s, manifest.ErrSignature))
+			last = f.refuse(fmt.Errorf("manifest %s from %s does not match the digest in the head: %w", h.Manifest.Path, s, manifest.ErrSignature))
 			return last
 		}
-		mm, err := n.openManifest(h, root, env, s.String())
+		mm, err := f.openManifest(h, root, env, s.String())
 		if err != nil {
 			last = err
 			return last
@@ -413,30 +416,30 @@ func (n *Node) fetchManifest(ctx context.Context, h *manifest.Head) (*manifest.M
 // neither is to be had or neither decodes to bytes that match (by the head's
 // digest): the plain manifest is read then. These forms are optional, so their
 // absence or damage is no failure of a source.
-func (n *Node) compactManifest(ctx context.Context, channel string, seq uint64, size int64, match func([]byte) bool) []byte {
+func (f *follower) compactManifest(ctx context.Context, channel string, seq uint64, size int64, match func([]byte) bool) []byte {
 	limit := size + size/8 + 1024 // incompressible input grows a little
 	type form struct {
 		path string
 		dict []byte // zstd raw dictionary
 	}
 	var forms []form
-	if cur := n.currentRecord(); cur != nil && cur.Channel == channel && cur.Sequence < seq {
-		if dict, err := n.heldUnwrapped(cur); err == nil {
+	if cur := f.currentRecord(); cur != nil && cur.Channel == channel && cur.Sequence < seq {
+		if dict, err := f.heldUnwrapped(cur); err == nil {
 			forms = append(forms, form{repo.ManifestDeltaPath(channel, seq, cur.Sequence), dict})
 		}
 	}
 	forms = append(forms, form{repo.ManifestZstPath(channel, seq), nil})
-	for _, f := range forms {
-		data, _, err := n.list.ReadAll(ctx, f.path, limit)
+	for _, fm := range forms {
+		data, _, err := f.list.ReadAll(ctx, fm.path, limit)
 		if err != nil {
-			n.log.Debug("compact manifest", "path", f.path, "err", err)
+			f.log.Debug("compact manifest", "path", fm.path, "err", err)
 			continue
 		}
-		env, err := openCompact(data, f.dict, size)
+		env, err := openCompact(data, fm.dict, size)
 		if err == nil && match(env) {
 			return env
 		}
-		n.log.Debug("compact manifest does not decode to the manifest", "path", f.path, "err", err)
+		f.log.Debug("compact manifest does not decode to the manifest", "path", fm.path, "err", err)
 	}
 	return nil
 }
@@ -466,19 +469,19 @@ func openCompact(data, dict []byte, size int64) ([]byte, error) {
 // the mesh like a chunk, by the sha256 the head gives it, so it crosses the WAN
 // once per site: the form against the manifest this node runs if the head has
 // one, else the compressed form. Any failure goes the other ways.
-func (n *Node) compactFromSite(ctx context.Context, h *manifest.Head, root *manifest.TrustRoot) (*manifest.Manifest, []byte, bool) {
-	if n.mesh == nil {
+func (f *follower) compactFromSite(ctx context.Context, h *manifest.Head, root *manifest.TrustRoot) (*manifest.Manifest, []byte, bool) {
+	if f.mesh == nil {
 		return nil, nil, false
 	}
 	var pick *manifest.CompactRef
 	var dict []byte
-	cur := n.currentRecord()
+	cur := f.currentRecord()
 	for i, c := range h.Compact {
 		if c.From == 0 && pick == nil {
 			pick = &h.Compact[i]
 		}
 		if c.From != 0 && cur != nil && cur.Channel == h.Channel && cur.Sequence == c.From {
-			if d, err := n.heldUnwrapped(cur); err == nil {
+			if d, err := f.heldUnwrapped(cur); err == nil {
 				pick, dict = &h.Compact[i], d
 				break
 			}
@@ -491,18 +494,18 @@ func (n *Node) compactFromSite(ctx context.Context, h *manifest.Head, root *mani
 	if err != nil {
 		return nil, nil, false
 	}
-	n.wan.docs.Store(c, pick.Ref())
-	data, _, err := n.mesh.Fetch(ctx, c)
+	f.wan.docs.Store(c, pick.Ref())
+	data, _, err := f.mesh.Fetch(ctx, c)
 	if err != nil {
-		n.log.Debug("compact manifest from the site", "path", pick.Path, "err", err)
+		f.log.Debug("compact manifest from the site", "path", pick.Path, "err", err)
 		return nil, nil, false
 	}
 	env, err := openCompact(data, dict, h.Manifest.Size)
 	if err != nil || !refMatches(h.Manifest, env) {
-		n.refuse(fmt.Errorf("compact manifest %s does not decode to the manifest the head names: %v", pick.Path, err))
+		f.refuse(fmt.Errorf("compact manifest %s does not decode to the manifest the head names: %v", pick.Path, err))
 		return nil, nil, false
 	}
-	m, err := n.openManifest(h, root, env, "the site")
+	m, err := f.openManifest(h, root, env, "the site")
 	return m, env, err == nil
 }
 

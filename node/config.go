@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -24,14 +26,19 @@ import (
 // zero value of each is documented. LoadConfig reads it from YAML, refusing
 // unknown keys so a typo is an error rather than a silently ignored setting.
 type Config struct {
-	Name       string   `yaml:"name"`        // zero: hostname plus a short hash of DataDir, unique per node on a machine
-	DataDir    string   `yaml:"data"`        // state and chunk store; required
-	InstallDir string   `yaml:"install_dir"` // where `current` and the releases live; required
-	Channel    string   `yaml:"channel"`     // zero: "stable"
-	Trust      string   `yaml:"trust"`       // pinned trust root file; required
-	Sources    []string `yaml:"sources"`     // update sources in order: http(s)://, ftp://, file:// or a folder; required
-	CAFile     string   `yaml:"ca_file"`     // extra PEM roots for https sources
-	Proxy      string   `yaml:"proxy"`       // HTTP proxy URL; zero: HTTP_PROXY/HTTPS_PROXY/NO_PROXY
+	Name       string `yaml:"name"`        // zero: hostname plus a short hash of DataDir, unique per node on a machine
+	DataDir    string `yaml:"data"`        // state and chunk store; required
+	InstallDir string `yaml:"install_dir"` // where `current` and the releases live; required
+	Channel    string `yaml:"channel"`     // zero: "stable"
+	// Channels are more channels this node follows, each into its own
+	// install folder (an antivirus engine and its signature databases),
+	// sharing the store, the site and the API. Channel and InstallDir stay
+	// the first channel; with no InstallDir, the first entry here is it.
+	Channels []ChannelConfig `yaml:"channels"`
+	Trust    string          `yaml:"trust"`   // pinned trust root file; required
+	Sources  []string        `yaml:"sources"` // update sources in order: http(s)://, ftp://, file:// or a folder; required
+	CAFile   string          `yaml:"ca_file"` // extra PEM roots for https sources
+	Proxy    string          `yaml:"proxy"`   // HTTP proxy URL; zero: HTTP_PROXY/HTTPS_PROXY/NO_PROXY
 	// CheckInterval between scheduled checks; zero: one hour.
 	CheckInterval Duration `yaml:"check_interval"`
 	// CheckJitter spreads a fleet's checks: each wait is CheckInterval ± a random
@@ -92,6 +99,24 @@ type Config struct {
 	// Version of this build, reported in the status and the sources'
 	// User-Agent; the CLI sets its own. Zero: BuildVersion.
 	Version string `yaml:"-"`
+}
+
+// ChannelConfig is one more channel a node follows (Config.Channels).
+type ChannelConfig struct {
+	Name       string `yaml:"name"`        // required
+	InstallDir string `yaml:"install_dir"` // required; each channel has its own
+	// Hooks run around this channel's applies; zero Timeout and
+	// ReleaseHooks are the node's (Config.Hooks).
+	Hooks HooksConfig `yaml:"hooks"`
+	// Windows are this channel's maintenance windows, as Config.Windows;
+	// zero: any time (the node's windows are its first channel's).
+	Windows []string `yaml:"windows"`
+}
+
+// followed lists every channel the node follows, its first channel first.
+func (c Config) followed() []ChannelConfig {
+	out := []ChannelConfig{{Name: c.Channel, InstallDir: c.InstallDir, Hooks: c.Hooks, Windows: c.Windows}}
+	return append(out, c.Channels...)
 }
 
 // FilesConfig configures the file view (package node/fileview).
@@ -200,6 +225,26 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DataDir == "" {
 		return c, errors.New("config: no data folder (--data)")
 	}
+	c.Channels = slices.Clone(c.Channels) // their hooks get defaults below
+	if c.InstallDir == "" && len(c.Channels) > 0 {
+		// The first entry is the first channel; what it leaves zero, the
+		// top-level settings give, as they do for the first channel.
+		first := c.Channels[0]
+		c.Channel, c.InstallDir = first.Name, first.InstallDir
+		if first.Windows != nil {
+			c.Windows = first.Windows
+		}
+		if first.Hooks.PreActivate != nil || first.Hooks.HealthCheck != nil {
+			c.Hooks.PreActivate, c.Hooks.HealthCheck = first.Hooks.PreActivate, first.Hooks.HealthCheck
+		}
+		if first.Hooks.Timeout > 0 {
+			c.Hooks.Timeout = first.Hooks.Timeout
+		}
+		if first.Hooks.ReleaseHooks != nil {
+			c.Hooks.ReleaseHooks = first.Hooks.ReleaseHooks
+		}
+		c.Channels = c.Channels[1:]
+	}
 	if c.InstallDir == "" {
 		return c, errors.New("config: no install folder (--install-dir)")
 	}
@@ -253,6 +298,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Hooks.ReleaseHooks == nil {
 		c.Hooks.ReleaseHooks = d.Hooks.ReleaseHooks
 	}
+	if err := c.checkChannels(); err != nil {
+		return c, err
+	}
 	if c.Mesh.Gossip == "" {
 		c.Mesh.Gossip = d.Mesh.Gossip
 	}
@@ -284,6 +332,56 @@ func (c Config) withDefaults() (Config, error) {
 		c.Name = host + "-" + hex.EncodeToString(h[:3])
 	}
 	return c, nil
+}
+
+// checkChannels checks the channels followed and fills their hooks' zero
+// fields from the node's: names valid and distinct, install folders set and
+// apart from each other.
+func (c *Config) checkChannels() error {
+	names := make(map[string]bool)
+	var dirs []string
+	for i, ch := range c.followed() {
+		if err := manifest.CheckChannel(ch.Name); err != nil {
+			return fmt.Errorf("config: channels: %w", err)
+		}
+		if names[ch.Name] {
+			return fmt.Errorf("config: channel %s is followed twice", ch.Name)
+		}
+		names[ch.Name] = true
+		if ch.InstallDir == "" {
+			return fmt.Errorf("config: channel %s has no install folder (install_dir, or --follow %s=DIR)", ch.Name, ch.Name)
+		}
+		dir, err := filepath.Abs(ch.InstallDir)
+		if err != nil {
+			return fmt.Errorf("config: channel %s: install folder: %w", ch.Name, err)
+		}
+		for j, d := range dirs {
+			if within(dir, d) || within(d, dir) {
+				return fmt.Errorf("config: channels %s and %s share install folder %s: give each its own", c.followed()[j].Name, ch.Name, ch.InstallDir)
+			}
+		}
+		dirs = append(dirs, dir)
+		if _, err := window.ParseSet(ch.Windows); err != nil {
+			return fmt.Errorf("config: channel %s: %w", ch.Name, err)
+		}
+		if i == 0 {
+			continue
+		}
+		h := &c.Channels[i-1].Hooks
+		if h.Timeout <= 0 {
+			h.Timeout = c.Hooks.Timeout
+		}
+		if h.ReleaseHooks == nil {
+			h.ReleaseHooks = c.Hooks.ReleaseHooks
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // Duration is a time.Duration written as "90s", "1h" in YAML and JSON.

@@ -65,6 +65,13 @@ func TestConfigRequired(t *testing.T) {
 		{"trust", func(c *Config) { c.Trust = "" }, "--trust"},
 		{"sources", func(c *Config) { c.Sources = nil }, "--source"},
 		{"window", func(c *Config) { c.Windows = []string{"Mon 22:00-25:00"} }, "maintenance window"},
+		{"channel twice", func(c *Config) { c.Channels = []ChannelConfig{{Name: "stable", InstallDir: "j"}} }, "followed twice"},
+		{"channel dir", func(c *Config) { c.Channels = []ChannelConfig{{Name: "db"}} }, "--follow db=DIR"},
+		{"shared dir", func(c *Config) { c.Channels = []ChannelConfig{{Name: "db", InstallDir: "i/db"}} }, "share install folder"},
+		{"channel name", func(c *Config) { c.Channels = []ChannelConfig{{Name: "a/b", InstallDir: "j"}} }, "channel"},
+		{"channel window", func(c *Config) {
+			c.Channels = []ChannelConfig{{Name: "db", InstallDir: "j", Windows: []string{"Mon 22:00-25:00"}}}
+		}, "channel db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,5 +86,28 @@ func TestConfigRequired(t *testing.T) {
 	c, err := full.withDefaults()
 	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Name == "" {
 		t.Fatalf("defaults: %+v %v", c, err)
+	}
+}
+
+// TestConfigChannels: extra channels get the node's hook defaults, and a
+// config with channels but no install_dir takes its first channel from them,
+// keeping the top-level settings it leaves zero.
+func TestConfigChannels(t *testing.T) {
+	c, err := Config{DataDir: "d", InstallDir: "i", Trust: "t", Sources: []string{"s"},
+		Channels: []ChannelConfig{{Name: "db", InstallDir: "j"}}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.followed(); len(got) != 2 || got[0].Name != "stable" || got[1].Name != "db" ||
+		got[1].Hooks.Timeout != c.Hooks.Timeout || got[1].Hooks.ReleaseHooks == nil {
+		t.Errorf("followed: %+v", got)
+	}
+	c, err = Config{DataDir: "d", Trust: "t", Sources: []string{"s"}, Windows: []string{"Sat"},
+		Channels: []ChannelConfig{{Name: "engine", InstallDir: "e"}, {Name: "db", InstallDir: "j"}}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channel != "engine" || c.InstallDir != "e" || len(c.Channels) != 1 || c.Channels[0].Name != "db" || len(c.Windows) != 1 {
+		t.Errorf("first channel from the list: channel %s, install %s, channels %+v, windows %v", c.Channel, c.InstallDir, c.Channels, c.Windows)
 	}
 }

@@ -12,14 +12,14 @@ import (
 func (n *Node) heldBases() (bases map[string]*manifest.File, dirs map[string]string) {
 	bases = make(map[string]*manifest.File)
 	dirs = make(map[string]string)
-	n.keptManifests(func(rec releaseRecord, m *manifest.Manifest, err error) {
+	n.keptManifests(func(fl *follower, rec releaseRecord, m *manifest.Manifest, err error) {
 		if err != nil {
 			return // its files are no base: the deltas' chunks come as chunks
 		}
 		for i := range m.Files {
 			if f := &m.Files[i]; !f.IsLink() && f.Size > 0 {
 				bases[f.SHA256] = f
-				dirs[f.SHA256] = n.inst.Dir(rec.Name)
+				dirs[f.SHA256] = fl.inst.Dir(rec.Name)
 			}
 		}
 	})

@@ -17,6 +17,13 @@ install_dir: /opt/patchmesh-app
 # Channel to follow.
 channel: stable
 
+# More channels to follow, each into its own install folder (e.g. an engine's
+# signature databases), sharing the chunk store, the site and the API.
+# channels:
+#   - name: signatures
+#     install_dir: /opt/patchmesh-db
+#     windows: []          # this channel's maintenance windows; zero: any time
+
 # Pinned trust root (patchmesh trust init). Only releases signed by a threshold of
 # its keys are ever applied; rotations published in the repository are followed.
 trust: /etc/patchmesh/trust.json

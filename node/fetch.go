@@ -76,7 +76,11 @@ func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) (raw, wire
 // readDoc reads the manifest r names, as c, in its smallest form the sources have.
 func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]byte, error) {
 	if ch, seq, ok := repo.ParseManifestPath(r.Path); ok && r.Size <= chunk.MaxSize {
-		if env := w.node.compactManifest(ctx, ch, seq, r.Size, func(env []byte) bool { return chunk.Verify(c, env) == nil }); env != nil {
+		f, err := w.node.follower(ch)
+		if err != nil {
+			f = w.node.followers[0] // a peer's channel: no delta base here, the compressed form may do
+		}
+		if env := f.compactManifest(ctx, ch, seq, r.Size, func(env []byte) bool { return chunk.Verify(c, env) == nil }); env != nil {
 			return env, nil
 		}
 	}
@@ -84,26 +88,28 @@ func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]b
 	return raw, err
 }
 
-// manifestRef reports whether c names the manifest of the channel's current
-// head (read from the sources and verified) or one of its compact forms, and
-// its reference. It is asked
-// only for CIDs this node has not seen, which are rare: a peer's manifest request.
+// manifestRef reports whether c names the manifest of the current head of a
+// channel this node follows (read from the sources and verified) or one of
+// its compact forms, and its reference. It is asked only for CIDs this node
+// has not seen, which are rare: a peer's manifest request.
 func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, bool) {
 	if w.node.mesh == nil {
 		return manifest.Ref{}, false
 	}
-	h, _, _, err := w.node.fetchHead(ctx)
-	if err != nil {
-		return manifest.Ref{}, false
-	}
-	refs := []manifest.Ref{h.Manifest}
-	for _, cr := range h.Compact {
-		refs = append(refs, cr.Ref())
-	}
-	for _, r := range refs {
-		if rc, err := refCID(r); err == nil && rc.Equals(c) {
-			w.docs.Store(c, r)
-			return r, true
+	for _, f := range w.node.followers {
+		h, _, _, err := f.fetchHead(ctx)
+		if err != nil {
+			continue
+		}
+		refs := []manifest.Ref{h.Manifest}
+		for _, cr := range h.Compact {
+			refs = append(refs, cr.Ref())
+		}
+		for _, r := range refs {
+			if rc, err := refCID(r); err == nil && rc.Equals(c) {
+				w.docs.Store(c, r)
+				return r, true
+			}
 		}
 	}
 	return manifest.Ref{}, false

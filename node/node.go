@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
-	"github.com/patchmesh/patchmesh/manifest/window"
 	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 	"github.com/patchmesh/patchmesh/node/install"
@@ -37,21 +37,21 @@ type Node struct {
 	log     *slog.Logger
 	started time.Time
 
-	store   *store.Store
-	inst    *install.Installer
-	list    *source.List
-	mesh    *mesh.Mesh
-	siteID  string
-	chunks  pipeline.Source // the mesh's or the WAN's, with retries
-	wan     *wanSource
-	caps    *caps         // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
-	stored  storedOrigins // where the mesh got chunks stored for peers (fetch.go)
-	proxy   *proxy.Cache  // the caching proxy (--proxy-cache); nil: off
-	checkCh chan checkRequest
+	store *store.Store
+	// followers follow the node's channels, its first channel first; at
+	// least one.
+	followers []*follower
+	list      *source.List
+	mesh      *mesh.Mesh
+	siteID    string
+	chunks    pipeline.Source // the mesh's or the WAN's, with retries
+	wan       *wanSource
+	caps      *caps         // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
+	stored    storedOrigins // where the mesh got chunks stored for peers (fetch.go)
+	proxy     *proxy.Cache  // the caching proxy (--proxy-cache); nil: off
+	checkCh   chan checkRequest
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
-
-	windows window.Set // the node's maintenance windows (Config.Windows)
 
 	// rootMu guards root, the newest trust root reached.
 	rootMu sync.Mutex
@@ -60,15 +60,15 @@ type Node struct {
 	mu   sync.Mutex // guards the status fields below
 	stat statusState
 
-	// headMu guards the head served to repository clients (--serve-repo).
+	// headMu guards the followers' heads served to repository clients
+	// (--serve-repo).
 	headMu sync.Mutex
-	headAt time.Time
-	served *manifest.Head
 }
 
 type checkRequest struct {
-	done  chan api.CheckResult // nil: nobody waits
-	asked bool                 // by a person or a script (the API), not the schedule
+	done     chan api.CheckResult // nil: nobody waits
+	asked    bool                 // by a person or a script (the API), not the schedule
+	follower int                  // whose result done gets (every channel is checked)
 }
 
 // New opens the node's store and install folder and checks its config. Nothing
@@ -81,7 +81,6 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8),
 		scrubSem: make(chan struct{}, 1)}
 	n.stat.init()
-	n.windows, _ = window.ParseSet(cfg.Windows) // checked by withDefaults
 
 	data, err := os.ReadFile(cfg.Trust)
 	if err != nil {
@@ -135,13 +134,13 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.inst, err = install.Open(install.Config{
-		Root: cfg.InstallDir, Keep: cfg.Keep, HookTimeout: time.Duration(cfg.Hooks.Timeout),
-		PreActivate: cfg.Hooks.PreActivate, HealthCheck: cfg.Hooks.HealthCheck, Logger: n.log,
-	})
-	if err != nil {
-		n.store.Close()
-		return nil, err
+	for i, c := range cfg.followed() {
+		f, err := n.newFollower(c, i == 0)
+		if err != nil {
+			n.store.Close()
+			return nil, err
+		}
+		n.followers = append(n.followers, f)
 	}
 	n.wan = &wanSource{node: n, codec: codec}
 	var chunks pipeline.Source = n.wan
@@ -226,16 +225,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}()
 	parent := ctx
 	n.started = time.Now()
-	if to, err := n.inst.Recover(ctx); err != nil { // to: the release switched away from
-		n.event("apply", fmt.Sprintf("recover after a crash: %v", err))
-	} else if to != "" {
-		msg := fmt.Sprintf("a crash interrupted the activation of %s before its health check confirmed it: switched back", to)
-		if bad, _ := n.inst.IsBad(to); bad {
-			msg += "; it was cut short before too, so it is marked bad (patchmesh release retry clears the mark)"
-		} else {
-			msg += "; it is tried again"
-		}
-		n.event("rollback", msg)
+	for _, f := range n.followers {
+		f.recover(ctx)
 	}
 	n.loadRoots()
 	n.gossipRunning()
@@ -293,7 +284,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 		}
 	}
-	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "sources", len(n.cfg.Sources),
+	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "channels", len(n.followers), "sources", len(n.cfg.Sources),
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
 	g.Go(func() error { n.scrubLoop(ctx); return nil })
@@ -413,73 +404,110 @@ const (
 // compacting their stores at that same moment slowed the last of them.
 const collectDelay = 30 * time.Second
 
-// schedule runs a check at start, then every CheckInterval ± jitter, and whenever
-// asked through the API. A check that failed is retried sooner, with backoff.
-// Checks never overlap. The store is collected a while after an apply.
+// schedule runs a check of every channel at start, then every CheckInterval
+// ± jitter, and whenever asked through the API. A check that failed is
+// retried sooner, with backoff. Checks never overlap: one loop checks the
+// channels in turn, each when its time comes, all when asked. The store is
+// collected a while after an apply.
 func (n *Node) schedule(ctx context.Context) {
-	next := time.Now()
-	retry := retryFirst
-	var collect *manifest.Manifest // applied, not yet collected
+	next := make([]time.Time, len(n.followers))
+	retry := make([]time.Duration, len(n.followers))
+	for i := range next {
+		next[i], retry[i] = time.Now(), retryFirst
+	}
+	var collect []*manifest.Manifest // applied, not yet collected
 	var collectAt <-chan time.Time
+	var pending []checkRequest // asked while a round ran that skipped their channel
 	for {
+		earliest := next[0]
 		n.mu.Lock()
-		n.stat.nextCheck = next
+		for i, f := range n.followers {
+			f.st.nextCheck = next[i]
+			if next[i].Before(earliest) {
+				earliest = next[i]
+			}
+		}
 		n.mu.Unlock()
-		timer := time.NewTimer(time.Until(next))
-		var req checkRequest
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			n.drainRequests()
-			return
-		case <-collectAt:
-			timer.Stop()
-			n.collect(ctx, collect)
-			collect, collectAt = nil, nil
-			continue
-		case <-timer.C:
-		case req = <-n.checkCh:
-			timer.Stop()
+		var reqs []checkRequest
+		if len(pending) > 0 {
+			reqs, pending = pending, nil
+		} else {
+			timer := time.NewTimer(time.Until(earliest))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				n.drainRequests()
+				return
+			case <-collectAt:
+				timer.Stop()
+				n.collect(ctx, collect)
+				collect, collectAt = nil, nil
+				continue
+			case <-timer.C:
+			case req := <-n.checkCh:
+				timer.Stop()
+				reqs = append(reqs, req)
+			}
 		}
 		done := func() {}
-		if req.asked {
+		if slices.ContainsFunc(reqs, func(r checkRequest) bool { return r.asked }) {
 			done = n.caps.updateNow()
 		}
-		res, applied := n.check(ctx)
-		done()
-		if req.done != nil {
-			req.done <- res
+		results := make([]*api.CheckResult, len(n.followers))
+		now := time.Now()
+		for i, f := range n.followers {
+			if len(reqs) == 0 && next[i].After(now) {
+				continue // not due, and nobody asked
+			}
+			res, applied := f.check(ctx)
+			results[i] = &res
+			if applied != nil {
+				collect = append(collect, applied)
+				collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
+			}
+			next[i] = f.nextCheck(res, &retry[i])
 		}
-		// Everyone who asked while this check ran gets its result too.
+		done()
+		// Everyone who asked while this round ran gets its result too; who
+		// asked for a channel it skipped waits for the next round.
 		for drained := false; !drained; {
 			select {
 			case r := <-n.checkCh:
-				if r.done != nil {
-					r.done <- res
-				}
+				reqs = append(reqs, r)
 			default:
 				drained = true
 			}
 		}
-		if applied != nil {
-			collect = applied
-			collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
-		}
-		next = time.Now().Add(n.interval())
-		for _, w := range []time.Time{n.rolloutWake(), n.windowWake()} {
-			if !w.IsZero() && w.Before(next) {
-				next = w // waiting on a staged rollout, or for a maintenance window
+		for _, r := range reqs {
+			switch {
+			case results[r.follower] == nil:
+				pending = append(pending, r)
+			case r.done != nil:
+				r.done <- *results[r.follower]
 			}
-		}
-		if res.Outcome == "failed" && ctx.Err() == nil {
-			if retry < time.Until(next) {
-				next = time.Now().Add(retry)
-			}
-			retry *= 2
-		} else {
-			retry = retryFirst
 		}
 	}
+}
+
+// nextCheck is when f checks again after a check with result res: after
+// the interval, sooner when it waits on a staged rollout or a maintenance
+// window, sooner still with backoff (retry) when it failed.
+func (f *follower) nextCheck(res api.CheckResult, retry *time.Duration) time.Time {
+	next := time.Now().Add(f.interval())
+	for _, w := range []time.Time{f.rolloutWake(), f.windowWake()} {
+		if !w.IsZero() && w.Before(next) {
+			next = w
+		}
+	}
+	if res.Outcome == "failed" {
+		if *retry < time.Until(next) {
+			next = time.Now().Add(*retry)
+		}
+		*retry *= 2
+	} else {
+		*retry = retryFirst
+	}
+	return next
 }
 
 func (n *Node) drainRequests() {
@@ -504,9 +532,16 @@ func (n *Node) interval() time.Duration {
 	return iv - j + time.Duration(rand.Int64N(int64(2*j)+1))
 }
 
-// Check implements api.Backend.
+// Check implements api.Backend: it checks every channel, and returns the
+// first channel's result; the others' show in the status.
 func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
-	req := checkRequest{asked: true}
+	return n.checkNow(ctx, 0, wait)
+}
+
+// checkNow asks the schedule for a check of every channel, and with wait
+// returns that of follower i.
+func (n *Node) checkNow(ctx context.Context, i int, wait bool) (api.CheckResult, error) {
+	req := checkRequest{asked: true, follower: i}
 	if wait {
 		req.done = make(chan api.CheckResult, 1)
 	}
@@ -536,14 +571,18 @@ func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
 }
 
 // Retry implements api.Backend: it clears the bad mark of every release of
-// version, so the next check may apply it again.
-func (n *Node) Retry(ctx context.Context, version string) (api.RetryResult, error) {
+// version of channel, so the next check may apply it again.
+func (n *Node) Retry(ctx context.Context, channel, version string) (api.RetryResult, error) {
+	f, err := n.follower(channel)
+	if err != nil {
+		return api.RetryResult{}, fmt.Errorf("retry %s: %w", version, err)
+	}
 	res := api.RetryResult{Cleared: []string{}}
-	for _, r := range n.inst.Releases() {
+	for _, r := range f.inst.Releases() {
 		if r.State != install.StateBad || (r.Name != version && !isReleaseOf(r.Name, version)) {
 			continue
 		}
-		if err := n.inst.ClearBad(r.Name); err != nil {
+		if err := f.inst.ClearBad(r.Name); err != nil {
 			return res, fmt.Errorf("retry %s: %w", version, err)
 		}
 		res.Cleared = append(res.Cleared, r.Name)
@@ -551,27 +590,37 @@ func (n *Node) Retry(ctx context.Context, version string) (api.RetryResult, erro
 	if len(res.Cleared) == 0 {
 		return res, fmt.Errorf("retry %s: %w", version, api.ErrNotBad)
 	}
-	n.log.Info("bad mark cleared by the operator; the next check applies the release again", "release", version, "names", res.Cleared)
+	f.log.Info("bad mark cleared by the operator; the next check applies the release again", "release", version, "names", res.Cleared)
 	return res, nil
 }
 
 // Rollback implements api.Backend.
-func (n *Node) Rollback(ctx context.Context, reason string) (api.RollbackResult, error) {
+func (n *Node) Rollback(ctx context.Context, channel, reason string) (api.RollbackResult, error) {
+	f, err := n.follower(channel)
+	if err != nil {
+		return api.RollbackResult{}, fmt.Errorf("rollback: %w", err)
+	}
+	return f.rollback(ctx, reason)
+}
+
+// rollback switches f back to its previous release, marking the current one
+// bad with reason.
+func (f *follower) rollback(ctx context.Context, reason string) (api.RollbackResult, error) {
 	if reason == "" {
 		reason = "rolled back by hand"
 	}
-	from := n.inst.Current()
-	to, err := n.inst.Rollback(ctx, reason)
+	from := f.inst.Current()
+	to, err := f.inst.Rollback(ctx, reason)
 	if err != nil {
-		if n.inst.Previous() == "" {
+		if f.inst.Previous() == "" {
 			return api.RollbackResult{}, fmt.Errorf("%w: %v", api.ErrNoPrevious, err)
 		}
 		return api.RollbackResult{}, err
 	}
-	n.mu.Lock()
-	n.stat.counters.Rollbacks++
-	n.mu.Unlock()
-	n.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
-	n.gossipRunning()
+	f.mu.Lock()
+	f.stat.counters.Rollbacks++
+	f.mu.Unlock()
+	f.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
+	f.gossipRunning()
 	return api.RollbackResult{From: from, To: to}, nil
 }

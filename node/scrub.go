@@ -93,7 +93,7 @@ func (n *Node) scrub(ctx context.Context, rate int64) (api.ScrubResult, error) {
 // their manifests verify.
 func (n *Node) keptChunks() map[cid.Cid]bool {
 	need := make(map[cid.Cid]bool)
-	n.keptManifests(func(rec releaseRecord, m *manifest.Manifest, err error) {
+	n.keptManifests(func(_ *follower, rec releaseRecord, m *manifest.Manifest, err error) {
 		if err != nil {
 			n.log.Debug("scrub: manifest of a kept release unreadable", "release", rec.Name, "err", err)
 			return

@@ -39,19 +39,21 @@ func (n *Node) fileServer(ctx context.Context) (*http.Server, net.Listener, erro
 	return srv, ln, nil
 }
 
-// fileRelease is the release the file view serves: the current one.
+// fileRelease is the release the file view serves: the first channel's
+// current one.
 func (n *Node) fileRelease() (fileview.Release, bool) {
-	name := n.inst.Current()
+	inst := n.followers[0].inst
+	name := inst.Current()
 	if name == "" {
 		return fileview.Release{}, false
 	}
-	return fileview.Release{Name: name, Dir: n.inst.Dir(name)}, true
+	return fileview.Release{Name: name, Dir: inst.Dir(name)}, true
 }
 
 // releaseDigests maps a release's regular files to their sha256, from its
 // verified manifest; nil when the manifest is gone or no longer verifies.
 func (n *Node) releaseDigests(name string) map[string]string {
-	rec, ok := n.records()[name]
+	rec, ok := n.followers[0].records()[name]
 	if !ok {
 		return nil
 	}

@@ -39,28 +39,12 @@ type nodeFiles struct {
 
 func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 	n := f.n
+	for _, fl := range n.followers {
+		if file, ok, err := f.channelFile(ctx, fl, name); ok {
+			return file, err
+		}
+	}
 	switch {
-	case name == repo.HeadPath(n.cfg.Channel):
-		if f.passThrough {
-			n.refreshHead(ctx)
-		}
-		return f.meta(metaHead+n.cfg.Channel, false)
-	case name == repo.RolloutPath(n.cfg.Channel):
-		if f.passThrough {
-			n.refreshHead(ctx)
-		}
-		return f.meta(metaRollout+n.cfg.Channel, false)
-	case strings.HasPrefix(name, "manifests/"+n.cfg.Channel+"/"):
-		seq, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
-		if err != nil || name != repo.ManifestPath(n.cfg.Channel, seq) {
-			return nil, fs.ErrNotExist
-		}
-		if f.passThrough {
-			if err := n.ensureManifest(ctx, seq); err != nil {
-				return nil, err
-			}
-		}
-		return f.meta(manifestKey(n.cfg.Channel, seq), true)
 	case strings.HasPrefix(name, "roots/"):
 		v, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
 		if err != nil || name != repo.RootPath(v) {
@@ -97,6 +81,38 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 	return nil, fs.ErrNotExist
 }
 
+// channelFile opens name if it is a file of fl's channel (head, rollout,
+// manifest); ok is false when it is not.
+func (f nodeFiles) channelFile(ctx context.Context, fl *follower, name string) (file *repo.File, ok bool, err error) {
+	switch {
+	case name == repo.HeadPath(fl.channel):
+		if f.passThrough {
+			fl.refreshHead(ctx)
+		}
+		file, err = f.meta(metaHead+fl.channel, false)
+		return file, true, err
+	case name == repo.RolloutPath(fl.channel):
+		if f.passThrough {
+			fl.refreshHead(ctx)
+		}
+		file, err = f.meta(metaRollout+fl.channel, false)
+		return file, true, err
+	case strings.HasPrefix(name, "manifests/"+fl.channel+"/"):
+		seq, err := strconv.ParseUint(strings.TrimSuffix(path.Base(name), ".json"), 10, 64)
+		if err != nil || name != repo.ManifestPath(fl.channel, seq) {
+			return nil, true, fs.ErrNotExist
+		}
+		if f.passThrough {
+			if err := fl.ensureManifest(ctx, seq); err != nil {
+				return nil, true, err
+			}
+		}
+		file, err = f.meta(manifestKey(fl.channel, seq), true)
+		return file, true, err
+	}
+	return nil, false, nil
+}
+
 // headRefresh bounds how often a node serving the repository asks its own
 // sources for a newer head on behalf of its clients.
 const headRefresh = time.Second
@@ -104,61 +120,61 @@ const headRefresh = time.Second
 // refreshHead makes the served head at most headRefresh old: a node that other
 // sites use as their source passes new releases on without waiting for its own
 // schedule. The head is verified (signatures, expiry, never older) first.
-func (n *Node) refreshHead(ctx context.Context) {
-	n.headMu.Lock()
-	defer n.headMu.Unlock()
-	if time.Since(n.headAt) < headRefresh {
+func (f *follower) refreshHead(ctx context.Context) {
+	f.headMu.Lock()
+	defer f.headMu.Unlock()
+	if time.Since(f.headAt) < headRefresh {
 		return
 	}
-	n.headAt = time.Now()
-	h, env, _, err := n.fetchHead(ctx)
+	f.headAt = time.Now()
+	h, env, _, err := f.fetchHead(ctx)
 	if err != nil {
-		n.log.Debug("refresh served head", "err", err)
+		f.log.Debug("refresh served head", "err", err)
 		return
 	}
 	// Clients of this node follow the same staged rollout: pass its changes on.
-	if _, err := n.fetchRollout(ctx, h); err != nil {
-		n.log.Debug("refresh served rollout", "err", err)
+	if _, err := f.fetchRollout(ctx, h); err != nil {
+		f.log.Debug("refresh served rollout", "err", err)
 	}
-	if n.served != nil && h.Sequence <= n.served.Sequence {
+	if f.served != nil && h.Sequence <= f.served.Sequence {
 		return
 	}
-	if err := n.store.SetMeta(metaHead+n.cfg.Channel, env); err != nil {
-		n.log.Warn("save head", "err", err)
+	if err := f.store.SetMeta(metaHead+f.channel, env); err != nil {
+		f.log.Warn("save head", "err", err)
 		return
 	}
-	n.served = h
+	f.served = h
 }
 
 // noteHead records the newest verified head, which the repository serves.
-func (n *Node) noteHead(h *manifest.Head) {
-	n.headMu.Lock()
-	defer n.headMu.Unlock()
-	if n.served == nil || h.Sequence > n.served.Sequence {
-		n.served = h
+func (f *follower) noteHead(h *manifest.Head) {
+	f.headMu.Lock()
+	defer f.headMu.Unlock()
+	if f.served == nil || h.Sequence > f.served.Sequence {
+		f.served = h
 	}
 }
 
 // ensureManifest fetches and verifies the manifest the served head names when
 // this node has not fetched it for itself yet.
-func (n *Node) ensureManifest(ctx context.Context, seq uint64) error {
-	if _, err := n.store.GetMeta(manifestKey(n.cfg.Channel, seq)); err == nil {
+func (f *follower) ensureManifest(ctx context.Context, seq uint64) error {
+	if _, err := f.store.GetMeta(manifestKey(f.channel, seq)); err == nil {
 		return nil
 	}
-	n.headMu.Lock()
-	h := n.served
-	n.headMu.Unlock()
+	f.headMu.Lock()
+	h := f.served
+	f.headMu.Unlock()
 	if h == nil || h.Sequence != seq {
 		return fs.ErrNotExist
 	}
-	m, env, err := n.fetchManifest(ctx, h)
+	m, env, err := f.fetchManifest(ctx, h)
 	if err != nil {
 		return fmt.Errorf("manifest %d: %w", seq, err)
 	}
-	if err := n.store.SetMeta(manifestKey(n.cfg.Channel, seq), env); err != nil {
+	if err := f.store.SetMeta(manifestKey(f.channel, seq), env); err != nil {
 		return err
 	}
-	n.setKnownManifest(m)
+	f.setKnownManifest(m)
 	return nil
 }
 

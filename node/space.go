@@ -29,16 +29,16 @@ func (n *Node) storeReady() error {
 // file system, fit in the data folder beside the store's reserve. It is an
 // estimate made before fetching, so a check fails early with a clear
 // message; the store still refuses each write that would not fit.
-func (n *Node) checkSpace(ctx context.Context, m *manifest.Manifest, name string) error {
+func (f *follower) checkSpace(ctx context.Context, m *manifest.Manifest, name string) error {
 	seen := make(map[cid.Cid]bool)
 	var need int64
-	for _, f := range m.Files {
-		for _, r := range f.Chunks {
+	for _, file := range m.Files {
+		for _, r := range file.Chunks {
 			if seen[r.CID] {
 				continue
 			}
 			seen[r.CID] = true
-			has, err := n.store.Has(ctx, r.CID)
+			has, err := f.store.Has(ctx, r.CID)
 			if err != nil {
 				return err
 			}
@@ -48,10 +48,10 @@ func (n *Node) checkSpace(ctx context.Context, m *manifest.Manifest, name string
 		}
 	}
 	staging := int64(0)
-	if _, err := os.Stat(n.inst.Dir(name)); err != nil && n.store.SameFS(n.cfg.InstallDir) {
+	if _, err := os.Stat(f.inst.Dir(name)); err != nil && f.store.SameFS(f.dir) {
 		staging = m.TotalSize()
 	}
-	free, reserve, err := n.store.Space()
+	free, reserve, err := f.store.Space()
 	if err != nil {
 		return err
 	}
@@ -60,11 +60,11 @@ func (n *Node) checkSpace(ctx context.Context, m *manifest.Manifest, name string
 	}
 	msg := fmt.Sprintf("release %s needs %d bytes (%s) of chunks", m.Version, need, mib(need))
 	if staging > 0 {
-		msg += fmt.Sprintf(" and %d bytes (%s) to assemble in %s", staging, mib(staging), n.cfg.InstallDir)
+		msg += fmt.Sprintf(" and %d bytes (%s) to assemble in %s", staging, mib(staging), f.dir)
 	}
 	msg += fmt.Sprintf("; %d bytes (%s) are free and %d (%s) are kept in reserve; free some space and the node retries by itself",
 		free, mib(free), reserve, mib(reserve))
-	return fmt.Errorf("%w in data folder %s: %s", store.ErrNoSpace, n.cfg.DataDir, msg)
+	return fmt.Errorf("%w in data folder %s: %s", store.ErrNoSpace, f.cfg.DataDir, msg)
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -54,8 +54,8 @@ func manifestKey(channel string, seq uint64) string {
 	return metaManifest + channel + "/" + strconv.FormatUint(seq, 10)
 }
 
-func (n *Node) highestSeq() (uint64, error) {
-	b, err := n.store.GetMeta(metaHighestSeq + n.cfg.Channel)
+func (f *follower) highestSeq() (uint64, error) {
+	b, err := f.store.GetMeta(metaHighestSeq + f.channel)
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil
 	}
@@ -65,8 +65,8 @@ func (n *Node) highestSeq() (uint64, error) {
 	return strconv.ParseUint(string(b), 10, 64)
 }
 
-func (n *Node) setHighestSeq(seq uint64) error {
-	cur, err := n.highestSeq()
+func (f *follower) setHighestSeq(seq uint64) error {
+	cur, err := f.highestSeq()
 	if err != nil {
 		return err
 	}
@@ -74,28 +74,41 @@ func (n *Node) setHighestSeq(seq uint64) error {
 		return nil
 	}
 	// Not synced here: check syncs it with the manifest it stores next.
-	return n.store.SetMetaLazy(metaHighestSeq+n.cfg.Channel, []byte(strconv.FormatUint(seq, 10)))
+	return f.store.SetMetaLazy(metaHighestSeq+f.channel, []byte(strconv.FormatUint(seq, 10)))
 }
 
 // saveRecord stores r without waiting for the disk: syncing the store then
 // would write out every chunk just fetched, on the way to the apply. A record
 // lost in a crash is written again by the next check, which finds the release
 // not current by its record and fetches nothing it holds.
-func (n *Node) saveRecord(r releaseRecord) error {
+func (f *follower) saveRecord(r releaseRecord) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return n.store.SetMetaLazy(metaRelease+r.Name, b)
+	return f.store.SetMetaLazy(f.recordKey(r.Name), b)
 }
 
-func (n *Node) records() map[string]releaseRecord {
+// recordKey is where the record of f's release name is kept: the first
+// channel's as on single-channel nodes, the others' under their channel, as
+// two channels may both have a release "1-1.0.0".
+func (f *follower) recordKey(name string) string {
+	if f.first {
+		return metaRelease + name
+	}
+	return metaRelease + f.channel + "/" + name
+}
+
+func (f *follower) records() map[string]releaseRecord {
 	out := make(map[string]releaseRecord)
-	all, err := n.store.ListMeta(metaRelease)
+	all, err := f.store.ListMeta(f.recordKey(""))
 	if err != nil {
 		return out
 	}
-	for _, v := range all {
+	for k, v := range all {
+		if f.first && strings.Contains(strings.TrimPrefix(k, metaRelease), "/") {
+			continue // another channel's
+		}
 		var r releaseRecord
 		if json.Unmarshal(v, &r) == nil {
 			out[r.Name] = r
@@ -122,17 +135,19 @@ func (n *Node) storedManifest(rec releaseRecord) (*manifest.Manifest, error) {
 	return m, nil
 }
 
-// keptManifests calls fn with the record and the stored manifest of every
-// release the installer keeps, or with the error that stopped its manifest
-// from being read.
-func (n *Node) keptManifests(fn func(rec releaseRecord, m *manifest.Manifest, err error)) {
-	recs := n.records()
-	for _, r := range n.inst.Releases() {
-		rec, ok := recs[r.Name]
-		if !ok {
-			continue
+// keptManifests calls fn with the follower, the record and the stored
+// manifest of every release the installers of every channel keep, or with
+// the error that stopped its manifest from being read.
+func (n *Node) keptManifests(fn func(f *follower, rec releaseRecord, m *manifest.Manifest, err error)) {
+	for _, f := range n.followers {
+		recs := f.records()
+		for _, r := range f.inst.Releases() {
+			rec, ok := recs[r.Name]
+			if !ok {
+				continue
+			}
+			m, err := n.storedManifest(rec)
+			fn(f, rec, m, err)
 		}
-		m, err := n.storedManifest(rec)
-		fn(rec, m, err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
-	"github.com/patchmesh/patchmesh/node/rollout"
 )
 
 const (
@@ -25,10 +24,6 @@ const (
 // statusState is the live state behind Status, guarded by Node.mu.
 type statusState struct {
 	apiAddr, serveAddr string
-	checking           bool
-	nextCheck          time.Time
-	lastCheck          *api.CheckResult
-	progress           *api.Progress
 	events             []api.Event // newest last
 	counters           api.Counters
 	wanBytes, lanBytes int64
@@ -40,12 +35,6 @@ type statusState struct {
 	// The run of damaged chunks the newest "store" event counts (scrub.go).
 	damagedRun int
 	damagedAt  time.Time
-	// Staged rollouts (rollout.go): the rollout of the head's release, and
-	// this node's outcome gossiped in its site.
-	rollout rolloutState
-	outcome rollout.Outcome
-	// A staged release waiting for a maintenance window (window.go).
-	window windowState
 }
 
 func (s *statusState) init() {
@@ -130,36 +119,35 @@ func (n *Node) sampleBytes(ctx context.Context) {
 	}
 }
 
-func (n *Node) currentRecord() *releaseRecord {
-	cur := n.inst.Current()
+func (f *follower) currentRecord() *releaseRecord {
+	cur := f.inst.Current()
 	if cur == "" {
 		return nil
 	}
-	if r, ok := n.records()[cur]; ok {
+	if r, ok := f.records()[cur]; ok {
 		return &r
 	}
 	return nil
 }
 
 // gossipRunning tells the site which release this node runs, after anything
-// that may have switched it: an apply, a rollback, a restart.
+// that may have switched it: an apply, a rollback, a restart. Member metadata
+// has room for one channel: the first.
 func (n *Node) gossipRunning() {
 	if n.mesh == nil {
 		return
 	}
 	var seq uint64
-	if cur := n.currentRecord(); cur != nil {
+	if cur := n.followers[0].currentRecord(); cur != nil {
 		seq = cur.Sequence
 	}
 	n.mesh.SetRunning(seq)
 }
 
-// Status implements api.Backend.
-func (n *Node) Status() api.Status {
-	recs := n.records()
-	var releases []api.ReleaseInfo
-	var current, previous *api.ReleaseInfo
-	for _, r := range n.inst.Releases() {
+// releases lists f's releases, newest first, with its current and previous.
+func (f *follower) releases() (releases []api.ReleaseInfo, current, previous *api.ReleaseInfo) {
+	recs := f.records()
+	for _, r := range f.inst.Releases() {
 		ri := api.ReleaseInfo{Name: r.Name, State: r.State, Reason: r.Reason, Installed: r.Installed, Activated: r.Activated}
 		if rec, ok := recs[r.Name]; ok {
 			ri.Version, ri.Sequence, ri.Files, ri.Bytes = rec.Version, rec.Sequence, rec.Files, rec.Bytes
@@ -181,6 +169,32 @@ func (n *Node) Status() api.Status {
 		releases = []api.ReleaseInfo{}
 	}
 	sort.SliceStable(releases, func(i, j int) bool { return releases[i].Sequence > releases[j].Sequence })
+	return releases, current, previous
+}
+
+// channelStatusLocked is f's part of the status, with its release and
+// rollout parts read before n.mu was taken. Called with n.mu held.
+func (f *follower) channelStatusLocked(cs api.ChannelStatus, now time.Time) api.ChannelStatus {
+	cs.Name, cs.InstallDir = f.channel, f.dir
+	cs.LastCheck, cs.NextCheck, cs.Checking = f.st.lastCheck, f.st.nextCheck, f.st.checking
+	cs.Window = f.windowStatusLocked(now)
+	if p := f.st.progress; p != nil {
+		c := *p
+		cs.Progress = &c
+	}
+	return cs
+}
+
+// Status implements api.Backend. Its top-level release, check, rollout and
+// window fields are the first channel's; Channels has every channel's.
+func (n *Node) Status() api.Status {
+	first := n.followers[0]
+	releases, current, previous := first.releases()
+	chans := make([]api.ChannelStatus, len(n.followers))
+	for i, f := range n.followers {
+		_, chans[i].Current, chans[i].Previous = f.releases()
+		chans[i].Rollout = f.rolloutStatus()
+	}
 
 	var srcs []api.SourceState
 	for _, h := range n.list.Health() {
@@ -214,18 +228,21 @@ func (n *Node) Status() api.Status {
 	}
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
-	ro := n.rolloutStatus()
 	capsNow := n.caps.status()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	info.API, info.ServeRepo = n.stat.apiAddr, n.stat.serveAddr
+	now := time.Now()
 	st := api.Status{
-		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: n.stat.lastCheck, NextCheck: n.stat.nextCheck,
-		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
+		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: first.st.lastCheck, NextCheck: first.st.nextCheck,
+		Checking: first.st.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
-		Rollout: ro, Caps: capsNow, Window: n.windowStatusLocked(time.Now()),
+		Rollout: chans[0].Rollout, Caps: capsNow, Window: first.windowStatusLocked(now),
+	}
+	for i, f := range n.followers {
+		st.Channels = append(st.Channels, f.channelStatusLocked(chans[i], now))
 	}
 	if r := n.stat.lastScrub; r != nil {
 		c := *r
@@ -235,7 +252,7 @@ func (n *Node) Status() api.Status {
 	for k, v := range n.stat.counters.VerifyFailuresByPeer {
 		st.Counters.VerifyFailuresByPeer[k] = v
 	}
-	if p := n.stat.progress; p != nil {
+	if p := first.st.progress; p != nil {
 		c := *p
 		st.Progress = &c
 	}
@@ -282,19 +299,19 @@ func splitName(name string) (string, uint64, bool) {
 	return v, seq, err == nil
 }
 
-func (n *Node) progressAdd(chunks int, bytes int64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if p := n.stat.progress; p != nil {
+func (f *follower) progressAdd(chunks int, bytes int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.st.progress; p != nil {
 		p.ChunksDone += chunks
 		p.BytesDone += bytes
 	}
 }
 
-func (n *Node) setPhase(phase string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if p := n.stat.progress; p != nil {
+func (f *follower) setPhase(phase string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.st.progress; p != nil {
 		p.Phase = phase
 	}
 }

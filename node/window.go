@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/patchmesh/patchmesh/manifest"
@@ -27,44 +28,44 @@ type windowState struct {
 // (decision d, nil without one), must wait for a maintenance window: the
 // node's and its rollout stage's must both be open. It records the wait for
 // the status and the schedule.
-func (n *Node) windowWait(m *manifest.Manifest, ro *manifest.Rollout, d *rollout.Decision) (bool, time.Time) {
+func (f *follower) windowWait(m *manifest.Manifest, ro *manifest.Rollout, d *rollout.Decision) (bool, time.Time) {
 	var stage window.Set
 	if ro != nil && d != nil && d.Stage >= 0 && d.Stage < len(ro.Stages) {
 		// Validated with the signed document: it parses.
 		stage, _ = window.ParseSet(ro.Stages[d.Stage].Windows)
 	}
 	now := time.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if window.Both(now, n.windows, stage) || n.stat.window.override == m.Sequence {
-		n.stat.window = windowState{override: n.stat.window.override, stage: stage}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if window.Both(now, f.windows, stage) || f.st.window.override == m.Sequence {
+		f.st.window = windowState{override: f.st.window.override, stage: stage}
 		return false, time.Time{}
 	}
-	opens, _ := window.NextOpen(now, n.windows, stage)
-	n.stat.window = windowState{release: m.Sequence, version: m.Version, stage: stage, opensAt: opens, override: n.stat.window.override}
+	opens, _ := window.NextOpen(now, f.windows, stage)
+	f.st.window = windowState{release: m.Sequence, version: m.Version, stage: stage, opensAt: opens, override: f.st.window.override}
 	return true, opens
 }
 
 // clearWindowWait forgets a wait, e.g. once the head moved on or the
 // release was applied; an override for an applied release is spent.
-func (n *Node) clearWindowWait(applied uint64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ov := n.stat.window.override
+func (f *follower) clearWindowWait(applied uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ov := f.st.window.override
 	if ov == applied {
 		ov = 0
 	}
-	n.stat.window = windowState{override: ov}
+	f.st.window = windowState{override: ov}
 }
 
 // windowWake returns when a release waiting for a window checks again (zero: none waits).
-func (n *Node) windowWake() time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stat.window.release == 0 {
+func (f *follower) windowWake() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st.window.release == 0 {
 		return time.Time{}
 	}
-	return n.stat.window.opensAt
+	return f.st.window.opensAt
 }
 
 // windowMessage says why a staged release waits, for people.
@@ -77,18 +78,18 @@ func windowMessage(version string, opens time.Time) string {
 
 // windowStatus is the maintenance window part of the status; nil when
 // neither the node nor the release's stage has windows. Called with n.mu held.
-func (n *Node) windowStatusLocked(now time.Time) *api.WindowStatus {
-	w := n.stat.window
-	if len(n.windows) == 0 && len(w.stage) == 0 {
+func (f *follower) windowStatusLocked(now time.Time) *api.WindowStatus {
+	w := f.st.window
+	if len(f.windows) == 0 && len(w.stage) == 0 {
 		return nil
 	}
 	st := &api.WindowStatus{
-		Windows: specs(n.windows), StageWindows: specs(w.stage),
-		Open: window.Both(now, n.windows, w.stage), Waiting: w.release != 0,
+		Windows: specs(f.windows), StageWindows: specs(w.stage),
+		Open: window.Both(now, f.windows, w.stage), Waiting: w.release != 0,
 		Release: w.release, Version: w.version, OpensAt: w.opensAt,
 	}
 	if !st.Open || st.Waiting {
-		if opens, ok := window.NextOpen(now, n.windows, w.stage); ok && st.OpensAt.IsZero() {
+		if opens, ok := window.NextOpen(now, f.windows, w.stage); ok && st.OpensAt.IsZero() {
 			st.OpensAt = opens
 		}
 	}
@@ -110,16 +111,20 @@ func specs(s window.Set) []string {
 // maintenance window is applied now, by a check (the rollout's stages and
 // its site's halt still hold: an operator overrides the clock, not the
 // site's health).
-func (n *Node) ApplyNow(ctx context.Context, wait bool) (api.CheckResult, error) {
+func (n *Node) ApplyNow(ctx context.Context, channel string, wait bool) (api.CheckResult, error) {
+	f, err := n.follower(channel)
+	if err != nil {
+		return api.CheckResult{}, fmt.Errorf("apply now: %w", err)
+	}
 	n.mu.Lock()
-	rel := n.stat.window.release
+	rel := f.st.window.release
 	if rel != 0 {
-		n.stat.window.override = rel
+		f.st.window.override = rel
 	}
 	n.mu.Unlock()
 	if rel == 0 {
 		return api.CheckResult{}, fmt.Errorf("apply now: %w", api.ErrNothingWaiting)
 	}
-	n.log.Info("apply now: the operator overrides the maintenance window", "sequence", rel)
-	return n.Check(ctx, wait)
+	f.log.Info("apply now: the operator overrides the maintenance window", "sequence", rel)
+	return n.checkNow(ctx, slices.Index(n.followers, f), wait)
 }

@@ -12,8 +12,9 @@ import (
 
 func newApplyNowCmd(a *app) *cobra.Command {
 	var (
-		c      clientFlags
-		noWait bool
+		c       clientFlags
+		noWait  bool
+		channel string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply-now [--api ADDR]",
@@ -26,7 +27,7 @@ for the outcome unless --no-wait. Exit code 3 when no release waits for a window
 or the release was refused or rolled back, 1 when the apply failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := c.client().ApplyNow(cmd.Context(), !noWait)
+			res, err := c.client().ApplyNow(cmd.Context(), channel, !noWait)
 			if err != nil {
 				if errors.Is(err, api.ErrNothingWaiting) {
 					return withCode(exitRefused, fmt.Errorf("apply-now: %w", err))
@@ -53,5 +54,6 @@ or the release was refused or rolled back, 1 when the apply failed.`,
 	}
 	c.register(cmd)
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the apply is requested")
+	cmd.Flags().StringVar(&channel, "channel", "", "the channel whose release to apply, on a node that follows several (default: its first)")
 	return cmd
 }

@@ -123,6 +123,29 @@ func printStatus(a *app, st *api.Status) {
 		fmt.Fprintf(w, "source\t%s %s\n", s.URL, state)
 	}
 	w.Flush()
+	if len(st.Channels) > 1 {
+		// The lines above are the first channel's; here is every channel.
+		fmt.Fprintln(a.stdout, "\nchannels:")
+		cw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(cw, "  NAME\tINSTALL DIR\tCURRENT\tLAST CHECK\tWAITS")
+		for _, c := range st.Channels {
+			cur, last, waits := "none yet", "-", "-"
+			if c.Current != nil {
+				cur = fmt.Sprintf("%s (sequence %d)", c.Current.Version, c.Current.Sequence)
+			}
+			if lc := c.LastCheck; lc != nil {
+				last = fmt.Sprintf("%s %s", lc.Finished.Local().Format(time.DateTime), lc.Outcome)
+			}
+			switch {
+			case c.Window != nil && c.Window.Waiting:
+				waits = c.Window.Reason
+			case c.Rollout != nil && c.Rollout.Action != "apply":
+				waits = c.Rollout.Reason
+			}
+			fmt.Fprintf(cw, "  %s\t%s\t%s\t%s\t%s\n", c.Name, c.InstallDir, cur, last, waits)
+		}
+		cw.Flush()
+	}
 	if len(st.Peers) > 0 {
 		fmt.Fprintln(a.stdout, "\npeers:")
 		pw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -229,18 +252,19 @@ node refused the release or rolled it back, 1 when the check failed.`,
 
 func newRollbackCmd(a *app) *cobra.Command {
 	var (
-		c      clientFlags
-		reason string
+		c       clientFlags
+		reason  string
+		channel string
 	)
 	cmd := &cobra.Command{
-		Use:   "rollback [--api ADDR] [--reason TEXT]",
+		Use:   "rollback [--api ADDR] [--reason TEXT] [--channel NAME]",
 		Short: "Switch a running node back to its previous release",
 		Long: `rollback switches the node's current link back to the previous release and marks
 the one it leaves bad, so the node does not apply it again; a newer release is applied
 as usual.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := c.client().Rollback(cmd.Context(), reason)
+			res, err := c.client().Rollback(cmd.Context(), channel, reason)
 			if err != nil {
 				return apiErr(err)
 			}
@@ -253,5 +277,6 @@ as usual.`,
 	}
 	c.register(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
+	cmd.Flags().StringVar(&channel, "channel", "", "the channel to roll back, on a node that follows several (default: its first)")
 	return cmd
 }

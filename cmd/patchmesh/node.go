@@ -46,6 +46,7 @@ type nodeFlags struct {
 	caps                                                                node.CapsConfig
 	fallbackDelay                                                       time.Duration
 	windows                                                             []string
+	follow                                                              []string
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -53,6 +54,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.data, "data", "", "data folder: chunk store and state")
 	fs.StringVar(&f.install, "install-dir", "", "install folder: holds the releases and the current link to the running one")
 	fs.StringVar(&f.channel, "channel", "", "channel to follow (default stable)")
+	fs.StringArrayVar(&f.follow, "follow", nil, "one more channel to follow into its own install folder, NAME=DIR (repeatable; adds to the config file's channels)")
 	fs.StringVar(&f.trust, "trust", "", "pinned trust root file")
 	fs.StringArrayVar(&f.sources, "source", nil, "update source URL, in order of preference (repeatable): http(s)://, ftp://, file:// or a folder")
 	fs.StringVar(&f.api, "api", "", "local API and dashboard address (default 127.0.0.1:7780; \"off\" for none)")
@@ -187,6 +189,13 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("lan-upload-rate", func() { cfg.Caps.LANUpload = f.caps.LANUpload })
 	set("site-fallback-delay", func() { cfg.Mesh.FallbackDelay = node.Duration(f.fallbackDelay) })
 	set("window", func() { cfg.Windows = f.windows })
+	for _, fl := range f.follow {
+		name, dir, ok := strings.Cut(fl, "=")
+		if !ok || name == "" || dir == "" {
+			return cfg, fmt.Errorf("--follow %q: want NAME=DIR", fl)
+		}
+		cfg.Channels = append(cfg.Channels, node.ChannelConfig{Name: name, InstallDir: dir})
+	}
 	return cfg, nil
 }
 

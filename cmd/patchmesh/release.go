@@ -20,9 +20,12 @@ func newReleaseCmd(a *app) *cobra.Command {
 }
 
 func newReleaseRetryCmd(a *app) *cobra.Command {
-	var c clientFlags
+	var (
+		c       clientFlags
+		channel string
+	)
 	cmd := &cobra.Command{
-		Use:   "retry VERSION [--api ADDR]",
+		Use:   "retry VERSION [--api ADDR] [--channel NAME]",
 		Short: "Clear a release's bad mark, so the node applies it again",
 		Long: `A release whose hook or health check failed, that was rolled back by hand, or
 whose activation a crash cut short twice, is marked bad and never applied again.
@@ -31,7 +34,7 @@ update, or the schedule) applies the release again. Exit code 3 when the node ho
 no release of VERSION marked bad.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := c.client().Retry(cmd.Context(), args[0])
+			res, err := c.client().Retry(cmd.Context(), channel, args[0])
 			if err != nil {
 				if errors.Is(err, api.ErrNotBad) {
 					return withCode(exitRefused, fmt.Errorf("release retry %s: %w", args[0], err))
@@ -46,5 +49,6 @@ no release of VERSION marked bad.`,
 		},
 	}
 	c.register(cmd)
+	cmd.Flags().StringVar(&channel, "channel", "", "the channel of the release, on a node that follows several (default: its first)")
 	return cmd
 }

@@ -85,14 +85,16 @@ func (c *Client) Check(ctx context.Context, wait bool) (*CheckResult, error) {
 	return &res, nil
 }
 
-// ApplyNow applies the staged release that waits for a maintenance window
-// now, as Check does otherwise. It returns an error wrapping
-// ErrNothingWaiting when no release waits for a window.
-func (c *Client) ApplyNow(ctx context.Context, wait bool) (*CheckResult, error) {
-	path := "/api/apply-now"
+// ApplyNow applies the staged release of channel ("": the node's first)
+// that waits for a maintenance window now, as Check does otherwise. It
+// returns an error wrapping ErrNothingWaiting when no release waits for a
+// window, ErrNoChannel when the node does not follow channel.
+func (c *Client) ApplyNow(ctx context.Context, channel string, wait bool) (*CheckResult, error) {
+	q := url.Values{}
 	if wait {
-		path += "?wait=1"
+		q.Set("wait", "1")
 	}
+	path := withQuery("/api/apply-now", channel, q)
 	var res CheckResult
 	if err := c.do(ctx, http.MethodPost, path, nil, &res, !wait); err != nil {
 		return nil, err
@@ -100,12 +102,12 @@ func (c *Client) ApplyNow(ctx context.Context, wait bool) (*CheckResult, error) 
 	return &res, nil
 }
 
-// Rollback switches the node back to its previous release, marking the current
-// one bad with reason. It returns an error wrapping ErrNoPrevious when there is
-// nothing to go back to.
-func (c *Client) Rollback(ctx context.Context, reason string) (*RollbackResult, error) {
+// Rollback switches channel ("": the node's first) back to its previous
+// release, marking the current one bad with reason. It returns an error
+// wrapping ErrNoPrevious when there is nothing to go back to.
+func (c *Client) Rollback(ctx context.Context, channel, reason string) (*RollbackResult, error) {
 	var res RollbackResult
-	if err := c.do(ctx, http.MethodPost, "/api/rollback", rollbackRequest{Reason: reason}, &res, true); err != nil {
+	if err := c.do(ctx, http.MethodPost, withQuery("/api/rollback", channel, nil), rollbackRequest{Reason: reason}, &res, true); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -121,12 +123,12 @@ func (c *Client) Scrub(ctx context.Context) (*ScrubResult, error) {
 	return &res, nil
 }
 
-// Retry clears the bad mark of the node's release of version, so its next check
-// applies it again. It returns an error wrapping ErrNotBad when no release of
-// that version is marked bad.
-func (c *Client) Retry(ctx context.Context, version string) (*RetryResult, error) {
+// Retry clears the bad mark of the release of version of channel ("": the
+// node's first), so its next check applies it again. It returns an error
+// wrapping ErrNotBad when no release of that version is marked bad.
+func (c *Client) Retry(ctx context.Context, channel, version string) (*RetryResult, error) {
 	var res RetryResult
-	if err := c.do(ctx, http.MethodPost, "/api/releases/retry", retryRequest{Version: version}, &res, true); err != nil {
+	if err := c.do(ctx, http.MethodPost, withQuery("/api/releases/retry", channel, nil), retryRequest{Version: version}, &res, true); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -150,6 +152,8 @@ func (e *StatusError) Unwrap() error {
 		return ErrNoPrevious
 	case e.code == codeNotBad:
 		return ErrNotBad
+	case e.code == codeNoChannel:
+		return ErrNoChannel
 	case e.code == codeNotWaiting:
 		return ErrNothingWaiting
 	case e.code == codeUnauthorized || e.StatusCode == http.StatusUnauthorized:
@@ -234,4 +238,18 @@ func unreachable(err error) bool {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// withQuery adds channel, when set, to the query q of path.
+func withQuery(path, channel string, q url.Values) string {
+	if channel != "" {
+		if q == nil {
+			q = url.Values{}
+		}
+		q.Set("channel", channel)
+	}
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
 }

@@ -44,13 +44,13 @@ func TestClient(t *testing.T) {
 	if err != nil || res.Outcome != "applied" || res.Version != "1.5.0" {
 		t.Errorf("Check(wait) = %+v, %v", res, err)
 	}
-	if _, err := c.ApplyNow(ctx, true); !errors.Is(err, ErrNothingWaiting) {
+	if _, err := c.ApplyNow(ctx, "", true); !errors.Is(err, ErrNothingWaiting) {
 		t.Errorf("ApplyNow with nothing waiting: %v, want ErrNothingWaiting", err)
 	}
 	f.mu.Lock()
 	f.waiting = true
 	f.mu.Unlock()
-	if res, err := c.ApplyNow(ctx, true); err != nil || res.Outcome != "applied" {
+	if res, err := c.ApplyNow(ctx, "", true); err != nil || res.Outcome != "applied" {
 		t.Errorf("ApplyNow = %+v, %v", res, err)
 	}
 	f.mu.Lock()
@@ -58,7 +58,7 @@ func TestClient(t *testing.T) {
 		t.Errorf("node saw %d apply-now, want 1", f.applyNows)
 	}
 	f.mu.Unlock()
-	rb, err := c.Rollback(ctx, "bad build")
+	rb, err := c.Rollback(ctx, "", "bad build")
 	if err != nil || rb.From != "1.4.2-7" || rb.To != "1.4.1-6" {
 		t.Errorf("Rollback = %+v, %v", rb, err)
 	}
@@ -74,11 +74,11 @@ func TestClient(t *testing.T) {
 		t.Errorf("node saw checks %v and rollbacks %q", waits, reasons)
 	}
 
-	if _, err := c.Rollback(ctx, "again"); !errors.Is(err, ErrNoPrevious) {
+	if _, err := c.Rollback(ctx, "", "again"); !errors.Is(err, ErrNoPrevious) {
 		t.Errorf("Rollback with nothing to go back to: %v, want ErrNoPrevious", err)
 	}
 	var se *StatusError
-	if _, err := c.Rollback(ctx, "again"); !errors.As(err, &se) || se.StatusCode != 409 {
+	if _, err := c.Rollback(ctx, "", "again"); !errors.As(err, &se) || se.StatusCode != 409 {
 		t.Errorf("Rollback error %v is not a StatusError 409", err)
 	}
 	if _, err := NewClient(srv.URL, "wrong").Status(ctx); !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrUnreachable) {

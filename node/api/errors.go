@@ -14,6 +14,10 @@ var (
 	// apply-now has nothing to apply. The Backend's ApplyNow wraps it; the API
 	// answers 409 and the Client returns it again.
 	ErrNothingWaiting = errors.New("no staged release waits for a maintenance window")
+	// ErrNoChannel: the node follows no channel of that name. Rollback,
+	// Retry and ApplyNow wrap it; the API answers 404 and the Client returns
+	// it again.
+	ErrNoChannel = errors.New("the node follows no such channel")
 	// ErrUnreachable: the node's API could not be reached (connection refused,
 	// timeout). The CLI maps it to exit code 4.
 	ErrUnreachable = errors.New("node API unreachable")
@@ -27,5 +31,6 @@ const (
 	codeNoPrevious   = "no-previous"
 	codeNotBad       = "not-bad"
 	codeNotWaiting   = "not-waiting"
+	codeNoChannel    = "no-channel"
 	codeUnauthorized = "unauthorized"
 )

@@ -337,8 +337,11 @@ func (h *handler) rollback(w http.ResponseWriter, r *http.Request) {
 	if req.Reason == "" {
 		req.Reason = "rolled back by the operator"
 	}
-	res, err := h.b.Rollback(r.Context(), req.Reason)
+	res, err := h.b.Rollback(r.Context(), r.URL.Query().Get("channel"), req.Reason)
 	switch {
+	case errors.Is(err, ErrNoChannel):
+		writeError(w, http.StatusNotFound, codeNoChannel, err.Error())
+		return
 	case errors.Is(err, ErrNoPrevious):
 		writeError(w, http.StatusConflict, codeNoPrevious, err.Error())
 		return
@@ -376,8 +379,11 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "", `body: want {"version": "..."}`)
 		return
 	}
-	res, err := h.b.Retry(r.Context(), req.Version)
+	res, err := h.b.Retry(r.Context(), r.URL.Query().Get("channel"), req.Version)
 	switch {
+	case errors.Is(err, ErrNoChannel):
+		writeError(w, http.StatusNotFound, codeNoChannel, err.Error())
+		return
 	case errors.Is(err, ErrNotBad):
 		writeError(w, http.StatusConflict, codeNotBad, err.Error())
 		return
@@ -394,8 +400,11 @@ func (h *handler) applyNow(w http.ResponseWriter, r *http.Request) {
 	wait := r.URL.Query().Get("wait")
 	waiting := wait == "1" || wait == "true"
 	asked := time.Now()
-	res, err := h.b.ApplyNow(r.Context(), waiting)
+	res, err := h.b.ApplyNow(r.Context(), r.URL.Query().Get("channel"), waiting)
 	switch {
+	case errors.Is(err, ErrNoChannel):
+		writeError(w, http.StatusNotFound, codeNoChannel, err.Error())
+		return
 	case errors.Is(err, ErrNothingWaiting):
 		writeError(w, http.StatusConflict, codeNotWaiting, err.Error())
 		return

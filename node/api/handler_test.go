@@ -474,10 +474,10 @@ func TestRetry(t *testing.T) {
 		})
 	}
 	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), "")
-	if _, err := c.Retry(context.Background(), "1.5.0"); !errors.Is(err, ErrNotBad) {
+	if _, err := c.Retry(context.Background(), "", "1.5.0"); !errors.Is(err, ErrNotBad) {
 		t.Fatalf("client retry of a good release: %v, want ErrNotBad", err)
 	}
-	if res, err := c.Retry(context.Background(), "1.4.2"); err != nil || len(res.Cleared) != 1 {
+	if res, err := c.Retry(context.Background(), "", "1.4.2"); err != nil || len(res.Cleared) != 1 {
 		t.Fatalf("client retry: %+v, %v", res, err)
 	}
 }

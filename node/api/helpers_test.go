@@ -75,7 +75,7 @@ func (f *fakeNode) Check(ctx context.Context, wait bool) (CheckResult, error) {
 	return CheckResult{Outcome: "applied", Version: "1.5.0", Sequence: 8, Source: "https://updates.example.com/repo"}, nil
 }
 
-func (f *fakeNode) ApplyNow(ctx context.Context, wait bool) (CheckResult, error) {
+func (f *fakeNode) ApplyNow(ctx context.Context, channel string, wait bool) (CheckResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.waiting {
@@ -85,7 +85,7 @@ func (f *fakeNode) ApplyNow(ctx context.Context, wait bool) (CheckResult, error)
 	return CheckResult{Outcome: "applied", Version: "1.5.0", Sequence: 8}, nil
 }
 
-func (f *fakeNode) Rollback(ctx context.Context, reason string) (RollbackResult, error) {
+func (f *fakeNode) Rollback(ctx context.Context, channel, reason string) (RollbackResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.noPrevious {
@@ -99,7 +99,7 @@ func (f *fakeNode) Scrub(ctx context.Context) (ScrubResult, error) {
 	return ScrubResult{Chunks: 3, Bytes: 3 << 14, Damaged: 1, DamagedCIDs: []string{"bafkreia"}, Refetched: 1}, nil
 }
 
-func (f *fakeNode) Retry(ctx context.Context, version string) (RetryResult, error) {
+func (f *fakeNode) Retry(ctx context.Context, channel, version string) (RetryResult, error) {
 	if version != "1.4.2" {
 		return RetryResult{}, fmt.Errorf("retry %s: %w", version, ErrNotBad)
 	}

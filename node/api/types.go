@@ -11,18 +11,20 @@ type Backend interface {
 	// Check asks the node to check its sources now. With wait it returns once the
 	// check (and any fetch and apply it starts) has finished.
 	Check(ctx context.Context, wait bool) (CheckResult, error)
-	// Rollback switches back to the previous release and marks the current one bad.
-	Rollback(ctx context.Context, reason string) (RollbackResult, error)
+	// Rollback switches channel back to its previous release and marks the
+	// current one bad. Channel "" is the node's first channel; an unknown
+	// one wraps ErrNoChannel (as for Retry and ApplyNow).
+	Rollback(ctx context.Context, channel, reason string) (RollbackResult, error)
 	// Scrub checks every stored chunk now, drops the damaged ones and fetches
 	// again those a kept release needs. It returns once that is done.
 	Scrub(ctx context.Context) (ScrubResult, error)
 	// Retry clears the bad mark of the release of version, so that the next
 	// check applies it again. It wraps ErrNotBad when no such release is bad.
-	Retry(ctx context.Context, version string) (RetryResult, error)
+	Retry(ctx context.Context, channel, version string) (RetryResult, error)
 	// ApplyNow applies the staged release that waits for a maintenance
 	// window now, by a check (wait as for Check). It wraps ErrNothingWaiting
 	// when no release waits for a window.
-	ApplyNow(ctx context.Context, wait bool) (CheckResult, error)
+	ApplyNow(ctx context.Context, channel string, wait bool) (CheckResult, error)
 }
 
 // Status is the whole state of a node, as GET /api/status returns it.
@@ -53,6 +55,24 @@ type Status struct {
 	Proxy *ProxyStatus `json:"proxy,omitempty"`
 	// Caps are the byte-rate caps in force now; absent from nodes without them.
 	Caps *Caps `json:"caps,omitempty"`
+	// Channels are every channel the node follows, its first channel (the
+	// one Channel, Current, LastCheck, Rollout and Window above describe)
+	// first.
+	Channels []ChannelStatus `json:"channels"`
+}
+
+// ChannelStatus is where a node stands with one channel it follows.
+type ChannelStatus struct {
+	Name       string         `json:"name"`
+	InstallDir string         `json:"install_dir"`
+	Current    *ReleaseInfo   `json:"current,omitempty"`
+	Previous   *ReleaseInfo   `json:"previous,omitempty"`
+	LastCheck  *CheckResult   `json:"last_check,omitempty"`
+	NextCheck  time.Time      `json:"next_check"`
+	Checking   bool           `json:"checking"`
+	Progress   *Progress      `json:"progress,omitempty"`
+	Rollout    *RolloutStatus `json:"rollout,omitempty"`
+	Window     *WindowStatus  `json:"window,omitempty"`
 }
 
 // ProxyStatus counts the caching proxy's work since the node started.
