@@ -91,7 +91,9 @@ func TestRolloutStagesAndTargets(t *testing.T) {
 	makeTree(t, src, 1, 21)
 	pub.Publish("1.0.0", src)
 	seed := newSeed(t, pub.Repo)
-	sites := rolloutSites(t, pub, 3, []string{seed.URL}, func(name string) []string {
+	// Eight nodes in two sites, as the rollout's acceptance asks; the other
+	// rollout tests use six to spare a 2-core machine.
+	sites := rolloutSites(t, pub, 4, []string{seed.URL}, func(name string) []string {
 		if name == "b3" {
 			return []string{"lab"}
 		}
