@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -320,4 +321,91 @@ func header(out, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestServeFilesWhileDownloading: before a node has installed any release, its
+// file view serves the files of the release it is downloading, each part
+// fetched on demand and verified, ranges included, with the same ETag the
+// installed file will have; after the switch the installed file is served.
+func TestServeFilesWhileDownloading(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 32, 41)
+	pub.Publish("1.0.0", src)
+	cr := newCountingRepo(t, pub.Repo)
+	cr.delay.Store(int64(40 * time.Millisecond))
+	addr := freeAddr(t)
+	n := newNode(t, nodeOpts{Name: "early", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "2", "--serve-files", addr}})
+	waitFor(t, 60*time.Second, func() bool {
+		st, err := n.status()
+		return err == nil && st.Progress != nil && st.Progress.ChunksDone > 0
+	}, "the download to start")
+
+	// The largest file of the tree: its end is the last to be downloaded.
+	var name string
+	var want []byte
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && len(b) > len(want) {
+			rel, _ := filepath.Rel(src, p)
+			name, want = filepath.ToSlash(rel), b
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(rangeHdr string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/"+name, nil)
+		if rangeHdr != "" {
+			req.Header.Set("Range", rangeHdr)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	tail := len(want) - 100000
+	resp, body := get(fmt.Sprintf("bytes=%d-", tail))
+	if n.Current() != "" {
+		t.Fatal("the release was installed before the range was served; slow the repository down")
+	}
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[tail:]) {
+		t.Fatalf("range of %s while downloading: %s, %d bytes; want 206 and the file's last %d bytes", name, resp.Status, len(body), len(want)-tail)
+	}
+	sum := sha256.Sum256(want)
+	etag := `"` + hex.EncodeToString(sum[:]) + `"`
+	if got := resp.Header.Get("ETag"); got != etag {
+		t.Errorf("ETag while downloading %s, want the file's sha256 %s", got, etag)
+	}
+	mid := len(want) / 2
+	resp, body = get(fmt.Sprintf("bytes=%d-%d", mid, mid+70000))
+	if n.Current() != "" {
+		t.Fatal("the release was installed before the range was served; slow the repository down")
+	}
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, want[mid:mid+70001]) {
+		t.Fatalf("middle range of %s while downloading: %s, %d bytes", name, resp.Status, len(body))
+	}
+	if resp, err := http.Get("http://" + addr + "/no/such/file"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a path the release lacks: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	cr.delay.Store(0)
+	n.WaitVersion(t, "1.0.0", 120*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	if resp, body := get(""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) || resp.Header.Get("ETag") != etag || resp.Header.Get("Last-Modified") == "" {
+		t.Fatalf("%s once installed: %s, %d bytes, ETag %s", name, resp.Status, len(body), resp.Header.Get("ETag"))
+	}
 }

@@ -28,6 +28,14 @@ func (e *fetchError) Unwrap() error { return e.err }
 // beside the running one; it does not switch to it. A staged rollout stages
 // early and activates when the node's stage opens.
 func (f *follower) stage(ctx context.Context, m *manifest.Manifest, name string, rec *releaseRecord) error {
+	f.mu.Lock()
+	f.st.fetching, f.st.fetchingName = m, name
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.st.fetching, f.st.fetchingName = nil, ""
+		f.mu.Unlock()
+	}()
 	p := f.pipeline(m, rec)
 	staged := false
 	err := f.inst.Stage(ctx, name, func(ctx context.Context, dir string) error {

@@ -50,6 +50,10 @@ type followerState struct {
 	outcome rollout.Outcome
 	// A staged release waiting for a maintenance window (window.go).
 	window windowState
+	// fetching is the release being staged and its name, for the file view
+	// while nothing is installed (servefiles.go).
+	fetching     *manifest.Manifest
+	fetchingName string
 }
 
 // newFollower opens the install folder of channel c.

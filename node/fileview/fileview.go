@@ -11,6 +11,7 @@
 package fileview
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html"
@@ -32,10 +33,25 @@ type Release struct {
 	Dir  string // its folder
 }
 
+// Pending is a release still being downloaded, whose files the view serves
+// while no release is installed: each part of a file is fetched on demand,
+// through the site like any chunk, and verified before a byte of it is sent.
+type Pending interface {
+	// Name is the release's name.
+	Name() string
+	// Open returns a reader of the regular file at the slash path rel, its
+	// size and sha256 (lowercase hex), or false when the release has no
+	// such file. Reads fail when ctx ends.
+	Open(ctx context.Context, rel string) (r io.ReadSeeker, size int64, sha256 string, ok bool)
+}
+
 // Options configure the handler. Current is required.
 type Options struct {
 	// Current returns the release to serve; false while there is none.
 	Current func() (Release, bool)
+	// Pending returns the release being downloaded, served while Current
+	// has none. Nil, or false: the view answers 503 until one is installed.
+	Pending func() (Pending, bool)
 	// Digests returns the sha256 (lowercase hex) of a release's regular
 	// files by slash path, from its manifest; the view uses them as ETags,
 	// which then stay the same across releases for a file that did not
@@ -106,6 +122,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for range 2 {
 		var ok bool
 		if rls, ok = h.o.Current(); !ok {
+			if h.servePending(w, r, rel) {
+				return
+			}
 			w.Header().Set("Retry-After", "60")
 			http.Error(w, "no release installed yet", http.StatusServiceUnavailable)
 			return
@@ -151,6 +170,31 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// which the ETag makes cheap.
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// servePending serves rel from the release being downloaded, when there is
+// one and it has such a file, and reports whether it answered.
+func (h *handler) servePending(w http.ResponseWriter, r *http.Request, rel string) bool {
+	if h.o.Pending == nil {
+		return false
+	}
+	p, ok := h.o.Pending()
+	if !ok {
+		return false
+	}
+	rs, _, sum, ok := p.Open(r.Context(), rel)
+	if !ok {
+		// Not a file of the release: as the installed release will answer.
+		http.NotFound(w, r)
+		return true
+	}
+	w.Header().Set("X-Patchmesh-Release", p.Name())
+	w.Header().Set("ETag", `"`+sum+`"`)
+	w.Header().Set("Cache-Control", "no-cache")
+	// No modification time: the file is not on disk yet; the ETag is the
+	// same as the installed file's will be.
+	http.ServeContent(w, r, path.Base(rel), time.Time{}, rs)
+	return true
 }
 
 // serveDir lists a folder, or redirects to its name with a slash so that
