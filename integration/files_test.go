@@ -2,11 +2,20 @@ package integration
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -407,5 +416,82 @@ func TestServeFilesWhileDownloading(t *testing.T) {
 	sameTree(t, src, filepath.Join(n.Install, "current"))
 	if resp, body := get(""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) || resp.Header.Get("ETag") != etag || resp.Header.Get("Last-Modified") == "" {
 		t.Fatalf("%s once installed: %s, %d bytes, ETag %s", name, resp.Status, len(body), resp.Header.Get("ETag"))
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "patchmesh test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestServeFilesOverHTTPS: with a certificate and its key, the file view
+// speaks only HTTPS, and a client that trusts the certificate gets the files.
+func TestServeFilesOverHTTPS(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 1, 43)
+	pub.Publish("1.0.0", src)
+	certFile, keyFile, pool := selfSigned(t)
+	addr := freeAddr(t)
+	n := newNode(t, nodeOpts{Trust: pub.Trust, Sources: []string{pub.Repo}, Extra: []string{
+		"--serve-files", addr, "--serve-files-tls-cert", certFile, "--serve-files-tls-key", keyFile}})
+	n.Update(t)
+	n.WaitVersion(t, "1.0.0", 60*time.Second)
+	want, err := os.ReadFile(filepath.Join(src, "bin/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get("https://" + addr + "/bin/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) || resp.TLS == nil {
+		t.Fatalf("https GET: %s, %d bytes (%v), want 200 and the file's %d bytes", resp.Status, len(body), err, len(want))
+	}
+	if resp, err := http.Get("http://" + addr + "/bin/app"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the TLS view answered plain HTTP with the file")
+		}
 	}
 }
