@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/source/ftptest"
 )
 
 func TestParseIndex(t *testing.T) {
@@ -471,5 +473,57 @@ func TestStalledDownloadFails(t *testing.T) {
 	}
 	if _, _, err := repo.CurrentRelease(cfg.Repo, "av"); err == nil {
 		t.Fatal("a failed run published")
+	}
+}
+
+// TestFTPUpstream: a vendor tree on a real FTP server (goftp on loopback) with
+// a sha256sums index is published, an unchanged run publishes nothing, and a
+// file that does not match its new index entry is refused.
+func TestFTPUpstream(t *testing.T) {
+	src := t.TempDir()
+	files := map[string][]byte{"bases/daily.cvd": []byte(strings.Repeat("daily ", 4000)), "update.ini": []byte("[update]\nversion=1\n")}
+	writeTree := func() {
+		var sums strings.Builder
+		for _, p := range []string{"bases/daily.cvd", "update.ini"} {
+			b := files[p]
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(src, p), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&sums, "%x  %s\n", sha256.Sum256(b), p)
+		}
+		if err := os.WriteFile(filepath.Join(src, "SHA256SUMS"), []byte(sums.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTree()
+	addr := ftptest.Start(t, src, "vendor", "secret")
+	cfg := testConfig(t, "ftp://vendor:secret@"+addr+"/")
+	cfg.Index = "SHA256SUMS"
+	if r := mustRun(t, cfg); !r.Published {
+		t.Fatalf("first FTP run: %+v", r)
+	}
+	if r := mustRun(t, cfg); r.Published {
+		t.Fatalf("unchanged FTP tree published again: %+v", r)
+	}
+	v1 := headVersion(t, cfg)
+	// The index announces version 2, the server sends other bytes.
+	files["update.ini"] = []byte("[update]\nversion=2\n")
+	writeTree()
+	if err := os.WriteFile(filepath.Join(src, "update.ini"), []byte("[update]\nversion=evil\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, cfg); err == nil {
+		t.Fatal("a file not matching the index was published")
+	}
+	if got := headVersion(t, cfg); got != v1 {
+		t.Fatalf("head moved to %s after a refused run", got)
+	}
+	files["update.ini"] = []byte("[update]\nversion=2\n")
+	writeTree()
+	if r := mustRun(t, cfg); !r.Published || fmt.Sprint(r.Changed) != "[SHA256SUMS update.ini]" {
+		t.Fatalf("changed FTP tree: %+v", r)
 	}
 }
