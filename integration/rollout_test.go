@@ -91,8 +91,7 @@ func TestRolloutStagesAndTargets(t *testing.T) {
 	makeTree(t, src, 1, 21)
 	pub.Publish("1.0.0", src)
 	seed := newSeed(t, pub.Repo)
-	// Eight nodes in two sites, as the rollout's acceptance asks; the other
-	// rollout tests use six to spare a 2-core machine.
+	// Eight nodes in two sites, as the rollout's acceptance asks.
 	sites := rolloutSites(t, pub, 4, []string{seed.URL}, func(name string) []string {
 		if name == "b3" {
 			return []string{"lab"}
@@ -160,7 +159,7 @@ func TestRolloutHaltsOnFailedCanaries(t *testing.T) {
 	makeTree(t, src, 1, 22)
 	pub.Publish("1.0.0", src)
 	seed := newSeed(t, pub.Repo)
-	sites := rolloutSites(t, pub, 3, []string{seed.URL}, nil)
+	sites := rolloutSites(t, pub, 4, []string{seed.URL}, nil)
 	nodes := allOf(sites)
 	for _, n := range nodes {
 		n.WaitVersion(t, "1.0.0", 90*time.Second)
@@ -233,7 +232,7 @@ func TestRolloutPauseResumePromoteAbort(t *testing.T) {
 	makeTree(t, src, 1, 23)
 	pub.Publish("1.0.0", src)
 	seed := newSeed(t, pub.Repo)
-	sites := rolloutSites(t, pub, 3, []string{seed.URL}, nil)
+	sites := rolloutSites(t, pub, 4, []string{seed.URL}, nil)
 	nodes := allOf(sites)
 	for _, n := range nodes {
 		n.WaitVersion(t, "1.0.0", 90*time.Second)
