@@ -105,6 +105,7 @@ type Mesh struct {
 	status    atomic.Pointer[[]byte] // SetStatus
 	leaving   atomic.Bool
 	holdingCh chan struct{}
+	sums      *summaries // the site view's gossip (summary.go)
 
 	fetchGroup singleflight.Group // one network fetch per CID for local callers
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
@@ -189,6 +190,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 
 		corruptServe: liar(),
 	}
+	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
