@@ -54,6 +54,8 @@ type Node struct {
 	mu   sync.Mutex // guards the status fields below
 	stat statusState
 
+	reportToken string // Report.TokenFile's token; empty: no reports
+
 	// headMu guards the head served to repository clients (--serve-repo).
 	headMu sync.Mutex
 	headAt time.Time
@@ -84,6 +86,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("trust root %s: %w", cfg.Trust, err)
 	}
 	n.root = root
+	if cfg.Report.To != "" {
+		if n.reportToken, err = readReportToken(cfg.Report.TokenFile); err != nil {
+			return nil, err
+		}
+	}
 
 	opts := source.DefaultOptions()
 	opts.CAFile, opts.Proxy, opts.Logger = cfg.CAFile, cfg.Proxy, n.log
@@ -255,6 +262,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
 	g.Go(func() error { n.scrubLoop(ctx); return nil })
+	g.Go(func() error { n.siteLoop(ctx); return nil })
+	if n.reportToken != "" && n.mesh != nil {
+		g.Go(func() error { n.reportLoop(ctx); return nil })
+	}
 	g.Go(func() error { n.probeStore(ctx); return nil })
 	g.Go(func() error {
 		n.awaitSite(ctx)

@@ -190,6 +190,7 @@ func (n *Node) Status() api.Status {
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
 	ro := n.rolloutStatus()
+	site := n.siteView()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -199,7 +200,7 @@ func (n *Node) Status() api.Status {
 		Checking: n.stat.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
-		Rollout: ro,
+		Rollout: ro, Site: site,
 	}
 	if r := n.stat.lastScrub; r != nil {
 		c := *r

@@ -42,6 +42,8 @@ type nodeFlags struct {
 	serveFiles                                                          node.FilesConfig
 	tags                                                                []string
 	rolloutPoll                                                         time.Duration
+	report                                                              node.ReportConfig
+	reportInterval                                                      time.Duration
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -82,6 +84,10 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.scrubInterval, "scrub-interval", 0, "time between background scrubs of the chunk store (default 24h)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "a group this node belongs to, for rollouts that target tags (repeatable)")
 	fs.DurationVar(&f.rolloutPoll, "rollout-poll", 0, "how often a node waiting on a staged rollout checks again (default 1m)")
+	fs.StringVar(&f.report.Site, "site-name", "", "label of this node's site in site and fleet views (default: the site key's fingerprint)")
+	fs.StringVar(&f.report.To, "report-to", "", "fleet collector URL (a seed's http://HOST:PORT/api/report): the site's elected node reports the site view there")
+	fs.StringVar(&f.report.TokenFile, "report-token-file", "", "file holding the report token the collector's admin issued (required with --report-to)")
+	fs.DurationVar(&f.reportInterval, "report-interval", 0, "time between site reports (default 1m)")
 }
 
 // applyEnv sets every flag not given on the command line from PATCHMESH_<FLAG>
@@ -159,6 +165,10 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 	set("scrub-interval", func() { cfg.ScrubInterval = node.Duration(f.scrubInterval) })
 	set("tag", func() { cfg.Tags = f.tags })
 	set("rollout-poll", func() { cfg.RolloutPoll = node.Duration(f.rolloutPoll) })
+	set("site-name", func() { cfg.Report.Site = f.report.Site })
+	set("report-to", func() { cfg.Report.To = f.report.To })
+	set("report-token-file", func() { cfg.Report.TokenFile = f.report.TokenFile })
+	set("report-interval", func() { cfg.Report.Interval = node.Duration(f.reportInterval) })
 	return cfg, nil
 }
 

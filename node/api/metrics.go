@@ -26,6 +26,7 @@ type collector struct {
 	scrubPasses, scrubChunks, scrubBytes                 *prometheus.Desc
 	rolloutHalted, rolloutStage, rolloutWaiting          *prometheus.Desc
 	rolloutSite                                          *prometheus.Desc
+	siteMembers, siteOnLatest, siteFailing, siteSaving   *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -66,6 +67,10 @@ func newCollector(b Backend, version string) *collector {
 		rolloutStage:   desc("rollout_stage", "This node's stage in the staged rollout of the head's release; -1 in none.", "version"),
 		rolloutWaiting: desc("rollout_waiting", "1 while this node holds off applying a staged release (stage not open, paused, halted, aborted).", "version"),
 		rolloutSite:    desc("rollout_site_installs", "Installs of the staged release in this node's site, by outcome: applied or failed.", "version", "outcome"),
+		siteMembers:    desc("site_members", "Members of this node's site in its site view (not gone)."),
+		siteOnLatest:   desc("site_members_on_current", "Members of the site running the newest release any member runs."),
+		siteFailing:    desc("site_members_failing", "Members of the site whose last check failed, rolled back or was refused, or that are unreachable."),
+		siteSaving:     desc("site_wan_saving_ratio", "Share of the site's chunk bytes that came over the LAN, LAN / (LAN + WAN), over a window of days.", "window"),
 	}
 }
 
@@ -77,6 +82,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.storeBytes, c.storeChunks, c.storeQuota, c.currentSequence, c.errors,
 		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
 		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite,
+		c.siteMembers, c.siteOnLatest, c.siteFailing, c.siteSaving,
 	} {
 		ch <- d
 	}
@@ -111,6 +117,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.rolloutWaiting, boolFloat(r.Action == "wait"), r.Version)
 		gauge(c.rolloutSite, float64(r.SiteApplied), r.Version, "applied")
 		gauge(c.rolloutSite, float64(r.SiteFailed), r.Version, "failed")
+	}
+	if v := st.Site; v != nil {
+		gauge(c.siteMembers, float64(v.Members))
+		gauge(c.siteOnLatest, float64(v.OnLatest))
+		gauge(c.siteFailing, float64(len(v.Failing)))
+		gauge(c.siteSaving, v.Saving7d, "7d")
+		gauge(c.siteSaving, v.Saving28d, "28d")
 	}
 	counter(c.applies, float64(n.Applies))
 	counter(c.rollbacks, float64(n.Rollbacks))

@@ -41,6 +41,9 @@ type Status struct {
 	// Rollout is the staged rollout of the release the channel's head names;
 	// absent when it has none (it applies everywhere at once).
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Site is the view of the node's whole site, from gossip; absent
+	// without a mesh.
+	Site *SiteView `json:"site,omitempty"`
 }
 
 // RolloutStatus is where this node and its site stand in a staged rollout.
