@@ -125,6 +125,7 @@ var commands = []func(*app) *cobra.Command{
 	newServeCmd,
 	newNodeCmd,
 	newStatusCmd,
+	newFleetCmd,
 	newReleasesCmd,
 	newUpdateCmd,
 	newRollbackCmd,

@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"context"
+	"net/http"
+	"time"
+)
 
 // Bounds of site and fleet reports, which cross the network.
 const (
@@ -98,4 +102,13 @@ type Fleet struct {
 	OnLatest int `json:"on_latest"`
 	Failing  int `json:"failing"`
 	Halted   int `json:"halted"`
+}
+
+// Fleet returns a seed's fleet view (GET /api/fleet on its API listener).
+func (c *Client) Fleet(ctx context.Context) (*Fleet, error) {
+	var f Fleet
+	if err := c.do(ctx, http.MethodGet, "/api/fleet", nil, &f, true); err != nil {
+		return nil, err
+	}
+	return &f, nil
 }
