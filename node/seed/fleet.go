@@ -93,7 +93,7 @@ type fleet struct {
 // openFleet opens (or creates) the collector's database in dir ("" keeps
 // it in memory) and loads the sites it holds.
 func openFleet(dir string, tokens []reportToken, hook *webhook, log *slog.Logger) (*fleet, error) {
-	opts := badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(4 << 20).
+	opts := badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20).WithValueThreshold(64 << 10).
 		WithBlockCacheSize(1 << 20).WithIndexCacheSize(1 << 20).WithNumVersionsToKeep(1)
 	if dir == "" {
 		opts = opts.WithInMemory(true)
