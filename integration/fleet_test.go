@@ -124,11 +124,12 @@ func TestFleetTwoSites(t *testing.T) {
 		t.Errorf("a refused report reached the fleet:\n%s", out)
 	}
 
-	fleetInBrowser(t, seedAPI, []string{"alpha/alpha-1", "alpha/alpha-2", "beta/beta-1"}, "1.0.0")
+	fleetInBrowser(t, seedAPI, alpha[1].API, []string{"alpha/alpha-1", "alpha/alpha-2", "beta/beta-1"}, "1.0.0", "2 of 2 on 1.0.0")
 }
 
-// fleetInBrowser checks the seed dashboard's fleet card in headless Chromium.
-func fleetInBrowser(t *testing.T, seedAPI string, nodes []string, want string) {
+// fleetInBrowser checks the seed dashboard's fleet card in headless Chromium,
+// and a node dashboard's site card.
+func fleetInBrowser(t *testing.T, seedAPI, nodeAPI string, nodes []string, want, wantSite string) {
 	t.Helper()
 	chromium := envOr("CHROMIUM", "/usr/bin/chromium")
 	for _, need := range []string{chromium, "browser/node_modules/playwright-core"} {
@@ -154,15 +155,19 @@ func fleetInBrowser(t *testing.T, seedAPI string, nodes []string, want string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, nodeJS, script, "--url", "http://"+seedAPI+"/", "--screenshot", shot,
-		"--nodes", strings.Join(nodes, ","), "--want", want, "--timeout", "60", "--chromium", chromium).CombinedOutput()
+		"--nodes", strings.Join(nodes, ","), "--want", want, "--node-url", "http://"+nodeAPI+"/", "--timeout", "60", "--chromium", chromium).CombinedOutput()
 	t.Logf("browser: %s", out)
 	if err != nil {
 		t.Fatalf("seed dashboard fleet card: %v", err)
 	}
 	var ev struct {
 		Sites []string `json:"sites"`
+		Site  string   `json:"site"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(out), &ev); err != nil || strings.Join(ev.Sites, ",") != "alpha,beta" {
 		t.Errorf("dashboard lists sites %v (%v), want alpha,beta", ev.Sites, err)
+	}
+	if ev.Site != wantSite {
+		t.Errorf("node dashboard's site card says %q, want %q", ev.Site, wantSite)
 	}
 }

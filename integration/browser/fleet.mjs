@@ -1,8 +1,10 @@
 // End-to-end check of a patchmesh seed's fleet card in headless Chromium.
 //
 //   node fleet.mjs --url http://127.0.0.1:8781/ --screenshot out.png \
-//        --nodes site-a/n1,site-b/n3 --want 1.0.0 [--timeout 60] [--chromium PATH]
+//        --nodes site-a/n1,site-b/n3 --want 1.0.0 [--node-url URL] [--timeout 60] [--chromium PATH]
 //
+// With --node-url it then loads that node's dashboard and waits until its
+// site card shows a summary naming --want, which it prints as "site".
 // It loads the seed dashboard and waits until the fleet card lists every
 // SITE/NODE of --nodes running --want, then prints the rows it saw as one JSON
 // line and saves a screenshot (also on failure). It exits non-zero with a
@@ -29,6 +31,7 @@ function options() {
     else if (a === "--want") o.want = val();
     else if (a === "--timeout") o.timeout = val();
     else if (a === "--chromium") o.chromium = val();
+    else if (a === "--node-url") o.nodeURL = val();
     else fail(`unknown argument ${a}`);
   }
   if (!o.url || !o.screenshot || !o.nodes || !o.want) fail("usage: fleet.mjs --url URL --screenshot PATH --nodes SITE/NODE,... --want VERSION");
@@ -66,7 +69,18 @@ async function main() {
     }
     const sites = await page.$$eval("#fleet-sites tbody tr", (trs) => trs.map((tr) => tr.dataset.site));
     const totals = await page.textContent("#fleet-totals");
-    process.stdout.write(JSON.stringify({ event: "done", sites, rows, totals }) + "\n");
+    let site = "";
+    if (o.nodeURL) {
+      await page.goto(o.nodeURL, { timeout: o.timeoutMs });
+      await page.waitForFunction((want) => {
+        const card = document.getElementById("site-card");
+        const s = document.getElementById("site-summary");
+        return card && !card.hidden && s && s.textContent.includes(" on " + want) && document.querySelectorAll("#site-nodes tbody tr").length > 0;
+      }, o.want, { timeout: Math.max(1000, deadline - Date.now()) });
+      if (pageErrors.length) throw new Error(`JavaScript error in the node page: ${pageErrors[0]}`);
+      site = await page.textContent("#site-summary");
+    }
+    process.stdout.write(JSON.stringify({ event: "done", sites, rows, totals, site }) + "\n");
   } catch (e) {
     process.stderr.write(`fleet.mjs: ${e.message}\n`);
     process.exitCode = 1;
