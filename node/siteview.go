@@ -148,7 +148,11 @@ func (n *Node) siteView() *api.SiteView {
 		return nil
 	}
 	sums := n.mesh.Summaries()
-	v := &api.SiteView{Site: n.siteLabel(), Failing: []api.SiteFailure{}, Nodes: []api.SiteNode{}}
+	v := &api.SiteView{Site: n.siteLabel(), Failing: []api.SiteFailure{}, Nodes: []api.SiteNode{},
+		Gossip: api.SiteGossip{StateBytes: n.mesh.SummaryStateSize(), Summaries: len(sums), SummaryCap: mesh.MaxSummary, MembersCap: mesh.MaxSummaries}}
+	for _, b := range sums {
+		v.Gossip.SummaryMaxBytes = max(v.Gossip.SummaryMaxBytes, len(b))
+	}
 	for _, m := range n.mesh.Members() {
 		if m.State == mesh.StateLeft || len(v.Nodes) >= api.MaxSiteNodes {
 			continue

@@ -50,6 +50,18 @@ type SiteView struct {
 	// lowest-named alive member.
 	Reporter string     `json:"reporter,omitempty"`
 	Nodes    []SiteNode `json:"nodes"`
+	// What the view costs the gossip, as this node holds it: the largest
+	// member summary and the whole push-pull state, in bytes, and their caps.
+	Gossip SiteGossip `json:"gossip"`
+}
+
+// SiteGossip measures the site view's gossip on one node.
+type SiteGossip struct {
+	SummaryMaxBytes int `json:"summary_max_bytes"`
+	StateBytes      int `json:"state_bytes"`
+	Summaries       int `json:"summaries"`
+	SummaryCap      int `json:"summary_cap_bytes"`
+	MembersCap      int `json:"members_cap"`
 }
 
 // SiteFailure is one failing member.
