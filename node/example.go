@@ -94,4 +94,13 @@ mesh:
 #   index: true
 #   tls_cert: /etc/patchmesh/files.crt
 #   tls_key: /etc/patchmesh/files.key
+
+# The site's label in site and fleet views, and reports of the site's view to
+# a fleet collector (patchmesh serve --report-tokens); only the site's elected
+# member (its lowest-named alive one) sends them.
+# report:
+#   site: paris
+#   to: http://10.0.0.1:8781/api/report
+#   token_file: /etc/patchmesh/report.token
+#   interval: 1m
 `
