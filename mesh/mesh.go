@@ -313,6 +313,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		g.Go(func() error { m.joinLoop(gctx, m.cfg.Join); return nil })
 	}
 	g.Go(func() error { m.metaLoop(gctx); return nil })
+	g.Go(func() error { m.sums.resendLoop(gctx); return nil })
 	if m.cfg.MDNS {
 		g.Go(func() error { m.mdnsLoop(gctx); return nil })
 	}

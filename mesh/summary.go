@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ const (
 	// summaryRetransmit is memberlist's retransmit multiplier for our
 	// broadcasts (each is sent this many times log(N) to random members).
 	summaryRetransmit = 3
+	// summaryResend is how often a member sends its summary again, unchanged:
+	// a broadcast lost under load (full receive queues) would otherwise wait
+	// for push-pull, which comes every minute or more in a site of 50.
+	summaryResend = 20 * time.Second
 )
 
 // Wire tags: a user message, and the push-pull state.
@@ -72,6 +77,31 @@ func (s *summaries) setOwn(b []byte) {
 	s.entries[s.self] = e
 	s.mu.Unlock()
 	s.queue.QueueBroadcast(summaryBroadcast{name: s.self, msg: encodeSummaryMsg(s.self, e)})
+}
+
+// resendOwn queues our summary again, at its version: members that hold it
+// ignore it, those that missed it take it and pass it on.
+func (s *summaries) resendOwn() {
+	s.mu.Lock()
+	e, ok := s.entries[s.self]
+	s.mu.Unlock()
+	if ok {
+		s.queue.QueueBroadcast(summaryBroadcast{name: s.self, msg: encodeSummaryMsg(s.self, e)})
+	}
+}
+
+// resendLoop runs resendOwn every summaryResend until ctx ends.
+func (s *summaries) resendLoop(ctx context.Context) {
+	t := time.NewTicker(summaryResend)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.resendOwn()
+		}
+	}
 }
 
 // merge keeps e for name if it is newer than what we hold and the table has

@@ -112,3 +112,34 @@ func FuzzSummaryState(f *testing.F) {
 		}
 	})
 }
+
+// A member that missed a broadcast gets the summary when its author sends it
+// again, before any push-pull.
+func TestSummaryResend(t *testing.T) {
+	known := func(string) bool { return true }
+	a := newSummaries("a", known, func() int { return 2 })
+	b := newSummaries("b", known, func() int { return 2 })
+	a.setOwn([]byte("hello"))
+	_ = a.queue.GetBroadcasts(0, 1400) // sent, and lost
+	for a.queue.NumQueued() > 0 {
+		_ = a.queue.GetBroadcasts(0, 1400)
+	}
+	a.resendOwn()
+	for _, msg := range a.queue.GetBroadcasts(0, 1400) {
+		b.notify(msg)
+	}
+	if got := b.get()["a"]; string(got) != "hello" {
+		t.Fatalf("b holds %q for a after the resend", got)
+	}
+	// b passes on only what was news to it.
+	if b.queue.NumQueued() != 1 {
+		t.Fatalf("b queued %d broadcasts, want 1", b.queue.NumQueued())
+	}
+	a.resendOwn()
+	for _, msg := range a.queue.GetBroadcasts(0, 1400) {
+		b.notify(msg)
+	}
+	if b.queue.NumQueued() != 1 {
+		t.Fatalf("a resend b already held was passed on: %d queued", b.queue.NumQueued())
+	}
+}

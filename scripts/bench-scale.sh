@@ -90,8 +90,12 @@ seed_status() { in_ns curl -sf --max-time 5 "http://$SEED_API/api/status"; }
 node_status() { in_ns curl -sf --max-time 10 "http://$1/api/status"; }
 sees_site() { node_status "$1" | jq -e --argjson n "$2" '[.peers[] | select(.state == "alive")] | length == $n'; }
 not_checking() { node_status "$1" | jq -e '.checking == false and .last_check != null'; }
-# site_view_on API N VERSION: the node's site view shows N members on VERSION.
-site_view_on() { node_status "$1" | jq -e --argjson n "$2" --arg v "$3" '.site.on_latest == $n and .site.latest == $v'; }
+# site_view_on API N VERSION: the node's site view shows N members on VERSION;
+# what it shows goes to $VIEWLOG too.
+site_view_on() {
+	node_status "$1" | jq -c '.site | {t: now | floor, members, on_latest, summaries: .gossip.summaries}' >>"$VIEWLOG"
+	node_status "$1" | jq -e --argjson n "$2" --arg v "$3" '.site.on_latest == $n and .site.latest == $v'
+}
 
 # rss_once appends the summed and the largest resident memory (KiB) of the
 # processes whose ids are in the file $1 to the file $2. Bash builtins only:
@@ -183,7 +187,8 @@ run() {
 	if ((mesh)); then
 		local v0
 		v0=$(now)
-		wait_until 120 "node 1's site view to show the $n nodes on 1.0.0" site_view_on "${apis[0]}" "$n" 1.0.0
+		VIEWLOG=$dir/view.log
+		wait_until 300 "node 1's site view to show the $n nodes on 1.0.0" site_view_on "${apis[0]}" "$n" 1.0.0
 		VIEW_SECS=$(calc "%.1f" "$(now) - $v0")
 		node_status "${apis[0]}" | jq -c .site.gossip >"$dir/gossip.json"
 		SUM_MAX=$(jq -r .summary_max_bytes "$dir/gossip.json")
