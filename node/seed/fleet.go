@@ -201,8 +201,9 @@ func (f *fleet) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var rep api.SiteReport
+	// Unknown fields are ignored, not refused: nodes newer than the seed
+	// may add some, and their reports should still count.
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxReportBytes))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rep); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("report refused: decode: %v", err))
 		return
