@@ -163,6 +163,14 @@ func (t *table) departedAhead(key []byte, self string, window time.Duration) boo
 	return false
 }
 
+// has reports whether the table knows the named member, in any state.
+func (t *table) has(name string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	_, ok := t.byName[name]
+	return ok
+}
+
 // get returns a copy of the named member.
 func (t *table) get(name string) (memberEntry, bool) {
 	t.mu.RLock()
@@ -221,17 +229,23 @@ var (
 // NodeMeta returns our metadata, never more than limit bytes.
 func (d delegate) NodeMeta(limit int) []byte { return d.m.localMeta().encode(limit) }
 
-// NotifyMsg ignores user messages: the mesh sends none, and it must not block.
-func (delegate) NotifyMsg([]byte) {}
+// NotifyMsg takes member summaries (summary.go); it only takes a mutex.
+func (d delegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == msgSummary {
+		d.m.sums.notify(b)
+	}
+}
 
-// GetBroadcasts has nothing to add to gossip; metadata carries our state.
-func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
+// GetBroadcasts sends the member summaries that changed.
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.m.sums.queue.GetBroadcasts(overhead, limit)
+}
 
-// LocalState has no state beyond metadata to push.
-func (delegate) LocalState(bool) []byte { return nil }
+// LocalState pushes every member summary we hold.
+func (d delegate) LocalState(bool) []byte { return d.m.sums.localState() }
 
-// MergeRemoteState has nothing to merge.
-func (delegate) MergeRemoteState([]byte, bool) {}
+// MergeRemoteState merges a peer's member summaries.
+func (d delegate) MergeRemoteState(b []byte, _ bool) { d.m.sums.mergeState(b) }
 
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.m.memberUp(n) }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.m.memberUp(n) }

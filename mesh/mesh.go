@@ -108,6 +108,7 @@ type Mesh struct {
 	running   atomic.Uint64
 	leaving   atomic.Bool
 	holdingCh chan struct{}
+	sums      *summaries // the site view's gossip (summary.go)
 
 	fetchGroup singleflight.Group // one network fetch per CID for local callers
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
@@ -192,6 +193,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 
 		corruptServe: liar(),
 	}
+	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
@@ -315,6 +317,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		g.Go(func() error { m.joinLoop(gctx, m.cfg.Join); return nil })
 	}
 	g.Go(func() error { m.metaLoop(gctx); return nil })
+	g.Go(func() error { m.sums.resendLoop(gctx); return nil })
 	if m.cfg.MDNS {
 		g.Go(func() error { m.mdnsLoop(gctx); return nil })
 	}

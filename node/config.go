@@ -91,6 +91,9 @@ type Config struct {
 	// through the site (package node/proxy). Zero: off.
 	ProxyCache ProxyCacheConfig `yaml:"proxy_cache"`
 
+	// Report names the site and sends its view to a fleet collector.
+	Report ReportConfig `yaml:"report"`
+
 	// GOOS and GOARCH the node matches release targets against; zero: this build's.
 	GOOS   string `yaml:"goos"`
 	GOARCH string `yaml:"goarch"`
@@ -136,6 +139,16 @@ type ProxyCacheConfig struct {
 	MaxObject int64 `yaml:"max_object"`
 	// MaxBytes bounds the bodies stored; least recently used go first. Zero: 2 GiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// ReportConfig names the site in its view and, optionally, reports the view
+// to a fleet collector (patchmesh serve --report-tokens): only the site's
+// elected member (its lowest-named alive one) sends it.
+type ReportConfig struct {
+	Site      string   `yaml:"site"`       // label of the site in views and reports; zero: the site key's fingerprint
+	To        string   `yaml:"to"`         // collector URL, e.g. http://seed:8781/api/report; zero: no reports
+	TokenFile string   `yaml:"token_file"` // file holding the report token the collector's admin issued; required with To
+	Interval  Duration `yaml:"interval"`   // between reports; zero: 1m
 }
 
 // HooksConfig are the commands a node runs around an apply.
@@ -267,6 +280,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := window.ParseSet(c.Windows); err != nil {
 		return c, fmt.Errorf("config: %w", err)
+	}
+	if c.Report.Interval <= 0 {
+		c.Report.Interval = Duration(time.Minute)
+	}
+	if c.Report.To != "" && c.Report.TokenFile == "" {
+		return c, errors.New("config: report to " + c.Report.To + " needs a report token file (--report-token-file)")
+	}
+	if c.Report.To != "" && c.Mesh.SiteKey == "" {
+		return c, errors.New("config: reports to a fleet collector need a site (--site-key)")
 	}
 	if c.RolloutPoll <= 0 {
 		c.RolloutPoll = Duration(time.Minute)

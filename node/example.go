@@ -128,4 +128,12 @@ mesh:
 #   allow: [update.vendor.example, "*.cdn.vendor.example"]
 #   max_object: 536870912
 #   max_bytes: 2147483648
+# The site's label in site and fleet views, and reports of the site's view to
+# a fleet collector (patchmesh serve --report-tokens); only the site's elected
+# member (its lowest-named alive one) sends them.
+# report:
+#   site: paris
+#   to: http://10.0.0.1:8781/api/report
+#   token_file: /etc/patchmesh/report.token
+#   interval: 1m
 `

@@ -60,6 +60,8 @@ type Node struct {
 	mu   sync.Mutex // guards the status fields below
 	stat statusState
 
+	reportToken string // Report.TokenFile's token; empty: no reports
+
 	// headMu guards the followers' heads served to repository clients
 	// (--serve-repo).
 	headMu sync.Mutex
@@ -91,6 +93,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("trust root %s: %w", cfg.Trust, err)
 	}
 	n.root = root
+	if cfg.Report.To != "" {
+		if n.reportToken, err = readReportToken(cfg.Report.TokenFile); err != nil {
+			return nil, err
+		}
+	}
 
 	// The mesh, made below, tells the live members when a cap is asked.
 	n.caps, err = newCaps(cfg.Caps, func() int {
@@ -288,6 +295,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		"serve_repo", n.stat.serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
 	g.Go(func() error { n.scrubLoop(ctx); return nil })
+	g.Go(func() error { n.siteLoop(ctx); return nil })
+	if n.reportToken != "" && n.mesh != nil {
+		g.Go(func() error { n.reportLoop(ctx); return nil })
+	}
 	g.Go(func() error { n.probeStore(ctx); return nil })
 	g.Go(func() error {
 		n.awaitSite(ctx)

@@ -229,6 +229,7 @@ func (n *Node) Status() api.Status {
 	chunks, bytes := n.store.Usage()
 	integ := n.store.Integrity()
 	capsNow := n.caps.status()
+	site := n.siteView()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -239,7 +240,7 @@ func (n *Node) Status() api.Status {
 		Checking: first.st.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
 		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
-		Rollout: chans[0].Rollout, Caps: capsNow, Window: first.windowStatusLocked(now),
+		Rollout: chans[0].Rollout, Caps: capsNow, Window: first.windowStatusLocked(now), Site: site,
 	}
 	for i, f := range n.followers {
 		st.Channels = append(st.Channels, f.channelStatusLocked(chans[i], now))

@@ -5,6 +5,9 @@
 # to every node running the release
 # (and, for scale, one node alone over the same loopback), the seed's chunk
 # bytes as a ratio of the release's unique chunk bytes, and the nodes' memory.
+# It also reports the site view's gossip: the time until the first node's view
+# shows every node on the release, the largest member summary and the whole
+# push-pull state of summaries, against their caps.
 #
 # Everything runs in a network namespace of its own (pmb-scale, removed on exit):
 # seed and nodes on its loopback, so no port of the host is taken. No shaping.
@@ -87,6 +90,12 @@ seed_status() { in_ns curl -sf --max-time 5 "http://$SEED_API/api/status"; }
 node_status() { in_ns curl -sf --max-time 10 "http://$1/api/status"; }
 sees_site() { node_status "$1" | jq -e --argjson n "$2" '[.peers[] | select(.state == "alive")] | length == $n'; }
 not_checking() { node_status "$1" | jq -e '.checking == false and .last_check != null'; }
+# site_view_on API N VERSION: the node's site view shows N members on VERSION;
+# what it shows goes to $VIEWLOG too.
+site_view_on() {
+	node_status "$1" | jq -c '.site | {t: now | floor, members, on_latest, summaries: .gossip.summaries}' >>"$VIEWLOG"
+	node_status "$1" | jq -e --argjson n "$2" --arg v "$3" '.site.on_latest == $n and .site.latest == $v'
+}
 
 # rss_once appends the summed and the largest resident memory (KiB) of the
 # processes whose ids are in the file $1 to the file $2. Bash builtins only:
@@ -175,6 +184,19 @@ run() {
 	SECS=$(calc "%.2f" "$UPDATE_SECS")
 	CPU=$(calc "%.1f" "($(cpu_ticks "$dir/pids") - $cpu0) / $(getconf CLK_TCK)")
 	SERVED=$(($(seed_status | jq -r .served.chunk_bytes) - served0))
+	if ((mesh)); then
+		local v0
+		v0=$(now)
+		VIEWLOG=$dir/view.log
+		wait_until 300 "node 1's site view to show the $n nodes on 1.0.0" site_view_on "${apis[0]}" "$n" 1.0.0
+		VIEW_SECS=$(calc "%.1f" "$(now) - $v0")
+		node_status "${apis[0]}" | jq -c .site.gossip >"$dir/gossip.json"
+		SUM_MAX=$(jq -r .summary_max_bytes "$dir/gossip.json")
+		STATE=$(jq -r .state_bytes "$dir/gossip.json")
+		SUM_CAP=$(jq -r .summary_cap_bytes "$dir/gossip.json")
+		MEM_CAP=$(jq -r .members_cap "$dir/gossip.json")
+		SUMS=$(jq -r .summaries "$dir/gossip.json")
+	fi
 
 	local st
 	WAN=0 LAN=0
@@ -209,3 +231,6 @@ say "nodes' WAN bytes / unique" "$(calc "%.4fx" "$WAN / $UNIQUE")"
 say "nodes' LAN bytes / unique" "$(calc "%.2fx" "$LAN / $UNIQUE")"
 say "resident memory, all nodes (peak)" "$(calc "%.0f" "$RSS_SUM / 1024") MiB"
 say "resident memory, largest node (peak)" "$(calc "%.0f" "$RSS_MAX / 1024") MiB"
+say "site view shows all $NODES on 1.0.0" "$VIEW_SECS s after the update finished"
+say "site view: member summary (largest)" "$SUM_MAX bytes (cap $SUM_CAP)"
+say "site view: push-pull state ($SUMS members)" "$STATE bytes (cap $MEM_CAP members, $((MEM_CAP * (SUM_CAP + 128 + 14))) bytes)"

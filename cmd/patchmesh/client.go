@@ -38,14 +38,25 @@ func apiErr(err error) error {
 
 func newStatusCmd(a *app) *cobra.Command {
 	var c clientFlags
+	var site bool
 	cmd := &cobra.Command{
-		Use:   "status [--api ADDR]",
+		Use:   "status [--api ADDR] [--site]",
 		Short: "Show a running node's state: release, progress, peers, bytes, errors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := c.client().Status(cmd.Context())
 			if err != nil {
 				return apiErr(err)
+			}
+			if site {
+				if st.Site == nil {
+					return errors.New("status --site: the node has no site (no site key)")
+				}
+				if c.asJSON {
+					return printJSON(a.stdout, st.Site)
+				}
+				printSite(a, st.Site)
+				return nil
 			}
 			if c.asJSON {
 				return printJSON(a.stdout, st)
@@ -55,7 +66,43 @@ func newStatusCmd(a *app) *cobra.Command {
 		},
 	}
 	c.register(cmd)
+	cmd.Flags().BoolVar(&site, "site", false, "show the node's whole site, from its members' gossip")
 	return cmd
+}
+
+// printSite prints a site view: its summary line, savings, then a member a line.
+func printSite(a *app, v *api.SiteView) {
+	fmt.Fprintf(a.stdout, "site %s: %s\n", v.Site, v.Summary)
+	fmt.Fprintf(a.stdout, "WAN saving: %.1f%% over 7 days (%s WAN, %s LAN), %.1f%% over 28 days\n",
+		100*v.Saving7d, humanBytes(v.WAN7d), humanBytes(v.LAN7d), 100*v.Saving28d)
+	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "member\tstate\trelease\tlast check\toutcome\tfailures\tWAN 7d\tLAN 7d\tserved 28d")
+	for _, n := range v.Nodes {
+		checked := "-"
+		if !n.LastCheck.IsZero() {
+			checked = n.LastCheck.Local().Format(time.DateTime)
+		}
+		rel := n.Version
+		if rel == "" {
+			rel = "-"
+		}
+		out := n.Outcome
+		if n.Message != "" && failingOutcomeText(out) {
+			out += ": " + n.Message
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.Name, n.State, rel, checked, out, n.Failures,
+			humanBytes(n.WAN7d), humanBytes(n.LAN7d), humanBytes(n.Served28d))
+	}
+	_ = w.Flush()
+}
+
+// failingOutcomeText reports whether a check outcome is worth its message.
+func failingOutcomeText(o string) bool {
+	switch o {
+	case "failed", "rolled-back", "refused", "aborted", "skipped-bad":
+		return true
+	}
+	return false
 }
 
 func printStatus(a *app, st *api.Status) {

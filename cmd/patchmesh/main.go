@@ -163,6 +163,7 @@ var commands = []func(*app) *cobra.Command{
 	newServeCmd,
 	newNodeCmd,
 	newStatusCmd,
+	newFleetCmd,
 	newReleasesCmd,
 	newUpdateCmd,
 	newApplyNowCmd,

@@ -47,6 +47,8 @@ type nodeFlags struct {
 	fallbackDelay                                                       time.Duration
 	windows                                                             []string
 	follow                                                              []string
+	report                                                              node.ReportConfig
+	reportInterval                                                      time.Duration
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -100,6 +102,10 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.caps.SiteWANSchedule, "site-wan-rate-schedule", nil, "a --site-wan-rate by weekday and hour, local time (repeatable)")
 	fs.Var(&f.caps.LANUpload, "lan-upload-rate", "cap on the chunk bytes this node serves to site peers")
 	fs.DurationVar(&f.fallbackDelay, "site-fallback-delay", 0, "when the site fails to deliver a chunk, keep asking it this long (within --site-timeout) before fetching from the sources (default 0: at once)")
+	fs.StringVar(&f.report.Site, "site-name", "", "label of this node's site in site and fleet views (default: the site key's fingerprint)")
+	fs.StringVar(&f.report.To, "report-to", "", "fleet collector URL (a seed's http://HOST:PORT/api/report): the site's elected node reports the site view there")
+	fs.StringVar(&f.report.TokenFile, "report-token-file", "", "file holding the report token the collector's admin issued (required with --report-to)")
+	fs.DurationVar(&f.reportInterval, "report-interval", 0, "time between site reports (default 1m)")
 }
 
 // applyEnv sets every flag not given on the command line from PATCHMESH_<FLAG>
@@ -196,6 +202,10 @@ func (f *nodeFlags) toConfig(fs *pflag.FlagSet) (node.Config, error) {
 		}
 		cfg.Channels = append(cfg.Channels, node.ChannelConfig{Name: name, InstallDir: dir})
 	}
+	set("site-name", func() { cfg.Report.Site = f.report.Site })
+	set("report-to", func() { cfg.Report.To = f.report.To })
+	set("report-token-file", func() { cfg.Report.TokenFile = f.report.TokenFile })
+	set("report-interval", func() { cfg.Report.Interval = node.Duration(f.reportInterval) })
 	return cfg, nil
 }
 

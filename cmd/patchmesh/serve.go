@@ -14,7 +14,10 @@ func newServeCmd(a *app) *cobra.Command {
 		Long: `serve is the seed node: it serves a repository folder read-only over HTTP, or
 HTTPS with --tls-cert and --tls-key, with Range, ETag/If-None-Match and exact lengths,
 no directory listing and nothing outside the folder, and logs every request. Its
-status API and dashboard listen on --api (loopback by default).`,
+status API and dashboard listen on --api (loopback by default). With --report-tokens
+the API listener also collects the site reports nodes send (node run --report-to
+http://SEED-API/api/report --report-token-file F): patchmesh fleet and the dashboard
+show them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = a.logger()
@@ -32,6 +35,9 @@ status API and dashboard listen on --api (loopback by default).`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&cfg.API, "api", cfg.API, "address of the status API and dashboard; \"off\": none")
 	f.StringVar(&cfg.APIToken, "api-token", "", "token required by the API when it does not listen on loopback")
+	f.StringVar(&cfg.ReportTokens, "report-tokens", "", "file of report tokens (\"TOKEN\" or \"SITE TOKEN\" a line): collect site reports on POST /api/report of --api")
+	f.StringVar(&cfg.FleetData, "fleet-data", "", "folder of the fleet collector's database, so reports survive a restart (default: memory only)")
+	f.StringVar(&cfg.Webhook, "webhook", "", "URL to POST a JSON event to when a report shows a node failing or rolled back, or a site halted")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }

@@ -28,6 +28,7 @@ type collector struct {
 	rolloutSite                                          *prometheus.Desc
 	rateCap, throttled                                   *prometheus.Desc
 	windowOpen, windowWaiting                            *prometheus.Desc
+	siteMembers, siteOnLatest, siteFailing, siteSaving   *prometheus.Desc
 }
 
 func newCollector(b Backend, version string) *collector {
@@ -74,6 +75,10 @@ func newCollector(b Backend, version string) *collector {
 			"Byte-rate cap in force, by cap: wan (this node's WAN reads, after its site share), site_wan (the whole site's), lan_upload; 0 means none.", "cap"),
 		throttled: desc("throttled_seconds_total",
 			"Seconds transfers waited on a rate cap, by cap: wan or lan_upload; summed over transfers that waited at once.", "cap"),
+		siteMembers:  desc("site_members", "Members of this node's site in its site view (not gone)."),
+		siteOnLatest: desc("site_members_on_current", "Members of the site running the newest release any member runs."),
+		siteFailing:  desc("site_members_failing", "Members of the site whose last check failed, rolled back or was refused, or that are unreachable."),
+		siteSaving:   desc("site_wan_saving_ratio", "Share of the site's chunk bytes that came over the LAN, LAN / (LAN + WAN), over a window of days.", "window"),
 	}
 }
 
@@ -86,6 +91,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.peerVerifyFailures, c.storeDamaged, c.scrubPasses, c.scrubChunks, c.scrubBytes,
 		c.rolloutHalted, c.rolloutStage, c.rolloutWaiting, c.rolloutSite, c.rateCap, c.throttled,
 		c.windowOpen, c.windowWaiting,
+		c.siteMembers, c.siteOnLatest, c.siteFailing, c.siteSaving,
 	} {
 		ch <- d
 	}
@@ -133,6 +139,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.rateCap, float64(cp.LANUpload), "lan_upload")
 		counter(c.throttled, cp.WANThrottledSeconds, "wan")
 		counter(c.throttled, cp.LANThrottledSeconds, "lan_upload")
+	}
+	if v := st.Site; v != nil {
+		gauge(c.siteMembers, float64(v.Members))
+		gauge(c.siteOnLatest, float64(v.OnLatest))
+		gauge(c.siteFailing, float64(len(v.Failing)))
+		gauge(c.siteSaving, v.Saving7d, "7d")
+		gauge(c.siteSaving, v.Saving28d, "28d")
 	}
 	counter(c.applies, float64(n.Applies))
 	counter(c.rollbacks, float64(n.Rollbacks))

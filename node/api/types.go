@@ -59,6 +59,9 @@ type Status struct {
 	// one Channel, Current, LastCheck, Rollout and Window above describe)
 	// first.
 	Channels []ChannelStatus `json:"channels"`
+	// Site is the view of the node's whole site, from gossip; absent
+	// without a mesh.
+	Site *SiteView `json:"site,omitempty"`
 }
 
 // ChannelStatus is where a node stands with one channel it follows.

@@ -27,7 +27,11 @@ var webFiles embed.FS
 //	GET /static/dom.js     the node dashboard's page helpers, shared
 //	GET /static/seed/...   the seed dashboard's script and styles
 //	GET /api/status        Status
+//	GET /api/fleet         the fleet collector's sites (with --report-tokens)
 //	GET /metrics           Prometheus metrics
+//
+// and, outside the guard since nodes on other machines send it with a
+// report token instead, POST /api/report.
 func (s *Seed) apiHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -64,11 +68,25 @@ func (s *Seed) apiHandler() http.Handler {
 	mux.Handle("/api/status", only(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Status())
 	})))
+	mux.Handle("/api/fleet", only(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.fleet == nil {
+			writeError(w, http.StatusNotFound, "this seed collects no fleet reports (serve --report-tokens FILE)")
+			return
+		}
+		writeJSON(w, http.StatusOK, s.fleet.view(time.Now()))
+	})))
 	mux.Handle("/metrics", only(http.MethodGet, metrics))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such page: "+r.URL.Path)
 	}))
-	return api.Guard(mux, api.Options{Token: s.cfg.APIToken, Logger: s.cfg.Logger})
+	guarded := api.Guard(mux, api.Options{Token: s.cfg.APIToken, Logger: s.cfg.Logger})
+	if s.fleet == nil {
+		return guarded
+	}
+	top := http.NewServeMux()
+	top.Handle("/api/report", http.HandlerFunc(s.fleet.handleReport))
+	top.Handle("/", guarded)
+	return top
 }
 
 // only lets one method through (GET also admits HEAD) and answers 405 with a

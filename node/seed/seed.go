@@ -30,7 +30,19 @@ type Config struct {
 	// the dashboard's cookie from /?token=T). It must be set when API is not a
 	// loopback address; without it only loopback Host names are answered.
 	APIToken string
-	Logger   *slog.Logger // zero: discard
+	// ReportTokens is a file of the report tokens the admin issued ("TOKEN"
+	// or "SITE TOKEN" a line): with it, the API listener collects site
+	// reports on POST /api/report (a node's --report-to) and shows the
+	// fleet. Zero: no collector.
+	ReportTokens string
+	// FleetData is the folder of the collector's badger database, so the
+	// fleet survives a restart. Zero: kept in memory only.
+	FleetData string
+	// Webhook is a URL the collector POSTs an event (JSON) to when a report
+	// shows a node newly failing or rolled back, or a site newly halted.
+	// Zero: none.
+	Webhook string
+	Logger  *slog.Logger // zero: discard
 }
 
 // DefaultConfig returns a config serving on every interface, API on loopback.
@@ -49,6 +61,9 @@ type Seed struct {
 	// sampleEvery is how often the history takes a sample; a field so tests can
 	// shorten it.
 	sampleEvery time.Duration
+
+	tokens []reportToken // ReportTokens, read by New
+	fleet  *fleet        // the collector, set by Run before serving; nil: none
 
 	mu      sync.Mutex
 	addr    string
@@ -87,7 +102,19 @@ func New(cfg Config) (*Seed, error) {
 	if cfg.API != "" && !api.IsLoopback(cfg.API) && cfg.APIToken == "" {
 		return nil, fmt.Errorf("seed: the API on %s is not loopback: set an API token (--api-token)", cfg.API)
 	}
-	return &Seed{cfg: cfg, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery}, nil
+	var tokens []reportToken
+	if cfg.ReportTokens != "" {
+		var err error
+		if tokens, err = loadReportTokens(cfg.ReportTokens); err != nil {
+			return nil, fmt.Errorf("seed: %w", err)
+		}
+		if cfg.API == "" {
+			return nil, errors.New("seed: --report-tokens collects reports on the API listener: set --api")
+		}
+	} else if cfg.FleetData != "" || cfg.Webhook != "" {
+		return nil, errors.New("seed: --fleet-data and --webhook need a collector: set --report-tokens")
+	}
+	return &Seed{cfg: cfg, tokens: tokens, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery}, nil
 }
 
 // Stats returns what the seed has served so far.
@@ -142,6 +169,23 @@ func (s *Seed) Run(ctx context.Context) error {
 	s.scheme = scheme
 	s.mu.Unlock()
 
+	var hook *webhook
+	if s.cfg.Webhook != "" {
+		hook = newWebhook(s.cfg.Webhook, s.cfg.Logger)
+	}
+	if s.tokens != nil {
+		f, err := openFleet(s.cfg.FleetData, s.tokens, hook, s.cfg.Logger)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("seed: %w", err)
+		}
+		s.fleet = f
+		defer func() {
+			if err := f.close(); err != nil {
+				s.cfg.Logger.Error("seed stopping", "err", err)
+			}
+		}()
+	}
 	if s.cfg.API != "" {
 		aln, err := net.Listen("tcp", s.cfg.API)
 		if err != nil {
@@ -162,6 +206,9 @@ func (s *Seed) Run(ctx context.Context) error {
 	sampleCtx, stopSampling := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sample(sampleCtx) })
+	if hook != nil {
+		wg.Go(func() { hook.run(sampleCtx) })
+	}
 	defer func() {
 		stopSampling()
 		wg.Wait()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/patchmesh/patchmesh/manifest/repo"
+	"github.com/patchmesh/patchmesh/node/api"
 )
 
 const (
@@ -44,6 +45,8 @@ type Status struct {
 	// History of the served counters, oldest first, one sample every few
 	// seconds, the last half hour at most. Served is the newest value.
 	History []Sample `json:"history"`
+	// Fleet is what the collector holds; absent without --report-tokens.
+	Fleet *api.Fleet `json:"fleet,omitempty"`
 }
 
 // Channel is one channel's head as the repository holds it.
@@ -75,6 +78,10 @@ func (s *Seed) Status() Status {
 		Served:   s.Stats(),
 		Channels: s.channels(now),
 		History:  s.history.snapshot(),
+	}
+	if s.fleet != nil {
+		f := s.fleet.view(now)
+		st.Fleet = &f
 	}
 	if !s.started.IsZero() {
 		st.UptimeSeconds = now.Sub(s.started).Seconds()

@@ -5,6 +5,7 @@
 import { fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
 import { $, el, setText, svg } from "./dom.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
+import { renderSite } from "./site.js";
 
 let last = null;
 
@@ -49,6 +50,7 @@ function render(st) {
   renderProgress(st.progress);
   renderHistory(st.bytes || {});
   renderPeers(st);
+  renderSite(st.site);
   renderReleases(st.releases || []);
   renderErrors(st.errors || []);
 

@@ -18,6 +18,47 @@ function render(st) {
   setText("served-notfound", fmtCount(s.not_found));
   renderChannels(st.channels || []);
   renderHistory(st.history || [], s);
+  renderFleet(st.fleet);
+}
+
+const pct = (r) => (100 * (r || 0)).toFixed(1) + "%";
+
+// renderFleet lists the sites the collector holds and their nodes; the card
+// stays hidden on a seed that collects no reports.
+function renderFleet(f) {
+  $("fleet").hidden = !f;
+  if (!f) return;
+  const sites = f.sites || [];
+  setText("fleet-count", sites.length || "");
+  setText("fleet-totals", `${sites.length} site(s), ${f.nodes} node(s): ${f.on_latest} on their site's newest release, ${f.failing} failing, ${f.halted} halted`);
+  const siteRows = sites.map((s) => {
+    const v = s.view;
+    return el("tr", { "data-site": v.site, class: s.stale ? "stale" : "" },
+      el("td", { class: "strong" }, v.site),
+      el("td", {}, v.summary + (s.stale ? " (stale)" : "")),
+      el("td", { class: "num" }, v.members),
+      el("td", { class: "num" }, (v.failing || []).length),
+      el("td", {}, v.halted ? el("span", { class: "badge expired" }, "halted") : "no"),
+      el("td", { class: "num" }, pct(v.saving_7d)),
+      el("td", { class: "num" }, pct(v.saving_28d)),
+      el("td", { title: fmtDate(s.received) }, fmtWhen(s.received)));
+  });
+  $("fleet-sites").tBodies[0].replaceChildren(...siteRows);
+  const nodeRows = [];
+  for (const s of sites) {
+    for (const n of s.view.nodes || []) {
+      nodeRows.push(el("tr", { "data-site": s.view.site, "data-node": n.name },
+        el("td", {}, s.view.site),
+        el("td", { class: "strong" }, n.name),
+        el("td", {}, n.state),
+        el("td", { class: "release" }, n.version || "–"),
+        el("td", { title: fmtDate(n.last_check) }, isSet(n.last_check) ? fmtWhen(n.last_check) : "–"),
+        el("td", {}, n.outcome ? n.outcome + (n.message && n.outcome !== "up-to-date" && n.outcome !== "applied" ? ": " + n.message : "") : "–"),
+        el("td", { class: "num" }, n.failures || 0)));
+    }
+  }
+  $("fleet-nodes").tBodies[0].replaceChildren(...nodeRows);
+  $("fleet-empty").hidden = sites.length > 0;
 }
 
 const STATE_TEXT = { ok: "ok", expiring: "expires soon", expired: "expired", unreadable: "unreadable" };
