@@ -67,3 +67,43 @@ func TestChannelCapsTighten(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { st, err := n.status(); return err == nil && st.Caps != nil && st.Caps.WAN == 2_000_000 },
 		"the node's WAN cap to be the channel's 2MB/s")
 }
+
+// TestLANUploadCapHolds: a member capped at 1 MB/s of uploads to its site
+// serves a late joiner the whole release no faster than the cap allows, and
+// the joiner still gets it all from the site.
+func TestLANUploadCapHolds(t *testing.T) {
+	const capRate = 1_000_000 // --lan-upload-rate 1MB/s
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 4, 11)
+	s := pub.Publish("1.0.0", src)
+	seed := newSeed(t, pub.Repo)
+	key := siteKey(t)
+	a := newNode(t, nodeOpts{Name: "uploader", Trust: pub.Trust, Sources: []string{seed.URL}, SiteKey: key,
+		Extra: []string{"--lan-upload-rate", "1MB/s"}})
+	a.WaitVersion(t, "1.0.0", 60*time.Second)
+	b := newNode(t, nodeOpts{Name: "joiner", Trust: pub.Trust, Sources: []string{seed.URL}, SiteKey: key, Join: []string{a.Gossip}})
+	waitFor(t, 30*time.Second, func() bool { return alive(b) == 2 }, "the joiner to see the uploader")
+	before := seed.Served(t).Bytes
+	start := time.Now()
+	if r := b.Update(t); r.code != 0 {
+		t.Fatalf("update: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	elapsed := time.Since(start)
+	sameTree(t, src, filepath.Join(b.Install, "current"))
+	lan := b.Status(t).Bytes.LAN
+	if lan < s.NewBytes*9/10 {
+		t.Fatalf("the joiner got %d bytes from its site and the seed served %d more, for a %d-byte release: the test needs the site to carry it", lan, seed.Served(t).Bytes-before, s.NewBytes)
+	}
+	const slack = 64 << 10 // the bucket starts full
+	if min := time.Duration(float64(lan-slack) / capRate * float64(time.Second)); elapsed < min {
+		t.Errorf("%d LAN bytes under a %d B/s upload cap moved in %v, want at least %v", lan, capRate, elapsed, min)
+	}
+	if rate := float64(lan) / elapsed.Seconds(); rate > 1.1*capRate {
+		t.Errorf("average LAN rate %.0f B/s over an upload cap of %d B/s", rate, capRate)
+	}
+	if st := a.Status(t); st.Caps == nil || st.Caps.LANUpload != capRate || st.Caps.LANThrottledSeconds <= 0 {
+		t.Errorf("uploader's caps = %+v, want lan_upload %d and some throttled time", st.Caps, capRate)
+	}
+	t.Logf("%d LAN bytes in %v: %.0f B/s under an upload cap of %d B/s", lan, elapsed.Round(time.Millisecond), float64(lan)/elapsed.Seconds(), capRate)
+}
