@@ -131,15 +131,6 @@ type Mesh struct {
 		servedBytes, servedChunks, verifyFailures, peerErrors atomic.Int64
 		penalties                                             atomic.Int64
 	}
-
-	// crashStop, set only by tests, makes shutdown skip announcing and
-	// leaving, as a killed process would, so peers must detect the death.
-	crashStop bool
-
-	// corruptServe, set only by tests (and by builds for the lying-peer
-	// integration test, liar.go), alters outgoing chunk bytes: a lying peer
-	// cannot be produced otherwise, since every honest path verifies.
-	corruptServe func([]byte) []byte
 }
 
 // New validates cfg and loads the identity; it starts no listener.
@@ -189,8 +180,6 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
-
-		corruptServe: liar(),
 	}
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
@@ -251,6 +240,22 @@ func (m *Mesh) active() bool {
 // serves until ctx is cancelled; then it announces it is leaving, leaves
 // (bounded), closes everything and returns nil. It may be called once.
 func (m *Mesh) Run(ctx context.Context) error {
+	return m.run(ctx, runOptions{corrupt: liar()})
+}
+
+// runOptions are the faults only tests ask for, given to run rather than
+// kept in Mesh, so a production Mesh holds no test hooks.
+type runOptions struct {
+	// crash makes shutdown skip announcing and leaving, as a killed
+	// process would, so peers must detect the death.
+	crash bool
+	// corrupt alters outgoing chunk bytes: a lying peer cannot be made
+	// otherwise, since every honest path verifies. Run sets it only in
+	// builds for the lying-peer integration test (liar.go).
+	corrupt func([]byte) []byte
+}
+
+func (m *Mesh) run(ctx context.Context, opts runOptions) error {
 	if !m.started.CompareAndSwap(false, true) {
 		return errors.New("run mesh: already started")
 	}
@@ -290,7 +295,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		return fmt.Errorf("run mesh: start libp2p host: %w", err)
 	}
 	m.host = h
-	h.SetStreamHandler(ProtocolID, m.handleStream)
+	h.SetStreamHandler(ProtocolID, func(s network.Stream) { m.handleStream(s, opts.corrupt) })
 	h.SetStreamHandler(DocProtocolID, m.handleDoc)
 	h.SetStreamHandler(ObjectProtocolID, m.handleObject)
 
@@ -320,7 +325,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	_ = g.Wait()
-	m.shutdown()
+	m.shutdown(opts.crash)
 	return nil
 }
 
@@ -331,9 +336,10 @@ const (
 	metaUpdateTimeout    = 5 * time.Second
 )
 
-// shutdown leaves the site gracefully, within bounds, and closes everything.
-func (m *Mesh) shutdown() {
-	if !m.crashStop {
+// shutdown leaves the site gracefully, within bounds, and closes everything;
+// with crash it leaves as a killed process does: without a word.
+func (m *Mesh) shutdown(crash bool) {
+	if !crash {
 		// Announce first, so peers route chunks elsewhere before we go.
 		m.leaving.Store(true)
 		if err := m.ml.UpdateNode(leaveAnnounceTimeout); err != nil {
