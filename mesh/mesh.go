@@ -310,8 +310,11 @@ func (m *Mesh) run(ctx context.Context, opts runOptions) error {
 		return fmt.Errorf("run mesh: start gossip on %s: %w", m.cfg.GossipAddr, err)
 	}
 	m.ml = ml
+	// LocalNode points into memberlist's state, which UpdateNode rewrites
+	// under a lock we cannot take: read it once, before metaLoop runs.
 	ln := ml.LocalNode()
-	m.gossipAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	selfIP, selfPort := ln.Addr, int(ln.Port)
+	m.gossipAddr = net.JoinHostPort(selfIP.String(), strconv.Itoa(selfPort))
 	close(m.ready)
 	m.log.Info("mesh up", "gossip", m.gossipAddr, "peer", m.pid, "p2p", h.Addrs())
 
@@ -321,7 +324,7 @@ func (m *Mesh) run(ctx context.Context, opts runOptions) error {
 	}
 	g.Go(func() error { m.metaLoop(gctx); return nil })
 	if m.cfg.MDNS {
-		g.Go(func() error { m.mdnsLoop(gctx); return nil })
+		g.Go(func() error { m.mdnsLoop(gctx, selfIP, selfPort); return nil })
 	}
 	<-ctx.Done()
 	_ = g.Wait()
