@@ -32,13 +32,27 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "patchmesh")
-	cmd := exec.Command("go", "build", "-o", binary, "../cmd/patchmesh")
+	args := []string{"build", "-o", binary}
+	races := filepath.Join(dir, "race")
+	if raceEnabled {
+		// Every process the tests start writes its race reports beside the
+		// binary; any report fails the run, whichever test started it.
+		args = append(args, "-race")
+		os.Setenv("GORACE", "log_path="+races)
+	}
+	cmd := exec.Command("go", append(args, "../cmd/patchmesh")...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build patchmesh:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
+	reports, _ := filepath.Glob(races + ".*")
+	for _, r := range reports {
+		b, _ := os.ReadFile(r)
+		fmt.Fprintf(os.Stderr, "data race in a patchmesh process (%s):\n%s\n", filepath.Base(r), b)
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -39,6 +39,9 @@ func TestCompressedTransfer(t *testing.T) {
 	if s := asker.m.Stats(); s.LANBytes != int64(len(stored)) {
 		t.Errorf("LANBytes = %d, want the %d wire bytes", s.LANBytes, len(stored))
 	}
+	if servedChunks(holder.m, 1) != 1 {
+		t.Errorf("holder served %d chunks, want 1", holder.m.Stats().ServedChunks)
+	}
 	if s := holder.m.Stats(); s.ServedBytes != int64(len(stored)) {
 		t.Errorf("ServedBytes = %d, want the %d wire bytes", s.ServedBytes, len(stored))
 	}

@@ -38,7 +38,7 @@ func TestOwnerStopsMidway(t *testing.T) {
 			w := newTestWAN(t)
 			w.delay = 2 * time.Millisecond
 			cids, total := w.add(t, 300, 32<<10)
-			nodes := startSite(t, siteKey(t), w, 4, siteOpts{mesh: func(_ int, m *Mesh) { m.crashStop = tt.crash }})
+			nodes := startSite(t, siteKey(t), w, 4, siteOpts{run: func(int) runOptions { return runOptions{crash: tt.crash} }})
 
 			owned := map[string]int{}
 			for _, c := range cids {
@@ -140,17 +140,18 @@ func TestCorruptPeer(t *testing.T) {
 				mu.Unlock()
 			}
 		}
-	}, mesh: func(i int, m *Mesh) {
-		if i == 2 {
-			// Test-only hook: an honest Mesh never serves unverified
-			// bytes, so a lying peer cannot be made any other way.
-			m.corruptServe = func(b []byte) []byte {
-				corrupted.Add(1)
-				out := append([]byte(nil), b...)
-				out[len(out)/2] ^= 0xff
-				return out
-			}
+	}, run: func(i int) runOptions {
+		if i != 2 {
+			return runOptions{}
 		}
+		// An honest Mesh never serves unverified bytes, so a lying peer
+		// cannot be made any other way.
+		return runOptions{corrupt: func(b []byte) []byte {
+			corrupted.Add(1)
+			out := append([]byte(nil), b...)
+			out[len(out)/2] ^= 0xff
+			return out
+		}}
 	}})
 	liar, reader := nodes[2], nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -200,7 +201,7 @@ func TestOtherSiteRefused(t *testing.T) {
 
 	// A node with another key joining the member's gossip address.
 	cfg := loopbackConfig(siteKey(t), "stranger", member.m.GossipAddr())
-	stranger := startNode(t, cfg, w, nil)
+	stranger := startNode(t, cfg, w, nil, runOptions{})
 	if n, err := stranger.m.ml.Join([]string{member.m.GossipAddr()}); n != 0 || err == nil {
 		t.Errorf("join with another site key: contacted %d, err %v; want refusal", n, err)
 	}

@@ -214,8 +214,9 @@ func loopbackConfig(key []byte, name string, join ...string) Config {
 	return cfg
 }
 
-// startNode creates and runs a node; setup may adjust the Mesh before Run.
-func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNode {
+// startNode creates and runs a node; setup may adjust the Mesh before Run,
+// and opts ask for the faults of a test.
+func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh), opts runOptions) *testNode {
 	t.Helper()
 	st := openStore(t)
 	m, err := New(cfg, st, wanClient{url: w.srv.URL, node: cfg.Name})
@@ -229,7 +230,7 @@ func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNod
 	n := &testNode{m: m, st: st, cancel: cancel, exited: make(chan struct{})}
 	go func() {
 		defer close(n.exited)
-		n.err = m.Run(ctx)
+		n.err = m.run(ctx, opts)
 	}()
 	t.Cleanup(func() { n.stop(t) })
 	select {
@@ -246,6 +247,7 @@ func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNod
 type siteOpts struct {
 	config func(i int, cfg *Config) // before New
 	mesh   func(i int, m *Mesh)     // after New, before Run
+	run    func(i int) runOptions   // the faults node i runs with
 }
 
 // startSite starts n nodes joined to the first one and waits until every
@@ -262,11 +264,15 @@ func startSite(t testing.TB, key []byte, w *testWAN, n int, opts siteOpts) []*te
 		if opts.config != nil {
 			opts.config(i, &cfg)
 		}
+		var ro runOptions
+		if opts.run != nil {
+			ro = opts.run(i)
+		}
 		nodes = append(nodes, startNode(t, cfg, w, func(m *Mesh) {
 			if opts.mesh != nil {
 				opts.mesh(i, m)
 			}
-		}))
+		}, ro))
 	}
 	waitAlive(t, nodes, n)
 	return nodes

@@ -55,13 +55,12 @@ func mdnsMatch(tag, self string, fields []string, ip net.IP, port int) (string, 
 	return net.JoinHostPort(ip.String(), strconv.Itoa(port)), true
 }
 
-// mdnsLoop announces this node on the LAN and joins the site members it
-// finds, until ctx ends.
-func (m *Mesh) mdnsLoop(ctx context.Context) {
+// mdnsLoop announces this node's gossip address (ip, port) on the LAN and
+// joins the site members it finds, until ctx ends.
+func (m *Mesh) mdnsLoop(ctx context.Context, ip net.IP, port int) {
 	tag := siteTag(m.cfg.SiteKey)
-	ln := m.ml.LocalNode()
 	logger := slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
-	svc, err := mdns.NewMDNSService(m.name, mdnsService, "", "", int(ln.Port), []net.IP{ln.Addr}, mdnsTXT(tag, m.name))
+	svc, err := mdns.NewMDNSService(m.name, mdnsService, "", "", port, []net.IP{ip}, mdnsTXT(tag, m.name))
 	if err != nil {
 		m.log.Warn("mDNS announce disabled", "err", err)
 	} else {

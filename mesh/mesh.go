@@ -132,15 +132,6 @@ type Mesh struct {
 		servedBytes, servedChunks, verifyFailures, peerErrors atomic.Int64
 		penalties                                             atomic.Int64
 	}
-
-	// crashStop, set only by tests, makes shutdown skip announcing and
-	// leaving, as a killed process would, so peers must detect the death.
-	crashStop bool
-
-	// corruptServe, set only by tests (and by builds for the lying-peer
-	// integration test, liar.go), alters outgoing chunk bytes: a lying peer
-	// cannot be produced otherwise, since every honest path verifies.
-	corruptServe func([]byte) []byte
 }
 
 // New validates cfg and loads the identity; it starts no listener.
@@ -190,8 +181,6 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
-
-		corruptServe: liar(),
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
 	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
@@ -253,6 +242,22 @@ func (m *Mesh) active() bool {
 // serves until ctx is cancelled; then it announces it is leaving, leaves
 // (bounded), closes everything and returns nil. It may be called once.
 func (m *Mesh) Run(ctx context.Context) error {
+	return m.run(ctx, runOptions{corrupt: liar()})
+}
+
+// runOptions are the faults only tests ask for, given to run rather than
+// kept in Mesh, so a production Mesh holds no test hooks.
+type runOptions struct {
+	// crash makes shutdown skip announcing and leaving, as a killed
+	// process would, so peers must detect the death.
+	crash bool
+	// corrupt alters outgoing chunk bytes: a lying peer cannot be made
+	// otherwise, since every honest path verifies. Run sets it only in
+	// builds for the lying-peer integration test (liar.go).
+	corrupt func([]byte) []byte
+}
+
+func (m *Mesh) run(ctx context.Context, opts runOptions) error {
 	if !m.started.CompareAndSwap(false, true) {
 		return errors.New("run mesh: already started")
 	}
@@ -292,7 +297,7 @@ func (m *Mesh) Run(ctx context.Context) error {
 		return fmt.Errorf("run mesh: start libp2p host: %w", err)
 	}
 	m.host = h
-	h.SetStreamHandler(ProtocolID, m.handleStream)
+	h.SetStreamHandler(ProtocolID, func(s network.Stream) { m.handleStream(s, opts.corrupt) })
 	h.SetStreamHandler(DocProtocolID, m.handleDoc)
 	h.SetStreamHandler(ObjectProtocolID, m.handleObject)
 
@@ -307,8 +312,11 @@ func (m *Mesh) Run(ctx context.Context) error {
 		return fmt.Errorf("run mesh: start gossip on %s: %w", m.cfg.GossipAddr, err)
 	}
 	m.ml = ml
+	// LocalNode points into memberlist's state, which UpdateNode rewrites
+	// under a lock we cannot take: read it once, before metaLoop runs.
 	ln := ml.LocalNode()
-	m.gossipAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	selfIP, selfPort := ln.Addr, int(ln.Port)
+	m.gossipAddr = net.JoinHostPort(selfIP.String(), strconv.Itoa(selfPort))
 	close(m.ready)
 	m.log.Info("mesh up", "gossip", m.gossipAddr, "peer", m.pid, "p2p", h.Addrs())
 
@@ -319,11 +327,11 @@ func (m *Mesh) Run(ctx context.Context) error {
 	g.Go(func() error { m.metaLoop(gctx); return nil })
 	g.Go(func() error { m.sums.resendLoop(gctx); return nil })
 	if m.cfg.MDNS {
-		g.Go(func() error { m.mdnsLoop(gctx); return nil })
+		g.Go(func() error { m.mdnsLoop(gctx, selfIP, selfPort); return nil })
 	}
 	<-ctx.Done()
 	_ = g.Wait()
-	m.shutdown()
+	m.shutdown(opts.crash)
 	return nil
 }
 
@@ -334,9 +342,10 @@ const (
 	metaUpdateTimeout    = 5 * time.Second
 )
 
-// shutdown leaves the site gracefully, within bounds, and closes everything.
-func (m *Mesh) shutdown() {
-	if !m.crashStop {
+// shutdown leaves the site gracefully, within bounds, and closes everything;
+// with crash it leaves as a killed process does: without a word.
+func (m *Mesh) shutdown(crash bool) {
+	if !crash {
 		// Announce first, so peers route chunks elsewhere before we go.
 		m.leaving.Store(true)
 		if err := m.ml.UpdateNode(leaveAnnounceTimeout); err != nil {

@@ -94,7 +94,7 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 func TestOwnedOnePerChunk(t *testing.T) {
 	w := newTestWAN(t)
 	cids, _ := w.add(t, 60, 4<<10)
-	alone := startNode(t, loopbackConfig(siteKey(t), "alone"), w, nil)
+	alone := startNode(t, loopbackConfig(siteKey(t), "alone"), w, nil, runOptions{})
 	if alone.m.Owned()(cids[0]) {
 		t.Errorf("a node alone reports owning a chunk")
 	}

@@ -21,7 +21,8 @@ const (
 // handleStream serves chunk requests on one stream, one after another, until
 // the peer closes it or leaves it idle: from the store, or, when asked as
 // owner and we agree (or asked to take over), from our WAN, once per CID.
-func (m *Mesh) handleStream(s network.Stream) {
+// corrupt, nil but in tests, alters the bytes served (runOptions).
+func (m *Mesh) handleStream(s network.Stream, corrupt func([]byte) []byte) {
 	if !m.handlerStart(s, true) {
 		return
 	}
@@ -37,7 +38,7 @@ func (m *Mesh) handleStream(s network.Stream) {
 			_ = s.Close()
 			return
 		}
-		if !m.serveOne(s, r) {
+		if !m.serveOne(s, r, corrupt) {
 			_ = s.Reset()
 			return
 		}
@@ -59,7 +60,7 @@ func (m *Mesh) handlerStart(s network.Stream, serve bool) bool {
 
 // serveOne reads one request from r and answers it on s. It returns false
 // when the stream cannot carry another request.
-func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
+func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader, corrupt func([]byte) []byte) bool {
 	ctx, cancel := context.WithTimeout(m.serveCtx, m.cfg.RequestTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
@@ -86,8 +87,8 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader) bool {
 	}
 	defer func() { <-m.serveSem }()
 	data, status := m.serveData(ctx, c, flag)
-	if status == statusOK && m.corruptServe != nil {
-		data = m.corruptServe(data)
+	if status == statusOK && corrupt != nil {
+		data = corrupt(data)
 	}
 	if status == statusOK && m.cfg.UploadThrottle != nil {
 		// Paid before the write, within the request's time: a capped

@@ -19,7 +19,7 @@ func TestSummariesSpread(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	late := startNode(t, loopbackConfig(key, "node-late", nodes[0].m.GossipAddr()), w, nil)
+	late := startNode(t, loopbackConfig(key, "node-late", nodes[0].m.GossipAddr()), w, nil, runOptions{})
 	all := append(nodes, late)
 	waitAlive(t, all, 3)
 	if err := late.m.SetSummary([]byte("late")); err != nil {

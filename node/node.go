@@ -221,6 +221,9 @@ func (n *Node) close() {
 
 // Run serves the node until ctx is cancelled: the API, the mesh, the scheduled
 // checks. In-flight work stops on cancel and nothing half-written stays visible.
+// Every listener is bound first: a taken port fails Run before anything starts.
+// Every goroutine Run starts is in its errgroup, and Run closes every server
+// before it returns, within stopBound of the stop.
 func (n *Node) Run(ctx context.Context) (err error) {
 	stopped := true // false: work outlived the stop bound; the store stays open
 	defer func() {
@@ -230,7 +233,11 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			n.list.Close()
 		}
 	}()
-	parent := ctx
+	srvs, err := n.listen()
+	if err != nil {
+		return fmt.Errorf("run node: %w", err)
+	}
+	defer srvs.close()
 	n.started = time.Now()
 	for _, f := range n.followers {
 		f.recover(ctx)
@@ -239,60 +246,21 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.gossipRunning()
 
 	g, ctx := errgroup.WithContext(ctx)
-	var servers []*http.Server
-	if n.cfg.API != "off" {
-		if !api.IsLoopback(n.cfg.API) && n.cfg.APIToken == "" {
-			return fmt.Errorf("api %s is not loopback: set api_token (--api-token)", n.cfg.API)
-		}
-		ln, err := net.Listen("tcp", n.cfg.API)
-		if err != nil {
-			return fmt.Errorf("api: listen %s: %w", n.cfg.API, err)
-		}
-		n.stat.apiAddr = ln.Addr().String()
-		srv := newHTTPServer(ctx, api.NewHandler(n, api.Options{Token: n.cfg.APIToken, Logger: n.log, Version: n.cfg.Version}))
-		servers = append(servers, srv)
-		g.Go(func() error { return serveUntilClosed(srv, ln) })
-	}
-	if n.cfg.ServeRepo != "" {
-		ln, err := net.Listen("tcp", n.cfg.ServeRepo)
-		if err != nil {
-			return fmt.Errorf("serve-repo: listen %s: %w", n.cfg.ServeRepo, err)
-		}
-		n.stat.serveAddr = ln.Addr().String()
-		srv := newHTTPServer(ctx, n.repoHandler())
-		servers = append(servers, srv)
-		g.Go(func() error { return serveUntilClosed(srv, ln) })
-	}
-	if n.cfg.ServeFiles.Addr != "" {
-		srv, ln, err := n.fileServer(ctx)
-		if err != nil {
-			return err
-		}
-		servers = append(servers, srv)
-		g.Go(func() error { return serveUntilClosed(srv, ln) })
-	}
-	if n.proxy != nil {
-		ln, err := net.Listen("tcp", n.cfg.ProxyCache.Addr)
-		if err != nil {
-			return fmt.Errorf("proxy-cache: listen %s: %w", n.cfg.ProxyCache.Addr, err)
-		}
-		n.log.Info("caching proxy", "addr", ln.Addr().String(), "allow", n.cfg.ProxyCache.Allow)
-		// Fills outlive the client that started them, not the node: a stop
-		// ends them and the tunnels, so the stop stays within its bound.
-		defer context.AfterFunc(ctx, n.proxy.Close)()
-		srv := newHTTPServer(ctx, n.proxy)
-		servers = append(servers, srv)
-		g.Go(func() error { return serveUntilClosed(srv, ln) })
-	}
 	if n.mesh != nil {
+		// The mesh binds its own ports; the HTTP servers start once it has,
+		// or once it failed and cancelled ctx.
 		g.Go(func() error { return n.mesh.Run(ctx) })
 		select {
 		case <-n.mesh.Ready():
 		case <-ctx.Done():
 		}
 	}
-	n.log.Info("node running", "api", n.stat.apiAddr, "channel", n.cfg.Channel, "channels", len(n.followers), "sources", len(n.cfg.Sources),
-		"serve_repo", n.stat.serveAddr, "site", n.siteID)
+	srvs.serve(ctx, g)
+	n.mu.Lock()
+	apiAddr, serveAddr := n.stat.apiAddr, n.stat.serveAddr
+	n.mu.Unlock()
+	n.log.Info("node running", "api", apiAddr, "channel", n.cfg.Channel, "channels", len(n.followers), "sources", len(n.cfg.Sources),
+		"serve_repo", serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
 	g.Go(func() error { n.scrubLoop(ctx); return nil })
 	g.Go(func() error { n.siteLoop(ctx); return nil })
@@ -305,16 +273,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		n.schedule(ctx)
 		return nil
 	})
-	g.Go(func() error {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, s := range servers {
-			_ = s.Shutdown(shut)
-		}
-		return nil
-	})
-	if !waitBounded(parent, g) {
+	// ctx, the group's, ends with the stop or with the first part that fails.
+	if !waitBounded(ctx, g) {
 		stopped = false
 		err = fmt.Errorf("stop node: work still running %s after the stop was asked; leaving it and the chunk store to the kernel", stopBound)
 		n.log.Error("node stopped", "err", err)
@@ -356,13 +316,6 @@ func waitBounded(ctx context.Context, g *errgroup.Group) bool {
 func newHTTPServer(ctx context.Context, h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-}
-
-func serveUntilClosed(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // awaitSite gives a joining node a few seconds to see its site before the first

@@ -15,9 +15,9 @@ import (
 	"github.com/patchmesh/patchmesh/node/fileview"
 )
 
-// fileServer listens for the file view (--serve-files): the current release's
+// fileListener listens for the file view (--serve-files): the current release's
 // files by path, over HTTP or, with a certificate, HTTPS.
-func (n *Node) fileServer(ctx context.Context) (*http.Server, net.Listener, error) {
+func (n *Node) fileListener() (net.Listener, http.Handler, error) {
 	c := n.cfg.ServeFiles
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, nil, errors.New("serve-files: give both the TLS certificate and its key, or neither")
@@ -38,9 +38,8 @@ func (n *Node) fileServer(ctx context.Context) (*http.Server, net.Listener, erro
 		ln = tls.NewListener(ln, tlsConf)
 	}
 	h := fileview.NewHandler(fileview.Options{Current: n.fileRelease, Pending: n.filePending, Digests: n.releaseDigests, Index: c.Index, Logger: n.log})
-	srv := newHTTPServer(ctx, h)
 	n.log.Info("serving the current release's files", "addr", ln.Addr().String(), "tls", tlsConf != nil, "index", c.Index)
-	return srv, ln, nil
+	return ln, h, nil
 }
 
 // fileRelease is the release the file view serves: the first channel's
