@@ -115,6 +115,12 @@ func TestRolloutStagesAndTargets(t *testing.T) {
 			continue
 		}
 		n.WaitVersion(t, "2.0.0", 120*time.Second)
+		// The release shows as current once switched; its activation time
+		// once the health check confirmed it.
+		waitFor(t, 60*time.Second, func() bool {
+			st, err := n.status()
+			return err == nil && st.Current != nil && !st.Current.Activated.IsZero() && st.Rollout != nil && st.Rollout.Action == "done"
+		}, n.Name+" to confirm 2.0.0")
 	}
 	for i, s := range sites {
 		canary := 0
