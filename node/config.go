@@ -20,6 +20,7 @@ import (
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/window"
 	"github.com/patchmesh/patchmesh/mesh"
+	"github.com/patchmesh/patchmesh/node/proxy"
 	"github.com/patchmesh/patchmesh/node/ratecap"
 	"github.com/patchmesh/patchmesh/node/source"
 )
@@ -216,6 +217,7 @@ func DefaultConfig() Config {
 		RolloutPoll:   Duration(time.Minute),
 		Hooks:         HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
 		Mesh:          MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout)},
+		ProxyCache:    ProxyCacheConfig{MaxObject: proxy.DefaultMaxObject, MaxBytes: proxy.DefaultMaxBytes},
 		Report:        ReportConfig{Interval: Duration(time.Minute)},
 		GOOS:          runtime.GOOS,
 		GOARCH:        runtime.GOARCH,
