@@ -19,7 +19,10 @@ import (
 
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/window"
+	"github.com/patchmesh/patchmesh/mesh"
+	"github.com/patchmesh/patchmesh/node/proxy"
 	"github.com/patchmesh/patchmesh/node/ratecap"
+	"github.com/patchmesh/patchmesh/node/source"
 )
 
 // Config of a node. DefaultConfig gives every optional field a sane value; the
@@ -196,19 +199,26 @@ type MeshConfig struct {
 	FallbackDelay Duration `yaml:"fallback_delay"`
 }
 
-// DefaultConfig returns the defaults every field falls back to.
+// DefaultConfig returns the defaults every field falls back to: the one
+// place they are written, read by withDefaults, LoadConfig and the flags' help.
 func DefaultConfig() Config {
 	t := true
+	so := source.DefaultOptions()
 	return Config{
 		Channel:       "stable",
 		CheckInterval: Duration(time.Hour),
+		SourceTimeout: Duration(so.Timeout),
+		IdleTimeout:   Duration(so.IdleTimeout),
 		API:           "127.0.0.1:7780",
 		Keep:          2,
 		Concurrency:   16,
 		ScrubRate:     1 << 20,
 		ScrubInterval: Duration(24 * time.Hour),
+		RolloutPoll:   Duration(time.Minute),
 		Hooks:         HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
-		Mesh:          MeshConfig{Gossip: "0.0.0.0:7946"},
+		Mesh:          MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout)},
+		ProxyCache:    ProxyCacheConfig{MaxObject: proxy.DefaultMaxObject, MaxBytes: proxy.DefaultMaxBytes},
+		Report:        ReportConfig{Interval: Duration(time.Minute)},
 		GOOS:          runtime.GOOS,
 		GOARCH:        runtime.GOARCH,
 	}
@@ -282,7 +292,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("config: %w", err)
 	}
 	if c.Report.Interval <= 0 {
-		c.Report.Interval = Duration(time.Minute)
+		c.Report.Interval = d.Report.Interval
 	}
 	if c.Report.To != "" && c.Report.TokenFile == "" {
 		return c, errors.New("config: report to " + c.Report.To + " needs a report token file (--report-token-file)")
@@ -291,10 +301,19 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("config: reports to a fleet collector need a site (--site-key)")
 	}
 	if c.RolloutPoll <= 0 {
-		c.RolloutPoll = Duration(time.Minute)
+		c.RolloutPoll = d.RolloutPoll
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = d.CheckInterval
+	}
+	if c.SourceTimeout <= 0 {
+		c.SourceTimeout = d.SourceTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.Mesh.SiteTimeout <= 0 {
+		c.Mesh.SiteTimeout = d.Mesh.SiteTimeout
 	}
 	if c.CheckJitter == 0 {
 		c.CheckJitter = c.CheckInterval / 10

@@ -41,6 +41,12 @@ type Site interface {
 	OpenObject(ctx context.Context, r mesh.ObjectRequest) (io.ReadCloser, error)
 }
 
+// Defaults of Options' sizes, which the node's config shows as its own.
+const (
+	DefaultMaxObject = 512 << 20
+	DefaultMaxBytes  = 2 << 30
+)
+
 // Options configure a Cache. Zero values take the documented defaults.
 type Options struct {
 	// Allow lists the upstream hosts the proxy serves: "host" (any port),
@@ -66,10 +72,10 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.MaxObject <= 0 {
-		o.MaxObject = 512 << 20
+		o.MaxObject = DefaultMaxObject
 	}
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = 2 << 30
+		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.MaxUpstream <= 0 {
 		o.MaxUpstream = 8
