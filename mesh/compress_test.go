@@ -45,7 +45,7 @@ func TestCompressedTransfer(t *testing.T) {
 
 	// Through Fetch, the receiver stores the frame as it came.
 	data, o, err := asker.m.Fetch(ctx, c)
-	if err != nil || !bytes.Equal(data, raw) || o.Local {
+	if err != nil || !bytes.Equal(data, raw) || o.Local() {
 		t.Fatalf("Fetch: %d bytes from %+v, %v", len(data), o, err)
 	}
 	kept, err := asker.st.GetWire(ctx, c)

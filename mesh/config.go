@@ -87,7 +87,7 @@ type Config struct {
 	// Stored, if set, is told of every chunk the mesh stores, just before it
 	// stores it, with where it came from: those this node asked for and those
 	// it fetched for peers, as their owner. Zero: nobody is told.
-	Stored func(c cid.Cid, o Origin)
+	Stored func(c cid.Cid, o chunk.Origin)
 	// BadPeer, if set, is told of every chunk a member sent that did not
 	// match its CID, with the member's name (its peer id if it has none) and
 	// why: the mesh has penalized the member and asks another. Zero: the

@@ -297,8 +297,8 @@ func aliveCount(m *Mesh) int {
 }
 
 // fetchAll fetches every CID on node n concurrently, and returns the origins.
-func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]Origin, error) {
-	origins := make([]Origin, len(cids))
+func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]chunk.Origin, error) {
+	origins := make([]chunk.Origin, len(cids))
 	errs := make(chan error, len(cids))
 	var wg sync.WaitGroup
 	// Shuffle, so nodes do not walk the list in the same order.

@@ -54,13 +54,6 @@ type WAN interface {
 	FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error)
 }
 
-// Origin says where the bytes Fetch returned came from.
-type Origin struct {
-	WAN   bool   // this node fetched them from its WAN sources
-	Peer  string // member name, when they came over the LAN
-	Local bool   // they were already in the store
-}
-
 // Stats are the mesh's counters since New.
 type Stats struct {
 	WANBytes       int64 // wire bytes of verified chunks this node fetched from its WAN

@@ -12,7 +12,6 @@ import (
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
 	"github.com/patchmesh/patchmesh/mesh"
-	"github.com/patchmesh/patchmesh/node/pipeline"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -116,15 +115,15 @@ func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, b
 }
 
 // Fetch implements pipeline.Source for a node without a mesh.
-func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, pipeline.Origin, error) {
+func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	data, wire, err := w.FetchChunk(ctx, c)
 	if err != nil {
-		return nil, pipeline.Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
 	if err := w.node.store.PutVerifiedWire(ctx, c, data, wire); err != nil { // FetchChunk verified it
-		return nil, pipeline.Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
-	return data, pipeline.Origin{WAN: true}, nil
+	return data, chunk.Origin{WAN: true}, nil
 }
 
 // meshSource asks the site first; the mesh itself falls back to our WAN
@@ -134,20 +133,15 @@ type meshSource struct {
 	node *Node
 }
 
-func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, pipeline.Origin, error) {
+func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	data, o, err := s.m.Fetch(ctx, c)
 	if err != nil {
-		return nil, pipeline.Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
 	if o.Peer != "" {
 		s.node.countLAN(o.Peer, int64(len(data)))
 	}
-	return data, originOf(o), nil
-}
-
-// originOf converts the mesh's Origin at the node↔mesh seam.
-func originOf(o mesh.Origin) pipeline.Origin {
-	return pipeline.Origin{WAN: o.WAN, Peer: o.Peer}
+	return data, o, nil
 }
 
 // storedOrigins remembers where the chunks the mesh stored came from, until a
@@ -157,16 +151,16 @@ func originOf(o mesh.Origin) pipeline.Origin {
 // held already. Past maxStoredOrigins unclaimed chunks, more are not noted.
 type storedOrigins struct {
 	mu sync.Mutex
-	m  map[cid.Cid]pipeline.Origin
+	m  map[cid.Cid]chunk.Origin
 }
 
 const maxStoredOrigins = 1 << 16
 
-func (s *storedOrigins) note(c cid.Cid, o pipeline.Origin) {
+func (s *storedOrigins) note(c cid.Cid, o chunk.Origin) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[cid.Cid]pipeline.Origin)
+		s.m = make(map[cid.Cid]chunk.Origin)
 	}
 	if len(s.m) < maxStoredOrigins {
 		s.m[c] = o
@@ -174,7 +168,7 @@ func (s *storedOrigins) note(c cid.Cid, o pipeline.Origin) {
 }
 
 // take returns, and forgets, where the mesh got c, if it noted it.
-func (s *storedOrigins) take(c cid.Cid) (pipeline.Origin, bool) {
+func (s *storedOrigins) take(c cid.Cid) (chunk.Origin, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.m[c]

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchmesh/patchmesh/chunk"
@@ -181,9 +180,7 @@ func New(cfg Config) (*Node, error) {
 		mc.UploadThrottle = n.caps.lan
 		mc.Logger = n.log
 		mc.Codec = codec
-		mc.Stored = func(c cid.Cid, o mesh.Origin) {
-			n.stored.note(c, originOf(o))
-		}
+		mc.Stored = n.stored.note
 		mc.BadPeer = n.peerSentBad
 		n.mesh, err = mesh.New(mc, n.store, n.wan)
 		if err != nil {
