@@ -348,13 +348,11 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wi
 	if err != nil {
 		m.stats.verifyFailures.Add(1)
 		m.penalize(p, "sent bytes that do not decode to the CID's chunk")
-		if m.cfg.BadPeer != nil {
-			name, ok := m.members.nameOf(p)
-			if !ok {
-				name = p.String()
-			}
-			m.cfg.BadPeer(c, name, err)
+		name, ok := m.members.nameOf(p)
+		if !ok {
+			name = p.String()
 		}
+		m.node.BadPeer(c, name, err)
 		return wireChunk{}, err
 	}
 	m.peerOK(p)
@@ -447,7 +445,7 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string
 			return fetchResult{}, err
 		}
 		m.log.Debug("WAN fetch", "cid", c, "why", why)
-		raw, wire, err := m.wan.FetchChunk(ctx, c)
+		raw, wire, err := m.node.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
@@ -460,12 +458,10 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string
 }
 
 // store puts a verified chunk in the store, in the wire form it came in,
-// and tells Config.Stored.
+// and tells the Delegate.
 func (m *Mesh) store(ctx context.Context, c cid.Cid, w wireChunk, o chunk.Origin) (fetchResult, error) {
 	// Told first: whoever finds the chunk stored must find its origin too.
-	if m.cfg.Stored != nil {
-		m.cfg.Stored(c, o)
-	}
+	m.node.Stored(c, o)
 	if err := m.st.PutVerifiedWire(ctx, c, w.raw, w.wire); err != nil {
 		return fetchResult{}, fmt.Errorf("store: %w", err)
 	}

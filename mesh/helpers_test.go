@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,10 +155,47 @@ func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, []byte, 
 	return raw, wire, err
 }
 
+// testDelegate is a small fake of the node behind a Mesh: its WAN is the test
+// server, its documents a map; it counts its WAN bytes (the node owns that
+// counter, not the mesh) and passes bad-peer reports to badPeer.
+type testDelegate struct {
+	wan       wanClient
+	docs      mapDocs
+	badPeer   func(c cid.Cid, member string, err error)
+	wanBytes  atomic.Int64
+	wanChunks atomic.Int64
+}
+
+func (d *testDelegate) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, []byte, error) {
+	raw, wire, err := d.wan.FetchChunk(ctx, c)
+	if err == nil {
+		d.wanBytes.Add(int64(len(wire)))
+		d.wanChunks.Add(1)
+	}
+	return raw, wire, err
+}
+
+func (d *testDelegate) ReadDoc(ctx context.Context, p string) ([]byte, error) {
+	return d.docs.ReadDoc(ctx, p)
+}
+
+func (d *testDelegate) ServeObject(context.Context, []byte, io.Writer) error {
+	return errors.New("no objects here")
+}
+
+func (d *testDelegate) Stored(cid.Cid, chunk.Origin) {}
+
+func (d *testDelegate) BadPeer(c cid.Cid, member string, err error) {
+	if d.badPeer != nil {
+		d.badPeer(c, member, err)
+	}
+}
+
 // testNode is one running Mesh with its own badger store.
 type testNode struct {
 	m      *Mesh
 	st     *store.Store
+	d      *testDelegate
 	cancel context.CancelFunc
 	exited chan struct{} // closed when Run returned
 	err    error         // what Run returned
@@ -214,11 +253,18 @@ func loopbackConfig(key []byte, name string, join ...string) Config {
 	return cfg
 }
 
-// startNode creates and runs a node; setup may adjust the Mesh before Run.
+// startNode creates and runs a node; setup may adjust the Mesh before Run. A
+// *testDelegate in cfg is kept, its WAN pointed at w; else a new one is made.
 func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNode {
 	t.Helper()
 	st := openStore(t)
-	m, err := New(cfg, st, wanClient{url: w.srv.URL, node: cfg.Name})
+	d, _ := cfg.Delegate.(*testDelegate)
+	if d == nil {
+		d = &testDelegate{}
+	}
+	d.wan = wanClient{url: w.srv.URL, node: cfg.Name}
+	cfg.Delegate = d
+	m, err := New(cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +272,7 @@ func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh)) *testNod
 		setup(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{m: m, st: st, cancel: cancel, exited: make(chan struct{})}
+	n := &testNode{m: m, st: st, d: d, cancel: cancel, exited: make(chan struct{})}
 	go func() {
 		defer close(n.exited)
 		n.err = m.Run(ctx)

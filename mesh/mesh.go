@@ -46,14 +46,6 @@ type Store interface {
 	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
 }
 
-// WAN is this node's own update sources (HTTP, FTP, folder). The mesh asks it
-// only for chunks this node owns, or as the last resort.
-type WAN interface {
-	// FetchChunk returns chunk c, decoded and verified against c, and the
-	// wire form it was read in (a zstd frame, or raw itself).
-	FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error)
-}
-
 // Stats are the mesh's counters since New.
 type Stats struct {
 	WANBytes       int64 // wire bytes of verified chunks this node fetched from its WAN
@@ -75,13 +67,10 @@ type Mesh struct {
 	cfg  Config
 	log  *slog.Logger
 	st   Store
-	wan  WAN
+	node Delegate // cfg.Delegate
 	priv crypto.PrivKey
 	pid  peer.ID
 	name string
-	docs Docs // set by SetDocs before Run; nil: serve no documents
-	// objects is set by SetObjects before Run; nil: serve no objects.
-	objects Objects
 
 	started atomic.Bool
 	ready   chan struct{} // closed when listeners are up
@@ -137,13 +126,15 @@ type Mesh struct {
 }
 
 // New validates cfg and loads the identity; it starts no listener.
-func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
+// The store is the node's chunk store, which the mesh reads and fills; all
+// else it needs of the node comes through cfg.Delegate.
+func New(cfg Config, st Store) (*Mesh, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("new mesh: %w", err)
 	}
-	if st == nil || wan == nil {
-		return nil, fmt.Errorf("new mesh: store and WAN are required: %w", ErrConfig)
+	if st == nil {
+		return nil, fmt.Errorf("new mesh: a store is required: %w", ErrConfig)
 	}
 	priv, err := loadIdentity(cfg.IdentityFile)
 	if err != nil {
@@ -169,7 +160,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("member", name),
 		st:        st,
-		wan:       wan,
+		node:      cfg.Delegate,
 		priv:      priv,
 		pid:       pid,
 		name:      name,

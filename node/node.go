@@ -180,15 +180,13 @@ func New(cfg Config) (*Node, error) {
 		mc.UploadThrottle = n.caps.lan
 		mc.Logger = n.log
 		mc.Codec = codec
-		mc.Stored = n.stored.note
-		mc.BadPeer = n.peerSentBad
-		n.mesh, err = mesh.New(mc, n.store, n.wan)
+		mc.Delegate = meshDelegate{n}
+		n.mesh, err = mesh.New(mc, n.store)
 		if err != nil {
 			n.close()
 			return nil, err
 		}
 		chunks = &meshSource{m: n.mesh, node: n}
-		n.mesh.SetDocs(siteDocs{n})
 		// Peers hand out signed heads and manifests when every source is down.
 		srcs = append(srcs, siteSource{n.mesh})
 	}
