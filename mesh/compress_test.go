@@ -83,7 +83,7 @@ func TestCompressedFromWAN(t *testing.T) {
 	}
 	var wan int64
 	for _, n := range nodes {
-		wan += n.m.Stats().WANBytes
+		wan += n.d.wanBytes.Load()
 	}
 	if wan != int64(len(wire)) {
 		t.Errorf("WAN bytes %d, want the frame's %d once", wan, len(wire))

@@ -450,9 +450,6 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
 		}
-		// WAN byte counters count what moved: the wire form.
-		m.stats.wanBytes.Add(int64(len(wire)))
-		m.stats.wanChunks.Add(1)
 		return m.store(ctx, c, wireChunk{raw: raw, wire: wire}, chunk.Origin{WAN: true})
 	})
 }

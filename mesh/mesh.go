@@ -46,10 +46,10 @@ type Store interface {
 	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
 }
 
-// Stats are the mesh's counters since New.
+// Stats are the mesh's counters since New. They count what moves through the
+// mesh; WAN bytes are the Delegate's to count, since its FetchChunk moves them
+// (and the node reads its WAN without a mesh too).
 type Stats struct {
-	WANBytes       int64 // wire bytes of verified chunks this node fetched from its WAN
-	WANChunks      int64
 	LANBytes       int64 // wire bytes of verified chunks received from peers
 	LANChunks      int64
 	LocalChunks    int64 // Fetch calls answered from the store
@@ -110,7 +110,7 @@ type Mesh struct {
 	handlers sync.WaitGroup
 
 	stats struct {
-		wanBytes, wanChunks, lanBytes, lanChunks, localChunks atomic.Int64
+		lanBytes, lanChunks, localChunks                      atomic.Int64
 		servedBytes, servedChunks, verifyFailures, peerErrors atomic.Int64
 		penalties                                             atomic.Int64
 	}
@@ -597,8 +597,6 @@ func (m *Mesh) Members() []Member {
 func (m *Mesh) Stats() Stats {
 	s := &m.stats
 	return Stats{
-		WANBytes:       s.wanBytes.Load(),
-		WANChunks:      s.wanChunks.Load(),
 		LANBytes:       s.lanBytes.Load(),
 		LANChunks:      s.lanChunks.Load(),
 		LocalChunks:    s.localChunks.Load(),

@@ -63,8 +63,8 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 				t.Errorf("WAN bytes %.3fx the chunk bytes, want 1x", ratio)
 			}
 			for i, n := range nodes {
-				if s := n.m.Stats(); i >= tt.dps && tt.dps > 0 && s.WANChunks != 0 {
-					t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), s.WANChunks)
+				if c := n.d.wanChunks.Load(); i >= tt.dps && tt.dps > 0 && c != 0 {
+					t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), c)
 				}
 			}
 			// Every node but the owner got each chunk over the LAN. A server

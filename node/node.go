@@ -148,7 +148,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.followers = append(n.followers, f)
 	}
-	n.wan = &wanSource{node: n, codec: codec}
+	n.wan = &wanSource{codec: codec, st: n.store, followers: n.followers, site: cfg.Mesh.SiteKey != "", verifyFailed: n.verifyFailed}
 	var chunks pipeline.Source = n.wan
 
 	if cfg.Mesh.SiteKey != "" {
@@ -186,7 +186,7 @@ func New(cfg Config) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		chunks = &meshSource{m: n.mesh, node: n}
+		chunks = n.mesh // asks the site first, and falls back to n.wan itself
 		// Peers hand out signed heads and manifests when every source is down.
 		srcs = append(srcs, siteSource{n.mesh})
 	}
