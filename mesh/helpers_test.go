@@ -157,13 +157,16 @@ func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, []byte, 
 
 // testDelegate is a small fake of the node behind a Mesh: its WAN is the test
 // server, its documents a map; it counts its WAN bytes (the node owns that
-// counter, not the mesh) and passes bad-peer reports to badPeer.
+// counter, not the mesh), notes what it is told was stored, and passes
+// bad-peer reports to badPeer.
 type testDelegate struct {
 	wan       wanClient
 	docs      mapDocs
 	badPeer   func(c cid.Cid, member string, err error)
 	wanBytes  atomic.Int64
 	wanChunks atomic.Int64
+	mu        sync.Mutex
+	stored    map[cid.Cid]chunk.Origin
 }
 
 func (d *testDelegate) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, []byte, error) {
@@ -183,7 +186,22 @@ func (d *testDelegate) ServeObject(context.Context, []byte, io.Writer) error {
 	return errors.New("no objects here")
 }
 
-func (d *testDelegate) Stored(cid.Cid, chunk.Origin) {}
+func (d *testDelegate) Stored(c cid.Cid, o chunk.Origin) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stored == nil {
+		d.stored = make(map[cid.Cid]chunk.Origin)
+	}
+	d.stored[c] = o
+}
+
+// storedOrigin returns what the mesh told of c's storing, if it did.
+func (d *testDelegate) storedOrigin(c cid.Cid) (chunk.Origin, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.stored[c]
+	return o, ok
+}
 
 func (d *testDelegate) BadPeer(c cid.Cid, member string, err error) {
 	if d.badPeer != nil {

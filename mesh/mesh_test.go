@@ -115,3 +115,30 @@ func TestOwnedOnePerChunk(t *testing.T) {
 		}
 	}
 }
+
+// TestDelegateToldOfStored: the Delegate is told of every chunk the mesh
+// stores with the Origin Fetch returns, and the owner that fetched a chunk
+// from its WAN for a peer is told it came from the WAN.
+func TestDelegateToldOfStored(t *testing.T) {
+	w := newTestWAN(t)
+	cids, _ := w.add(t, 40, 16<<10)
+	nodes := startSite(t, siteKey(t), w, 2, siteOpts{})
+	asker, other := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	origins, err := fetchAll(ctx, asker, cids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cids {
+		got, ok := asker.d.storedOrigin(c)
+		if !ok || got != origins[i] {
+			t.Errorf("chunk %s: delegate told %+v (%v), Fetch returned %+v", c, got, ok, origins[i])
+		}
+		if origins[i].Peer == other.m.Name() {
+			if o, ok := other.d.storedOrigin(c); !ok || !o.WAN {
+				t.Errorf("chunk %s: its owner's delegate told %+v (%v), want from the WAN", c, o, ok)
+			}
+		}
+	}
+}
