@@ -33,6 +33,12 @@
 // pinned by golden tests. DefaultParams was chosen by measurement, see
 // PARAMS.md.
 //
+// # Origin
+//
+// Where a chunk's bytes came from: an update source (the WAN), a member of
+// the site, or the store (the zero Origin). The mesh reports it and the
+// node's pipeline records it, with this one type.
+//
 // # Store
 //
 // Where a node keeps the chunks it holds: package chunk/store, a badger

@@ -48,7 +48,7 @@ func TestCompressedTransfer(t *testing.T) {
 
 	// Through Fetch, the receiver stores the frame as it came.
 	data, o, err := asker.m.Fetch(ctx, c)
-	if err != nil || !bytes.Equal(data, raw) || o.Local {
+	if err != nil || !bytes.Equal(data, raw) || o.Local() {
 		t.Fatalf("Fetch: %d bytes from %+v, %v", len(data), o, err)
 	}
 	kept, err := asker.st.GetWire(ctx, c)
@@ -86,7 +86,7 @@ func TestCompressedFromWAN(t *testing.T) {
 	}
 	var wan int64
 	for _, n := range nodes {
-		wan += n.m.Stats().WANBytes
+		wan += n.d.wanBytes.Load()
 	}
 	if wan != int64(len(wire)) {
 		t.Errorf("WAN bytes %d, want the frame's %d once", wan, len(wire))

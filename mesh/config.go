@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/patchmesh/patchmesh/chunk"
@@ -84,15 +83,9 @@ type Config struct {
 	// PenaltyDuration is how long a peer that sent bad bytes, or failed
 	// repeatedly, is not asked. Zero: 1 minute.
 	PenaltyDuration time.Duration
-	// Stored, if set, is told of every chunk the mesh stores, just before it
-	// stores it, with where it came from: those this node asked for and those
-	// it fetched for peers, as their owner. Zero: nobody is told.
-	Stored func(c cid.Cid, o Origin)
-	// BadPeer, if set, is told of every chunk a member sent that did not
-	// match its CID, with the member's name (its peer id if it has none) and
-	// why: the mesh has penalized the member and asks another. Zero: the
-	// mesh only logs and counts it (Stats.VerifyFailures).
-	BadPeer func(c cid.Cid, member string, err error)
+	// Delegate is the node the mesh works for: its WAN, its documents and
+	// objects, and what it is told of stored chunks and bad peers. Required.
+	Delegate Delegate
 	// Logger receives the mesh's logs. Zero: slog.Default().
 	Logger *slog.Logger
 	// Codec decodes the compressed chunks peers send. Zero: a new one.
@@ -137,6 +130,9 @@ func DefaultConfig() Config {
 func (c Config) withDefaults() (Config, error) {
 	if len(c.SiteKey) != 32 {
 		return c, fmt.Errorf("site key is %d bytes, want 32 (generate one with patchmesh keygen): %w", len(c.SiteKey), ErrConfig)
+	}
+	if c.Delegate == nil {
+		return c, fmt.Errorf("no delegate: %w", ErrConfig)
 	}
 	c.SiteKey = append([]byte(nil), c.SiteKey...)
 	if c.GossipAddr == "" {

@@ -36,8 +36,32 @@
 // (see streams.go). The requester decodes (capped at chunk.MaxSize) and
 // verifies every chunk against its CID before storing it, compressed as it
 // came; a peer that sends bad bytes is penalized for a while. Version 1 moved
-// raw bytes only: peers of the two versions do not talk. Byte counters
-// (Stats) count wire bytes.
+// raw bytes only: peers of the two versions do not talk.
+//
+// # Delegate
+//
+// The one seam to the node, as memberlist takes one Delegate: Config.Delegate
+// is everything the mesh needs of the node that runs it (its WAN as a chunk's
+// owner, its documents and objects for peers, and what to tell it of stored
+// chunks and bad peers). New takes that config and the chunk store; the node
+// tells the mesh what to gossip by calling it (SetHolding, SetStatus,
+// SetSummary), and the mesh holds no other pointer to it. Where a chunk's
+// bytes came from is a chunk.Origin, the type the node's pipeline uses too.
+//
+// # Verification
+//
+// A chunk is verified once, where it arrives: the mesh checks what a peer
+// sends against its CID before storing it (and penalizes a peer that lies);
+// the Delegate's FetchChunk returns WAN bytes already verified; both are
+// stored with PutVerifiedWire, which does not hash again. The store checks
+// every read, so what the mesh serves or returns from the store needs no
+// other check.
+//
+// # Counters
+//
+// Stats count what moves through the mesh: LAN bytes received and served,
+// in wire form, per peer too (Members). WAN bytes are counted by the
+// Delegate, which moves them.
 //
 // # WAN share
 //

@@ -35,16 +35,6 @@ const (
 // ErrNoDoc is returned when no member could hand out a document.
 var ErrNoDoc = errors.New("no site member has the document")
 
-// Docs hands out the signed repository documents this node holds.
-type Docs interface {
-	// ReadDoc returns the document at a clean repository path, or an error
-	// (any error: the member answers "not found").
-	ReadDoc(ctx context.Context, path string) ([]byte, error)
-}
-
-// SetDocs makes the mesh serve documents from d. Call it before Run.
-func (m *Mesh) SetDocs(d Docs) { m.docs = d }
-
 // FetchDoc asks live members, those holding the newest release first, for the
 // document at path, reading at most max bytes. The bytes are not verified here:
 // documents are signed and the caller verifies them.
@@ -125,9 +115,9 @@ func (m *Mesh) requestDoc(ctx context.Context, e memberEntry, p string, max int6
 	return data, nil
 }
 
-// handleDoc serves one document request from Docs.
+// handleDoc serves one document request from the Delegate.
 func (m *Mesh) handleDoc(s network.Stream) {
-	if !m.handlerStart(s, m.docs != nil) {
+	if !m.handlerStart(s) {
 		return
 	}
 	defer m.handlers.Done()
@@ -161,7 +151,7 @@ func (m *Mesh) handleDoc(s network.Stream) {
 		_ = s.Close()
 		return
 	}
-	data, err := m.docs.ReadDoc(ctx, p)
+	data, err := m.node.ReadDoc(ctx, p)
 	if err != nil || len(data) > MaxDocSize {
 		_, _ = s.Write([]byte{statusNotFound})
 		_ = s.Close()

@@ -26,12 +26,15 @@ func (d mapDocs) ReadDoc(_ context.Context, p string) ([]byte, error) {
 func TestFetchDoc(t *testing.T) {
 	w := newTestWAN(t)
 	head1, head2 := []byte(`{"head":1}`), []byte(`{"head":2}`)
-	nodes := startSite(t, siteKey(t), w, 3, siteOpts{mesh: func(i int, m *Mesh) {
+	nodes := startSite(t, siteKey(t), w, 3, siteOpts{config: func(i int, cfg *Config) {
 		switch i {
 		case 1:
-			m.SetDocs(mapDocs{"channels/stable/head.json": head1})
+			cfg.Delegate = &testDelegate{docs: mapDocs{"channels/stable/head.json": head1}}
 		case 2:
-			m.SetDocs(mapDocs{"channels/stable/head.json": head2, "manifests/stable/2.json": make([]byte, 4096)})
+			cfg.Delegate = &testDelegate{docs: mapDocs{"channels/stable/head.json": head2, "manifests/stable/2.json": make([]byte, 4096)}}
+		}
+	}, mesh: func(i int, m *Mesh) {
+		if i == 2 {
 			m.SetHolding(2)
 		}
 	}})

@@ -134,11 +134,11 @@ func TestCorruptPeer(t *testing.T) {
 	blamed := map[string]int64{} // BadPeer's reports to the reader
 	nodes := startSite(t, siteKey(t), w, 3, siteOpts{config: func(i int, cfg *Config) {
 		if i == 0 {
-			cfg.BadPeer = func(c cid.Cid, member string, err error) {
+			cfg.Delegate = &testDelegate{badPeer: func(c cid.Cid, member string, err error) {
 				mu.Lock()
 				blamed[member]++
 				mu.Unlock()
-			}
+			}}
 		}
 	}, run: func(i int) runOptions {
 		if i != 2 {

@@ -42,7 +42,7 @@ const takeoverProbes = 3
 type fetchResult struct {
 	data   []byte // the chunk, raw
 	wire   []byte // its wire form, as it moved; nil when read from the store
-	origin Origin
+	origin chunk.Origin
 }
 
 // wireChunk is a verified chunk and the wire form it came in.
@@ -55,20 +55,20 @@ type wireChunk struct{ raw, wire []byte }
 // cannot deliver within SiteTimeout. Bytes are verified before they are
 // stored and returned. Concurrent calls for one CID share one fetch and the
 // returned slice, which callers must not modify.
-func (m *Mesh) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+func (m *Mesh) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	data, ok, err := m.local(ctx, c)
 	if err != nil {
-		return nil, Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
+		return nil, chunk.Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
 	if ok {
 		m.stats.localChunks.Add(1)
-		return data, Origin{Local: true}, nil
+		return data, chunk.Origin{}, nil
 	}
 	r, err := doFlight(ctx, &m.fetchGroup, c.KeyString(), func() (fetchResult, error) {
 		return m.fetch(ctx, c)
 	})
 	if err != nil {
-		return nil, Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
+		return nil, chunk.Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
 	return r.data, r.origin, nil
 }
@@ -117,7 +117,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 	defer func() { <-m.reqSem }()
 	// A flight that ended while we queued may have stored it.
 	if data, ok, err := m.local(ctx, c); err != nil || ok {
-		return fetchResult{data: data, origin: Origin{Local: true}}, err
+		return fetchResult{data: data, origin: chunk.Origin{}}, err
 	}
 	takeover, why := false, wanAlone
 	if m.active() {
@@ -129,7 +129,7 @@ func (m *Mesh) fetch(ctx context.Context, c cid.Cid) (fetchResult, error) {
 			switch {
 			case err == nil:
 				cancel()
-				return m.store(ctx, c, data, Origin{Peer: name})
+				return m.store(ctx, c, data, chunk.Origin{Peer: name})
 			case ctx.Err() != nil:
 				cancel()
 				return fetchResult{}, ctx.Err()
@@ -348,13 +348,11 @@ func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wi
 	if err != nil {
 		m.stats.verifyFailures.Add(1)
 		m.penalize(p, "sent bytes that do not decode to the CID's chunk")
-		if m.cfg.BadPeer != nil {
-			name, ok := m.members.nameOf(p)
-			if !ok {
-				name = p.String()
-			}
-			m.cfg.BadPeer(c, name, err)
+		name, ok := m.members.nameOf(p)
+		if !ok {
+			name = p.String()
 		}
+		m.node.BadPeer(c, name, err)
 		return wireChunk{}, err
 	}
 	m.peerOK(p)
@@ -432,7 +430,7 @@ func (m *Mesh) roundTrip(ctx context.Context, cs *chunkStream, c cid.Cid, flag b
 func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string) (fetchResult, error) {
 	return doFlight(ctx, &m.wanGroup, c.KeyString(), func() (fetchResult, error) {
 		if data, ok, err := m.local(ctx, c); err != nil || ok {
-			return fetchResult{data: data, origin: Origin{Local: true}}, err
+			return fetchResult{data: data, origin: chunk.Origin{}}, err
 		}
 		probe := m.probeAhead
 		if takeover {
@@ -440,32 +438,27 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string
 		}
 		if m.active() {
 			if data, name, err := probe(ctx, c); err == nil {
-				return m.store(ctx, c, data, Origin{Peer: name})
+				return m.store(ctx, c, data, chunk.Origin{Peer: name})
 			}
 		}
 		if err := m.wanLimit.acquire(ctx); err != nil {
 			return fetchResult{}, err
 		}
 		m.log.Debug("WAN fetch", "cid", c, "why", why)
-		raw, wire, err := m.wan.FetchChunk(ctx, c)
+		raw, wire, err := m.node.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
 		}
-		// WAN byte counters count what moved: the wire form.
-		m.stats.wanBytes.Add(int64(len(wire)))
-		m.stats.wanChunks.Add(1)
-		return m.store(ctx, c, wireChunk{raw: raw, wire: wire}, Origin{WAN: true})
+		return m.store(ctx, c, wireChunk{raw: raw, wire: wire}, chunk.Origin{WAN: true})
 	})
 }
 
 // store puts a verified chunk in the store, in the wire form it came in,
-// and tells Config.Stored.
-func (m *Mesh) store(ctx context.Context, c cid.Cid, w wireChunk, o Origin) (fetchResult, error) {
+// and tells the Delegate.
+func (m *Mesh) store(ctx context.Context, c cid.Cid, w wireChunk, o chunk.Origin) (fetchResult, error) {
 	// Told first: whoever finds the chunk stored must find its origin too.
-	if m.cfg.Stored != nil {
-		m.cfg.Stored(c, o)
-	}
+	m.node.Stored(c, o)
 	if err := m.st.PutVerifiedWire(ctx, c, w.raw, w.wire); err != nil {
 		return fetchResult{}, fmt.Errorf("store: %w", err)
 	}

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,10 +155,65 @@ func (c wanClient) FetchChunk(ctx context.Context, id cid.Cid) ([]byte, []byte, 
 	return raw, wire, err
 }
 
+// testDelegate is a small fake of the node behind a Mesh: its WAN is the test
+// server, its documents a map; it counts its WAN bytes (the node owns that
+// counter, not the mesh), notes what it is told was stored, and passes
+// bad-peer reports to badPeer.
+type testDelegate struct {
+	wan       wanClient
+	docs      mapDocs
+	badPeer   func(c cid.Cid, member string, err error)
+	wanBytes  atomic.Int64
+	wanChunks atomic.Int64
+	mu        sync.Mutex
+	stored    map[cid.Cid]chunk.Origin
+}
+
+func (d *testDelegate) FetchChunk(ctx context.Context, c cid.Cid) ([]byte, []byte, error) {
+	raw, wire, err := d.wan.FetchChunk(ctx, c)
+	if err == nil {
+		d.wanBytes.Add(int64(len(wire)))
+		d.wanChunks.Add(1)
+	}
+	return raw, wire, err
+}
+
+func (d *testDelegate) ReadDoc(ctx context.Context, p string) ([]byte, error) {
+	return d.docs.ReadDoc(ctx, p)
+}
+
+func (d *testDelegate) ServeObject(context.Context, []byte, io.Writer) error {
+	return errors.New("no objects here")
+}
+
+func (d *testDelegate) Stored(c cid.Cid, o chunk.Origin) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stored == nil {
+		d.stored = make(map[cid.Cid]chunk.Origin)
+	}
+	d.stored[c] = o
+}
+
+// storedOrigin returns what the mesh told of c's storing, if it did.
+func (d *testDelegate) storedOrigin(c cid.Cid) (chunk.Origin, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.stored[c]
+	return o, ok
+}
+
+func (d *testDelegate) BadPeer(c cid.Cid, member string, err error) {
+	if d.badPeer != nil {
+		d.badPeer(c, member, err)
+	}
+}
+
 // testNode is one running Mesh with its own badger store.
 type testNode struct {
 	m      *Mesh
 	st     *store.Store
+	d      *testDelegate
 	cancel context.CancelFunc
 	exited chan struct{} // closed when Run returned
 	err    error         // what Run returned
@@ -215,11 +272,18 @@ func loopbackConfig(key []byte, name string, join ...string) Config {
 }
 
 // startNode creates and runs a node; setup may adjust the Mesh before Run,
-// and opts ask for the faults of a test.
+// and opts ask for the faults of a test. A *testDelegate in cfg is kept,
+// its WAN pointed at w; else a new one is made.
 func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh), opts runOptions) *testNode {
 	t.Helper()
 	st := openStore(t)
-	m, err := New(cfg, st, wanClient{url: w.srv.URL, node: cfg.Name})
+	d, _ := cfg.Delegate.(*testDelegate)
+	if d == nil {
+		d = &testDelegate{}
+	}
+	d.wan = wanClient{url: w.srv.URL, node: cfg.Name}
+	cfg.Delegate = d
+	m, err := New(cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +291,7 @@ func startNode(t testing.TB, cfg Config, w *testWAN, setup func(*Mesh), opts run
 		setup(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{m: m, st: st, cancel: cancel, exited: make(chan struct{})}
+	n := &testNode{m: m, st: st, d: d, cancel: cancel, exited: make(chan struct{})}
 	go func() {
 		defer close(n.exited)
 		n.err = m.run(ctx, opts)
@@ -303,8 +367,8 @@ func aliveCount(m *Mesh) int {
 }
 
 // fetchAll fetches every CID on node n concurrently, and returns the origins.
-func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]Origin, error) {
-	origins := make([]Origin, len(cids))
+func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]chunk.Origin, error) {
+	origins := make([]chunk.Origin, len(cids))
 	errs := make(chan error, len(cids))
 	var wg sync.WaitGroup
 	// Shuffle, so nodes do not walk the list in the same order.

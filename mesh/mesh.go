@@ -46,25 +46,10 @@ type Store interface {
 	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
 }
 
-// WAN is this node's own update sources (HTTP, FTP, folder). The mesh asks it
-// only for chunks this node owns, or as the last resort.
-type WAN interface {
-	// FetchChunk returns chunk c, decoded and verified against c, and the
-	// wire form it was read in (a zstd frame, or raw itself).
-	FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error)
-}
-
-// Origin says where the bytes Fetch returned came from.
-type Origin struct {
-	WAN   bool   // this node fetched them from its WAN sources
-	Peer  string // member name, when they came over the LAN
-	Local bool   // they were already in the store
-}
-
-// Stats are the mesh's counters since New.
+// Stats are the mesh's counters since New. They count what moves through the
+// mesh; WAN bytes are the Delegate's to count, since its FetchChunk moves them
+// (and the node reads its WAN without a mesh too).
 type Stats struct {
-	WANBytes       int64 // wire bytes of verified chunks this node fetched from its WAN
-	WANChunks      int64
 	LANBytes       int64 // wire bytes of verified chunks received from peers
 	LANChunks      int64
 	LocalChunks    int64 // Fetch calls answered from the store
@@ -82,13 +67,10 @@ type Mesh struct {
 	cfg  Config
 	log  *slog.Logger
 	st   Store
-	wan  WAN
+	node Delegate // cfg.Delegate
 	priv crypto.PrivKey
 	pid  peer.ID
 	name string
-	docs Docs // set by SetDocs before Run; nil: serve no documents
-	// objects is set by SetObjects before Run; nil: serve no objects.
-	objects Objects
 
 	started atomic.Bool
 	ready   chan struct{} // closed when listeners are up
@@ -128,20 +110,22 @@ type Mesh struct {
 	handlers sync.WaitGroup
 
 	stats struct {
-		wanBytes, wanChunks, lanBytes, lanChunks, localChunks atomic.Int64
+		lanBytes, lanChunks, localChunks                      atomic.Int64
 		servedBytes, servedChunks, verifyFailures, peerErrors atomic.Int64
 		penalties                                             atomic.Int64
 	}
 }
 
 // New validates cfg and loads the identity; it starts no listener.
-func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
+// The store is the node's chunk store, which the mesh reads and fills; all
+// else it needs of the node comes through cfg.Delegate.
+func New(cfg Config, st Store) (*Mesh, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("new mesh: %w", err)
 	}
-	if st == nil || wan == nil {
-		return nil, fmt.Errorf("new mesh: store and WAN are required: %w", ErrConfig)
+	if st == nil {
+		return nil, fmt.Errorf("new mesh: a store is required: %w", ErrConfig)
 	}
 	priv, err := loadIdentity(cfg.IdentityFile)
 	if err != nil {
@@ -167,7 +151,7 @@ func New(cfg Config, st Store, wan WAN) (*Mesh, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("member", name),
 		st:        st,
-		wan:       wan,
+		node:      cfg.Delegate,
 		priv:      priv,
 		pid:       pid,
 		name:      name,
@@ -622,8 +606,6 @@ func (m *Mesh) Members() []Member {
 func (m *Mesh) Stats() Stats {
 	s := &m.stats
 	return Stats{
-		WANBytes:       s.wanBytes.Load(),
-		WANChunks:      s.wanChunks.Load(),
 		LANBytes:       s.lanBytes.Load(),
 		LANChunks:      s.lanChunks.Load(),
 		LocalChunks:    s.localChunks.Load(),

@@ -63,8 +63,8 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 				t.Errorf("WAN bytes %.3fx the chunk bytes, want 1x", ratio)
 			}
 			for i, n := range nodes {
-				if s := n.m.Stats(); i >= tt.dps && tt.dps > 0 && s.WANChunks != 0 {
-					t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), s.WANChunks)
+				if c := n.d.wanChunks.Load(); i >= tt.dps && tt.dps > 0 && c != 0 {
+					t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), c)
 				}
 			}
 			// Every node but the owner got each chunk over the LAN. A server
@@ -112,6 +112,33 @@ func TestOwnedOnePerChunk(t *testing.T) {
 		}
 		if len(owners) != 1 || owners[0] != nodes[0].m.Owner(c) {
 			t.Errorf("chunk %s: owned by %v, want only %s", c, owners, nodes[0].m.Owner(c))
+		}
+	}
+}
+
+// TestDelegateToldOfStored: the Delegate is told of every chunk the mesh
+// stores with the Origin Fetch returns, and the owner that fetched a chunk
+// from its WAN for a peer is told it came from the WAN.
+func TestDelegateToldOfStored(t *testing.T) {
+	w := newTestWAN(t)
+	cids, _ := w.add(t, 40, 16<<10)
+	nodes := startSite(t, siteKey(t), w, 2, siteOpts{})
+	asker, other := nodes[0], nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	origins, err := fetchAll(ctx, asker, cids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cids {
+		got, ok := asker.d.storedOrigin(c)
+		if !ok || got != origins[i] {
+			t.Errorf("chunk %s: delegate told %+v (%v), Fetch returned %+v", c, got, ok, origins[i])
+		}
+		if origins[i].Peer == other.m.Name() {
+			if o, ok := other.d.storedOrigin(c); !ok || !o.WAN {
+				t.Errorf("chunk %s: its owner's delegate told %+v (%v), want from the WAN", c, o, ok)
+			}
 		}
 	}
 }

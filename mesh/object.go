@@ -32,16 +32,6 @@ const (
 // ErrNoMember is returned by OpenObject for a member that is not live.
 var ErrNoMember = errors.New("no such live member")
 
-// Objects serves objects this node owns for the site. The mesh calls it once
-// per request stream, with a context ended when the mesh stops.
-type Objects interface {
-	// ServeObject answers req by writing to w; an error resets the stream.
-	ServeObject(ctx context.Context, req []byte, w io.Writer) error
-}
-
-// SetObjects makes the mesh serve object requests from o. Call it before Run.
-func (m *Mesh) SetObjects(o Objects) { m.objects = o }
-
 // ObjectOwner returns the live member that owns the object named key, by
 // rendezvous hash over the live members (distribution points first, as for
 // chunks), and whether that is this node. Alone, this node owns everything.
@@ -132,9 +122,10 @@ func (o *objectStream) Close() error {
 	return o.s.Reset()
 }
 
-// handleObject serves one object request from Objects.
+// handleObject serves one object request from the Delegate, once per
+// stream, with a context ended when the mesh stops.
 func (m *Mesh) handleObject(s network.Stream) {
-	if !m.handlerStart(s, m.objects != nil) {
+	if !m.handlerStart(s) {
 		return
 	}
 	defer m.handlers.Done()
@@ -160,7 +151,7 @@ func (m *Mesh) handleObject(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	if err := m.objects.ServeObject(ctx, req, idleWriter{s}); err != nil {
+	if err := m.node.ServeObject(ctx, req, idleWriter{s}); err != nil {
 		m.log.Debug("serve object", "err", err)
 		_ = s.Reset()
 		return

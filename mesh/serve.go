@@ -23,7 +23,7 @@ const (
 // owner and we agree (or asked to take over), from our WAN, once per CID.
 // corrupt, nil but in tests, alters the bytes served (runOptions).
 func (m *Mesh) handleStream(s network.Stream, corrupt func([]byte) []byte) {
-	if !m.handlerStart(s, true) {
+	if !m.handlerStart(s) {
 		return
 	}
 	defer m.handlers.Done()
@@ -46,11 +46,11 @@ func (m *Mesh) handleStream(s network.Stream, corrupt func([]byte) []byte) {
 }
 
 // handlerStart counts a stream handler in, so shutdown waits for it; when the
-// mesh is closing or serve is false it resets s and returns false instead.
-func (m *Mesh) handlerStart(s network.Stream, serve bool) bool {
+// mesh is closing it resets s and returns false instead.
+func (m *Mesh) handlerStart(s network.Stream) bool {
 	m.hmu.Lock()
 	defer m.hmu.Unlock()
-	if m.closing || !serve {
+	if m.closing {
 		_ = s.Reset()
 		return false
 	}

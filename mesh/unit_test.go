@@ -177,6 +177,7 @@ func TestConfigValidation(t *testing.T) {
 		edit func(*Config)
 	}{
 		{"no site key", func(c *Config) { c.SiteKey = nil }},
+		{"no delegate", func(c *Config) { c.Delegate = nil }},
 		{"short site key", func(c *Config) { c.SiteKey = key[:16] }},
 		{"gossip host name", func(c *Config) { c.GossipAddr = "localhost:7946" }},
 		{"gossip without port", func(c *Config) { c.GossipAddr = "127.0.0.1" }},
@@ -190,14 +191,15 @@ func TestConfigValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.SiteKey = key
+			cfg.Delegate = &testDelegate{}
 			tt.edit(&cfg)
-			if _, err := New(cfg, openStore(t), wanClient{}); !errors.Is(err, ErrConfig) {
+			if _, err := New(cfg, openStore(t)); !errors.Is(err, ErrConfig) {
 				t.Errorf("New = %v, want ErrConfig", err)
 			}
 		})
 	}
-	cfg := Config{SiteKey: key}
-	m, err := New(cfg, openStore(t), wanClient{})
+	cfg := Config{SiteKey: key, Delegate: &testDelegate{}}
+	m, err := New(cfg, openStore(t))
 	if err != nil {
 		t.Fatalf("zero config with a key: %v", err)
 	}
@@ -232,12 +234,13 @@ func TestIdentityFileKeepsPeerID(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "identity.key")
 	cfg := DefaultConfig()
 	cfg.SiteKey = make([]byte, 32)
+	cfg.Delegate = &testDelegate{}
 	cfg.IdentityFile = path
-	a, err := New(cfg, openStore(t), wanClient{})
+	a, err := New(cfg, openStore(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(cfg, openStore(t), wanClient{})
+	b, err := New(cfg, openStore(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +257,7 @@ func TestIdentityFileKeepsPeerID(t *testing.T) {
 	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(cfg, openStore(t), wanClient{}); err == nil {
+	if _, err := New(cfg, openStore(t)); err == nil {
 		t.Errorf("New accepted a corrupt identity file")
 	}
 }

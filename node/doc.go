@@ -20,6 +20,21 @@
 // release; the node gives it its store and a pipeline.Source: the site mesh when
 // there is one (asked before the WAN), else the update sources.
 //
+// Verification happens once, where bytes arrive: the WAN source decodes and
+// checks what the update sources send, the mesh what peers send, the pipeline
+// what a delta makes; each stores with PutVerifiedWire, without hashing again.
+// The store checks every read.
+//
+// # Mesh
+//
+// The node reaches its site through one seam: meshDelegate (site.go) is the
+// mesh.Delegate given once in mesh.Config, through which the mesh asks the
+// node's WAN source for the chunks it owns, reads its documents and proxy
+// objects, and tells it of stored chunks and lying peers. The WAN source
+// holds what it needs, not the node. Byte counters live where the bytes
+// move: the WAN source counts WAN bytes, the mesh LAN bytes; the status
+// reads both.
+//
 // # Apply
 //
 // The pipeline assembles the release from the store into a staging folder, every

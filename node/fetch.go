@@ -5,23 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/store"
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/manifest/repo"
-	"github.com/patchmesh/patchmesh/mesh"
-	"github.com/patchmesh/patchmesh/node/pipeline"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
 // wanSource fetches chunks from the update sources in order; a source that sends
 // bytes not matching the CID is counted as failed and the next one is asked.
+// It holds what it needs, not the node: the mesh reaches it through the
+// node's mesh.Delegate, the pipeline as a Source.
 type wanSource struct {
-	list  *source.List
-	node  *Node
-	codec *chunk.Codec // decodes compressed chunk files
+	list      *source.List
+	codec     *chunk.Codec // decodes compressed chunk files
+	st        *store.Store
+	followers []*follower // to find manifests by CID; fixed after New
+	site      bool        // peers may ask for manifests this node has not seen
+	// verifyFailed records a source's bytes that did not match their CID
+	// in the node's status.
+	verifyFailed func(msg string)
+	// The node's WAN counters, kept here where the bytes move: wire bytes
+	// and number of the verified chunks read from the sources.
+	bytes, chunks atomic.Int64
 	// docs maps the CIDs of documents moved like chunks (manifests) to their
 	// references in the head.
 	docs sync.Map
@@ -53,7 +63,8 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte
 		return nil, nil, fmt.Errorf("fetch chunk %s: %w", c, err)
 	}
 	if !isDoc {
-		w.node.countWAN(int64(len(wire))) // the bytes that moved
+		w.bytes.Add(int64(len(wire))) // the bytes that moved
+		w.chunks.Add(1)
 	}
 	return raw, wire, nil
 }
@@ -64,7 +75,7 @@ func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) (raw, wire
 	wire, _, err = w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
 		r, err := w.codec.Decode(c, data, 0)
 		if err != nil {
-			w.node.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
+			w.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))
 			return err
 		}
 		raw = r
@@ -76,9 +87,11 @@ func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) (raw, wire
 // readDoc reads the manifest r names, as c, in its smallest form the sources have.
 func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]byte, error) {
 	if ch, seq, ok := repo.ParseManifestPath(r.Path); ok && r.Size <= chunk.MaxSize {
-		f, err := w.node.follower(ch)
-		if err != nil {
-			f = w.node.followers[0] // a peer's channel: no delta base here, the compressed form may do
+		f := w.followers[0] // a peer's channel: no delta base here, the compressed form may do
+		for _, o := range w.followers {
+			if o.channel == ch {
+				f = o
+			}
 		}
 		if env := f.compactManifest(ctx, ch, seq, r.Size, func(env []byte) bool { return chunk.Verify(c, env) == nil }); env != nil {
 			return env, nil
@@ -93,10 +106,10 @@ func (w *wanSource) readDoc(ctx context.Context, c cid.Cid, r manifest.Ref) ([]b
 // its compact forms, and its reference. It is asked only for CIDs this node
 // has not seen, which are rare: a peer's manifest request.
 func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, bool) {
-	if w.node.mesh == nil {
+	if !w.site {
 		return manifest.Ref{}, false
 	}
-	for _, f := range w.node.followers {
+	for _, f := range w.followers {
 		h, _, _, err := f.fetchHead(ctx)
 		if err != nil {
 			continue
@@ -116,38 +129,15 @@ func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, b
 }
 
 // Fetch implements pipeline.Source for a node without a mesh.
-func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, pipeline.Origin, error) {
+func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	data, wire, err := w.FetchChunk(ctx, c)
 	if err != nil {
-		return nil, pipeline.Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
-	if err := w.node.store.PutVerifiedWire(ctx, c, data, wire); err != nil { // FetchChunk verified it
-		return nil, pipeline.Origin{}, err
+	if err := w.st.PutVerifiedWire(ctx, c, data, wire); err != nil { // FetchChunk verified it
+		return nil, chunk.Origin{}, err
 	}
-	return data, pipeline.Origin{WAN: true}, nil
-}
-
-// meshSource asks the site first; the mesh itself falls back to our WAN
-// source. It counts the bytes each peer sent for the node's status.
-type meshSource struct {
-	m    *mesh.Mesh
-	node *Node
-}
-
-func (s *meshSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, pipeline.Origin, error) {
-	data, o, err := s.m.Fetch(ctx, c)
-	if err != nil {
-		return nil, pipeline.Origin{}, err
-	}
-	if o.Peer != "" {
-		s.node.countLAN(o.Peer, int64(len(data)))
-	}
-	return data, originOf(o), nil
-}
-
-// originOf converts the mesh's Origin at the node↔mesh seam.
-func originOf(o mesh.Origin) pipeline.Origin {
-	return pipeline.Origin{WAN: o.WAN, Peer: o.Peer}
+	return data, chunk.Origin{WAN: true}, nil
 }
 
 // storedOrigins remembers where the chunks the mesh stored came from, until a
@@ -157,16 +147,16 @@ func originOf(o mesh.Origin) pipeline.Origin {
 // held already. Past maxStoredOrigins unclaimed chunks, more are not noted.
 type storedOrigins struct {
 	mu sync.Mutex
-	m  map[cid.Cid]pipeline.Origin
+	m  map[cid.Cid]chunk.Origin
 }
 
 const maxStoredOrigins = 1 << 16
 
-func (s *storedOrigins) note(c cid.Cid, o pipeline.Origin) {
+func (s *storedOrigins) note(c cid.Cid, o chunk.Origin) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[cid.Cid]pipeline.Origin)
+		s.m = make(map[cid.Cid]chunk.Origin)
 	}
 	if len(s.m) < maxStoredOrigins {
 		s.m[c] = o
@@ -174,7 +164,7 @@ func (s *storedOrigins) note(c cid.Cid, o pipeline.Origin) {
 }
 
 // take returns, and forgets, where the mesh got c, if it noted it.
-func (s *storedOrigins) take(c cid.Cid) (pipeline.Origin, bool) {
+func (s *storedOrigins) take(c cid.Cid) (chunk.Origin, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.m[c]

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchmesh/patchmesh/chunk"
@@ -149,7 +148,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.followers = append(n.followers, f)
 	}
-	n.wan = &wanSource{node: n, codec: codec}
+	n.wan = &wanSource{codec: codec, st: n.store, followers: n.followers, site: cfg.Mesh.SiteKey != "", verifyFailed: n.verifyFailed}
 	var chunks pipeline.Source = n.wan
 
 	if cfg.Mesh.SiteKey != "" {
@@ -181,17 +180,13 @@ func New(cfg Config) (*Node, error) {
 		mc.UploadThrottle = n.caps.lan
 		mc.Logger = n.log
 		mc.Codec = codec
-		mc.Stored = func(c cid.Cid, o mesh.Origin) {
-			n.stored.note(c, originOf(o))
-		}
-		mc.BadPeer = n.peerSentBad
-		n.mesh, err = mesh.New(mc, n.store, n.wan)
+		mc.Delegate = meshDelegate{n}
+		n.mesh, err = mesh.New(mc, n.store)
 		if err != nil {
 			n.close()
 			return nil, err
 		}
-		chunks = &meshSource{m: n.mesh, node: n}
-		n.mesh.SetDocs(siteDocs{n})
+		chunks = n.mesh // asks the site first, and falls back to n.wan itself
 		// Peers hand out signed heads and manifests when every source is down.
 		srcs = append(srcs, siteSource{n.mesh})
 	}

@@ -20,9 +20,6 @@ func (n *Node) newProxy() error {
 	if err != nil {
 		return err
 	}
-	if n.mesh != nil {
-		n.mesh.SetObjects(p)
-	}
 	n.proxy = p
 	return nil
 }

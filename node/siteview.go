@@ -263,7 +263,8 @@ func (n *Node) bytesNow() bytesNow {
 			meshServed += m.BytesTo
 		}
 	}
+	wan, lan := n.chunkBytes()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return bytesNow{WAN: n.stat.wanBytes, LAN: n.stat.lanBytes, Served: n.stat.servedBytes + meshServed}
+	return bytesNow{WAN: wan, LAN: lan, Served: n.stat.servedBytes + meshServed}
 }

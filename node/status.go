@@ -26,9 +26,7 @@ type statusState struct {
 	apiAddr, serveAddr string
 	events             []api.Event // newest last
 	counters           api.Counters
-	wanBytes, lanBytes int64
 	servedBytes        int64
-	byPeer             map[string]int64
 	samples            []api.BytesSample
 	known              map[cid.Cid]bool // chunks of verified manifests, served by --serve-repo
 	lastScrub          *api.ScrubResult
@@ -38,7 +36,6 @@ type statusState struct {
 }
 
 func (s *statusState) init() {
-	s.byPeer = make(map[string]int64)
 	s.known = make(map[cid.Cid]bool)
 	s.counters.SourceFailuresByURL = make(map[string]int64)
 	s.counters.VerifyFailuresByPeer = make(map[string]int64)
@@ -62,19 +59,15 @@ func (n *Node) verifyFailed(msg string) {
 	n.event("verify", msg)
 }
 
-func (n *Node) countWAN(b int64) {
-	n.mu.Lock()
-	n.stat.wanBytes += b
-	n.stat.counters.ChunksFetchedWAN++
-	n.mu.Unlock()
-}
-
-func (n *Node) countLAN(peer string, b int64) {
-	n.mu.Lock()
-	n.stat.lanBytes += b
-	n.stat.byPeer[peer] += b
-	n.stat.counters.ChunksFetchedLAN++
-	n.mu.Unlock()
+// chunkBytes reads the chunk byte counters where they are kept, where the
+// bytes move: the WAN source counts what it reads from the update sources,
+// the mesh what peers sent. Both count wire bytes of verified chunks.
+func (n *Node) chunkBytes() (wan, lan int64) {
+	wan = n.wan.bytes.Load()
+	if n.mesh != nil {
+		lan = n.mesh.Stats().LANBytes
+	}
+	return wan, lan
 }
 
 func (n *Node) countServed(b int64) {
@@ -105,8 +98,9 @@ func (n *Node) sampleBytes(ctx context.Context) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
+		wan, lan := n.chunkBytes()
 		n.mu.Lock()
-		n.stat.samples = append(n.stat.samples, api.BytesSample{Time: time.Now(), WAN: n.stat.wanBytes, LAN: n.stat.lanBytes})
+		n.stat.samples = append(n.stat.samples, api.BytesSample{Time: time.Now(), WAN: wan, LAN: lan})
 		if len(n.stat.samples) > maxSamples {
 			n.stat.samples = n.stat.samples[len(n.stat.samples)-maxSamples:]
 		}
@@ -204,14 +198,20 @@ func (n *Node) Status() api.Status {
 	var peers []api.Peer
 	info := api.NodeInfo{Name: n.cfg.Name, Site: n.siteID, Role: n.cfg.Mesh.Role, Version: n.cfg.Version, Started: n.started,
 		UptimeSeconds: time.Since(n.started).Seconds(), OS: runtime.GOOS, Arch: runtime.GOARCH}
-	var meshServed int64
+	var meshServed, lanChunks int64
+	wan, lan := n.chunkBytes()
+	byPeer := make(map[string]int64)
 	if n.mesh != nil {
+		lanChunks = n.mesh.Stats().LANChunks
 		info.PeerID = n.mesh.PeerID()
 		info.Gossip = n.mesh.GossipAddr()
 		for _, m := range n.mesh.Members() {
 			peers = append(peers, api.Peer{Name: m.Name, PeerID: m.PeerID, Addr: m.Addr, State: m.State, Role: m.Role,
 				Holding: m.Holding, Running: m.Running, Self: m.Self, BytesFrom: m.BytesFrom, BytesTo: m.BytesTo})
 			meshServed += m.BytesTo
+			if m.BytesFrom > 0 {
+				byPeer[m.Name] = m.BytesFrom
+			}
 		}
 	}
 	if peers == nil {
@@ -264,7 +264,8 @@ func (n *Node) Status() api.Status {
 		st.Counters.SourceFailures += s.FailuresTotal
 		st.Counters.SourceFailuresByURL[s.URL] = s.FailuresTotal
 	}
-	st.Bytes = api.Bytes{WAN: n.stat.wanBytes, LAN: n.stat.lanBytes, Served: n.stat.servedBytes + meshServed, ByPeer: make(map[string]int64)}
+	st.Counters.ChunksFetchedWAN, st.Counters.ChunksFetchedLAN = n.wan.chunks.Load(), lanChunks
+	st.Bytes = api.Bytes{WAN: wan, LAN: lan, Served: n.stat.servedBytes + meshServed, ByPeer: byPeer}
 	if n.proxy != nil {
 		// The proxy counts where its bytes move; they are WAN, LAN and served
 		// bytes of this node like the chunks'.
@@ -275,14 +276,11 @@ func (n *Node) Status() api.Status {
 		p := api.ProxyStatus(ps)
 		st.Proxy = &p
 	}
-	for k, v := range n.stat.byPeer {
-		st.Bytes.ByPeer[k] = v
-	}
 	if t := st.Bytes.WAN + st.Bytes.LAN; t > 0 {
 		st.Bytes.SavingPercent = 100 * float64(st.Bytes.LAN) / float64(t)
 	}
 	st.Bytes.History = append([]api.BytesSample(nil), n.stat.samples...)
-	st.Bytes.History = append(st.Bytes.History, api.BytesSample{Time: time.Now(), WAN: n.stat.wanBytes, LAN: n.stat.lanBytes})
+	st.Bytes.History = append(st.Bytes.History, api.BytesSample{Time: time.Now(), WAN: wan, LAN: lan})
 	st.Errors = make([]api.Event, 0, len(n.stat.events))
 	for i := len(n.stat.events) - 1; i >= 0; i-- {
 		st.Errors = append(st.Errors, n.stat.events[i])

@@ -93,7 +93,7 @@ func (s *memStore) hasCalls(c cid.Cid) int {
 // stores what it returns. It counts calls, and can fail or stall.
 type fakeSource struct {
 	st     *memStore
-	origin Origin
+	origin chunk.Origin
 	fail   error // every Fetch fails with it
 	stall  func(cid.Cid) bool
 
@@ -105,10 +105,10 @@ type fakeSource struct {
 }
 
 func newFakeSource(st *memStore, data map[cid.Cid][]byte) *fakeSource {
-	return &fakeSource{st: st, origin: Origin{WAN: true}, data: data, calls: make(map[cid.Cid]int), started: make(chan struct{}, 1)}
+	return &fakeSource{st: st, origin: chunk.Origin{WAN: true}, data: data, calls: make(map[cid.Cid]int), started: make(chan struct{}, 1)}
 }
 
-func (f *fakeSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+func (f *fakeSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	f.inflight.Add(1)
 	defer f.inflight.Add(-1)
 	select {
@@ -121,16 +121,16 @@ func (f *fakeSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, erro
 	f.mu.Unlock()
 	if f.stall != nil && f.stall(c) {
 		<-ctx.Done()
-		return nil, Origin{}, ctx.Err()
+		return nil, chunk.Origin{}, ctx.Err()
 	}
 	if f.fail != nil {
-		return nil, Origin{}, f.fail
+		return nil, chunk.Origin{}, f.fail
 	}
 	if !ok {
-		return nil, Origin{}, fmt.Errorf("chunk %s: %w", c, source.ErrNotFound)
+		return nil, chunk.Origin{}, fmt.Errorf("chunk %s: %w", c, source.ErrNotFound)
 	}
 	if err := f.st.PutVerified(ctx, c, data); err != nil {
-		return nil, Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
 	return data, f.origin, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
@@ -18,18 +19,8 @@ type Source interface {
 	// Fetch returns the bytes of c, verified against c and already in the
 	// store, and where they came from. The pipeline does not verify them
 	// again. An error wrapping source.ErrNotFound means no source has c.
-	Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error)
+	Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error)
 }
-
-// Origin says where a chunk's bytes came from: an update source (WAN), a
-// member of the site (Peer), or, the zero Origin, this node's own store.
-type Origin struct {
-	WAN  bool   // from an update source
-	Peer string // from this site member
-}
-
-// Local reports whether the bytes were in the store already.
-func (o Origin) Local() bool { return !o.WAN && o.Peer == "" }
 
 // Store is what the pipeline needs of the node's chunk store (*store.Store).
 type Store interface {
@@ -66,7 +57,7 @@ type Options struct {
 	BaseDirs map[string]string
 	// Claim returns, and forgets, where the mesh got a chunk it stored for a
 	// peer before this release reached it. Nil: such chunks count as local.
-	Claim func(cid.Cid) (Origin, bool)
+	Claim func(cid.Cid) (chunk.Origin, bool)
 	// Planned, if set, is told the release's distinct chunks and their bytes
 	// before anything is fetched.
 	Planned func(chunks int, bytes int64)
@@ -254,10 +245,10 @@ func (r *run) fetchJob(ctx context.Context, i int) error {
 }
 
 // fetchChunk gets c from the source, stored and verified by it.
-func (r *run) fetchChunk(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+func (r *run) fetchChunk(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	data, o, err := r.p.src.Fetch(ctx, c)
 	if err != nil {
-		return nil, Origin{}, err
+		return nil, chunk.Origin{}, err
 	}
 	// Stored meanwhile for a peer: the mesh noted where from.
 	if so, ok := r.claim(c); ok && o.Local() {
@@ -266,14 +257,14 @@ func (r *run) fetchChunk(ctx context.Context, c cid.Cid) ([]byte, Origin, error)
 	return data, o, nil
 }
 
-func (r *run) claim(c cid.Cid) (Origin, bool) {
+func (r *run) claim(c cid.Cid) (chunk.Origin, bool) {
 	if r.p.opts.Claim == nil {
-		return Origin{}, false
+		return chunk.Origin{}, false
 	}
 	return r.p.opts.Claim(c)
 }
 
-func (r *run) count(o Origin, size int64) {
+func (r *run) count(o chunk.Origin, size int64) {
 	switch {
 	case o.Peer != "":
 		r.lan.Add(size)

@@ -130,16 +130,16 @@ func TestRunCountsOrigins(t *testing.T) {
 	data := randomBytes(3, 4000)
 	tests := []struct {
 		name   string
-		origin Origin
-		claim  Origin // what the mesh noted for the chunks it stored
+		origin chunk.Origin
+		claim  chunk.Origin // what the mesh noted for the chunks it stored
 		held   bool
 		want   func(size int64) Result
 	}{
-		{"from a peer", Origin{Peer: "n2"}, Origin{}, false, func(s int64) Result { return Result{FromLAN: s} }},
-		{"from the WAN", Origin{WAN: true}, Origin{}, false, func(s int64) Result { return Result{FromWAN: s} }},
-		{"stored meanwhile for a peer", Origin{}, Origin{WAN: true}, false, func(s int64) Result { return Result{FromWAN: s} }},
-		{"held, stored earlier for a peer", Origin{}, Origin{Peer: "n3"}, true, func(s int64) Result { return Result{FromLAN: s} }},
-		{"held", Origin{}, Origin{}, true, func(s int64) Result { return Result{FromLocal: s} }},
+		{"from a peer", chunk.Origin{Peer: "n2"}, chunk.Origin{}, false, func(s int64) Result { return Result{FromLAN: s} }},
+		{"from the WAN", chunk.Origin{WAN: true}, chunk.Origin{}, false, func(s int64) Result { return Result{FromWAN: s} }},
+		{"stored meanwhile for a peer", chunk.Origin{}, chunk.Origin{WAN: true}, false, func(s int64) Result { return Result{FromWAN: s} }},
+		{"held, stored earlier for a peer", chunk.Origin{}, chunk.Origin{Peer: "n3"}, true, func(s int64) Result { return Result{FromLAN: s} }},
+		{"held", chunk.Origin{}, chunk.Origin{}, true, func(s int64) Result { return Result{FromLocal: s} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,11 +155,11 @@ func TestRunCountsOrigins(t *testing.T) {
 			src.origin = tt.origin
 			var mu sync.Mutex
 			claimed := make(map[cid.Cid]bool)
-			opts := Options{Claim: func(c cid.Cid) (Origin, bool) {
+			opts := Options{Claim: func(c cid.Cid) (chunk.Origin, bool) {
 				mu.Lock()
 				defer mu.Unlock()
-				if tt.claim == (Origin{}) || claimed[c] {
-					return Origin{}, false
+				if tt.claim == (chunk.Origin{}) || claimed[c] {
+					return chunk.Origin{}, false
 				}
 				claimed[c] = true
 				return tt.claim, true
@@ -499,12 +499,12 @@ func TestRetry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
-			src := sourceFunc(func(context.Context, cid.Cid) ([]byte, Origin, error) {
+			src := sourceFunc(func(context.Context, cid.Cid) ([]byte, chunk.Origin, error) {
 				calls++
 				if calls <= len(tt.errs) {
-					return nil, Origin{}, tt.errs[calls-1]
+					return nil, chunk.Origin{}, tt.errs[calls-1]
 				}
-				return data, Origin{Peer: "n1"}, nil
+				return data, chunk.Origin{Peer: "n1"}, nil
 			})
 			got, o, err := Retry(src, time.Millisecond, nil).Fetch(testContext(t), c)
 			if !errors.Is(err, tt.wantErr) || (err == nil && (!bytes.Equal(got, data) || o.Peer != "n1")) {
@@ -517,6 +517,8 @@ func TestRetry(t *testing.T) {
 	}
 }
 
-type sourceFunc func(context.Context, cid.Cid) ([]byte, Origin, error)
+type sourceFunc func(context.Context, cid.Cid) ([]byte, chunk.Origin, error)
 
-func (f sourceFunc) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) { return f(ctx, c) }
+func (f sourceFunc) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
+	return f(ctx, c)
+}

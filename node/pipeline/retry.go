@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -35,7 +36,7 @@ type retry struct {
 	log   *slog.Logger
 }
 
-func (r *retry) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
+func (r *retry) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
 	var last error
 	for attempt := range retryAttempts {
 		if attempt > 0 {
@@ -44,7 +45,7 @@ func (r *retry) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return nil, Origin{}, ctx.Err()
+				return nil, chunk.Origin{}, ctx.Err()
 			}
 		}
 		data, o, err := r.src.Fetch(ctx, c)
@@ -53,12 +54,12 @@ func (r *retry) Fetch(ctx context.Context, c cid.Cid) ([]byte, Origin, error) {
 		}
 		last = err
 		if ctx.Err() != nil {
-			return nil, Origin{}, ctx.Err()
+			return nil, chunk.Origin{}, ctx.Err()
 		}
 		if errors.Is(err, source.ErrNotFound) {
 			break
 		}
 		r.log.Debug("chunk fetch failed", "cid", c, "attempt", attempt+1, "err", err)
 	}
-	return nil, Origin{}, last
+	return nil, chunk.Origin{}, last
 }
