@@ -283,6 +283,12 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: check requested", "wait", waiting, "outcome", res.Outcome)
+	answerCheck(w, res, waiting, asked)
+}
+
+// answerCheck answers a check asked at asked: 202 when the caller does not
+// wait for it, 200 with its result when it did.
+func answerCheck(w http.ResponseWriter, res CheckResult, waiting bool, asked time.Time) {
 	if !waiting {
 		if res.Started.IsZero() {
 			// The dashboard waits for the first check to finish after this
@@ -414,14 +420,7 @@ func (h *handler) applyNow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("api: apply now", "wait", waiting, "outcome", res.Outcome)
-	if !waiting {
-		if res.Started.IsZero() {
-			res.Started = asked
-		}
-		writeJSON(w, http.StatusAccepted, res)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	answerCheck(w, res, waiting, asked)
 }
 
 // errorBody is every JSON error answer.
