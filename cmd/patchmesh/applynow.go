@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -34,22 +33,7 @@ or the release was refused or rolled back, 1 when the apply failed.`,
 				}
 				return apiErr(err)
 			}
-			if c.asJSON {
-				if err := printJSON(a.stdout, res); err != nil {
-					return err
-				}
-			} else if noWait {
-				fmt.Fprintln(a.stdout, "apply requested")
-			} else {
-				fmt.Fprintf(a.stdout, "%s: %s\n", res.Outcome, res.Message)
-			}
-			switch res.Outcome {
-			case "refused", "rolled-back", "skipped-bad":
-				return withCode(exitRefused, fmt.Errorf("apply-now: %s", res.Outcome))
-			case "failed":
-				return fmt.Errorf("apply-now: %s", strings.TrimSpace(res.Message))
-			}
-			return nil
+			return c.checkOutcome(a, "apply-now", "apply requested", res, noWait)
 		},
 	}
 	c.register(cmd)

@@ -274,22 +274,7 @@ node refused the release or rolled it back, 1 when the check failed.`,
 			if err != nil {
 				return apiErr(err)
 			}
-			if c.asJSON {
-				if err := printJSON(a.stdout, res); err != nil {
-					return err
-				}
-			} else if noWait {
-				fmt.Fprintln(a.stdout, "check requested")
-			} else {
-				fmt.Fprintf(a.stdout, "%s: %s\n", res.Outcome, res.Message)
-			}
-			switch res.Outcome {
-			case "refused", "rolled-back", "skipped-bad":
-				return withCode(exitRefused, fmt.Errorf("update: %s", res.Outcome))
-			case "failed":
-				return fmt.Errorf("update: %s", strings.TrimSpace(res.Message))
-			}
-			return nil
+			return c.checkOutcome(a, "update", "check requested", res, noWait)
 		},
 	}
 	c.register(cmd)
@@ -326,4 +311,28 @@ as usual.`,
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the release")
 	cmd.Flags().StringVar(&channel, "channel", "", "the channel to roll back, on a node that follows several (default: its first)")
 	return cmd
+}
+
+// checkOutcome prints the result of a check the node ran for verb (update,
+// apply-now), or asked shows that it was queued, and turns its outcome into
+// the exit code: 3 when the node refused the release or rolled it back, 1
+// when the check failed.
+func (c *clientFlags) checkOutcome(a *app, verb, asked string, res *api.CheckResult, noWait bool) error {
+	switch {
+	case c.asJSON:
+		if err := printJSON(a.stdout, res); err != nil {
+			return err
+		}
+	case noWait:
+		fmt.Fprintln(a.stdout, asked)
+	default:
+		fmt.Fprintf(a.stdout, "%s: %s\n", res.Outcome, res.Message)
+	}
+	switch res.Outcome {
+	case "refused", "rolled-back", "skipped-bad":
+		return withCode(exitRefused, fmt.Errorf("%s: %s", verb, res.Outcome))
+	case "failed":
+		return fmt.Errorf("%s: %s", verb, strings.TrimSpace(res.Message))
+	}
+	return nil
 }
