@@ -84,9 +84,7 @@ func (f *follower) activate(ctx context.Context, m *manifest.Manifest, name stri
 	if err := f.inst.Activate(ctx, name, opts); err != nil {
 		var he *install.HookError
 		if errors.As(err, &he) {
-			f.mu.Lock()
-			f.stat.counters.Rollbacks++
-			f.mu.Unlock()
+			f.stat.rolledBack()
 			err = fmt.Errorf("release %s rolled back: %w", m.Version, err)
 			f.event("rollback", err.Error())
 			return err
@@ -95,9 +93,7 @@ func (f *follower) activate(ctx context.Context, m *manifest.Manifest, name stri
 		f.event("apply", err.Error())
 		return err
 	}
-	f.mu.Lock()
-	f.stat.counters.Applies++
-	f.mu.Unlock()
+	f.stat.applied()
 	f.log.Info("release applied", "release", m.Version, "sequence", m.Sequence)
 	return nil
 }

@@ -52,9 +52,8 @@ func (f *follower) check(ctx context.Context) (res api.CheckResult, applied *man
 		f.st.checking = false
 		f.st.progress = nil
 		f.st.lastCheck = &res
-		f.stat.counters.Checks++
-		f.stat.counters.CheckSecondsTotal += res.Finished.Sub(res.Started).Seconds()
 		f.mu.Unlock()
+		f.stat.checked(res.Finished.Sub(res.Started))
 		f.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
 	}()
 
@@ -207,9 +206,7 @@ func outcomeOf(err error) string {
 
 // refuse records a refusal for the status and the log, and marks err as one.
 func (n *Node) refuse(err error) error {
-	n.mu.Lock()
-	n.stat.counters.Refusals++
-	n.mu.Unlock()
+	n.stat.refused()
 	n.event("refused", err.Error())
 	return refusal{err}
 }

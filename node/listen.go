@@ -54,18 +54,14 @@ func (n *Node) listen() (_ *servers, err error) {
 		if err != nil {
 			return nil, err
 		}
-		n.mu.Lock()
-		n.stat.apiAddr = ln.Addr().String()
-		n.mu.Unlock()
+		n.stat.setAPIAddr(ln.Addr().String())
 	}
 	if n.cfg.ServeRepo != "" {
 		ln, err := bind("serve-repo", n.cfg.ServeRepo, func(context.Context) http.Handler { return n.repoHandler() })
 		if err != nil {
 			return nil, err
 		}
-		n.mu.Lock()
-		n.stat.serveAddr = ln.Addr().String()
-		n.mu.Unlock()
+		n.stat.setServeAddr(ln.Addr().String())
 	}
 	if n.cfg.ServeFiles.Addr != "" {
 		ln, h, err := n.fileListener()

@@ -56,8 +56,10 @@ type Node struct {
 	rootMu sync.Mutex
 	root   *manifest.TrustRoot
 
-	mu   sync.Mutex // guards the status fields below
-	stat statusState
+	// mu guards the followers' status (followerState).
+	mu sync.Mutex
+	// stat is the node's own status: counters, events, byte history.
+	stat *counters
 
 	reportToken string // Report.TokenFile's token; empty: no reports
 
@@ -80,8 +82,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8),
-		scrubSem: make(chan struct{}, 1)}
-	n.stat.init()
+		scrubSem: make(chan struct{}, 1), stat: newCounters()}
 
 	data, err := os.ReadFile(cfg.Trust)
 	if err != nil {
@@ -251,9 +252,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}
 	srvs.serve(ctx, g)
-	n.mu.Lock()
-	apiAddr, serveAddr := n.stat.apiAddr, n.stat.serveAddr
-	n.mu.Unlock()
+	apiAddr, serveAddr := n.stat.addrs()
 	n.log.Info("node running", "api", apiAddr, "channel", n.cfg.Channel, "channels", len(n.followers), "sources", len(n.cfg.Sources),
 		"serve_repo", serveAddr, "site", n.siteID)
 	g.Go(func() error { n.sampleBytes(ctx); return nil })
@@ -576,9 +575,7 @@ func (f *follower) rollback(ctx context.Context, reason string) (api.RollbackRes
 		}
 		return api.RollbackResult{}, err
 	}
-	f.mu.Lock()
-	f.stat.counters.Rollbacks++
-	f.mu.Unlock()
+	f.stat.rolledBack()
 	f.event("rollback", fmt.Sprintf("rolled back from %s to %s: %s", from, to, reason))
 	f.gossipRunning()
 	return api.RollbackResult{From: from, To: to}, nil

@@ -83,9 +83,7 @@ func (n *Node) scrub(ctx context.Context, rate int64) (api.ScrubResult, error) {
 		}
 	}
 	res.Finished = time.Now()
-	n.mu.Lock()
-	n.stat.lastScrub = &res
-	n.mu.Unlock()
+	n.stat.setLastScrub(res)
 	return res, nil
 }
 
@@ -108,26 +106,13 @@ func (n *Node) keptChunks() map[cid.Cid]bool {
 // are one event with a count, not a list that pushes every other error out.
 func (n *Node) storeDamaged(c cid.Cid, err error) {
 	msg := fmt.Sprintf("chunk %s in the store was damaged (%v): dropped, to be fetched again", c, err)
-	n.mu.Lock()
-	if k := len(n.stat.events); k > 0 && n.stat.events[k-1].Kind == "store" && time.Since(n.stat.damagedAt) < time.Minute {
-		n.stat.damagedRun++
-		n.stat.damagedAt = time.Now()
-		n.stat.events[k-1].Time = time.Now()
-		n.stat.events[k-1].Message = fmt.Sprintf("%d chunks in the store were damaged: dropped, to be fetched again; the last: %s", n.stat.damagedRun, msg)
-		n.mu.Unlock()
-		n.log.Warn(msg, "kind", "store")
-		return
-	}
-	n.stat.damagedRun, n.stat.damagedAt = 1, time.Now()
-	n.mu.Unlock()
-	n.event("store", msg)
+	n.log.Warn(msg, "kind", "store")
+	n.stat.storeDamaged(msg)
 }
 
 // peerSentBad is told by the mesh of every chunk a peer sent that did not
 // match its CID.
 func (n *Node) peerSentBad(c cid.Cid, member string, err error) {
-	n.mu.Lock()
-	n.stat.counters.VerifyFailuresByPeer[member]++
-	n.mu.Unlock()
-	n.verifyFailed(fmt.Sprintf("peer %s sent chunk %s with bytes that do not match it (%v): penalized, asked another", member, c, err))
+	n.stat.verifyFailed(member)
+	n.event("verify", fmt.Sprintf("peer %s sent chunk %s with bytes that do not match it (%v): penalized, asked another", member, c, err))
 }

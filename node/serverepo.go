@@ -62,10 +62,7 @@ func (f nodeFiles) Open(ctx context.Context, name string) (*repo.File, error) {
 			if !f.passThrough {
 				return nil, fs.ErrNotExist
 			}
-			n.mu.Lock()
-			known := n.stat.known[c]
-			n.mu.Unlock()
-			if !known {
+			if !n.stat.isKnown(c) {
 				return nil, fs.ErrNotExist
 			}
 			if _, _, err = n.chunks.Fetch(ctx, c); err == nil {

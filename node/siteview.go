@@ -131,9 +131,7 @@ func (n *Node) ownSummary(now time.Time, days *dailyBytes, lc *api.CheckResult, 
 	if lc != nil {
 		s.Checked, s.Outcome, s.Message = lc.Finished.Unix(), lc.Outcome, lc.Message
 	}
-	n.mu.Lock()
-	s.Failures += n.stat.counters.Rollbacks
-	n.mu.Unlock()
+	s.Failures += n.stat.rollbacks()
 	if ro := first.rolloutStatus(); ro != nil {
 		s.Halted = ro.Halted
 	}
@@ -264,7 +262,5 @@ func (n *Node) bytesNow() bytesNow {
 		}
 	}
 	wan, lan := n.chunkBytes()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return bytesNow{WAN: wan, LAN: lan, Served: n.stat.servedBytes + meshServed}
+	return bytesNow{WAN: wan, LAN: lan, Served: n.stat.servedTotal() + meshServed}
 }

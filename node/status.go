@@ -8,54 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/mesh"
 	"github.com/patchmesh/patchmesh/node/api"
 )
 
-const (
-	maxEvents   = 50
-	maxSamples  = 360
-	sampleEvery = 10 * time.Second
-)
-
-// statusState is the live state behind Status, guarded by Node.mu.
-type statusState struct {
-	apiAddr, serveAddr string
-	events             []api.Event // newest last
-	counters           api.Counters
-	servedBytes        int64
-	samples            []api.BytesSample
-	known              map[cid.Cid]bool // chunks of verified manifests, served by --serve-repo
-	lastScrub          *api.ScrubResult
-	// The run of damaged chunks the newest "store" event counts (scrub.go).
-	damagedRun int
-	damagedAt  time.Time
-}
-
-func (s *statusState) init() {
-	s.known = make(map[cid.Cid]bool)
-	s.counters.SourceFailuresByURL = make(map[string]int64)
-	s.counters.VerifyFailuresByPeer = make(map[string]int64)
-}
-
 // event records an error or refusal for the status and logs it.
 func (n *Node) event(kind, msg string) {
 	n.log.Warn(msg, "kind", kind)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.stat.events = append(n.stat.events, api.Event{Time: time.Now(), Kind: kind, Message: msg})
-	if len(n.stat.events) > maxEvents {
-		n.stat.events = n.stat.events[len(n.stat.events)-maxEvents:]
-	}
+	n.stat.event(kind, msg)
 }
 
 func (n *Node) verifyFailed(msg string) {
-	n.mu.Lock()
-	n.stat.counters.VerifyFailures++
-	n.mu.Unlock()
+	n.stat.verifyFailed("")
 	n.event("verify", msg)
 }
 
@@ -70,12 +35,7 @@ func (n *Node) chunkBytes() (wan, lan int64) {
 	return wan, lan
 }
 
-func (n *Node) countServed(b int64) {
-	n.mu.Lock()
-	n.stat.servedBytes += b
-	n.stat.counters.ChunksServed++
-	n.mu.Unlock()
-}
+func (n *Node) countServed(b int64) { n.stat.served(b) }
 
 func (n *Node) setKnownManifest(m *manifest.Manifest) {
 	// Only --serve-repo reads the set. A large release's CIDs would otherwise
@@ -83,14 +43,7 @@ func (n *Node) setKnownManifest(m *manifest.Manifest) {
 	if n.cfg.ServeRepo == "" {
 		return
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, f := range m.Files {
-		for _, r := range f.Chunks {
-			n.stat.known[r.CID] = true
-		}
-	}
-	deltaObjects(n.stat.known, m)
+	n.stat.addKnown(m)
 }
 
 // sampleBytes keeps the WAN/LAN history for the dashboard's chart.
@@ -99,12 +52,7 @@ func (n *Node) sampleBytes(ctx context.Context) {
 	defer t.Stop()
 	for {
 		wan, lan := n.chunkBytes()
-		n.mu.Lock()
-		n.stat.samples = append(n.stat.samples, api.BytesSample{Time: time.Now(), WAN: wan, LAN: lan})
-		if len(n.stat.samples) > maxSamples {
-			n.stat.samples = n.stat.samples[len(n.stat.samples)-maxSamples:]
-		}
-		n.mu.Unlock()
+		n.stat.sample(wan, lan)
 		select {
 		case <-ctx.Done():
 			return
@@ -231,28 +179,23 @@ func (n *Node) Status() api.Status {
 	capsNow := n.caps.status()
 	site := n.siteView()
 
+	own := n.stat.snapshot()
+
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	info.API, info.ServeRepo = n.stat.apiAddr, n.stat.serveAddr
+	info.API, info.ServeRepo = own.apiAddr, own.serveAddr
 	now := time.Now()
 	st := api.Status{
 		Node: info, Channel: n.cfg.Channel, Sources: srcs, LastCheck: first.st.lastCheck, NextCheck: first.st.nextCheck,
 		Checking: first.st.checking, Current: current, Previous: previous, Releases: releases, Peers: peers,
-		Counters: n.stat.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
+		Counters: own.counters, Store: api.StoreInfo{Chunks: chunks, Bytes: bytes, QuotaBytes: n.cfg.QuotaBytes,
 			DamagedChunks: integ.Dropped, ScrubPasses: integ.ScrubPasses, ScrubChunks: integ.ScrubChunks, ScrubBytes: integ.ScrubBytes},
 		Rollout: chans[0].Rollout, Caps: capsNow, Window: first.windowStatusLocked(now), Site: site,
 	}
 	for i, f := range n.followers {
 		st.Channels = append(st.Channels, f.channelStatusLocked(chans[i], now))
 	}
-	if r := n.stat.lastScrub; r != nil {
-		c := *r
-		st.Store.LastScrub = &c
-	}
-	st.Counters.VerifyFailuresByPeer = make(map[string]int64, len(n.stat.counters.VerifyFailuresByPeer))
-	for k, v := range n.stat.counters.VerifyFailuresByPeer {
-		st.Counters.VerifyFailuresByPeer[k] = v
-	}
+	st.Store.LastScrub = own.lastScrub
 	if p := first.st.progress; p != nil {
 		c := *p
 		st.Progress = &c
@@ -265,7 +208,7 @@ func (n *Node) Status() api.Status {
 		st.Counters.SourceFailuresByURL[s.URL] = s.FailuresTotal
 	}
 	st.Counters.ChunksFetchedWAN, st.Counters.ChunksFetchedLAN = n.wan.chunks.Load(), lanChunks
-	st.Bytes = api.Bytes{WAN: wan, LAN: lan, Served: n.stat.servedBytes + meshServed, ByPeer: byPeer}
+	st.Bytes = api.Bytes{WAN: wan, LAN: lan, Served: own.servedBytes + meshServed, ByPeer: byPeer}
 	if n.proxy != nil {
 		// The proxy counts where its bytes move; they are WAN, LAN and served
 		// bytes of this node like the chunks'.
@@ -279,12 +222,8 @@ func (n *Node) Status() api.Status {
 	if t := st.Bytes.WAN + st.Bytes.LAN; t > 0 {
 		st.Bytes.SavingPercent = 100 * float64(st.Bytes.LAN) / float64(t)
 	}
-	st.Bytes.History = append([]api.BytesSample(nil), n.stat.samples...)
-	st.Bytes.History = append(st.Bytes.History, api.BytesSample{Time: time.Now(), WAN: wan, LAN: lan})
-	st.Errors = make([]api.Event, 0, len(n.stat.events))
-	for i := len(n.stat.events) - 1; i >= 0; i-- {
-		st.Errors = append(st.Errors, n.stat.events[i])
-	}
+	st.Bytes.History = append(own.samples, api.BytesSample{Time: time.Now(), WAN: wan, LAN: lan})
+	st.Errors = own.events
 	return st
 }
 
