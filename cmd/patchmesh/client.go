@@ -82,18 +82,25 @@ func printSite(a *app, v *api.SiteView) {
 		if !n.LastCheck.IsZero() {
 			checked = n.LastCheck.Local().Format(time.DateTime)
 		}
-		rel := n.Version
-		if rel == "" {
-			rel = "-"
-		}
-		out := n.Outcome
-		if n.Message != "" && failingOutcomeText(out) {
-			out += ": " + n.Message
-		}
+		rel, out := memberCells(n)
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.Name, n.State, rel, checked, out, n.Failures,
 			humanBytes(n.WAN7d), humanBytes(n.LAN7d), humanBytes(n.Served28d))
 	}
 	_ = w.Flush()
+}
+
+// memberCells are a site member's release ("-" for none) and last outcome,
+// with its message where the outcome is a failure, as the site and fleet
+// tables show them.
+func memberCells(n api.SiteNode) (release, outcome string) {
+	release, outcome = n.Version, n.Outcome
+	if release == "" {
+		release = "-"
+	}
+	if n.Message != "" && failingOutcomeText(outcome) {
+		outcome += ": " + n.Message
+	}
+	return release, outcome
 }
 
 // failingOutcomeText reports whether a check outcome is worth its message.

@@ -38,14 +38,7 @@ the seed's API listener (--api, its dashboard address) and prints every site and
 				w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "  node\tstate\trelease\toutcome\tfailures\tWAN 7d\tLAN 7d")
 				for _, n := range v.Nodes {
-					rel := n.Version
-					if rel == "" {
-						rel = "-"
-					}
-					out := n.Outcome
-					if n.Message != "" && failingOutcomeText(out) {
-						out += ": " + n.Message
-					}
+					rel, out := memberCells(n)
 					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.State, rel, out, n.Failures, humanBytes(n.WAN7d), humanBytes(n.LAN7d))
 				}
 				_ = w.Flush()
