@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -91,15 +92,50 @@ func mustPM(t *testing.T, args ...string) result {
 	return r
 }
 
-// freePort returns a loopback port free right now.
+// freePort returns a loopback port that is free for TCP and UDP now and that
+// no other call in this test binary has returned. Ports come from below the
+// kernel's ephemeral range (32768 and up on Linux), so an outgoing connection
+// can never take one between the test choosing it and the node binding it;
+// asking the kernel for port 0 instead once handed one node the same port for
+// its API and its p2p host.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range portSpan {
+		p := portBase + int(nextPort.Add(1))%portSpan
+		if portFree(p) {
+			return p
+		}
+	}
+	t.Fatal("no free loopback port left below the ephemeral range")
+	return 0
+}
+
+const (
+	portBase = 20000
+	portSpan = 12000
+)
+
+// nextPort starts at a place chosen by the process id so that test binaries
+// running side by side walk different stretches of the range.
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(int64(os.Getpid()*7919) % portSpan)
+	return &n
+}()
+
+func portFree(p int) bool {
+	addr := "127.0.0.1:" + strconv.Itoa(p)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return false
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
 }
 
 func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }

@@ -43,21 +43,25 @@ func testConfig(t *testing.T) Config {
 	cfg.InstallDir = filepath.Join(dir, "install")
 	cfg.Trust = trust
 	cfg.Sources = []string{"file://" + repo}
-	cfg.API = freeAddr(t)
-	cfg.ServeRepo = freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	cfg.API, cfg.ServeRepo = addrs[0], addrs[1]
 	return cfg
 }
 
-// freeAddr is a loopback address nothing listens on now.
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct loopback addresses nothing listens on now. They
+// are held open together while chosen, so two of them are never the same port.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return addrs
 }
 
 // takeAddr listens on a free loopback port until the test ends.
