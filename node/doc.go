@@ -12,6 +12,11 @@
 // source is tried), refuses sequences below the highest it has ever seen
 // (persisted), fetches and verifies the manifest and checks the target.
 //
+// node/schedule decides when the checks run: it takes the node's check of
+// channel i, its next-time rule, its collection and the update-now cap as
+// funcs, and a clock, so it is tested alone on a fake clock. The node gives
+// it those and asks it for on-demand checks (Check, ApplyNow).
+//
 // # Fetch
 //
 // Only chunks missing from the store are fetched, many at once with a bound, each

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/patchmesh/patchmesh/node/install"
 	"github.com/patchmesh/patchmesh/node/pipeline"
 	"github.com/patchmesh/patchmesh/node/proxy"
+	"github.com/patchmesh/patchmesh/node/schedule"
 	"github.com/patchmesh/patchmesh/node/source"
 )
 
@@ -48,7 +48,9 @@ type Node struct {
 	caps      *caps         // rate caps: the WAN limiter paces the sources, the LAN one the mesh's uploads
 	stored    storedOrigins // where the mesh got chunks stored for peers (fetch.go)
 	proxy     *proxy.Cache  // the caching proxy (--proxy-cache); nil: off
-	checkCh   chan checkRequest
+	// sched runs the checks of every channel and the collection after an
+	// apply (node/schedule).
+	sched *schedule.Scheduler
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
 
@@ -68,12 +70,6 @@ type Node struct {
 	headMu sync.Mutex
 }
 
-type checkRequest struct {
-	done     chan api.CheckResult // nil: nobody waits
-	asked    bool                 // by a person or a script (the API), not the schedule
-	follower int                  // whose result done gets (every channel is checked)
-}
-
 // New opens the node's store and install folder and checks its config. Nothing
 // listens and nothing is fetched until Run.
 func New(cfg Config) (*Node, error) {
@@ -81,7 +77,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), checkCh: make(chan checkRequest, 8),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name),
 		scrubSem: make(chan struct{}, 1), stat: newCounters()}
 
 	data, err := os.ReadFile(cfg.Trust)
@@ -149,6 +145,16 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.followers = append(n.followers, f)
 	}
+	n.sched = schedule.New(schedule.Config{
+		Channels: len(n.followers),
+		Check: func(ctx context.Context, i int) (api.CheckResult, *manifest.Manifest) {
+			return n.followers[i].check(ctx)
+		},
+		Next:      func(i int, now time.Time) time.Time { return n.followers[i].nextCheck(now) },
+		Collect:   n.collect,
+		UpdateNow: n.caps.updateNow,
+		Published: n.publishNext,
+	})
 	n.wan = &wanSource{codec: codec, st: n.store, followers: n.followers, site: cfg.Mesh.SiteKey != "", verifyFailed: n.verifyFailed}
 	var chunks pipeline.Source = n.wan
 
@@ -264,7 +270,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g.Go(func() error { n.probeStore(ctx); return nil })
 	g.Go(func() error {
 		n.awaitSite(ctx)
-		n.schedule(ctx)
+		n.sched.Run(ctx)
 		return nil
 	})
 	// ctx, the group's, ends with the stop or with the first part that fails.
@@ -350,134 +356,29 @@ func (n *Node) awaitSite(ctx context.Context) {
 	}
 }
 
-// Retry bounds of a failed check (sources down, site not delivering): sooner than
-// the schedule, backing off to it.
-const (
-	siteSettle = 2 * time.Second
-	retryFirst = 15 * time.Second
-)
+// siteSettle is how long a joining node waits, once it sees its site, for
+// the members to learn of it in turn.
+const siteSettle = 2 * time.Second
 
-// collectDelay is how long after an apply the store is collected, plus up to
-// as much again at random: the nodes of a site apply a release together, and
-// compacting their stores at that same moment slowed the last of them.
-const collectDelay = 30 * time.Second
-
-// schedule runs a check of every channel at start, then every CheckInterval
-// ± jitter, and whenever asked through the API. A check that failed is
-// retried sooner, with backoff. Checks never overlap: one loop checks the
-// channels in turn, each when its time comes, all when asked. The store is
-// collected a while after an apply.
-func (n *Node) schedule(ctx context.Context) {
-	next := make([]time.Time, len(n.followers))
-	retry := make([]time.Duration, len(n.followers))
-	for i := range next {
-		next[i], retry[i] = time.Now(), retryFirst
-	}
-	var collect []*manifest.Manifest // applied, not yet collected
-	var collectAt <-chan time.Time
-	var pending []checkRequest // asked while a round ran that skipped their channel
-	for {
-		earliest := next[0]
-		n.mu.Lock()
-		for i, f := range n.followers {
-			f.st.nextCheck = next[i]
-			if next[i].Before(earliest) {
-				earliest = next[i]
-			}
-		}
-		n.mu.Unlock()
-		var reqs []checkRequest
-		if len(pending) > 0 {
-			reqs, pending = pending, nil
-		} else {
-			timer := time.NewTimer(time.Until(earliest))
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				n.drainRequests()
-				return
-			case <-collectAt:
-				timer.Stop()
-				n.collect(ctx, collect)
-				collect, collectAt = nil, nil
-				continue
-			case <-timer.C:
-			case req := <-n.checkCh:
-				timer.Stop()
-				reqs = append(reqs, req)
-			}
-		}
-		done := func() {}
-		if slices.ContainsFunc(reqs, func(r checkRequest) bool { return r.asked }) {
-			done = n.caps.updateNow()
-		}
-		results := make([]*api.CheckResult, len(n.followers))
-		now := time.Now()
-		for i, f := range n.followers {
-			if len(reqs) == 0 && next[i].After(now) {
-				continue // not due, and nobody asked
-			}
-			res, applied := f.check(ctx)
-			results[i] = &res
-			if applied != nil {
-				collect = append(collect, applied)
-				collectAt = time.After(collectDelay + time.Duration(rand.Int64N(int64(collectDelay))))
-			}
-			next[i] = f.nextCheck(res, &retry[i])
-		}
-		done()
-		// Everyone who asked while this round ran gets its result too; who
-		// asked for a channel it skipped waits for the next round.
-		for drained := false; !drained; {
-			select {
-			case r := <-n.checkCh:
-				reqs = append(reqs, r)
-			default:
-				drained = true
-			}
-		}
-		for _, r := range reqs {
-			switch {
-			case results[r.follower] == nil:
-				pending = append(pending, r)
-			case r.done != nil:
-				r.done <- *results[r.follower]
-			}
-		}
-	}
-}
-
-// nextCheck is when f checks again after a check with result res: after
-// the interval, sooner when it waits on a staged rollout or a maintenance
-// window, sooner still with backoff (retry) when it failed.
-func (f *follower) nextCheck(res api.CheckResult, retry *time.Duration) time.Time {
-	next := time.Now().Add(f.interval())
+// nextCheck is when f checks again after a check at now that did not fail:
+// after the interval, sooner when it waits on a staged rollout or a
+// maintenance window. The scheduler retries a failed check sooner itself.
+func (f *follower) nextCheck(now time.Time) time.Time {
+	next := now.Add(f.interval())
 	for _, w := range []time.Time{f.rolloutWake(), f.windowWake()} {
 		if !w.IsZero() && w.Before(next) {
 			next = w
 		}
 	}
-	if res.Outcome == "failed" {
-		if *retry < time.Until(next) {
-			next = time.Now().Add(*retry)
-		}
-		*retry *= 2
-	} else {
-		*retry = retryFirst
-	}
 	return next
 }
 
-func (n *Node) drainRequests() {
-	for {
-		select {
-		case r := <-n.checkCh:
-			if r.done != nil {
-				r.done <- api.CheckResult{Outcome: "failed", Message: "node is stopping"}
-			}
-		default:
-			return
-		}
+// publishNext records each channel's next check time for the status.
+func (n *Node) publishNext(next []time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, f := range n.followers {
+		f.st.nextCheck = next[i]
 	}
 }
 
@@ -493,39 +394,7 @@ func (n *Node) interval() time.Duration {
 // Check implements api.Backend: it checks every channel, and returns the
 // first channel's result; the others' show in the status.
 func (n *Node) Check(ctx context.Context, wait bool) (api.CheckResult, error) {
-	return n.checkNow(ctx, 0, wait)
-}
-
-// checkNow asks the schedule for a check of every channel, and with wait
-// returns that of follower i.
-func (n *Node) checkNow(ctx context.Context, i int, wait bool) (api.CheckResult, error) {
-	req := checkRequest{asked: true, follower: i}
-	if wait {
-		req.done = make(chan api.CheckResult, 1)
-	}
-	select {
-	case n.checkCh <- req:
-	case <-ctx.Done():
-		return api.CheckResult{}, ctx.Err()
-	default:
-		if !wait {
-			return api.CheckResult{Outcome: "queued"}, nil
-		}
-		select {
-		case n.checkCh <- req:
-		case <-ctx.Done():
-			return api.CheckResult{}, ctx.Err()
-		}
-	}
-	if !wait {
-		return api.CheckResult{Outcome: "queued", Started: time.Now()}, nil
-	}
-	select {
-	case res := <-req.done:
-		return res, nil
-	case <-ctx.Done():
-		return api.CheckResult{}, ctx.Err()
-	}
+	return n.sched.Ask(ctx, 0, wait)
 }
 
 // Retry implements api.Backend: it clears the bad mark of every release of

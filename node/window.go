@@ -126,5 +126,5 @@ func (n *Node) ApplyNow(ctx context.Context, channel string, wait bool) (api.Che
 		return api.CheckResult{}, fmt.Errorf("apply now: %w", api.ErrNothingWaiting)
 	}
 	f.log.Info("apply now: the operator overrides the maintenance window", "sequence", rel)
-	return n.checkNow(ctx, slices.Index(n.followers, f), wait)
+	return n.sched.Ask(ctx, slices.Index(n.followers, f), wait)
 }
