@@ -38,6 +38,16 @@
 // came; a peer that sends bad bytes is penalized for a while. Version 1 moved
 // raw bytes only: peers of the two versions do not talk.
 //
+// # Lifecycle
+//
+// New binds nothing. Listen binds the libp2p host's addresses and the gossip
+// port (TCP and UDP), so a node can bind all its ports before it starts any
+// part, and a taken one fails it at once. Run(ctx) creates the memberlist
+// on the bound gossip port, joins and serves until ctx ends, then leaves
+// (bounded) and closes every port before it returns; it binds the ports
+// itself if Listen was not called. Close releases what Listen bound when
+// Run never runs.
+//
 // # Delegate
 //
 // The one seam to the node, as memberlist takes one Delegate: Config.Delegate

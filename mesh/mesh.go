@@ -61,8 +61,10 @@ type Stats struct {
 }
 
 // Mesh is one node's membership of its site and its chunk exchange. Create it
-// with New and start it with Run; Fetch works before and after Run too, from
-// the store and the WAN only.
+// with New, bind its ports with Listen and run it with Run, which closes
+// everything when it returns (Run binds them itself if Listen was not
+// called; Close releases them if Run is never called). Fetch works before
+// and after Run too, from the store and the WAN only.
 type Mesh struct {
 	cfg  Config
 	log  *slog.Logger
@@ -72,8 +74,12 @@ type Mesh struct {
 	pid  peer.ID
 	name string
 
-	started atomic.Bool
-	ready   chan struct{} // closed when listeners are up
+	// lmu guards bound and started, so Listen, Run and Close each see
+	// what the others did.
+	lmu     sync.Mutex
+	bound   *bound        // the ports Listen bound, until Run or Close takes them
+	started bool          // Run or Close was called: ports are theirs to close
+	ready   chan struct{} // closed when the gossip runs
 	done    chan struct{} // closed when Run has stopped serving
 	// Set before ready is closed, read after.
 	host       host.Host
@@ -172,8 +178,9 @@ func New(cfg Config, st Store) (*Mesh, error) {
 	return m, nil
 }
 
-// Ready is closed once the listeners are up, so GossipAddr and PeerID can be
-// read. If Run fails before that, it never closes: wait on Run's return too.
+// Ready is closed once Run has its listeners up and the gossip running, so
+// GossipAddr and P2PAddrs can be read. If Run fails before that, it never
+// closes: wait on Run's return too.
 func (m *Mesh) Ready() <-chan struct{} { return m.ready }
 
 // GossipAddr is the address peers join this node at ("ip:port"), with the
@@ -242,57 +249,34 @@ type runOptions struct {
 }
 
 func (m *Mesh) run(ctx context.Context, opts runOptions) error {
-	if !m.started.CompareAndSwap(false, true) {
-		return errors.New("run mesh: already started")
+	m.lmu.Lock()
+	if m.started {
+		m.lmu.Unlock()
+		return errors.New("run mesh: already run or closed")
 	}
+	m.started = true
+	b := m.bound
+	m.bound = nil
+	m.lmu.Unlock()
 	defer close(m.done)
+	if b == nil {
+		var err error
+		if b, err = m.bind(); err != nil {
+			return fmt.Errorf("run mesh: %w", err)
+		}
+	}
 	m.serveCtx, m.serveCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer m.serveCancel()
 
-	// libp2p's default resource manager, without its Prometheus trace
-	// reporter: it costs a few percent of the CPU per stream event and
-	// nothing reads it (libp2p.DisableMetrics does not reach it).
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
-	if err != nil {
-		return fmt.Errorf("run mesh: resource manager: %w", err)
-	}
-	h, err := libp2p.New(
-		libp2p.ResourceManager(rm),
-		libp2p.Identity(m.priv),
-		libp2p.ListenAddrStrings(m.cfg.P2PAddrs...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		libp2p.DefaultSecurity,
-		libp2p.DefaultMuxers,
-		libp2p.ConnectionGater(gater{m}),
-		// LAN only: no relays, NAT traversal, reachability probes or
-		// address discovery through other peers.
-		libp2p.DisableRelay(),
-		libp2p.ForceReachabilityPrivate(),
-		libp2p.DisableIdentifyAddressDiscovery(),
-		libp2p.DisableMetrics(),
-		libp2p.Ping(false),
-		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
-	)
-	if err != nil {
-		_ = rm.Close()
-		return fmt.Errorf("run mesh: start libp2p host: %w", err)
-	}
+	h := b.host
 	m.host = h
 	h.SetStreamHandler(ProtocolID, func(s network.Stream) { m.handleStream(s, opts.corrupt) })
 	h.SetStreamHandler(DocProtocolID, m.handleDoc)
 	h.SetStreamHandler(ObjectProtocolID, m.handleObject)
 
-	mc, err := m.memberlistConfig()
+	ml, err := memberlist.Create(b.gossip)
 	if err != nil {
-		h.Close()
-		return fmt.Errorf("run mesh: %w", err)
-	}
-	ml, err := memberlist.Create(mc)
-	if err != nil {
-		h.Close()
+		b.close()
 		return fmt.Errorf("run mesh: start gossip on %s: %w", m.cfg.GossipAddr, err)
 	}
 	m.ml = ml
@@ -316,6 +300,127 @@ func (m *Mesh) run(ctx context.Context, opts runOptions) error {
 	<-ctx.Done()
 	_ = g.Wait()
 	m.shutdown(opts.crash)
+	return nil
+}
+
+// bound are the ports Listen bound, not yet in use.
+type bound struct {
+	host   host.Host
+	gossip *memberlist.Config // its Transport holds the bound gossip port
+}
+
+// close releases the ports.
+func (b *bound) close() {
+	_ = b.host.Close()
+	_ = b.gossip.Transport.Shutdown()
+}
+
+// Listen binds the mesh's ports: the libp2p host's listen addresses and the
+// gossip address, TCP and UDP. A taken port fails it and leaves none bound.
+// Nothing is served and the site is not joined until Run; a node binds
+// every port it has before it starts anything, so a taken one fails it
+// before any part runs.
+func (m *Mesh) Listen() error {
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
+	if m.started || m.bound != nil {
+		return errors.New("listen mesh: already bound, run or closed")
+	}
+	b, err := m.bind()
+	if err != nil {
+		return fmt.Errorf("listen mesh: %w", err)
+	}
+	m.bound = b
+	return nil
+}
+
+// Close releases the ports Listen bound when Run is not going to run; a
+// later Run fails. Once Run was called, Run closes everything itself when
+// ctx ends, and Close does nothing.
+func (m *Mesh) Close() error {
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
+	if m.started {
+		return nil
+	}
+	m.started = true
+	if m.bound != nil {
+		m.bound.close()
+		m.bound = nil
+	}
+	return nil
+}
+
+// bind starts the libp2p host and binds the gossip port, both closed again
+// if either fails.
+func (m *Mesh) bind() (*bound, error) {
+	mc, err := m.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	// libp2p's default resource manager, without its Prometheus trace
+	// reporter: it costs a few percent of the CPU per stream event and
+	// nothing reads it (libp2p.DisableMetrics does not reach it).
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), rcmgr.WithMetricsDisabled())
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	h, err := libp2p.New(
+		libp2p.ResourceManager(rm),
+		libp2p.Identity(m.priv),
+		libp2p.ListenAddrStrings(m.cfg.P2PAddrs...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.DefaultSecurity,
+		libp2p.DefaultMuxers,
+		libp2p.ConnectionGater(gater{m}),
+		// LAN only: no relays, NAT traversal, reachability probes or
+		// address discovery through other peers.
+		libp2p.DisableRelay(),
+		libp2p.ForceReachabilityPrivate(),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		libp2p.DisableMetrics(),
+		libp2p.Ping(false),
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
+	)
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("start libp2p host: %w", err)
+	}
+	if err := bindGossip(mc); err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("bind gossip on %s: %w", m.cfg.GossipAddr, err)
+	}
+	return &bound{host: h, gossip: mc}, nil
+}
+
+// bindGossip binds mc's gossip port as memberlist.Create would, and gives
+// the transport to mc, so Create binds nothing. Port 0 takes a free port for
+// TCP and UDP together, which may race with other binds: retried, as
+// memberlist does.
+func bindGossip(mc *memberlist.Config) error {
+	nc := &memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger}
+	tries := 1
+	if mc.BindPort == 0 {
+		tries = 10
+	}
+	var nt *memberlist.NetTransport
+	var err error
+	for range tries {
+		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		mc.AdvertisePort = mc.BindPort
+	}
+	mc.Transport = nt
 	return nil
 }
 

@@ -28,7 +28,9 @@ type server struct {
 }
 
 // listen binds every listener the config asks for: the API, the repository
-// (--serve-repo), the file view and the caching proxy. On error none stays open.
+// (--serve-repo), the file view, the caching proxy and the mesh's gossip and
+// libp2p ports. On error none stays open; the mesh's, once bound, are its
+// Run's to close, or the node's close if Run never runs.
 func (n *Node) listen() (_ *servers, err error) {
 	s := &servers{}
 	defer func() {
@@ -81,6 +83,12 @@ func (n *Node) listen() (_ *servers, err error) {
 			return nil, err
 		}
 		n.log.Info("caching proxy", "addr", ln.Addr().String(), "allow", n.cfg.ProxyCache.Allow)
+	}
+	// Last: nothing after it can fail and leave the mesh's ports bound.
+	if n.mesh != nil {
+		if err := n.mesh.Listen(); err != nil {
+			return nil, fmt.Errorf("mesh: %w", err)
+		}
 	}
 	return s, nil
 }

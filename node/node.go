@@ -219,6 +219,10 @@ func (n *Node) close() {
 	if n.proxy != nil {
 		n.proxy.Close()
 	}
+	if n.mesh != nil {
+		// Releases the mesh's ports if its Run never ran; Run closes its own.
+		_ = n.mesh.Close()
+	}
 }
 
 // Run serves the node until ctx is cancelled: the API, the mesh, the scheduled
@@ -249,8 +253,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 
 	g, ctx := errgroup.WithContext(ctx)
 	if n.mesh != nil {
-		// The mesh binds its own ports; the HTTP servers start once it has,
-		// or once it failed and cancelled ctx.
+		// The mesh's ports are bound (listen); the HTTP servers start once
+		// its gossip runs, or once it failed and cancelled ctx.
 		g.Go(func() error { return n.mesh.Run(ctx) })
 		select {
 		case <-n.mesh.Ready():
