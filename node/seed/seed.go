@@ -61,6 +61,10 @@ type Seed struct {
 	// sampleEvery is how often the history takes a sample; a field so tests can
 	// shorten it.
 	sampleEvery time.Duration
+	// shutdownBound is how long a stopping seed lets requests in flight
+	// finish before it closes their connections; a field so tests can
+	// shorten it.
+	shutdownBound time.Duration
 
 	tokens []reportToken // ReportTokens, read by New
 	fleet  *fleet        // the collector, set by Run before serving; nil: none
@@ -114,7 +118,8 @@ func New(cfg Config) (*Seed, error) {
 	} else if cfg.FleetData != "" || cfg.Webhook != "" {
 		return nil, errors.New("seed: --fleet-data and --webhook need a collector: set --report-tokens")
 	}
-	return &Seed{cfg: cfg, tokens: tokens, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery}, nil
+	return &Seed{cfg: cfg, tokens: tokens, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery,
+		shutdownBound: shutdownBound}, nil
 }
 
 // Stats returns what the seed has served so far.
@@ -137,8 +142,13 @@ func (s *Seed) APIAddr() string {
 	return s.apiAddr
 }
 
+// shutdownBound is how long a stopping seed drains requests in flight.
+const shutdownBound = 10 * time.Second
+
 // Run serves until ctx is cancelled, then drains in-flight requests for at most
-// 10 seconds. Cancellation is a clean exit.
+// 10 seconds and closes the connections still open. It returns once every
+// server it started has stopped: nothing listens or answers any more.
+// Cancellation is a clean exit.
 func (s *Seed) Run(ctx context.Context) error {
 	files, err := repo.OpenDir(s.cfg.Repo)
 	if err != nil {
@@ -216,21 +226,37 @@ func (s *Seed) Run(ctx context.Context) error {
 	close(s.ready)
 
 	errc := make(chan error, len(servers))
+	var serving sync.WaitGroup
 	for i, srv := range servers {
-		go func() { errc <- srv.Serve(listeners[i]) }()
+		serving.Go(func() {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
 	}
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		runErr = fmt.Errorf("seed: %w", err)
+		runErr = fmt.Errorf("seed: serve: %w", err)
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s.shutdown(servers)
+	serving.Wait()
+	return runErr
+}
+
+// shutdown stops every server: requests in flight drain for at most
+// shutdownBound, then the connections still open are closed, so a client
+// that stalls cannot hold a stopping seed.
+func (s *Seed) shutdown(servers []*http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownBound)
 	defer cancel()
 	for _, srv := range servers {
-		_ = srv.Shutdown(shutCtx)
+		if err := srv.Shutdown(ctx); err != nil {
+			s.cfg.Logger.Warn("seed stopping: requests still in flight; closing their connections", "err", err)
+			_ = srv.Close()
+		}
 	}
-	return runErr
 }
 
 func newServer(h http.Handler) *http.Server {
