@@ -229,9 +229,10 @@ func (m *Mesh) active() bool {
 	}
 }
 
-// Run starts the libp2p host and memberlist (and mDNS), joins the site and
-// serves until ctx is cancelled; then it announces it is leaving, leaves
-// (bounded), closes everything and returns nil. It may be called once.
+// Run starts memberlist (and mDNS) on the ports Listen bound, binding them
+// first if Listen was not called, joins the site and serves until ctx is
+// cancelled; then it announces it is leaving, leaves (bounded), closes
+// every port and returns nil. It may be called once, and not after Close.
 func (m *Mesh) Run(ctx context.Context) error {
 	return m.run(ctx, runOptions{corrupt: liar()})
 }
