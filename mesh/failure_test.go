@@ -26,9 +26,12 @@ func TestOwnerStopsMidway(t *testing.T) {
 		crash    bool
 		maxRatio float64
 	}{
-		// Leaving gracefully, the owner serves what it has in flight and
-		// its successors ask around before fetching: no byte twice.
-		{"graceful", false, 1.0},
+		// Leaving gracefully, the owner finishes what it has in flight and
+		// its successors ask around before fetching: no byte twice on a
+		// quiet machine. Under -race beside other tests a request can still
+		// time out and be fetched again (1 chunk of 300 seen): 2% of slack,
+		// where a stop that cut its requests off cost 4–7%.
+		{"graceful", false, 1.02},
 		// Killed, it takes with it the chunks it fetched but had not
 		// handed out yet, bounded by what was in flight.
 		{"crash", true, 1.15},

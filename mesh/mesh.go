@@ -95,6 +95,7 @@ type Mesh struct {
 	status    atomic.Pointer[[]byte] // SetStatus
 	running   atomic.Uint64
 	leaving   atomic.Bool
+	inflight  atomic.Int64 // requests being answered (serveOne)
 	holdingCh chan struct{}
 	sums      *summaries // the site view's gossip (summary.go)
 
@@ -429,6 +430,7 @@ func bindGossip(mc *memberlist.Config) error {
 const (
 	leaveAnnounceTimeout = 1 * time.Second
 	leaveTimeout         = 4 * time.Second
+	drainTimeout         = 5 * time.Second
 	metaUpdateTimeout    = 5 * time.Second
 )
 
@@ -450,10 +452,19 @@ func (m *Mesh) shutdown(crash bool) {
 	if err := m.ml.Shutdown(); err != nil {
 		m.log.Warn("stop gossip", "err", err)
 	}
-	m.serveCancel()
 	m.hmu.Lock()
 	m.closing = true
 	m.hmu.Unlock()
+	if !crash {
+		// Requests in flight are mostly chunks a peer asked us, their owner,
+		// to fetch from the WAN: cut off, the bytes already fetched are lost
+		// and the peer fetches them again. Let them finish, within a bound.
+		deadline := time.Now().Add(min(drainTimeout, m.cfg.RequestTimeout))
+		for m.inflight.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	m.serveCancel()
 	if err := m.host.Close(); err != nil {
 		m.log.Warn("stop libp2p host", "err", err)
 	}

@@ -73,6 +73,8 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader, corrupt func([]byte) 
 		m.log.Debug("bad chunk request", "peer", p, "err", err)
 		return false
 	}
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
 	dl, _ := ctx.Deadline()
 	_ = s.SetWriteDeadline(dl)
 
