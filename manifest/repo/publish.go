@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -270,6 +271,10 @@ func Publish(ctx context.Context, repoDir, srcDir string, opts PublishOptions) (
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	w := &chunkWriter{repoDir: repoDir, codec: codec, seen: make(map[cid.Cid]bool), dirs: make(map[string]bool)}
+	if err := w.startWriteback(); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	defer w.stopWriteback()
 	files, err := chunkTree(ctx, w, entries, total, opts, sum)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s %s: %w", opts.Channel, opts.Version, err)
@@ -429,9 +434,27 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, channel string, 
 	if err != nil {
 		return nil, err
 	}
-	z, err := delta.Encode(delta.Best, nil, un, nil)
+	// The delta against the previous manifest is encoded meanwhile, on the
+	// other core: at the best level, since every updating node pulls it.
+	var (
+		d    []byte
+		derr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		d, derr = previousDelta(repoDir, prev, deltasOff, un)
+	}()
+	// The whole form is for a node without the previous manifest. The better
+	// level is 8x faster than the best on a manifest of CIDs, and as small
+	// (2242136 against 2255623 bytes for 1 GiB in 55440 chunks).
+	z, err := delta.Encode(delta.Better, nil, un, nil)
+	<-done
 	if err != nil {
 		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
 	}
 	if len(z) < len(menv) {
 		if err := write(0, ManifestZstPath(channel, seq), z); err != nil {
@@ -439,26 +462,28 @@ func writeCompactManifests(repoDir string, prev *manifest.Head, channel string, 
 		}
 		sum.ManifestZstBytes = int64(len(z))
 	}
-	if prev == nil || deltasOff {
-		return refs, nil
-	}
-	penv, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(prev.Manifest.Path)), manifest.MaxManifestSize)
-	if err != nil {
-		return refs, nil // the previous manifest is gone: no delta, the other forms do
-	}
-	pun, err := manifest.UnwrapEnvelope(penv)
-	if err != nil {
-		return refs, nil
-	}
-	d, err := delta.Encode(delta.Best, pun, un, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(d) >= min(len(z), len(menv)) {
+	if d == nil || len(d) >= min(len(z), len(menv)) {
 		return refs, nil
 	}
 	sum.ManifestDeltaBytes = int64(len(d))
 	return refs, write(prev.Sequence, ManifestDeltaPath(channel, seq, prev.Sequence), d)
+}
+
+// previousDelta encodes the unwrapped manifest un against the previous head's,
+// or returns nil when there is none to encode against.
+func previousDelta(repoDir string, prev *manifest.Head, deltasOff bool, un []byte) ([]byte, error) {
+	if prev == nil || deltasOff {
+		return nil, nil
+	}
+	penv, err := readLimited(filepath.Join(repoDir, filepath.FromSlash(prev.Manifest.Path)), manifest.MaxManifestSize)
+	if err != nil {
+		return nil, nil // the previous manifest is gone: no delta, the other forms do
+	}
+	pun, err := manifest.UnwrapEnvelope(penv)
+	if err != nil {
+		return nil, nil
+	}
+	return delta.Encode(delta.Best, pun, un, nil)
 }
 
 // WriteHead signs h and switches the channel's head to it, atomically.
@@ -792,6 +817,9 @@ type chunkWriter struct {
 	// dirs records the shard folders met so far: true for one this publish
 	// created, which holds no earlier chunk, so nothing in it needs a stat.
 	dirs map[string]bool
+
+	written atomic.Int64 // chunk bytes written, for the flusher
+	flush   *flusher     // starts write-back early; nil where the OS has none
 }
 
 // write stores a chunk, in its wire form, unless the repository or this
@@ -829,6 +857,17 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 		w.mu.Unlock()
 		return nil
 	}
+	if fresh {
+		if err := w.create(name, wire); err != nil {
+			return fmt.Errorf("write chunk %s: %w", c, err)
+		}
+		w.wrote(len(wire))
+		w.mu.Lock()
+		sum.NewChunks++
+		sum.NewBytes += int64(len(data))
+		w.mu.Unlock()
+		return nil
+	}
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("write chunk %s: %w", c, err)
@@ -858,11 +897,38 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 		os.Remove(f.Name())
 		return fmt.Errorf("write chunk %s: %w", c, err)
 	}
+	w.wrote(len(wire))
 	w.mu.Lock()
 	sum.NewChunks++
 	sum.NewBytes += int64(len(data))
 	w.mu.Unlock()
 	return nil
+}
+
+// create writes a chunk file under its final name, without the temporary
+// file and rename that replacing one needs: only in a shard folder this publish
+// created, where no reader looks for a chunk before the manifest that names it
+// is written, after the barrier. A crash may leave the file short; the next
+// publish finds the folder not fresh, sees the size differ, and replaces it.
+func (w *chunkWriter) create(name string, wire []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(wire)
+	if err == nil {
+		err = f.Chmod(0o644) // whatever the umask, a web server must read it
+	}
+	if err == nil && syncEachChunk {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+	}
+	return err
 }
 
 // shard makes sure a shard folder exists and reports whether this publish
