@@ -11,6 +11,7 @@
 package delta
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -74,7 +75,9 @@ func (l Level) zstd() zstd.EncoderLevel {
 // are costly to allocate: a publisher making a thousand deltas would spend
 // most of its time zeroing them. An Encoder is not safe for concurrent use.
 type Encoder struct {
-	enc [3]*zstd.Encoder
+	enc  [3]*zstd.Encoder
+	dict [3][]byte // a copy of the dictionary each encoder has indexed
+	out  appender
 }
 
 // encoderWindow spans the largest dictionary and output a manifest allows,
@@ -83,18 +86,34 @@ const encoderWindow = 64 << 20
 
 // Encode compresses data with dict as raw dictionary and appends the frame
 // to dst. dict may be empty.
+//
+// Indexing a dictionary is most of the work of a delta at the best level, so
+// Encode streams into the encoder's own state, which indexes it once, rather
+// than calling EncodeAll, whose block encoder indexes it a second time; and
+// it keeps the index for the next delta with the same dictionary, such as
+// another part of the same file.
 func (e *Encoder) Encode(level Level, dict, data, dst []byte) ([]byte, error) {
 	if len(dict)+len(data) > encoderWindow {
 		return nil, fmt.Errorf("delta of %d bytes against %d: larger than the %d-byte window", len(data), len(dict), encoderWindow)
 	}
+	same := len(dict) > 0 && e.enc[level] != nil && bytes.Equal(e.dict[level], dict)
 	dictOpt := zstd.WithEncoderDictDelete()
-	if len(dict) > 0 {
-		dictOpt = zstd.WithEncoderDictRaw(dictID, dict)
+	if len(dict) > 0 && !same {
+		// The encoder keeps its own copy, so that what it indexed cannot
+		// change under it when the caller reuses dict.
+		e.dict[level] = append(e.dict[level][:0], dict...)
+		dictOpt = zstd.WithEncoderDictRaw(dictID, e.dict[level])
 	}
+	if len(dict) == 0 {
+		e.dict[level] = e.dict[level][:0]
+	}
+	e.out.b = dst
+	defer func() { e.out.b = nil }()
 	enc := e.enc[level]
-	if enc == nil {
+	switch {
+	case enc == nil:
 		var err error
-		enc, err = zstd.NewWriter(nil,
+		enc, err = zstd.NewWriter(&e.out,
 			zstd.WithEncoderLevel(level.zstd()),
 			zstd.WithEncoderConcurrency(1),
 			zstd.WithWindowSize(encoderWindow),
@@ -103,10 +122,32 @@ func (e *Encoder) Encode(level Level, dict, data, dst []byte) ([]byte, error) {
 			return nil, fmt.Errorf("delta encoder: %w", err)
 		}
 		e.enc[level] = enc
-	} else if err := enc.ResetWithOptions(nil, dictOpt); err != nil {
+	case same:
+		// The same dictionary: the encoder resets its tables to the index
+		// it made, without making it again.
+	default:
+		if err := enc.ResetWithOptions(&e.out, dictOpt); err != nil {
+			return nil, fmt.Errorf("delta encoder: %w", err)
+		}
+	}
+	// The content size in the frame header also sets its window to the
+	// delta's size, as EncodeAll's frames have it.
+	enc.ResetContentSize(&e.out, int64(len(data)))
+	if _, err := enc.Write(data); err != nil {
 		return nil, fmt.Errorf("delta encoder: %w", err)
 	}
-	return enc.EncodeAll(data, dst), nil
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("delta encoder: %w", err)
+	}
+	return e.out.b, nil
+}
+
+// appender is an io.Writer that appends to a slice.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // Close releases the encoders.

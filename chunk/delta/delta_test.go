@@ -134,6 +134,65 @@ func TestDecoderReused(t *testing.T) {
 	}
 }
 
+// TestEncoderReused: one Encoder makes deltas one after the other with the
+// same dictionary (kept indexed), an equal one in another slice, a caller's
+// buffer rewritten in place, none, and each level; every delta decodes with
+// its own dictionary, and one made with a kept index is as small as a fresh
+// encoder's.
+func TestEncoderReused(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	a := randBytes(r, 300<<10)
+	b := randBytes(r, 300<<10)
+	c := randBytes(r, 300<<10)
+	buf := bytes.Clone(c)
+	edit := func(base []byte, from, to int) []byte {
+		out := bytes.Clone(base[from:to])
+		copy(out[len(out)/2:], randBytes(r, 200))
+		return out
+	}
+	steps := []struct {
+		name  string
+		level Level
+		dict  func() []byte
+		data  []byte
+	}{
+		{"first", Best, func() []byte { return a }, edit(a, 0, 100<<10)},
+		{"same dictionary", Best, func() []byte { return a }, edit(a, 100<<10, 250<<10)},
+		{"equal copy", Best, func() []byte { return bytes.Clone(a) }, edit(a, 50<<10, 90<<10)},
+		{"caller's buffer", Best, func() []byte { return buf }, edit(c, 0, 100<<10)},
+		{"buffer rewritten", Best, func() []byte { copy(buf, b); return buf }, edit(b, 0, 120<<10)},
+		{"none", Best, func() []byte { return nil }, randBytes(r, 10<<10)},
+		{"after none", Best, func() []byte { return b }, edit(b, 10<<10, 60<<10)},
+		{"other level", Fast, func() []byte { return a }, edit(a, 0, 80<<10)},
+		{"back to best", Best, func() []byte { return b }, edit(b, 200<<10, 290<<10)},
+	}
+	var e Encoder
+	defer e.Close()
+	for _, st := range steps {
+		dict := st.dict()
+		want := bytes.Clone(dict) // what the delta must be decoded against
+		obj, err := e.Encode(st.level, dict, st.data, []byte("x"))
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if obj[0] != 'x' {
+			t.Fatalf("%s: dst not kept", st.name)
+		}
+		obj = obj[1:]
+		got, err := decode(obj, want, len(st.data), nil)
+		if err != nil || !bytes.Equal(got, st.data) {
+			t.Fatalf("%s: %v, equal %v", st.name, err, bytes.Equal(got, st.data))
+		}
+		fresh, err := Encode(st.level, want, st.data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obj) > len(fresh)+len(fresh)/20 {
+			t.Errorf("%s: %d bytes, a fresh encoder makes %d", st.name, len(obj), len(fresh))
+		}
+	}
+}
+
 // TestDecodeBombBounded: a delta that decodes to far more than it announces
 // is refused without decoding it all.
 func TestDecodeBombBounded(t *testing.T) {
