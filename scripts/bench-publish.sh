@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench-publish.sh measures `patchmesh publish` against the brief's targets:
-#   - publishing a tree takes at most 2x the time of `sha256sum` over the same
-#     files (warm page cache, measured in the same run);
+# bench-publish.sh measures `patchmesh publish` against issue 10's targets:
+#   - publishing a tree into a fresh repository takes at most 1.5x the time of
+#     `sha256sum` over the same files (warm page cache, measured in the same
+#     run), and a new version with deltas against the previous one at most 5x;
 #   - a new version with 1% of the bytes changed in 64 scattered places (half
 #     insertions, half overwrites) costs at most a few percent in new chunks.
 #
@@ -44,8 +45,12 @@ say "tree" "$nfiles files, $bytes bytes"
 sync
 find "$SRC" -type f -print0 | xargs -0 cat >/dev/null
 
+# Some VMs page out memory left untouched for a few seconds (DAMON reclaim), so
+# the tree is read into the page cache again right before each timed step.
+warm() { find "$SRC" -type f -print0 | xargs -0 cat >/dev/null; }
 sha256() {
 	local t0 t1
+	warm
 	t0=$(now)
 	find "$SRC" -type f -print0 | xargs -0 sha256sum >/dev/null
 	t1=$(now)
@@ -54,6 +59,7 @@ sha256() {
 # The baseline is taken before and after each publish and averaged, so a load
 # change on a shared machine weighs on both sides alike.
 sha_a=$(sha256)
+warm
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.0 --json "$SRC" >"$WORK/v1.json"
 t1=$(now)
@@ -63,10 +69,11 @@ sha=$(awk -v a="$sha_a" -v b="$sha_b" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 
 say "sha256sum" "${sha} s (${sha_a} s before, ${sha_b} s after)"
 say "publish v1 (fresh repository)" "${pub} s ($(jq -r .new_chunks "$WORK/v1.json") chunk files written)"
-say "publish / sha256sum" "$(awk -v a="$pub" -v b="$sha" 'BEGIN { printf "%.2fx (target: at most 2x)", a / b }')"
+say "publish / sha256sum" "$(awk -v a="$pub" -v b="$sha" 'BEGIN { printf "%.2fx (target: at most 1.5x)", a / b }')"
 
 # The same tree again into the same repository: chunking, hashing and signing
 # with every chunk already stored, i.e. without creating chunk files.
+warm
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1-rc1 --json "$SRC" >/dev/null
 t1=$(now)
@@ -98,13 +105,17 @@ done
 say "edit" "64 places x $edit bytes ($(cut -d' ' -f1 "$WORK/edits" | uniq | wc -l) files)"
 sync
 
+warm
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1 --json "$SRC" >"$WORK/v2.json"
 t1=$(now)
 v2bytes=$(jq -r .bytes "$WORK/v2.json")
 newb=$(jq -r .new_bytes "$WORK/v2.json")
 manb=$(jq -r .manifest_bytes "$WORK/v2.json")
-say "publish v2" "$(elapsed "$t0" "$t1") s"
+pub2=$(elapsed "$t0" "$t1")
+sha_d=$(sha256)
+sha3=$(awk -v a="$sha_c" -v b="$sha_d" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+say "publish v2 (deltas against v1)" "${pub2} s, $(awk -v a="$pub2" -v b="$sha3" 'BEGIN { printf "%.2fx", a / b }') sha256sum (${sha3} s; target: at most 5x)"
 say "v2 new chunk bytes" "$newb ($(awk -v a="$newb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * a / b }') of the tree; target: at most 5%)"
 say "v2 manifest" "$manb bytes ($(awk -v a="$manb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * a / b }') of the tree)"
 say "v2 new chunks + manifest" "$(awk -v a="$newb" -v m="$manb" -v b="$v2bytes" 'BEGIN { printf "%.2f%%", 100 * (a + m) / b }') of the tree (brief: at most 2% on the WAN)"
