@@ -857,44 +857,7 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 		w.mu.Unlock()
 		return nil
 	}
-	if fresh {
-		if err := w.create(name, wire); err != nil {
-			return fmt.Errorf("write chunk %s: %w", c, err)
-		}
-		w.wrote(len(wire))
-		w.mu.Lock()
-		sum.NewChunks++
-		sum.NewBytes += int64(len(data))
-		w.mu.Unlock()
-		return nil
-	}
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if err != nil {
-		return fmt.Errorf("write chunk %s: %w", c, err)
-	}
-	if _, err := f.Write(wire); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write chunk %s: %w", c, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write chunk %s: %w", c, err)
-	}
-	if syncEachChunk {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			return fmt.Errorf("write chunk %s: sync: %w", c, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write chunk %s: %w", c, err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		os.Remove(f.Name())
+	if err := put(dir, name, wire, fresh); err != nil {
 		return fmt.Errorf("write chunk %s: %w", c, err)
 	}
 	w.wrote(len(wire))
@@ -905,13 +868,20 @@ func (w *chunkWriter) write(c cid.Cid, data []byte, sum *Summary) error {
 	return nil
 }
 
-// create writes a chunk file under its final name, without the temporary
-// file and rename that replacing one needs: only in a shard folder this publish
-// created, where no reader looks for a chunk before the manifest that names it
-// is written, after the barrier. A crash may leave the file short; the next
-// publish finds the folder not fresh, sees the size differ, and replaces it.
-func (w *chunkWriter) create(name string, wire []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// put writes a chunk file. In a shard folder this publish created (fresh) it
+// is created under its final name, without the temporary file and rename that
+// replacing one needs: no reader looks for a chunk there before the manifest
+// that names it is written, after the barrier. A crash may leave the file
+// short; the next publish finds the folder not fresh, sees the size differ,
+// and replaces it through a temporary file, as any other chunk.
+func put(dir, name string, wire []byte, fresh bool) error {
+	var f *os.File
+	var err error
+	if fresh {
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	} else {
+		f, err = os.CreateTemp(dir, tempPrefix+"*")
+	}
 	if err != nil {
 		return err
 	}
@@ -925,8 +895,11 @@ func (w *chunkWriter) create(name string, wire []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && !fresh {
+		err = os.Rename(f.Name(), name)
+	}
 	if err != nil {
-		os.Remove(name)
+		os.Remove(f.Name())
 	}
 	return err
 }
