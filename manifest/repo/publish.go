@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -818,8 +817,7 @@ type chunkWriter struct {
 	// created, which holds no earlier chunk, so nothing in it needs a stat.
 	dirs map[string]bool
 
-	written atomic.Int64 // chunk bytes written, for the flusher
-	flush   *flusher     // starts write-back early; nil where the OS has none
+	flush *flusher // starts write-back early; nil where the OS has none
 }
 
 // write stores a chunk, in its wire form, unless the repository or this

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,9 +25,10 @@ const writebackEvery = 64 << 20
 // the final barrier: syncfs reports a write-back error once per open file, and
 // a fresh descriptor would not see an error an earlier call already took.
 type flusher struct {
-	f    *os.File
-	kick chan struct{}
-	done chan struct{}
+	f       *os.File
+	kick    chan struct{}
+	done    chan struct{}
+	written atomic.Int64 // chunk bytes written
 	// Read once done is closed:
 	err   error // the first error a background syncfs returned
 	syncs int   // background syncfs calls made
@@ -56,7 +58,7 @@ func (w *chunkWriter) wrote(n int) {
 	if w.flush == nil {
 		return
 	}
-	total := w.written.Add(int64(n))
+	total := w.flush.written.Add(int64(n))
 	if total/writebackEvery == (total-int64(n))/writebackEvery {
 		return
 	}
@@ -70,13 +72,10 @@ func (w *chunkWriter) wrote(n int) {
 // repository's file system is far cheaper than an fsync per chunk and covers the
 // shard folders too. It stops the flusher and reports any error it met.
 func (w *chunkWriter) syncChunks() error {
-	fl := w.flush
+	fl := w.stopFlusher()
 	if fl == nil {
 		return fmt.Errorf("sync %s: the flusher was not started", w.repoDir)
 	}
-	w.flush = nil
-	close(fl.kick)
-	<-fl.done
 	defer fl.f.Close()
 	if err := cmp.Or(fl.err, unix.Syncfs(int(fl.f.Fd()))); err != nil {
 		return fmt.Errorf("sync %s: %w", w.repoDir, err)
@@ -87,10 +86,20 @@ func (w *chunkWriter) syncChunks() error {
 // stopWriteback stops the flusher if syncChunks did not: a publish that fails
 // before its barrier.
 func (w *chunkWriter) stopWriteback() {
-	if fl := w.flush; fl != nil {
-		w.flush = nil
-		close(fl.kick)
-		<-fl.done
+	if fl := w.stopFlusher(); fl != nil {
 		fl.f.Close()
 	}
+}
+
+// stopFlusher stops w's flusher, once its last syncfs returned, and returns
+// it with its descriptor still open; nil if none runs.
+func (w *chunkWriter) stopFlusher() *flusher {
+	fl := w.flush
+	if fl == nil {
+		return nil
+	}
+	w.flush = nil
+	close(fl.kick)
+	<-fl.done
+	return fl
 }
