@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // decode decodes with a decoder of its own, as a node decodes its first delta.
@@ -165,6 +167,17 @@ func TestEncoderReused(t *testing.T) {
 		{"after none", Best, func() []byte { return b }, edit(b, 10<<10, 60<<10)},
 		{"other level", Fast, func() []byte { return a }, edit(a, 0, 80<<10)},
 		{"back to best", Best, func() []byte { return b }, edit(b, 200<<10, 290<<10)},
+		// Around a block: a delta shorter than one is encoded at Close, with
+		// no reset of its own when the dictionary changed.
+		{"one block", Best, func() []byte { return a }, edit(a, 0, zstdBlock)},
+		{"a byte short of a block", Best, func() []byte { return a }, edit(a, 1, zstdBlock)},
+		{"short, new dictionary", Best, func() []byte { return c }, edit(c, 5, zstdBlock)},
+		{"a block, new dictionary", Best, func() []byte { return b }, edit(b, 3, 3+zstdBlock)},
+		// Small deltas go to the better level's encoder and back.
+		{"small", Best, func() []byte { return a[:8<<10] }, edit(a, 0, 20<<10)},
+		{"small, same dictionary", Best, func() []byte { return a[:8<<10] }, edit(a, 0, 10<<10)},
+		{"better after small", Better, func() []byte { return b[:8<<10] }, edit(b, 0, 30<<10)},
+		{"best after small", Best, func() []byte { return a }, edit(a, 0, 40<<10)},
 	}
 	var e Encoder
 	defer e.Close()
@@ -179,6 +192,11 @@ func TestEncoderReused(t *testing.T) {
 			t.Fatalf("%s: dst not kept", st.name)
 		}
 		obj = obj[1:]
+		// Every frame announces its size, which also sets its window.
+		var h zstd.Header
+		if err := h.Decode(obj); err != nil || !h.HasFCS || h.FrameContentSize != uint64(len(st.data)) {
+			t.Fatalf("%s: frame header %+v (%v), want content size %d", st.name, h, err, len(st.data))
+		}
 		got, err := decode(obj, want, len(st.data), nil)
 		if err != nil || !bytes.Equal(got, st.data) {
 			t.Fatalf("%s: %v, equal %v", st.name, err, bytes.Equal(got, st.data))
