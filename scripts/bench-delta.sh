@@ -50,6 +50,11 @@
 #              with `apt-get download NAME=VERSION` (default: WORK/debs)
 #   PATCHMESH  a patchmesh binary to measure (default: built from this tree)
 #   TMPDIR     where the work folder goes (default /tmp)
+#   FS=ext4    put the trees, repositories and nodes on a fresh ext4 file
+#              system with a journal (see scratch_fs in bench-lib.sh; needs
+#              root), so that the publish times do not depend on what was
+#              removed shortly before (the script says when TMPDIR is on ext4
+#              without a journal, where that slows publish)
 #   KEEP=1     keep the work folder (logs, trees, repositories, results.tsv)
 # `bench-delta.sh --table A.tsv B.tsv` prints the table of earlier runs' TSVs.
 # Prints progress on stderr, the markdown table on stdout; the raw numbers go
@@ -61,6 +66,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/make-tree.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-delta.XXXXXX")
+TOP=$WORK # WORK moves onto the scratch file system with FS=ext4
 CACHE=${CACHE:-$WORK/debs}
 SYN_MIB=${SYN_MIB:-64}
 SEED=${SEED:-42}
@@ -92,10 +98,11 @@ cleanup() {
 	sleep 0.5
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	scratch_fs_release
 	if [[ "${KEEP:-0}" == 1 ]]; then
-		echo "kept $WORK" >&2
+		echo "kept $TOP" >&2
 	else
-		rm -rf "$WORK"
+		rm -rf "$TOP"
 	fi
 }
 trap cleanup EXIT
@@ -107,6 +114,8 @@ die() {
 }
 
 . "$ROOT/scripts/bench-lib.sh"
+scratch_fs "$TOP" $((32 << 10))
+WORK=$DATA
 
 # listening PID PORT: wait up to 30 s for PID to listen on 127.0.0.1:PORT;
 # fails at once when PID exits (a port taken in between, a bad config).
@@ -458,8 +467,9 @@ node_update() {
 		read -r NODE_BYTES NODE_MAN NODE_REQS < <(awk -F'\t' '
 			{ s += $3; n++ } $6 ~ /^\/manifests\// { m += $3 }
 			END { printf "%.0f %.0f %d\n", s, m, n }' "$d/access-v2.log")
-		# A 404 for roots/<next>.json is the node looking for a key rotation.
-		bad=$(awk -F'\t' '$2 !~ /^(200|206|304)$/ && !($2 == 404 && $6 ~ /^\/roots\//) { print $2, $6 }' "$d/access-v2.log")
+		# A 404 for roots/<next>.json is the node looking for a key rotation,
+		# for rollout.json a channel without a staged rollout.
+		bad=$(awk -F'\t' '$2 !~ /^(200|206|304)$/ && !($2 == 404 && ($6 ~ /^\/roots\// || $6 ~ /\/rollout\.json$/)) { print $2, $6 }' "$d/access-v2.log")
 		[[ -z $bad ]] || NOTE+="unexpected answers: $(head -n3 <<<"$bad" | tr '\n' ' '); "
 		# What the node runs must be v2, byte for byte.
 		ndiff=$(diff -r --no-dereference "$d/node/app/current/" "$v2/" 2>&1 | wc -l || true)

@@ -9,6 +9,10 @@
 # Environment:
 #   SIZE_MIB  size of the generated tree in MiB (default 1024)
 #   TMPDIR    where the tree and the repository go (default /tmp)
+#   FS=ext4   put the tree and the repository on a fresh ext4 file system with
+#             a journal (see scratch_fs in bench-lib.sh; needs root). The
+#             script says when TMPDIR is on ext4 without a journal, where a
+#             publish that follows the removal of many files is slowed.
 #   KEEP=1    keep the work folder
 # Needs bash, GNU coreutils, awk, jq and go. Prints one line per figure.
 set -euo pipefail
@@ -17,15 +21,23 @@ SIZE_MIB=${SIZE_MIB:-1024}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/make-tree.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-publish.XXXXXX")
-if [[ "${KEEP:-0}" != 1 ]]; then
-	trap 'rm -rf "$WORK"' EXIT
-fi
+die() {
+	echo "bench-publish: $*" >&2
+	exit 1
+}
+. "$ROOT/scripts/bench-lib.sh"
+cleanup() {
+	scratch_fs_release
+	if [[ "${KEEP:-0}" != 1 ]]; then
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
 BIN=$WORK/patchmesh
-SRC=$WORK/tree
-REPO=$WORK/repo
+scratch_fs "$WORK" $((SIZE_MIB * 4 + 1024))
+SRC=$DATA/tree
+REPO=$DATA/repo
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 say() { printf '%-34s %s\n' "$1" "$2"; }
 
 echo "building patchmesh"
