@@ -86,7 +86,7 @@ type Encoder struct {
 // encodes at the Better level. Setting up the best level's tables for a new
 // dictionary costs the same whatever its size: on postgresql-15's files
 // whose two versions fit in 32 KiB, it made deltas 0.6–3.6% smaller than
-// Better's for 10–35x the time (scripts/RESULTS-delta.md).
+// Better's for 8–19x the time (scripts/RESULTS-delta.md).
 const smallDelta = 32 << 10
 
 // zstdBlock is the size of the zstd encoder's blocks: a delta shorter than
