@@ -265,13 +265,6 @@ droplinks() {
 # --- measurements ------------------------------------------------------------
 
 treebytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'; }
-warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
-sha_secs() {
-	local t0
-	t0=$(now)
-	find "$1" -type f -print0 | xargs -0 -r sha256sum >/dev/null
-	elapsed "$t0" "$(now)"
-}
 firstline() { grep -v '^[[:space:]]*$' "$1" | head -n1 | sed 's/^Error: //; s/^patchmesh: publish: //; s/\t/ /g; s/|/\//g' | cut -c1-160; }
 
 # zstd_patch V1DIR V2DIR DIR sets ZS to the size of the zstd patch from v1 to

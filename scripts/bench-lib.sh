@@ -4,6 +4,17 @@
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
+# warm DIR reads DIR's files into the page cache.
+warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
+
+# sha_secs DIR prints the seconds sha256sum takes over DIR's files.
+sha_secs() {
+	local t0
+	t0=$(now)
+	find "$1" -type f -print0 | xargs -0 -r sha256sum >/dev/null
+	elapsed "$t0" "$(now)"
+}
+
 # freeport sets PORT to a loopback TCP port nobody listens on right now and
 # that it has not handed out before. It runs in this shell, not in $(...):
 # subshells share RANDOM's state and would all pick the same port. Ports come

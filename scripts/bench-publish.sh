@@ -55,23 +55,18 @@ say "tree" "$nfiles files, $bytes bytes"
 # Write the tree out first, so publish's one sync does not pay for it, and warm
 # the page cache so both sides read from memory.
 sync
-find "$SRC" -type f -print0 | xargs -0 cat >/dev/null
+warm "$SRC"
 
 # Some VMs page out memory left untouched for a few seconds (DAMON reclaim), so
 # the tree is read into the page cache again right before each timed step.
-warm() { find "$SRC" -type f -print0 | xargs -0 cat >/dev/null; }
 sha256() {
-	local t0 t1
-	warm
-	t0=$(now)
-	find "$SRC" -type f -print0 | xargs -0 sha256sum >/dev/null
-	t1=$(now)
-	elapsed "$t0" "$t1"
+	warm "$SRC"
+	sha_secs "$SRC"
 }
 # The baseline is taken before and after each publish and averaged, so a load
 # change on a shared machine weighs on both sides alike.
 sha_a=$(sha256)
-warm
+warm "$SRC"
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.0 --json "$SRC" >"$WORK/v1.json"
 t1=$(now)
@@ -85,7 +80,7 @@ say "publish / sha256sum" "$(awk -v a="$pub" -v b="$sha" 'BEGIN { printf "%.2fx 
 
 # The same tree again into the same repository: chunking, hashing and signing
 # with every chunk already stored, i.e. without creating chunk files.
-warm
+warm "$SRC"
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1-rc1 --json "$SRC" >/dev/null
 t1=$(now)
@@ -117,7 +112,7 @@ done
 say "edit" "64 places x $edit bytes ($(cut -d' ' -f1 "$WORK/edits" | uniq | wc -l) files)"
 sync
 
-warm
+warm "$SRC"
 t0=$(now)
 "$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.1 --json "$SRC" >"$WORK/v2.json"
 t1=$(now)
