@@ -114,8 +114,6 @@ die() {
 }
 
 . "$ROOT/scripts/bench-lib.sh"
-scratch_fs "$TOP" $((32 << 10))
-WORK=$DATA
 
 # listening PID PORT: wait up to 30 s for PID to listen on 127.0.0.1:PORT;
 # fails at once when PID exits (a port taken in between, a bad config).
@@ -154,6 +152,10 @@ if [[ ${1:-} == --table ]]; then
 	table "$WORK/merged.tsv"
 	exit 0
 fi
+
+# The measurements' files go on the scratch file system (FS=ext4), if any.
+scratch_fs "$TOP" $((32 << 10))
+WORK=$DATA
 
 # --- tools -------------------------------------------------------------------
 
