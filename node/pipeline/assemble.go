@@ -72,7 +72,7 @@ func (r *run) writeFile(ctx context.Context, root *os.Root, name string, f manif
 		if err := r.ready.await(ctx, int(jobs[i])); err != nil {
 			return err
 		}
-		n, err := r.writeChunk(ctx, c.CID, bw, h)
+		n, err := r.writeChunk(ctx, int(jobs[i]), c.CID, bw, h)
 		if err != nil {
 			return fmt.Errorf("file %s: chunk %s: %w", f.Path, c.CID, err)
 		}
@@ -111,9 +111,15 @@ func (w *writeback) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeChunk writes c, stored, to out and h. It reads the store, not asks it:
-// a chunk the fetch marked ready is there unless collected since.
-func (r *run) writeChunk(ctx context.Context, c cid.Cid, out io.Writer, h io.Writer) (int64, error) {
+// writeChunk writes c, job i, to out and h: as the fetch handed it over, or
+// from the store. It reads the store, not asks it: a chunk the fetch marked
+// ready is there unless collected since.
+func (r *run) writeChunk(ctx context.Context, i int, c cid.Cid, out io.Writer, h io.Writer) (int64, error) {
+	if data, ok := r.handoff.take(i); ok {
+		h.Write(data)
+		n, err := out.Write(data)
+		return int64(n), err
+	}
 	// WriteTo uses the store's pooled buffers: no copy of every chunk on the heap.
 	k, err := r.p.st.WriteTo(ctx, c, io.MultiWriter(out, h))
 	if errors.Is(err, store.ErrNotFound) && k == 0 {

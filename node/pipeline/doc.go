@@ -25,5 +25,8 @@
 // # Assemble
 //
 // Each file is written into the staging folder as soon as its chunks are
-// stored, and checked against the manifest's size and sha256.
+// stored, and checked against the manifest's size and sha256. A chunk this run
+// fetched is written as the fetch handed it over, verified and never on disk
+// (a few MiB of them at most); others are read from the store, which checks
+// them again.
 package pipeline

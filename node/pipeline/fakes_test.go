@@ -28,7 +28,9 @@ type memStore struct {
 	m    map[cid.Cid][]byte
 	has  map[cid.Cid]int
 	gets int
-	lose map[cid.Cid]bool // collected once WriteTo reaches them
+	// writes counts WriteTo calls: the assembly's reads of the store.
+	writes int
+	lose   map[cid.Cid]bool // collected once WriteTo reaches them
 }
 
 func newMemStore(t testing.TB) *memStore {
@@ -70,6 +72,7 @@ func (s *memStore) PutVerified(_ context.Context, c cid.Cid, data []byte) error 
 
 func (s *memStore) WriteTo(_ context.Context, c cid.Cid, w io.Writer) (int64, error) {
 	s.mu.Lock()
+	s.writes++
 	if s.lose[c] {
 		delete(s.lose, c)
 		delete(s.m, c)

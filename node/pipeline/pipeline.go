@@ -100,6 +100,8 @@ type Pipeline struct {
 	st   Store
 	src  Source
 	opts Options
+	// handoffLimit bounds a run's handoff; tests set it lower.
+	handoffLimit int64
 }
 
 // New returns a pipeline over st and src.
@@ -110,7 +112,7 @@ func New(st Store, src Source, opts Options) *Pipeline {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{st: st, src: src, opts: opts}
+	return &Pipeline{st: st, src: src, opts: opts, handoffLimit: handoffBytes}
 }
 
 // Run fetches every chunk of m the store lacks and, when dir is not "",
@@ -137,6 +139,7 @@ func (p *Pipeline) Run(ctx context.Context, m *manifest.Manifest, dir string) (R
 		err := fetch(ctx)
 		return r.result(), err
 	}
+	r.handoff = newHandoff(p.handoffLimit)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return fetch(gctx) })
 	g.Go(func() error { return r.assemble(gctx, dir) })
@@ -150,6 +153,8 @@ type run struct {
 	m     *manifest.Manifest
 	plan  *releasePlan
 	ready *readiness
+	// handoff passes fetched chunks to the assembly; nil when not assembling.
+	handoff *handoff
 
 	wan, lan, local, rebuilt atomic.Int64
 }
@@ -238,6 +243,7 @@ func (r *run) fetchJob(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	r.handoff.keep(i, data) // before the mark wakes the assembly
 	r.ready.mark(i)
 	r.count(o, int64(len(data)))
 	r.progress(1, int64(len(data)))

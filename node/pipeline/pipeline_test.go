@@ -224,6 +224,82 @@ func TestRunAssemblesTreeExactly(t *testing.T) {
 	}
 }
 
+// TestRunHandsOffFetched: the assembly writes the chunks this run fetched as
+// the fetch handed them over, without reading them back from the store, as
+// far as the handoff's bound allows; past it, and for a chunk's later uses,
+// it reads the store. The tree is exact either way.
+func TestRunHandsOffFetched(t *testing.T) {
+	chunks := make(map[cid.Cid][]byte)
+	app, lib := randomBytes(6, 9500), randomBytes(7, 4200)
+	m := &manifest.Manifest{Files: []manifest.File{
+		regular("bin/app", 0o755, app, chunks),     // 10 chunks
+		regular("lib/lib.so", 0o644, lib, chunks),  // 5 chunks
+		regular("lib/copy.so", 0o644, lib, chunks), // the same 5 again
+	}}
+	refs := 10 + 5 + 5
+	tests := []struct {
+		name      string
+		limit     int64
+		wantReads func(int) bool // of the store, by the assembly
+	}{
+		{"default bound", handoffBytes, func(n int) bool { return n == 5 }}, // lib's second use
+		{"no room", 0, func(n int) bool { return n == refs }},
+		// The first three fetched are kept whatever the timing; how many
+		// more depends on how closely the assembly follows.
+		{"room for three", 3 * testChunkSize, func(n int) bool { return n >= 5 && n <= refs-3 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newMemStore(t)
+			src := newFakeSource(st, chunks)
+			p := New(st, src, Options{Concurrency: 1})
+			p.handoffLimit = tt.limit
+			dir := t.TempDir()
+			if _, err := p.Run(testContext(t), m, dir); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got := src.total(); got != len(chunks) {
+				t.Errorf("%d fetches, want each of the %d chunks once", got, len(chunks))
+			}
+			if !tt.wantReads(st.writes) {
+				t.Errorf("the assembly read %d chunks of %d from the store", st.writes, refs)
+			}
+			checkFile(t, dir, "bin/app", app, 0o755)
+			checkFile(t, dir, "lib/lib.so", lib, 0o644)
+			checkFile(t, dir, "lib/copy.so", lib, 0o644)
+		})
+	}
+}
+
+func TestHandoffBound(t *testing.T) {
+	h := newHandoff(2500)
+	a, b, c := randomBytes(1, 1000), randomBytes(2, 1000), randomBytes(3, 1000)
+	h.keep(0, a)
+	h.keep(1, b)
+	h.keep(2, c) // no room
+	h.keep(0, c) // held already
+	if got, ok := h.take(0); !ok || !bytes.Equal(got, a) {
+		t.Errorf("take(0) = %d bytes, %v; want the first kept", len(got), ok)
+	}
+	if _, ok := h.take(0); ok {
+		t.Error("take(0) again found bytes; a take forgets them")
+	}
+	if _, ok := h.take(2); ok {
+		t.Error("job 2 was kept past the bound")
+	}
+	h.keep(2, c) // room again
+	for i, want := range map[int][]byte{1: b, 2: c} {
+		if got, ok := h.take(i); !ok || !bytes.Equal(got, want) {
+			t.Errorf("take(%d) = %d bytes, %v; want what was kept", i, len(got), ok)
+		}
+	}
+	var none *handoff // a run that does not assemble
+	none.keep(0, a)
+	if _, ok := none.take(0); ok {
+		t.Error("a nil handoff returned bytes")
+	}
+}
+
 // TestRunRefetchesCollected: a chunk collected between its fetch and the
 // assembly is fetched again rather than failing the release.
 func TestRunRefetchesCollected(t *testing.T) {
