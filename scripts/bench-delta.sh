@@ -55,6 +55,8 @@
 #              root), so that the publish times do not depend on what was
 #              removed shortly before (the script says when TMPDIR is on ext4
 #              without a journal, where that slows publish)
+#   PUBLISH_FLAGS  more flags for every publish, e.g. "--delta-level fast"
+#              (default: none, publish's defaults)
 #   KEEP=1     keep the work folder (logs, trees, repositories, results.tsv)
 # `bench-delta.sh --table A.tsv B.tsv` prints the table of earlier runs' TSVs.
 # Prints progress on stderr, the markdown table on stdout; the raw numbers go
@@ -73,6 +75,7 @@ SEED=${SEED:-42}
 DEFAULT_PAIRS="postgresql-15 mariadb-server-core openjdk-17-jre-headless libclamav12,clamav libreoffice-core libssl3"
 [[ "${FULL:-0}" == 1 ]] && DEFAULT_PAIRS+=" chromium"
 PAIRS=${PAIRS:-$DEFAULT_PAIRS}
+read -r -a PFLAGS <<<"${PUBLISH_FLAGS:-}"
 TSV=$WORK/results.tsv
 BIN=$WORK/patchmesh
 export NO_PROXY='*' no_proxy='*'
@@ -202,6 +205,9 @@ fi
 "$BIN" keygen --out "$WORK/release.key" >/dev/null
 if "$BIN" publish --help 2>&1 | grep -q -- '--deltas'; then
 	log "publish has --deltas: measured with its default"
+fi
+if ((${#PFLAGS[@]})); then
+	log "publish flags: ${PFLAGS[*]}"
 fi
 
 # --- versions and packages ---------------------------------------------------
@@ -380,7 +386,7 @@ publish() {
 	PUB_ERR="" PUB_SECS=""
 	sync
 	t0=$(now)
-	if "$BIN" publish --repo "$repo" --key "$WORK/release.key" --channel stable --version "$ver" --json "$src" >"$out.json" 2>"$out.err"; then
+	if "$BIN" publish --repo "$repo" --key "$WORK/release.key" --channel stable --version "$ver" --json "${PFLAGS[@]}" "$src" >"$out.json" 2>"$out.err"; then
 		PUB_SECS=$(elapsed "$t0" "$(now)")
 	else
 		PUB_ERR=$(firstline "$out.err")

@@ -149,7 +149,7 @@ patchmesh sign.`,
 	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
-	f.IntVar(&deltaWindow, "delta-window", 8, "MiB of each base file a delta uses as dictionary (at most 16): less is quicker, and less memory on nodes")
+	f.IntVar(&deltaWindow, "delta-window", 0, "MiB of each base file a delta uses as dictionary (at most 16; 0: the level's, 8 for best, 2 for better, 1 for fast): less is quicker, and less memory on nodes")
 	plan.addFlags(f)
 	caps.addFlags(f)
 	_ = cmd.MarkFlagRequired("repo")

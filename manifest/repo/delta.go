@@ -30,10 +30,27 @@ type DeltaOptions struct {
 	// give the encoder more context, smaller ones more parallelism to nodes.
 	Group int
 	// Window is the most bytes of each base file one delta uses as its
-	// dictionary, at most manifest.MaxDeltaBase/2; zero: 8 MiB. On real
-	// packages 16 MiB made deltas within 5% of 8 MiB's, for twice the memory
-	// and dictionary reading on every node (scripts/RESULTS-delta.md).
+	// dictionary, at most manifest.MaxDeltaBase/2; zero: the level's
+	// (DefaultWindow).
 	Window int
+}
+
+// DefaultWindow is the dictionary window of each delta level. The best
+// level's match finder spans 8 MiB well: on real packages 16 MiB made deltas
+// within 5% of 8 MiB's, for twice the memory and dictionary reading on every
+// node. The faster levels hash into smaller tables, which a large dictionary
+// overfills, so that the part of the old file around the same place is
+// poorly indexed: on the same packages their deltas against 8 MiB were
+// 1.4x-3.5x (fast, against 1 MiB) and 1.04x-1.8x (better, against 2 MiB) as
+// large, and slower to make (scripts/RESULTS-delta.md).
+func DefaultWindow(l delta.Level) int {
+	switch l {
+	case delta.Fast:
+		return 1 << 20
+	case delta.Better:
+		return 2 << 20
+	}
+	return 8 << 20
 }
 
 func (o DeltaOptions) withDefaults() DeltaOptions {
@@ -45,7 +62,7 @@ func (o DeltaOptions) withDefaults() DeltaOptions {
 	}
 	o.Group = min(o.Group, manifest.MaxDeltaOutput)
 	if o.Window <= 0 {
-		o.Window = 8 << 20
+		o.Window = DefaultWindow(o.Level)
 	}
 	o.Window = min(o.Window, manifest.MaxDeltaBase/2) // two bases at most
 	return o

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/chunk/delta"
+	"github.com/patchmesh/patchmesh/manifest"
 )
 
 // textLike is compressible, as most of a real package is: numbered lines.
@@ -68,5 +70,28 @@ func removeAll(t *testing.T, p string) {
 	t.Helper()
 	if err := os.RemoveAll(p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeltaWindowByLevel: an unset window is the level's; a set one is kept,
+// within the two bases a manifest allows.
+func TestDeltaWindowByLevel(t *testing.T) {
+	tests := []struct {
+		level  delta.Level
+		window int
+		want   int
+	}{
+		{delta.Best, 0, 8 << 20},
+		{delta.Better, 0, 2 << 20},
+		{delta.Fast, 0, 1 << 20},
+		{delta.Fast, 4 << 20, 4 << 20},
+		{delta.Best, 1 << 20, 1 << 20},
+		{delta.Best, 1 << 30, manifest.MaxDeltaBase / 2},
+	}
+	for _, tt := range tests {
+		got := DeltaOptions{Level: tt.level, Window: tt.window}.withDefaults().Window
+		if got != tt.want {
+			t.Errorf("level %v, window %d: %d, want %d", tt.level, tt.window, got, tt.want)
+		}
 	}
 }
