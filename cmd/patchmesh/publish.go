@@ -147,7 +147,7 @@ patchmesh sign.`,
 	f.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	f.BoolVar(&pending, "pending", false, "with fewer keys than the trust root's threshold, keep the release pending for patchmesh sign instead of refusing")
 	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
-	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better, or fast (quicker publish, larger deltas)")
+	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better (about half the publish time, a little larger), or fast (larger still, seldom quicker than better)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
 	f.IntVar(&deltaWindow, "delta-window", 0, "MiB of each base file a delta uses as dictionary (at most 16; 0: the level's, 8 for best, 2 for better, 1 for fast): less is quicker, and less memory on nodes")
 	plan.addFlags(f)
