@@ -34,13 +34,16 @@ const (
 	// whose dictionary and output fit in smallDelta, are made at Better: on
 	// a package of many small files, 0.2% more delta bytes for half the time.
 	Best Level = iota
-	// Fast trades about a third more delta bytes for a publish several times faster.
+	// Fast uses zstd's default level, whose encoder loses a raw dictionary
+	// past about 1 MiB: larger deltas, and on real packages a publish seldom
+	// quicker than Better's (scripts/RESULTS-delta.md).
 	Fast
-	// Better lies between the two.
+	// Better takes about half Best's time on real packages, for a little
+	// more bytes.
 	Better
 )
 
-// ParseLevel reads "best" or "fast".
+// ParseLevel reads "best", "better" or "fast".
 func ParseLevel(s string) (Level, error) {
 	switch s {
 	case "best", "":
