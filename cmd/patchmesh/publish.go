@@ -149,7 +149,8 @@ patchmesh sign.`,
 	f.IntVar(&deltaBases, "deltas", 1, "make deltas against this many earlier releases (0: none)")
 	f.StringVar(&deltaLevel, "delta-level", "best", "delta effort: best (smallest), better (about half the publish time, a little larger), or fast (larger still, seldom quicker than better)")
 	f.IntVar(&deltaGroup, "delta-group", 4, "MiB of new chunks one delta makes at most (at most 8): more is fewer deltas, each decoded with more memory on nodes")
-	f.IntVar(&deltaWindow, "delta-window", 0, "MiB of each base file a delta uses as dictionary (at most 16; 0: the level's, 8 for best, 2 for better, 1 for fast): less is quicker, and less memory on nodes")
+	f.IntVar(&deltaWindow, "delta-window", 0, fmt.Sprintf("MiB of each base file a delta uses as dictionary (at most 16; 0: the level's, %d for best, %d for better, %d for fast): less is quicker, and less memory on nodes",
+		repo.DefaultWindow(delta.Best)>>20, repo.DefaultWindow(delta.Better)>>20, repo.DefaultWindow(delta.Fast)>>20))
 	plan.addFlags(f)
 	caps.addFlags(f)
 	_ = cmd.MarkFlagRequired("repo")
