@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,6 +28,7 @@ func (r *run) assemble(ctx context.Context, dir string) error {
 	}
 	defer root.Close()
 	tree := newStagedTree(root)
+	w := newStageWriter()
 	if err := tree.dirs(m); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func (r *run) assemble(ctx context.Context, dir string) error {
 		if err := tree.parent(f.Path); err != nil {
 			return err
 		}
-		if err := r.writeFile(ctx, root, filepath.FromSlash(f.Path), f, jobs); err != nil {
+		if err := r.writeFile(ctx, root, filepath.FromSlash(f.Path), f, jobs, w); err != nil {
 			return err
 		}
 	}
@@ -55,8 +55,9 @@ func (r *run) assemble(ctx context.Context, dir string) error {
 	return tree.chmodDirs()
 }
 
-// writeFile writes f, whose chunks are the plan's jobs, each once it is ready.
-func (r *run) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File, jobs []int32) error {
+// writeFile writes f, whose chunks are the plan's jobs, each once it is ready,
+// through w.
+func (r *run) writeFile(ctx context.Context, root *os.Root, name string, f manifest.File, jobs []int32, w *stageWriter) error {
 	// O_EXCL: a file, or a symlink even dangling, already at name is an error,
 	// never followed.
 	out, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -64,21 +65,20 @@ func (r *run) writeFile(ctx context.Context, root *os.Root, name string, f manif
 		return fmt.Errorf("file %s: %w", f.Path, err)
 	}
 	defer out.Close()
-	// Chunks are ~16 KiB: buffering saves most of the write calls.
-	bw := bufio.NewWriterSize(&writeback{f: out}, 256<<10)
+	w.reset(out)
 	h := sha256.New()
 	var size int64
 	for i, c := range f.Chunks {
 		if err := r.ready.await(ctx, int(jobs[i])); err != nil {
 			return err
 		}
-		n, err := r.writeChunk(ctx, int(jobs[i]), c.CID, bw, h)
+		n, err := r.writeChunk(ctx, int(jobs[i]), c.CID, w, h)
 		if err != nil {
 			return fmt.Errorf("file %s: chunk %s: %w", f.Path, c.CID, err)
 		}
 		size += n
 	}
-	if err := bw.Flush(); err != nil {
+	if err := w.Flush(); err != nil {
 		return fmt.Errorf("file %s: %w", f.Path, err)
 	}
 	if size != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
@@ -91,25 +91,9 @@ func (r *run) writeFile(ctx context.Context, root *os.Root, name string, f manif
 	return out.Close()
 }
 
-// writebackEvery is how many bytes of a staged file are written before their
-// writeback to disk is started.
+// writebackEvery is how many bytes of a staged file are written through the
+// page cache before their writeback to disk is started.
 const writebackEvery = 1 << 20
-
-// writeback writes to f and starts the writeback of every writebackEvery bytes.
-type writeback struct {
-	f          *os.File
-	off, start int64
-}
-
-func (w *writeback) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	w.off += int64(n)
-	if w.off-w.start >= writebackEvery {
-		startWriteback(w.f, w.start, w.off-w.start)
-		w.start = w.off
-	}
-	return n, err
-}
 
 // writeChunk writes c, job i, to out and h: as the fetch handed it over, or
 // from the store. It reads the store, not asks it: a chunk the fetch marked

@@ -2,7 +2,16 @@
 
 package pipeline
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // startWriteback does nothing here; the staging fsync does all the work.
 func startWriteback(*os.File, int64, int64) {}
+
+// errDirectRefused is never returned here: no write is direct.
+var errDirectRefused = errors.ErrUnsupported
+
+// setDirect refuses: direct writes are used on Linux only.
+func setDirect(*os.File, bool) error { return errors.ErrUnsupported }
