@@ -28,5 +28,6 @@
 // stored, and checked against the manifest's size and sha256. A chunk this run
 // fetched is written as the fetch handed it over, verified and never on disk
 // (a few MiB of them at most); others are read from the store, which checks
-// them again.
+// them again. Files are written past the page cache where the file system
+// allows it (stageWriter): nothing reads them before the switch.
 package pipeline
