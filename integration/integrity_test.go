@@ -31,7 +31,7 @@ type damaged struct {
 }
 
 // damagedNode publishes 1.0.0, installs it on a node, stops the node, flips
-// bytes of one chunk inside its badger value log and starts it again.
+// bytes of one chunk inside its store's files and starts it again.
 func damagedNode(t *testing.T, o nodeOpts) damaged {
 	t.Helper()
 	d := damaged{pub: newPublisher(t), src: filepath.Join(t.TempDir(), "tree")}
@@ -56,16 +56,22 @@ func damagedNode(t *testing.T, o nodeOpts) damaged {
 	return d
 }
 
-// damageStore flips bytes of the value-log entry holding want, as a bad disk
-// sector or a stray write would, with the node stopped. Badger, on opening,
-// then cuts its newest value log short at that entry: the chunks stored after
-// it read as empty, so one flip damages many chunks.
+// damageStore flips bytes of the stored chunk holding want, as a bad disk
+// sector or a stray write would, with the node stopped: in a pack, or in
+// badger's value log for a store from before packs. (Badger, on opening,
+// cuts its newest value log short at a damaged entry: the chunks stored
+// after it read as empty, so there one flip damages many chunks.)
 func damageStore(t *testing.T, dataDir string, want []byte) {
 	t.Helper()
-	logs, err := filepath.Glob(filepath.Join(dataDir, "store", "*.vlog"))
-	if err != nil || len(logs) == 0 {
-		t.Fatalf("no value log in %s: %v", dataDir, err)
+	packs, err := filepath.Glob(filepath.Join(dataDir, "store", "packs", "*.pack"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no pack in %s: %v", dataDir, err)
 	}
+	logs, err := filepath.Glob(filepath.Join(dataDir, "store", "*.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = append(packs, logs...)
 	for _, p := range logs {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -84,7 +90,7 @@ func damageStore(t *testing.T, dataDir string, want []byte) {
 		t.Logf("flipped 16 bytes at offset %d of %s", i, filepath.Base(p))
 		return
 	}
-	t.Fatalf("chunk bytes not found in any of %d value-log files", len(logs))
+	t.Fatalf("chunk bytes not found in any of %d pack and value-log files", len(logs))
 }
 
 // TestDamagedStoreHeals: bytes flipped in a stopped node's store are found

@@ -25,11 +25,22 @@ func vlogs(t *testing.T, dir string) []string {
 	return logs
 }
 
-// flipInVlog flips 8 bytes of the value log where want is stored, as a bad
-// sector would, with the store closed.
-func flipInVlog(t *testing.T, dir string, want []byte) {
+// storedFiles returns the files that hold chunk bytes: the packs, then
+// badger's value logs (chunks stored before packs), oldest first.
+func storedFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	for _, p := range vlogs(t, dir) {
+	packs, err := filepath.Glob(filepath.Join(dir, packDir, "*.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(packs, vlogs(t, dir)...)
+}
+
+// flipStored flips 8 bytes of the file where want is stored, as a bad
+// sector would, with the store closed.
+func flipStored(t *testing.T, dir string, want []byte) {
+	t.Helper()
+	for _, p := range storedFiles(t, dir) {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -46,25 +57,30 @@ func flipInVlog(t *testing.T, dir string, want []byte) {
 		}
 		return
 	}
-	t.Fatalf("stored bytes not found in the value log")
+	t.Fatalf("stored bytes not found in the store's files")
 }
 
-// truncateVlog cuts the newest value log in the middle of want.
-func truncateVlog(t *testing.T, dir string, want []byte) {
+// truncateStored cuts the file holding want in the middle of it: for a pack,
+// the newest, or the newest value log.
+func truncateStored(t *testing.T, dir string, want []byte) {
 	t.Helper()
-	logs := vlogs(t, dir)
-	p := logs[len(logs)-1]
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
+	files := storedFiles(t, dir)
+	for i := len(files) - 1; i >= 0; i-- {
+		p := files[i]
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := bytes.Index(data, want)
+		if k < 0 {
+			continue
+		}
+		if err := os.Truncate(p, int64(k+len(want)/2)); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
-	i := bytes.Index(data, want)
-	if i < 0 {
-		t.Fatalf("stored bytes not found in %s", p)
-	}
-	if err := os.Truncate(p, int64(i+len(want)/2)); err != nil {
-		t.Fatal(err)
-	}
+	t.Fatalf("stored bytes not found in the store's files")
 }
 
 // readers are the three ways the store hands out a chunk.
@@ -97,11 +113,15 @@ func TestDamagedChunkIsDroppedNotReturned(t *testing.T) {
 	damages := []struct {
 		name       string
 		compressed bool
+		legacy     bool // stored as badger values, as before packs
 		damage     func(t *testing.T, dir string, stored []byte)
 	}{
-		{"flipped raw", false, flipInVlog},
-		{"flipped zstd", true, flipInVlog},
-		{"newest value log truncated", false, truncateVlog},
+		{"flipped raw", false, false, flipStored},
+		{"flipped zstd", true, false, flipStored},
+		{"pack truncated", false, false, truncateStored},
+		{"flipped raw badger value", false, true, flipStored},
+		{"flipped zstd badger value", true, true, flipStored},
+		{"newest value log truncated", false, true, truncateStored},
 	}
 	for _, d := range damages {
 		for _, r := range readers {
@@ -120,6 +140,7 @@ func TestDamagedChunkIsDroppedNotReturned(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				s.legacy = d.legacy
 				for i := range 3 {
 					data := chunkFor(i)
 					c := chunk.Sum(data)
@@ -185,6 +206,12 @@ func TestDamagedChunkIsDroppedNotReturned(t *testing.T) {
 // TestScrubDropsDamagedChunks: a scrub reads every chunk, drops exactly the
 // damaged ones and counts what it read; a second pass finds nothing.
 func TestScrubDropsDamagedChunks(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "packs", true: "badger values"}[legacy], func(t *testing.T) { testScrubDropsDamagedChunks(t, legacy) })
+	}
+}
+
+func testScrubDropsDamagedChunks(t *testing.T, legacy bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	// Small value-log files, and the damage in the oldest: badger cuts the
@@ -195,6 +222,7 @@ func TestScrubDropsDamagedChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.legacy = legacy
 	var cids []cid.Cid
 	var total int64
 	data := func(i int) []byte { return testChunk(500+i, 100<<10+i) }
@@ -209,12 +237,12 @@ func TestScrubDropsDamagedChunks(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(vlogs(t, dir)); n < 3 {
+	if n := len(vlogs(t, dir)); legacy && n < 3 {
 		t.Fatalf("%d value-log files, want at least 3", n)
 	}
 	bad := map[cid.Cid]bool{cids[2]: true, cids[5]: true}
-	flipInVlog(t, dir, data(2))
-	flipInVlog(t, dir, data(5))
+	flipStored(t, dir, data(2))
+	flipStored(t, dir, data(5))
 
 	s = openStore(t, dir, opts)
 	res, err := s.Scrub(ctx, 0)

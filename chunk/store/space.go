@@ -107,6 +107,12 @@ func (s *Store) openBadger() error {
 	if err != nil {
 		return err
 	}
+	if s.packs == nil {
+		if s.packs, err = openPacks(s.dir); err != nil {
+			db.Close()
+			return fmt.Errorf("open packs: %w", err)
+		}
+	}
 	s.db = db
 	if err := s.recount(); err != nil {
 		db.Close()
@@ -227,6 +233,9 @@ func (s *Store) close() error {
 	go func() { done <- s.db.Close() }()
 	select {
 	case err := <-done:
+		if perr := s.packs.close(); err == nil {
+			err = perr
+		}
 		if err != nil {
 			return fmt.Errorf("close chunk store: %w", err)
 		}

@@ -1,18 +1,21 @@
 // Package store keeps a node's chunks, and a little of its own durable
-// state, in a badger database.
+// state: chunk bytes in pack files of its own, and the records that name
+// them, with the rest, in a badger database.
 //
 // Chunks are verified against their CID before they are written, so a lying
-// peer never gets bytes into the store. Chunk writes are not synced: badger
-// writes them to its memory-mapped write-ahead and value-log files, which the
-// kernel keeps when the process is killed (even with SIGKILL), so only a power
-// loss or kernel crash can lose the last writes; such a chunk is just missing
-// and fetched again. Badger does not check a value when it reads it, and cuts
-// its newest value log short at a damaged entry when it opens (the values
-// past it then read as empty), so every read checks the chunk against its
-// size and CID again: a damaged chunk is dropped (ErrCorrupt), never returned,
-// and Scrub finds damage before anyone asks for the chunk. Meta writes,
-// which record what the node has promised (sequence numbers, release
-// records), are synced before SetMeta returns.
+// peer never gets bytes into the store. Chunk writes are not synced: packs
+// are written through the page cache, and badger writes its records to its
+// memory-mapped write-ahead log, both of which the kernel keeps when the
+// process is killed (even with SIGKILL), so only a power loss or kernel
+// crash can lose the last writes; such a chunk is just missing and fetched
+// again. Neither packs nor badger check a chunk's bytes when they read them
+// (badger cuts its newest value log short at a damaged entry when it opens,
+// and the values past it then read as empty: chunks stored before packs
+// are its values), so every read checks the chunk against its size and CID
+// again: a damaged chunk is dropped (ErrCorrupt), never returned, and Scrub
+// finds damage before anyone asks for the chunk. Meta writes, which record
+// what the node has promised (sequence numbers, release records), are
+// synced before SetMeta returns.
 package store
 
 import (
@@ -137,23 +140,49 @@ func (o Options) withDefaults() Options {
 
 // Key layout. Chunk bytes and their sizes are kept under separate keys so
 // that Size, Usage and ForEach read only the small LSM tree, never the value log.
-// A chunk is kept raw under dataPrefix, or, where that pays, as a zstd frame
-// under zstdPrefix; its size record, always the raw size, then carries
-// encZstd after the uvarint. Stores written before compression hold only raw
-// chunks, with bare uvarint sizes, and are read as they are.
+// A chunk is kept raw, or, where that pays, as a zstd frame; its size record,
+// always the raw size, then carries the encoding after the uvarint. Chunks
+// stored since packs (pack.go) are in a pack file, and their size record
+// names where after the encoding; chunks stored before are values of badger,
+// under dataPrefix (raw) or zstdPrefix, and are read as they are. Stores
+// written before compression hold only raw chunks, with bare uvarint sizes.
 const (
-	dataPrefix = "c/" // + binary CID: raw chunk bytes
-	zstdPrefix = "z/" // + binary CID: the chunk as a zstd frame
-	sizePrefix = "s/" // + binary CID: uvarint raw size [+ encoding byte]
+	dataPrefix = "c/" // + binary CID: raw chunk bytes (before packs)
+	zstdPrefix = "z/" // + binary CID: the chunk as a zstd frame (before packs)
+	sizePrefix = "s/" // + binary CID: uvarint raw size [+ encoding byte [+ packLoc]]
 	metaPrefix = "m/" // + caller's key: meta value
 	gcPrefix   = "g/" // scratch key GC drops to flush and compact
 )
 
 // Encodings of a stored chunk, the byte after its size.
 const (
-	encRaw  byte = 0 // under dataPrefix; also a size record with no byte
-	encZstd byte = 1 // under zstdPrefix
+	encRaw      byte = 0 // under dataPrefix; also a size record with no byte
+	encZstd     byte = 1 // under zstdPrefix
+	encPackRaw  byte = 2 // raw, in a pack
+	encPackZstd byte = 3 // a zstd frame, in a pack
 )
+
+// record is a parsed size record.
+type record struct {
+	size int64
+	enc  byte
+	loc  packLoc // where enc is a pack encoding
+}
+
+func (r record) inPack() bool { return r.enc == encPackRaw || r.enc == encPackZstd }
+func (r record) zstd() bool   { return r.enc == encZstd || r.enc == encPackZstd }
+
+func (r record) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(r.size))
+	if r.enc == encRaw {
+		return b
+	}
+	b = append(b, r.enc)
+	if r.inPack() {
+		b = r.loc.append(b)
+	}
+	return b
+}
 
 // valueThreshold sends every chunk to the value log, whose files GC can
 // drop, and keeps sizes and small meta values in the LSM tree.
@@ -163,8 +192,12 @@ const valueThreshold = 256
 type Store struct {
 	// dbMu guards db, which is nil while the store is shut for want of
 	// space (space.go) and set by Recover: every use of db holds it shared.
-	dbMu    sync.RWMutex
-	db      *badger.DB
+	dbMu  sync.RWMutex
+	db    *badger.DB
+	packs *packs // chunk bytes; opened with db, and kept
+	// legacy makes puts store chunk bytes as badger values, as stores did
+	// before packs; tests set it to make such stores.
+	legacy  bool
 	opts    badger.Options
 	reserve int64
 	// fault is the first failure Probe found; every write returns it.
@@ -246,12 +279,12 @@ func (s *Store) recount() error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			n, _, err := sizeOf(it.Item())
+			r, err := readRecord(it.Item())
 			if err != nil {
 				return err
 			}
 			chunks++
-			bytes += n
+			bytes += r.size
 		}
 		return nil
 	})
@@ -285,25 +318,36 @@ func dataKey(c cid.Cid, enc byte) []byte {
 }
 func sizeKey(c cid.Cid) []byte { return append([]byte(sizePrefix), c.KeyString()...) }
 
-// sizeOf reads a size record: the raw size and the encoding.
-func sizeOf(item *badger.Item) (int64, byte, error) {
-	var n uint64
-	enc := encRaw
+// readRecord reads a size record.
+func readRecord(item *badger.Item) (record, error) {
+	var r record
 	err := item.Value(func(v []byte) error {
-		var k int
-		n, k = binary.Uvarint(v)
-		if k <= 0 || len(v) > k+1 {
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
 			return fmt.Errorf("bad size record for key %x", item.Key())
 		}
-		if len(v) == k+1 {
-			enc = v[k]
+		r.size = int64(n)
+		if len(v) == k {
+			return nil
 		}
-		if enc != encRaw && enc != encZstd {
-			return fmt.Errorf("size record for key %x: unknown encoding %d", item.Key(), enc)
+		r.enc = v[k]
+		switch {
+		case r.enc == encRaw || r.enc == encZstd:
+			if len(v) != k+1 {
+				return fmt.Errorf("bad size record for key %x", item.Key())
+			}
+		case r.inPack():
+			loc, err := parsePackLoc(v[k+1:])
+			if err != nil {
+				return fmt.Errorf("size record for key %x: %w", item.Key(), err)
+			}
+			r.loc = loc
+		default:
+			return fmt.Errorf("size record for key %x: unknown encoding %d", item.Key(), r.enc)
 		}
 		return nil
 	})
-	return int64(n), enc, err
+	return r, err
 }
 
 // update runs fn in a write transaction, again on a conflict with a
@@ -361,19 +405,15 @@ func (s *Store) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
-	data, enc := raw, encRaw
+	data, zstd := raw, false
 	if len(wire) < len(raw) && chunk.IsFrame(wire) {
-		data, enc = wire, encZstd
-	}
-	size := binary.AppendUvarint(nil, uint64(len(raw)))
-	if enc != encRaw {
-		size = append(size, enc)
+		data, zstd = wire, true
 	}
 	// Badger would fault, not fail, writing to a full disk (see ErrNoSpace).
 	if err := s.room(int64(len(data)), s.reserve); err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
-	p := &put{c: c, data: data, enc: enc, size: size, rawSize: len(raw), wake: make(chan struct{})}
+	p := &put{c: c, data: data, zstd: zstd, rawSize: len(raw), wake: make(chan struct{})}
 	if err := s.commit(p); err != nil {
 		return fmt.Errorf("put chunk %s: %w", c, err)
 	}
@@ -384,9 +424,12 @@ func (s *Store) PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte
 type put struct {
 	c       cid.Cid
 	data    []byte // as stored
-	enc     byte
-	size    []byte // the size record
+	zstd    bool   // data is a zstd frame
 	rawSize int
+	// rec is the size record, set by the commit: in a pack, or not.
+	rec record
+	// held is set by the commit when the store held the chunk already.
+	held bool
 
 	// Set by the commit that wrote it, before wake is closed.
 	err  error
@@ -441,25 +484,92 @@ func (s *Store) commit(p *put) error {
 	return p.err
 }
 
-// commitGroup writes the puts of batch in one transaction, or in halves when
-// badger finds it too big, and sets each put's error.
+// commitGroup writes the puts of batch: their bytes to the pack, then their
+// records in one transaction, and sets each put's error.
 func (s *Store) commitGroup(batch []*put) {
+	if err := s.writePacks(batch); err != nil {
+		for _, p := range batch {
+			p.err = err
+		}
+		return
+	}
+	s.commitRecords(batch)
+}
+
+// writePacks appends the bytes of the puts of batch not held already to the
+// current pack, and sets their records; the others are marked held.
+func (s *Store) writePacks(batch []*put) error {
+	if s.legacy {
+		for _, p := range batch {
+			p.rec = record{size: int64(p.rawSize), enc: encRaw}
+			if p.zstd {
+				p.rec.enc = encZstd
+			}
+		}
+		return nil
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if err := s.writeErr(); err != nil {
+		return err
+	}
+	held := make(map[cid.Cid]bool, len(batch))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range batch {
+			if _, err := txn.Get(sizeKey(p.c)); err == nil {
+				held[p.c] = true
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range batch {
+		if held[p.c] {
+			p.held = true
+			continue
+		}
+		held[p.c] = true // twice in this batch: the first is written
+		loc, err := s.packs.append(p.data)
+		if err != nil {
+			return err
+		}
+		p.rec = record{size: int64(p.rawSize), enc: encPackRaw, loc: loc}
+		if p.zstd {
+			p.rec.enc = encPackZstd
+		}
+	}
+	return nil
+}
+
+// commitRecords commits the records of the puts of batch in one
+// transaction, or in halves when badger finds it too big, and sets each
+// put's error. A put whose chunk the store holds is not written.
+func (s *Store) commitRecords(batch []*put) {
 	added := make([]bool, len(batch))
 	// The puts are not bound to one caller's context: a commit is short,
 	// and ends even if the caller that leads it gives up.
 	err := s.update(context.Background(), func(txn *badger.Txn) error {
 		clear(added)
 		for i, p := range batch {
+			if p.held {
+				continue // held when its bytes would have been written
+			}
 			sk := sizeKey(p.c)
 			if _, err := txn.Get(sk); err == nil {
 				continue // held already, or twice in this batch
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
-			if err := txn.Set(dataKey(p.c, p.enc), p.data); err != nil {
-				return err
+			if !p.rec.inPack() {
+				if err := txn.Set(dataKey(p.c, p.rec.enc), p.data); err != nil {
+					return err
+				}
 			}
-			if err := txn.Set(sk, p.size); err != nil {
+			if err := txn.Set(sk, p.rec.append(nil)); err != nil {
 				return err
 			}
 			added[i] = true
@@ -467,8 +577,8 @@ func (s *Store) commitGroup(batch []*put) {
 		return nil
 	})
 	if errors.Is(err, badger.ErrTxnTooBig) && len(batch) > 1 {
-		s.commitGroup(batch[:len(batch)/2])
-		s.commitGroup(batch[len(batch)/2:])
+		s.commitRecords(batch[:len(batch)/2])
+		s.commitRecords(batch[len(batch)/2:])
 		return
 	}
 	for i, p := range batch {
@@ -476,7 +586,9 @@ func (s *Store) commitGroup(batch []*put) {
 		if err != nil {
 			continue
 		}
-		s.account(len(p.data))
+		if !p.rec.inPack() {
+			s.account(len(p.data))
+		}
 		if added[i] {
 			s.chunks.Add(1)
 			s.bytes.Add(int64(p.rawSize))
@@ -505,7 +617,8 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 		if err != nil {
 			return err
 		}
-		n, _, err = sizeOf(item)
+		r, err := readRecord(item)
+		n = r.size
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -562,22 +675,25 @@ func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, fn func(wire, r
 		return err
 	}
 	var damage error
+	var rec record
 	err := s.view(func(txn *badger.Txn) error {
 		si, err := txn.Get(sizeKey(c))
 		if err != nil {
 			return err
 		}
-		size, enc, err := sizeOf(si)
-		if err != nil {
+		if rec, err = readRecord(si); err != nil {
 			return err
 		}
-		item, err := txn.Get(dataKey(c, enc))
+		if rec.inPack() {
+			return nil // read below, outside the transaction
+		}
+		item, err := txn.Get(dataKey(c, rec.enc))
 		if err != nil {
 			return err
 		}
 		s.account(int(item.ValueSize()))
 		verr := item.Value(func(v []byte) error {
-			raw, err := s.decode(buf, v, size, enc)
+			raw, err := s.decode(buf, v, rec.size, rec.zstd())
 			if err == nil {
 				err = chunk.Verify(c, raw)
 			}
@@ -592,8 +708,22 @@ func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, fn func(wire, r
 		}
 		return verr
 	})
+	if err == nil && rec.inPack() {
+		var wbuf []byte // a compressed chunk's stored bytes, until fn returns
+		if rec.zstd() {
+			bp := s.bufs.Get().(*[]byte)
+			defer s.bufs.Put(bp)
+			wbuf = (*bp)[:0]
+		}
+		wire, raw, perr := s.readPack(c, rec, buf, wbuf)
+		if perr != nil {
+			damage = perr
+		} else {
+			err = fn(wire, raw)
+		}
+	}
 	if damage != nil {
-		return s.drop(ctx, c, damage)
+		return s.drop(ctx, c, &rec, damage)
 	}
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return ErrNotFound
@@ -601,9 +731,34 @@ func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, fn func(wire, r
 	return err
 }
 
+// readPack reads chunk c, whose record is rec, from its pack: its stored
+// bytes, into wbuf when compressed, and raw decoded into buf (nil: a new
+// slice), checked against c.
+func (s *Store) readPack(c cid.Cid, rec record, buf, wbuf []byte) (wire, raw []byte, err error) {
+	if rec.loc.n > 2*chunk.MaxSize {
+		return nil, nil, fmt.Errorf("size record names %d bytes in a pack", rec.loc.n)
+	}
+	if !rec.zstd() {
+		if int64(rec.loc.n) != rec.size {
+			return nil, nil, fmt.Errorf("size record names %d raw bytes for a chunk of %d", rec.loc.n, rec.size)
+		}
+		if raw, err = s.packs.read(rec.loc, buf); err == nil {
+			err = chunk.Verify(c, raw)
+		}
+		return raw, raw, err
+	}
+	if wire, err = s.packs.read(rec.loc, wbuf); err != nil {
+		return nil, nil, err
+	}
+	if raw, err = s.decode(buf, wire, rec.size, true); err == nil {
+		err = chunk.Verify(c, raw)
+	}
+	return wire, raw, err
+}
+
 // decode appends chunk c, raw, to dst (nil: a new slice) from its stored
 // bytes v, and checks its length against the recorded size.
-func (s *Store) decode(dst, v []byte, size int64, enc byte) ([]byte, error) {
+func (s *Store) decode(dst, v []byte, size int64, zstd bool) ([]byte, error) {
 	if size > chunk.MaxSize {
 		return nil, fmt.Errorf("recorded size %d: %w", size, chunk.ErrTooLarge)
 	}
@@ -611,7 +766,7 @@ func (s *Store) decode(dst, v []byte, size int64, enc byte) ([]byte, error) {
 		dst = make([]byte, 0, size)
 	}
 	raw := dst
-	if enc == encZstd {
+	if zstd {
 		var err error
 		if raw, err = s.codec.Decompress(dst, v, int(size)); err != nil {
 			return nil, err
@@ -650,16 +805,17 @@ func (s *Store) WriteTo(ctx context.Context, c cid.Cid, w io.Writer) (int64, err
 // Delete removes chunk c. Deleting a chunk the store does not hold does
 // nothing. The space comes back on disk after GC.
 func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
-	_, err := s.remove(ctx, c)
+	_, err := s.remove(ctx, c, nil)
 	return err
 }
 
 // drop removes c, whose stored bytes were refused for cause, and returns the
 // *corruptError the read reports.
-func (s *Store) drop(ctx context.Context, c cid.Cid, cause error) error {
+func (s *Store) drop(ctx context.Context, c cid.Cid, rec *record, cause error) error {
 	// Dropped even when the read's caller gave up meanwhile: the bytes are
-	// bad whoever asks next.
-	found, err := s.remove(context.WithoutCancel(ctx), c)
+	// bad whoever asks next. Only as read: deleted and put again since, the
+	// chunk is elsewhere now.
+	found, err := s.remove(context.WithoutCancel(ctx), c, rec)
 	if err != nil {
 		s.log.Error("chunk store: drop damaged chunk", "cid", c, "err", err, "damage", cause)
 		return &corruptError{cause: cause}
@@ -674,12 +830,14 @@ func (s *Store) drop(ctx context.Context, c cid.Cid, cause error) error {
 	return &corruptError{cause: cause, dropped: true}
 }
 
-// remove deletes c and reports whether the store held it.
-func (s *Store) remove(ctx context.Context, c cid.Cid) (bool, error) {
+// remove deletes c, if its record is want (nil: whatever it is), and
+// reports whether it did. A chunk in a pack gives its bytes' space back
+// where the file system can punch holes.
+func (s *Store) remove(ctx context.Context, c cid.Cid, want *record) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("delete chunk %s: %w", c, err)
 	}
-	var size int64
+	var rec record
 	var found bool
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		found = false
@@ -691,13 +849,17 @@ func (s *Store) remove(ctx context.Context, c cid.Cid) (bool, error) {
 		if err != nil {
 			return err
 		}
-		var enc byte
-		if size, enc, err = sizeOf(item); err != nil {
+		if rec, err = readRecord(item); err != nil {
 			return err
 		}
+		if want != nil && rec != *want {
+			return nil
+		}
 		found = true
-		if err := txn.Delete(dataKey(c, enc)); err != nil {
-			return err
+		if !rec.inPack() {
+			if err := txn.Delete(dataKey(c, rec.enc)); err != nil {
+				return err
+			}
 		}
 		return txn.Delete(sk)
 	})
@@ -705,9 +867,12 @@ func (s *Store) remove(ctx context.Context, c cid.Cid) (bool, error) {
 		return false, fmt.Errorf("delete chunk %s: %w", c, err)
 	}
 	if found {
+		if rec.inPack() {
+			s.packs.free(rec.loc)
+		}
 		s.chunks.Add(-1)
-		s.bytes.Add(-size)
-		s.log.Debug("chunk deleted", "cid", c, "size", size)
+		s.bytes.Add(-rec.size)
+		s.log.Debug("chunk deleted", "cid", c, "size", rec.size)
 	}
 	return found, nil
 }
@@ -763,11 +928,11 @@ func (s *Store) ForEach(ctx context.Context, fn func(c cid.Cid, size int64) erro
 				if err != nil {
 					return fmt.Errorf("bad chunk key %x: %w", k, err)
 				}
-				n, _, err := sizeOf(item)
+				r, err := readRecord(item)
 				if err != nil {
 					return err
 				}
-				batch = append(batch, entry{c, n})
+				batch = append(batch, entry{c, r.size})
 				seek = item.KeyCopy(seek[:0])
 			}
 			return nil
@@ -892,7 +1057,11 @@ func (s *Store) GC(ctx context.Context) error {
 		}
 		err := s.runGC()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			s.log.Info("chunk store gc done", "files", files)
+			packs, err := s.removeUnusedPacks(ctx)
+			if err != nil {
+				return fmt.Errorf("gc chunk store: %w", err)
+			}
+			s.log.Info("chunk store gc done", "files", files, "packs", packs)
 			return nil
 		}
 		if err != nil {
@@ -900,6 +1069,37 @@ func (s *Store) GC(ctx context.Context) error {
 		}
 		files++
 	}
+}
+
+// removeUnusedPacks removes the packs, but the current one, that no chunk's
+// record names, and returns how many.
+func (s *Store) removeUnusedPacks(ctx context.Context) (int, error) {
+	if !s.opened() {
+		return 0, nil
+	}
+	keepFrom := s.packs.current()
+	live := make(map[uint32]bool)
+	err := s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := readRecord(it.Item())
+			if err != nil {
+				return err
+			}
+			if r.inPack() {
+				live[r.loc.pack] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return s.packs.removeUnused(live, keepFrom)
 }
 
 // flush writes the memtables out and compacts level 0. Badger learns which

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+)
+
+// putChunks puts n chunks of size bytes made by m and returns them.
+func putChunks(t *testing.T, s *Store, m *chunkMaker, n int) map[cid.Cid][]byte {
+	t.Helper()
+	out := make(map[cid.Cid][]byte, n)
+	for range n {
+		c, d := m.next()
+		if err := s.Put(context.Background(), c, d); err != nil {
+			t.Fatal(err)
+		}
+		out[c] = d
+	}
+	return out
+}
+
+func checkChunks(t *testing.T, s *Store, want map[cid.Cid][]byte) {
+	t.Helper()
+	for c, d := range want {
+		got, err := s.Get(context.Background(), c)
+		if err != nil || !bytes.Equal(got, d) {
+			t.Fatalf("Get(%s) = %d bytes, %v; want the %d bytes put", c, len(got), err, len(d))
+		}
+	}
+}
+
+func packFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, packDir, "*.pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestPacksKeepChunksOutOfBadger: chunk bytes go to packs, not to badger's
+// value log; reopened, the store reads them and appends after them.
+func TestPacksKeepChunksOutOfBadger(t *testing.T) {
+	dir := t.TempDir()
+	m := &chunkMaker{base: testChunk(31, 20<<10)}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := putChunks(t, s, m, 50)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for c, d := range first {
+		for _, p := range vlogs(t, dir) {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(data, d[:4096]) {
+				t.Fatalf("chunk %s is in the value log %s", c, filepath.Base(p))
+			}
+		}
+		break
+	}
+	before := packFiles(t, dir)
+	if len(before) != 1 {
+		t.Fatalf("packs %v, want one", before)
+	}
+	fi, err := os.Stat(before[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, dir, Options{})
+	checkChunks(t, s, first)
+	second := putChunks(t, s, m, 50)
+	checkChunks(t, s, first)
+	checkChunks(t, s, second)
+	if n, _ := s.Usage(); n != 100 {
+		t.Errorf("Usage = %d chunks, want 100", n)
+	}
+	old, err := os.ReadFile(before[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(old)) != fi.Size()+50*20<<10 {
+		t.Errorf("pack is %d bytes after 50 more chunks of 20 KiB; want %d", len(old), fi.Size()+50*20<<10)
+	}
+}
+
+// TestPacksRotateAndGC: a full pack is followed by a new one; once none of a
+// pack's chunks is held, GC removes it, and only it.
+func TestPacksRotateAndGC(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	s.packs.limit = 1 << 20
+	m := &chunkMaker{base: testChunk(32, 64<<10)}
+	var order []cid.Cid
+	all := make(map[cid.Cid][]byte)
+	for range 48 { // 3 MiB: three packs of 16 chunks
+		for c, d := range putChunks(t, s, m, 1) {
+			order = append(order, c)
+			all[c] = d
+		}
+	}
+	if n := len(packFiles(t, dir)); n != 3 {
+		t.Fatalf("%d packs for 3 MiB with 1 MiB packs, want 3", n)
+	}
+	for _, c := range order[:16] { // the first pack's
+		if err := s.Delete(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		delete(all, c)
+	}
+	if err := s.Delete(ctx, order[20]); err != nil { // one of the second's
+		t.Fatal(err)
+	}
+	delete(all, order[20])
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	packs := packFiles(t, dir)
+	if len(packs) != 2 || filepath.Base(packs[0]) != packName(2) {
+		t.Fatalf("packs after GC %v, want the second and third", packs)
+	}
+	checkChunks(t, s, all)
+	if n, _ := s.Usage(); n != 31 {
+		t.Errorf("Usage = %d chunks, want 31", n)
+	}
+}
+
+// TestStoreBeforePacksStillRead: a store whose chunks are badger values, as
+// every store was before packs, is read as it is; new chunks go to packs,
+// and the old ones are deleted and collected as before.
+func TestStoreBeforePacksStillRead(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.legacy = true
+	m := &chunkMaker{base: testChunk(34, 20<<10)}
+	old := putChunks(t, s, m, 20)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(packFiles(t, dir)); n != 1 {
+		t.Fatalf("%d packs, want one, empty", n)
+	}
+	s = openStore(t, dir, Options{})
+	checkChunks(t, s, old)
+	fresh := putChunks(t, s, m, 20)
+	checkChunks(t, s, fresh)
+	for c := range old {
+		if err := s.Delete(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if has, _ := s.Has(ctx, c); has {
+			t.Fatalf("Has(%s) after Delete", c)
+		}
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkChunks(t, s, fresh)
+	if n, b := s.Usage(); n != 20 || b != 20*20<<10 {
+		t.Errorf("Usage = %d chunks, %d bytes; want 20, %d", n, b, 20*20<<10)
+	}
+}
