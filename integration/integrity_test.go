@@ -17,9 +17,16 @@ import (
 	"github.com/patchmesh/patchmesh/node/api"
 )
 
-// damageAt is where in the release's big file the store is damaged: far from
-// anything a test edits, so the damaged chunk is one the next release reuses.
-const damageAt = 2<<20 + 4321
+// The store is damaged at damageSpots places of the release's big file,
+// damageStep apart from damageAt on: far from anything a test edits, so the
+// damaged chunks are ones the next release reuses. One chunk in a pack is
+// damaged per place; with many, a peer that owns half the chunks of a site of
+// two still asks the damaged member for some of them.
+const (
+	damageAt    = 2<<20 + 4321
+	damageStep  = 96 << 10 // past the largest chunk: a new chunk each time
+	damageSpots = 16
+)
 
 // damaged is a node whose store was damaged while it was stopped.
 type damaged struct {
@@ -31,7 +38,7 @@ type damaged struct {
 }
 
 // damagedNode publishes 1.0.0, installs it on a node, stops the node, flips
-// bytes of one chunk inside its store's files and starts it again.
+// bytes of chunks inside its store's files and starts it again.
 func damagedNode(t *testing.T, o nodeOpts) damaged {
 	t.Helper()
 	d := damaged{pub: newPublisher(t), src: filepath.Join(t.TempDir(), "tree")}
@@ -50,7 +57,10 @@ func damagedNode(t *testing.T, o nodeOpts) damaged {
 	if err != nil {
 		t.Fatal(err)
 	}
-	damageStore(t, d.n.Data, big[damageAt:damageAt+64])
+	for k := range damageSpots {
+		at := damageAt + k*damageStep
+		damageStore(t, d.n.Data, big[at:at+64])
+	}
 	d.n.Restart()
 	waitFor(t, 30*time.Second, func() bool { _, err := d.n.status(); return err == nil }, d.n.Name+" API to answer again")
 	return d

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Chunk bytes are kept in pack files of the store's own, beside badger, which
@@ -177,6 +178,9 @@ func (p *packs) append(data []byte) (packLoc, error) {
 	loc := packLoc{pack: p.cur, off: p.end, n: len(data)}
 	n, err := f.WriteAt(data, p.end)
 	p.end += int64(n) // a short write leaves dead bytes, never reused
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return packLoc{}, fmt.Errorf("write pack %s: %w in %s: %w", packName(loc.pack), ErrNoSpace, p.dir, err)
+	}
 	if err != nil {
 		return packLoc{}, fmt.Errorf("write pack %s: %w", packName(loc.pack), err)
 	}
