@@ -28,13 +28,17 @@ import (
 // committed, are dead space that nothing names. Every read checks the chunk
 // against its CID, as for badger's values, so a damaged, truncated or lost
 // pack makes its chunks dropped, never returned.
+//
+// A deleted chunk's bytes are freed at once where the file system punches
+// holes (Linux). GC removes the packs no record names, after moving the live
+// chunks of closed packs that are mostly dead to the current one, which is
+// how space comes back elsewhere.
 
 // packDir is the folder of the pack files, inside the store's.
 const packDir = "packs"
 
 // packSize is the size past which a pack is closed and the next begun: the
-// unit in which GC gives back the space of chunks deleted on file systems
-// that cannot punch holes.
+// unit in which GC moves live chunks and removes packs.
 const packSize = 256 << 20
 
 // packLoc is where a chunk's stored bytes are: pack number, offset, length.
@@ -204,6 +208,19 @@ func (p *packs) read(l packLoc, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("read pack %s at %d: %w", packName(l.pack), l.off, err)
 	}
 	return buf, nil
+}
+
+// size returns the length of pack n.
+func (p *packs) size(n uint32) (int64, error) {
+	f, err := p.file(n, false)
+	if err != nil {
+		return 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
 
 // free gives back the disk space of the bytes at l where the file system can

@@ -175,3 +175,46 @@ func TestStoreBeforePacksStillRead(t *testing.T) {
 		t.Errorf("Usage = %d chunks, %d bytes; want 20, %d", n, b, 20*20<<10)
 	}
 }
+
+// TestPacksCompact: GC moves the live chunks of a closed pack that is mostly
+// dead to the current pack and removes it; a pack mostly alive stays. That
+// is how space comes back where holes cannot be punched.
+func TestPacksCompact(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	s.packs.limit = 1 << 20
+	m := &chunkMaker{base: testChunk(35, 64<<10)}
+	var order []cid.Cid
+	all := make(map[cid.Cid][]byte)
+	for range 48 { // three packs of 16 chunks
+		for c, d := range putChunks(t, s, m, 1) {
+			order = append(order, c)
+			all[c] = d
+		}
+	}
+	// The first pack 3/4 dead, the second 1/4.
+	for _, i := range append([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 16, 17, 18, 19) {
+		if err := s.Delete(ctx, order[i]); err != nil {
+			t.Fatal(err)
+		}
+		delete(all, order[i])
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	packs := packFiles(t, dir)
+	if len(packs) != 3 || filepath.Base(packs[0]) != packName(2) {
+		t.Fatalf("packs after GC %v, want the second, the third and a fourth", packs)
+	}
+	checkChunks(t, s, all)
+	if n, b := s.Usage(); n != 32 || b != 32*64<<10 {
+		t.Errorf("Usage = %d chunks, %d bytes; want 32, %d", n, b, 32*64<<10)
+	}
+	// Reopened, the moved chunks are where their records say.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, Options{})
+	checkChunks(t, s, all)
+}

@@ -430,6 +430,9 @@ type put struct {
 	rec record
 	// held is set by the commit when the store held the chunk already.
 	held bool
+	// move, when set, makes the put a move of a held chunk out of an old
+	// pack: its record is replaced only if it is still *move.
+	move *record
 
 	// Set by the commit that wrote it, before wake is closed.
 	err  error
@@ -528,7 +531,7 @@ func (s *Store) writePacks(batch []*put) error {
 		return err
 	}
 	for _, p := range batch {
-		if held[p.c] {
+		if p.move == nil && held[p.c] {
 			p.held = true
 			continue
 		}
@@ -559,6 +562,21 @@ func (s *Store) commitRecords(batch []*put) {
 				continue // held when its bytes would have been written
 			}
 			sk := sizeKey(p.c)
+			if p.move != nil {
+				item, err := txn.Get(sk)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue // deleted meanwhile: its new bytes are dead
+				} else if err != nil {
+					return err
+				}
+				if r, err := readRecord(item); err != nil || r != *p.move {
+					continue // deleted and put again meanwhile
+				}
+				if err := txn.Set(sk, p.rec.append(nil)); err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := txn.Get(sk); err == nil {
 				continue // held already, or twice in this batch
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -1057,11 +1075,15 @@ func (s *Store) GC(ctx context.Context) error {
 		}
 		err := s.runGC()
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			moved, err := s.compactPacks(ctx)
+			if err != nil {
+				return fmt.Errorf("gc chunk store: %w", err)
+			}
 			packs, err := s.removeUnusedPacks(ctx)
 			if err != nil {
 				return fmt.Errorf("gc chunk store: %w", err)
 			}
-			s.log.Info("chunk store gc done", "files", files, "packs", packs)
+			s.log.Info("chunk store gc done", "files", files, "packs removed", packs, "chunks moved", moved)
 			return nil
 		}
 		if err != nil {
@@ -1079,7 +1101,16 @@ func (s *Store) removeUnusedPacks(ctx context.Context) (int, error) {
 	}
 	keepFrom := s.packs.current()
 	live := make(map[uint32]bool)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.packRecords(ctx, func(_ cid.Cid, r record) { live[r.loc.pack] = true })
+	if err != nil {
+		return 0, err
+	}
+	return s.packs.removeUnused(live, keepFrom)
+}
+
+// packRecords calls fn for every chunk kept in a pack, with its record.
+func (s *Store) packRecords(ctx context.Context, fn func(c cid.Cid, r record)) error {
+	return s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sizePrefix), PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -1091,15 +1122,81 @@ func (s *Store) removeUnusedPacks(ctx context.Context) (int, error) {
 				return err
 			}
 			if r.inPack() {
-				live[r.loc.pack] = true
+				c, err := cid.Cast(it.Item().Key()[len(sizePrefix):])
+				if err != nil {
+					return fmt.Errorf("bad chunk key %x: %w", it.Item().Key(), err)
+				}
+				fn(c, r)
 			}
 		}
 		return nil
 	})
+}
+
+// compactDead is the share of a closed pack that must be dead before GC
+// moves its live chunks to the current pack, so that the pack can go. Where
+// the file system punches holes, a deleted chunk's space came back already;
+// elsewhere this is how it comes back.
+const compactDead = 0.5
+
+// compactPacks moves the live chunks of every closed pack that is mostly dead
+// to the current pack, and returns how many it moved. removeUnusedPacks then
+// removes the emptied packs. A chunk that fails its check on the way is
+// dropped, as on any read.
+func (s *Store) compactPacks(ctx context.Context) (int, error) {
+	if !s.opened() {
+		return 0, nil
+	}
+	keepFrom := s.packs.current()
+	type held struct {
+		c cid.Cid
+		r record
+	}
+	byPack := make(map[uint32][]held)
+	liveBytes := make(map[uint32]int64)
+	err := s.packRecords(ctx, func(c cid.Cid, r record) {
+		if r.loc.pack < keepFrom {
+			byPack[r.loc.pack] = append(byPack[r.loc.pack], held{c, r})
+			liveBytes[r.loc.pack] += int64(r.loc.n)
+		}
+	})
 	if err != nil {
 		return 0, err
 	}
-	return s.packs.removeUnused(live, keepFrom)
+	moved := 0
+	for n, chunks := range byPack {
+		size, err := s.packs.size(n)
+		if err != nil || float64(liveBytes[n]) > (1-compactDead)*float64(size) {
+			continue
+		}
+		for _, h := range chunks {
+			if err := ctx.Err(); err != nil {
+				return moved, err
+			}
+			var wire []byte
+			var zstd bool
+			err := s.read(ctx, h.c, nil, func(w, raw []byte) error {
+				wire, zstd = append([]byte(nil), w...), len(w) < len(raw)
+				return nil
+			})
+			if err != nil {
+				continue // dropped, or deleted meanwhile
+			}
+			if err := s.room(int64(len(wire)), s.reserve); err != nil {
+				// The pack's space comes back only once it is moved: the
+				// next GC tries again.
+				s.log.Warn("chunk store gc: packs not compacted", "err", err)
+				return moved, nil
+			}
+			r := h.r
+			p := &put{c: h.c, data: wire, zstd: zstd, rawSize: int(r.size), move: &r, wake: make(chan struct{})}
+			if err := s.commit(p); err != nil {
+				return moved, fmt.Errorf("move chunk %s out of pack %s: %w", h.c, packName(n), err)
+			}
+			moved++
+		}
+	}
+	return moved, nil
 }
 
 // flush writes the memtables out and compacts level 0. Badger learns which
