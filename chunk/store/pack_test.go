@@ -94,22 +94,32 @@ func TestPacksKeepChunksOutOfBadger(t *testing.T) {
 	}
 }
 
+// threePacks opens a store whose packs hold 1 MiB, and fills three of them
+// with 16 chunks of 64 KiB each, made from seed; order lists the chunks as
+// put.
+func threePacks(t *testing.T, seed int) (s *Store, dir string, order []cid.Cid, all map[cid.Cid][]byte) {
+	t.Helper()
+	dir = t.TempDir()
+	s = openStore(t, dir, Options{})
+	s.packs.limit = 1 << 20
+	m := &chunkMaker{base: testChunk(seed, 64<<10)}
+	all = make(map[cid.Cid][]byte)
+	for range 48 {
+		c, d := m.next()
+		if err := s.Put(context.Background(), c, d); err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, c)
+		all[c] = d
+	}
+	return s, dir, order, all
+}
+
 // TestPacksRotateAndGC: a full pack is followed by a new one; once none of a
 // pack's chunks is held, GC removes it, and only it.
 func TestPacksRotateAndGC(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{})
-	s.packs.limit = 1 << 20
-	m := &chunkMaker{base: testChunk(32, 64<<10)}
-	var order []cid.Cid
-	all := make(map[cid.Cid][]byte)
-	for range 48 { // 3 MiB: three packs of 16 chunks
-		for c, d := range putChunks(t, s, m, 1) {
-			order = append(order, c)
-			all[c] = d
-		}
-	}
+	s, dir, order, all := threePacks(t, 32)
 	if n := len(packFiles(t, dir)); n != 3 {
 		t.Fatalf("%d packs for 3 MiB with 1 MiB packs, want 3", n)
 	}
@@ -181,18 +191,7 @@ func TestStoreBeforePacksStillRead(t *testing.T) {
 // is how space comes back where holes cannot be punched.
 func TestPacksCompact(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{})
-	s.packs.limit = 1 << 20
-	m := &chunkMaker{base: testChunk(35, 64<<10)}
-	var order []cid.Cid
-	all := make(map[cid.Cid][]byte)
-	for range 48 { // three packs of 16 chunks
-		for c, d := range putChunks(t, s, m, 1) {
-			order = append(order, c)
-			all[c] = d
-		}
-	}
+	s, dir, order, all := threePacks(t, 35)
 	// The first pack 3/4 dead, the second 1/4.
 	for _, i := range append([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, 16, 17, 18, 19) {
 		if err := s.Delete(ctx, order[i]); err != nil {
