@@ -499,18 +499,11 @@ func (s *Store) commitGroup(batch []*put) {
 	s.commitRecords(batch)
 }
 
-// writePacks appends the bytes of the puts of batch not held already to the
-// current pack, and sets their records; the others are marked held.
+// writePacks marks the puts of batch whose chunk the store holds already, or
+// that repeat one before them in batch, as held, and gives the others their
+// records: their bytes appended to the current pack (as badger values in a
+// legacy store). It is the one place a commit asks whether a chunk is held.
 func (s *Store) writePacks(batch []*put) error {
-	if s.legacy {
-		for _, p := range batch {
-			p.rec = record{size: int64(p.rawSize), enc: encRaw}
-			if p.zstd {
-				p.rec.enc = encZstd
-			}
-		}
-		return nil
-	}
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	if err := s.writeErr(); err != nil {
@@ -536,6 +529,13 @@ func (s *Store) writePacks(batch []*put) error {
 			continue
 		}
 		held[p.c] = true // twice in this batch: the first is written
+		if s.legacy {
+			p.rec = record{size: int64(p.rawSize), enc: encRaw}
+			if p.zstd {
+				p.rec.enc = encZstd
+			}
+			continue
+		}
 		loc, err := s.packs.append(p.data)
 		if err != nil {
 			return err
@@ -550,7 +550,8 @@ func (s *Store) writePacks(batch []*put) error {
 
 // commitRecords commits the records of the puts of batch in one
 // transaction, or in halves when badger finds it too big, and sets each
-// put's error. A put whose chunk the store holds is not written.
+// put's error. A put writePacks found held is not written: only one commit
+// runs at a time, so no other put can have stored its chunk since.
 func (s *Store) commitRecords(batch []*put) {
 	added := make([]bool, len(batch))
 	// The puts are not bound to one caller's context: a commit is short,
@@ -576,11 +577,6 @@ func (s *Store) commitRecords(batch []*put) {
 					return err
 				}
 				continue
-			}
-			if _, err := txn.Get(sk); err == nil {
-				continue // held already, or twice in this batch
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
 			}
 			if !p.rec.inPack() {
 				if err := txn.Set(dataKey(p.c, p.rec.enc), p.data); err != nil {
