@@ -78,7 +78,7 @@ func (w *stageWriter) Write(p []byte) (int, error) {
 
 // writeFull writes the full buffer, directly unless the file system refused.
 func (w *stageWriter) writeFull() error {
-	if !w.direct && !w.noDirect && w.off%directAlign == 0 {
+	if !w.direct && !w.noDirect {
 		if w.setDirect(w.f, true) == nil {
 			w.direct = true
 		} else {
