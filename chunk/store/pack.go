@@ -79,7 +79,13 @@ type packs struct {
 	mu    sync.RWMutex
 	files map[uint32]*os.File // opened so far, read-write
 	cur   uint32              // the pack appended to
-	end   int64               // its length
+	end   int64               // its length, with the pending bytes
+
+	// pending are the chunks appended since the last flush, to be written
+	// at pendOff in one call. Chunk by chunk, each write left the end of a
+	// fresh page-cache page to be zeroed, and then filled by the next.
+	pending [][]byte
+	pendOff int64
 }
 
 // openPacks opens the pack folder in storeDir, creating it if needed, and
@@ -106,7 +112,7 @@ func openPacks(storeDir string) (*packs, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.end = fi.Size()
+	p.end, p.pendOff = fi.Size(), fi.Size()
 	return p, nil
 }
 
@@ -158,11 +164,15 @@ func (p *packs) file(n uint32, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// append writes data at the end of the current pack, first beginning a new
-// pack when this one is full, and returns where it went. The caller is the
-// one group commit running.
+// append adds data at the end of the current pack, first beginning a new
+// pack when this one is full, and returns where it goes. The caller is the
+// one group commit running; it keeps data unchanged and calls flush before
+// it commits the records.
 func (p *packs) append(data []byte) (packLoc, error) {
 	if p.end >= p.limit {
+		if err := p.flush(); err != nil {
+			return packLoc{}, err
+		}
 		f, err := p.file(p.cur+1, true)
 		if err != nil {
 			return packLoc{}, fmt.Errorf("new pack: %w", err)
@@ -172,23 +182,34 @@ func (p *packs) append(data []byte) (packLoc, error) {
 			return packLoc{}, fmt.Errorf("new pack: %w", err)
 		}
 		p.mu.Lock()
-		p.cur, p.end = p.cur+1, fi.Size()
+		p.cur, p.end, p.pendOff = p.cur+1, fi.Size(), fi.Size()
 		p.mu.Unlock()
 	}
-	f, err := p.file(p.cur, true)
-	if err != nil {
-		return packLoc{}, err
-	}
 	loc := packLoc{pack: p.cur, off: p.end, n: len(data)}
-	n, err := f.WriteAt(data, p.end)
-	p.end += int64(n) // a short write leaves dead bytes, never reused
+	p.pending = append(p.pending, data)
+	p.end += int64(len(data))
+	return loc, nil
+}
+
+// flush writes the pending chunks. On an error they are dead bytes, never
+// reused.
+func (p *packs) flush() error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	f, err := p.file(p.cur, true)
+	if err == nil {
+		err = writeAt(f, p.pending, p.pendOff)
+	}
+	clear(p.pending)
+	p.pending, p.pendOff = p.pending[:0], p.end
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return packLoc{}, fmt.Errorf("write pack %s: %w in %s: %w", packName(loc.pack), ErrNoSpace, p.dir, err)
+		return fmt.Errorf("write pack %s: %w in %s: %w", packName(p.cur), ErrNoSpace, p.dir, err)
 	}
 	if err != nil {
-		return packLoc{}, fmt.Errorf("write pack %s: %w", packName(loc.pack), err)
+		return fmt.Errorf("write pack %s: %w", packName(p.cur), err)
 	}
-	return loc, nil
+	return nil
 }
 
 // read reads the bytes at l into buf, which it grows if needed.

@@ -217,3 +217,30 @@ func TestPacksCompact(t *testing.T) {
 	s = openStore(t, dir, Options{})
 	checkChunks(t, s, all)
 }
+
+// TestPackWriteAt: writeAt lays its buffers back to back, empty ones and
+// more than one call takes included.
+func TestPackWriteAt(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := range 2500 {
+		b := testChunk(i, i%7*3)
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	if err := writeAt(f, bufs, 5); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[5:], want) || len(got) != 5+len(want) {
+		t.Errorf("file holds %d bytes after offset 5, want the %d bytes of %d buffers in order", len(got)-5, len(want), len(bufs))
+	}
+}

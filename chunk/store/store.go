@@ -545,7 +545,7 @@ func (s *Store) writePacks(batch []*put) error {
 			p.rec.enc = encPackZstd
 		}
 	}
-	return nil
+	return s.packs.flush()
 }
 
 // commitRecords commits the records of the puts of batch in one
