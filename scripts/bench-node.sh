@@ -7,6 +7,8 @@
 #     of the same chunk files from the same seed, measured in the same run
 #     (curl --parallel with as many transfers at once as the node's
 #     --concurrency; once before the node and once after, the faster counts).
+#     Go's net/http client (scripts/httpget) fetches the same files once too,
+#     to tell the cost of the node's HTTP stack from the node's own work.
 # The node stores every chunk in its store and then assembles the release
 # files, so the run needs about four times SIZE_MIB of free disk (tree,
 # repository, chunk store, installed release).
@@ -72,6 +74,7 @@ else
 	echo "building patchmesh"
 	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
 fi
+(cd "$ROOT" && go build -o "$WORK/httpget" ./scripts/httpget)
 
 echo "writing a release of $SIZE_MIB MiB in $SRC"
 make_tree "$SRC" "$SIZE_MIB"
@@ -138,6 +141,20 @@ curl_run() {
 }
 curl_run "curl (baseline, before the node)"
 curl_first=$curl_secs
+
+# A second reference: Go's own HTTP client (scripts/httpget) fetching the same
+# files the same way, bodies thrown away. The node's time beyond it is the
+# node's own work, not its HTTP stack's.
+awk -v u="http://$SEED/chunks/" '{ print u $1 }' "$WORK/chunks" >"$WORK/urls"
+scpu0=$(seed_cpu)
+t0=$(now)
+{ time "$WORK/httpget" -list "$WORK/urls" -parallel "$PARALLEL" >"$WORK/httpget.out"; } 2>"$WORK/httpget.time"
+go_secs=$(elapsed "$t0" "$(now)")
+go_cpu=$(awk '{ printf "%.1f", $1 + $2 }' "$WORK/httpget.time")
+seed_cpu_go=$(awk -v a="$scpu0" -v b="$(seed_cpu)" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }')
+read -r go_bytes _ <"$WORK/httpget.out"
+((go_bytes == chunkbytes)) || die "httpget fetched $go_bytes bytes, want $chunkbytes"
+say "Go net/http (same files)" "$go_secs s, $(rate "$go_bytes" "$go_secs") MiB/s; client $go_cpu CPU-s, seed $seed_cpu_go CPU-s"
 
 # The node: a fresh data folder, the seed as its only source, no mesh.
 freeport
@@ -227,6 +244,9 @@ say "node check (its own clock)" "$check_secs s: head, manifest, fetch, assemble
 say "node start to release current" "$node_total s, $(rate "$chunkbytes" "$node_total") MiB/s"
 if [[ -n $fetch_secs ]]; then
 	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.7x)", c / n }')"
+fi
+if [[ -n $fetch_secs ]]; then
+	say "node fetch / Go net/http" "$(awk -v n="$fetch_secs" -v g="$go_secs" 'BEGIN { printf "%.2fx throughput", g / n }')"
 fi
 say "node end to end / curl" "$(awk -v n="$node_total" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (fetch, assemble, switch)", c / n }')"
 say "CPU while the node pulled" "node $node_cpu CPU-s, seed $seed_cpu_node CPU-s (curl: $curl_cpu and $seed_cpu_curl)"
