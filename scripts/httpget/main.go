@@ -28,16 +28,20 @@ func main() {
 	list := flag.String("list", "", "file of URLs, one per line")
 	parallel := flag.Int("parallel", 16, "requests at once, each on a connection of its own")
 	flag.Parse()
-	if err := run(context.Background(), *list, *parallel); err != nil {
+	bytes, n, err := run(context.Background(), *list, *parallel)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "httpget:", err)
 		os.Exit(1)
 	}
+	fmt.Printf("%d bytes in %d responses\n", bytes, n)
 }
 
-func run(ctx context.Context, list string, parallel int) error {
+// run fetches the URLs listed in the file list, parallel at once, and
+// returns the bytes of their bodies and how many there were.
+func run(ctx context.Context, list string, parallel int) (int64, int, error) {
 	urls, err := readList(list)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	// As a node's source: kept-alive connections, at least one per request
 	// at once, and no transparent gzip.
@@ -65,10 +69,9 @@ func run(ctx context.Context, list string, parallel int) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return 0, 0, err
 	}
-	fmt.Printf("%d bytes in %d responses\n", bytes.Load(), len(urls))
-	return nil
+	return bytes.Load(), len(urls), nil
 }
 
 // get fetches u and returns the length of its body, read through buf.
