@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# bench-rtt.sh measures how round trips cap one node far from its seed: each of
+# the node's --concurrency fetches waits a round trip for its chunk, so the node
+# moves at most about concurrency x the mean chunk per round trip, whatever the
+# link's bandwidth. A relay (scripts/rttrelay) adds the round trip on loopback,
+# for machines without netem; bandwidth is not limited.
+#
+# For each concurrency it runs curl fetching every chunk file through the relay,
+# as many at once (the baseline), then a fresh node with that --concurrency
+# pulling the release through the relay, start to release current.
+#
+# Environment:
+#   SIZE_MIB     release size in MiB (default 128)
+#   RTT          round trip the relay adds, as Go spells it (default 50ms)
+#   CONCURRENCY  the concurrencies to measure (default "16 64")
+#   TMPDIR       where the work folder goes (default /tmp)
+#   PATCHMESH    a patchmesh binary to measure (default: built from this tree)
+#   KEEP=1       keep the work folder
+# Needs bash, GNU coreutils, findutils, awk, curl, jq and go. Loopback only.
+set -euo pipefail
+
+SIZE_MIB=${SIZE_MIB:-128}
+RTT=${RTT:-50ms}
+CONCURRENCY=${CONCURRENCY:-16 64}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/make-tree.sh"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-rtt.XXXXXX")
+BIN=$WORK/patchmesh
+REPO=$WORK/repo
+export NO_PROXY='*' no_proxy='*'
+
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ "${KEEP:-0}" == 1 ]]; then
+		echo "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+say() { printf '%-34s %s\n' "$1" "$2"; }
+die() {
+	echo "bench-rtt: $*" >&2
+	exit 1
+}
+mbit() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / 1e6 / s : 0) }'; }
+
+. "$ROOT/scripts/bench-lib.sh"
+
+if [[ -n ${PATCHMESH:-} ]]; then
+	cp "$PATCHMESH" "$BIN"
+else
+	echo "building patchmesh"
+	(cd "$ROOT" && go build -o "$BIN" ./cmd/patchmesh)
+fi
+(cd "$ROOT" && go build -o "$WORK/rttrelay" ./scripts/rttrelay)
+
+make_tree "$WORK/tree" "$SIZE_MIB"
+"$BIN" keygen --out "$WORK/release.key" >/dev/null
+"$BIN" trust init --key "$WORK/release.key" --out "$WORK/trust.json" --repo "$REPO" >/dev/null
+"$BIN" publish --repo "$REPO" --key "$WORK/release.key" --channel stable --version 1.0.0 "$WORK/tree" >/dev/null
+rm -rf "$WORK/tree"
+(cd "$REPO" && find chunks -type f -printf '%P %s\n') >"$WORK/chunks"
+nchunks=$(wc -l <"$WORK/chunks")
+bytes=$(awk '{ s += $2 } END { printf "%.0f", s }' "$WORK/chunks")
+say "release" "$nchunks chunk files, $bytes bytes (mean $(awk -v b="$bytes" -v n="$nchunks" 'BEGIN { printf "%.1f", b / n / 1024 }') KiB)"
+
+freeport
+SEED=127.0.0.1:$PORT
+freeport
+"$BIN" serve --repo "$REPO" --listen "$SEED" --api "127.0.0.1:$PORT" >"$WORK/seed.log" 2>&1 &
+PIDS+=($!)
+waitfor 20 curl -sf --max-time 2 "http://$SEED/channels/stable/head.json" -o /dev/null
+freeport
+FAR=127.0.0.1:$PORT
+"$WORK/rttrelay" -listen "$FAR" -to "$SEED" -rtt "$RTT" >"$WORK/relay.log" 2>&1 &
+PIDS+=($!)
+waitfor 20 curl -sf --max-time 2 "http://$FAR/channels/stable/head.json" -o /dev/null
+say "round trip added" "$RTT (scripts/rttrelay)"
+
+awk -v u="http://$FAR/chunks/" '{ printf "url = \"%s%s\"\noutput = \"/dev/null\"\n", u, $1 }' "$WORK/chunks" >"$WORK/curl.cfg"
+for c in $CONCURRENCY; do
+	t0=$(now)
+	curl -s --no-progress-meter --noproxy '*' --parallel --parallel-max "$c" --max-time 600 \
+		-w '%{http_code}\n' -K "$WORK/curl.cfg" >"$WORK/curl.out"
+	t=$(elapsed "$t0" "$(now)")
+	bad=$(awk '$1 != 200' "$WORK/curl.out" | wc -l)
+	((bad == 0)) || die "curl: $bad chunk requests did not answer 200"
+	say "curl, $c at once" "$t s, $(mbit "$bytes" "$t") Mbit/s"
+
+	freeport
+	API=127.0.0.1:$PORT
+	rm -rf "$WORK/node"
+	t0=$(now)
+	"$BIN" node run --name rtt --data "$WORK/node/data" --install-dir "$WORK/node/app" --trust "$WORK/trust.json" \
+		--source "http://$FAR" --api "$API" --check-interval 1h --concurrency "$c" >"$WORK/node-$c.log" 2>&1 &
+	NODE=$!
+	PIDS+=($NODE)
+	end=$((SECONDS + 1800))
+	until [[ $(curl -sf --max-time 5 "http://$API/api/status" | jq -r '.current.version // "-"' 2>/dev/null) == 1.0.0 ]]; do
+		kill -0 "$NODE" 2>/dev/null || die "node exited; see $WORK/node-$c.log (KEEP=1 keeps it)"
+		((SECONDS < end)) || die "node did not run the release within 30 min"
+		sleep 0.2
+	done
+	t=$(elapsed "$t0" "$(now)")
+	kill "$NODE"
+	wait "$NODE" 2>/dev/null || true
+	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s"
+done
