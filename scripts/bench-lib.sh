@@ -1,6 +1,25 @@
 # bench-lib.sh: shell helpers shared by the bench-*.sh scripts.
 # Source it after defining die MESSAGE, which they call on failure.
 
+# PIDS lists the background processes a script started. stop_and_clean, a
+# script's EXIT trap, stops them and removes the work folder WORK, unless
+# KEEP=1.
+[[ -v PIDS ]] || PIDS=()
+stop_and_clean() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ "${KEEP:-0}" == 1 ]]; then
+		echo "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 

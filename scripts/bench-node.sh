@@ -37,23 +37,6 @@ INSTALL=$WORK/node/app
 VERSION=1.0.0
 export NO_PROXY='*' no_proxy='*'
 
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [[ "${KEEP:-0}" == 1 ]]; then
-		echo "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / 1048576 / s : 0) }'; }
 say() { printf '%-34s %s\n' "$1" "$2"; }
@@ -63,6 +46,7 @@ die() {
 }
 
 . "$ROOT/scripts/bench-lib.sh"
+trap stop_and_clean EXIT
 
 need=$((SIZE_MIB * 4 + 512))
 avail=$(df -Pm "$WORK" | awk 'NR == 2 { print $4 }')

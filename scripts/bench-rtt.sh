@@ -29,23 +29,6 @@ BIN=$WORK/patchmesh
 REPO=$WORK/repo
 export NO_PROXY='*' no_proxy='*'
 
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [[ "${KEEP:-0}" == 1 ]]; then
-		echo "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-
 say() { printf '%-34s %s\n' "$1" "$2"; }
 die() {
 	echo "bench-rtt: $*" >&2
@@ -54,6 +37,7 @@ die() {
 mbit() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / 1e6 / s : 0) }'; }
 
 . "$ROOT/scripts/bench-lib.sh"
+trap stop_and_clean EXIT
 
 if [[ -n ${PATCHMESH:-} ]]; then
 	cp "$PATCHMESH" "$BIN"
