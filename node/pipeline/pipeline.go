@@ -43,6 +43,11 @@ type Options struct {
 	// Concurrency bounds the chunk fetches of the others lane; the own lane
 	// and the deltas take a share of it. Zero means DefaultConcurrency.
 	Concurrency int
+	// MaxConcurrency lets the others lane's fetches at once grow from
+	// Concurrency up to it while more of them move more bytes a second: far
+	// from its source each fetch waits a round trip (see window). Zero, or
+	// not above Concurrency, keeps Concurrency fixed.
+	MaxConcurrency int
 	// Owned reports the chunks this node owns in its site: they go in a lane
 	// of their own. Nil: none.
 	Owned func(cid.Cid) bool
@@ -192,11 +197,18 @@ func (r *run) fetch(ctx context.Context) error {
 	g.Go(func() error {
 		// A delta that cannot be used leaves its chunks to be fetched as chunks.
 		return r.runDeltas(gctx, djobs, opts.Concurrency, max(2, opts.Concurrency/2), func(ctx context.Context, jobs []int) error {
-			return r.lane(ctx, jobs, opts.Concurrency, true)
+			return r.lane(ctx, jobs, newWindow(opts.Concurrency, 0), true)
 		})
 	})
-	g.Go(func() error { return r.lane(gctx, own, max(2, opts.Concurrency/8), false) })
-	g.Go(func() error { return r.lane(gctx, others, opts.Concurrency, false) })
+	g.Go(func() error { return r.lane(gctx, own, newWindow(max(2, opts.Concurrency/8), 0), false) })
+	g.Go(func() error {
+		w := newWindow(opts.Concurrency, opts.MaxConcurrency)
+		err := r.lane(gctx, others, w, false)
+		if sizes, _ := w.sizes(); len(sizes) > 0 {
+			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "sizes", sizes)
+		}
+		return err
+	})
 	err := g.Wait()
 	if err == nil {
 		err = ctx.Err()
@@ -204,11 +216,11 @@ func (r *run) fetch(ctx context.Context) error {
 	return err
 }
 
-// lane fetches the plan's jobs, limit at a time, in order. Unless missing
-// says the store lacks them all, each is looked up in the store first.
-func (r *run) lane(ctx context.Context, jobs []int, limit int, missing bool) error {
+// lane fetches the plan's jobs, as many at a time as w lets, in order.
+// Unless missing says the store lacks them all, each is looked up in the
+// store first.
+func (r *run) lane(ctx context.Context, jobs []int, w *window, missing bool) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(limit)
 	for _, i := range jobs {
 		if gctx.Err() != nil {
 			break
@@ -216,7 +228,18 @@ func (r *run) lane(ctx context.Context, jobs []int, limit int, missing bool) err
 		if !missing && r.held(gctx, i) {
 			continue
 		}
-		g.Go(func() error { return r.fetchJob(gctx, i) })
+		if w.acquire(gctx) != nil {
+			break
+		}
+		g.Go(func() error {
+			err := r.fetchJob(gctx, i)
+			var n int64
+			if err == nil {
+				n = r.plan.jobs[i].size
+			}
+			w.release(n)
+			return err
+		})
 	}
 	return g.Wait()
 }

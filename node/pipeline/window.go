@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// window is how many fetches of a lane run at once. Far from its source a
+// fetch spends a round trip waiting for one chunk (19 KiB on average), so a
+// fixed number of them caps the bytes a second whatever the link: 16 at once
+// made 47 Mbit/s through a 50 ms round trip, 64 made 174
+// (scripts/bench-rtt.sh).
+//
+// The window starts at its minimum and, like TCP's slow start, doubles after
+// each measured period in which the bytes a second rose by a fifth or more
+// over the period before it, up to its maximum. The first period that did not
+// pay for its doubling takes the window back to the size before, where it
+// stays; so does a window that reached its maximum and measured it. Near the
+// source, or behind a rate cap, the first doubling does not pay and the
+// window ends where it began.
+type window struct {
+	min, max int
+	now      func() time.Time // tests replace it
+
+	mu      sync.Mutex
+	size    int
+	busy    int
+	settled bool
+	freed   chan struct{} // closed, and replaced, when a slot frees or the window grows
+
+	// The period being measured: fetches ended in it, their bytes, since when.
+	start   time.Time
+	ended   int
+	bytes   int64
+	before  float64 // bytes a second in the previous period, 0 before the first
+	changes []int   // the sizes the window took after its first; for the log and tests
+}
+
+// A period lasts at least periodFetches fetches per slot of the window and at
+// least periodTime: enough round trips to measure a rate.
+const (
+	periodFetches = 4
+	periodTime    = 200 * time.Millisecond
+	// growthPays is the rise of the bytes a second that a doubling must bring.
+	growthPays = 1.2
+)
+
+// newWindow returns a window of min fetches at once that may grow to max; a
+// max not above min keeps it fixed.
+func newWindow(min, max int) *window {
+	w := &window{min: min, max: max, size: min, now: time.Now, freed: make(chan struct{})}
+	if max <= min {
+		w.max, w.settled = min, true
+	}
+	return w
+}
+
+// acquire waits for a slot in the window.
+func (w *window) acquire(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.busy < w.size {
+			w.busy++
+			if w.start.IsZero() {
+				w.start = w.now()
+			}
+			w.mu.Unlock()
+			return nil
+		}
+		freed := w.freed
+		w.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// release frees a slot, taken by a fetch that moved n bytes (0 if it failed).
+func (w *window) release(n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.busy--
+	if !w.settled {
+		w.ended++
+		w.bytes += n
+		if now := w.now(); w.ended >= periodFetches*w.size && now.Sub(w.start) >= periodTime {
+			w.measured(float64(w.bytes) / now.Sub(w.start).Seconds())
+			w.start, w.ended, w.bytes = now, 0, 0
+		}
+	}
+	close(w.freed)
+	w.freed = make(chan struct{})
+}
+
+// measured takes the bytes a second of the period that just ended and sizes
+// the window for the next.
+func (w *window) measured(rate float64) {
+	switch {
+	case w.before > 0 && rate < w.before*growthPays:
+		// The last doubling did not pay: back, for good.
+		w.size = max(w.size/2, w.min)
+		w.settled = true
+	case w.size >= w.max:
+		w.settled = true
+	default:
+		w.size = min(w.size*2, w.max)
+	}
+	w.before = rate
+	w.changes = append(w.changes, w.size)
+}
+
+// sizes returns the sizes the window took after its first, and whether it
+// has settled.
+func (w *window) sizes() ([]int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.changes...), w.settled
+}

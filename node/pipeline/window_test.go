@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk"
+	"github.com/patchmesh/patchmesh/manifest"
+)
+
+// TestWindowSizes drives a window with a clock of its own through periods of
+// given rates, and checks the sizes it takes.
+func TestWindowSizes(t *testing.T) {
+	tests := []struct {
+		name     string
+		min, max int
+		rates    []float64 // MB a second of each period, in turn
+		want     []int     // sizes after each period
+		settled  bool
+	}{
+		{"every doubling pays, up to max", 4, 32, []float64{100, 200, 400, 800, 1600}, []int{8, 16, 32, 32}, true},
+		{"the first doubling does not pay", 16, 64, []float64{100, 110, 500}, []int{32, 16}, true},
+		{"a later one does not pay", 4, 64, []float64{100, 190, 200}, []int{8, 16, 8}, true},
+		{"still growing", 4, 64, []float64{100, 200}, []int{8, 16}, false},
+		{"fixed", 16, 0, []float64{100, 200}, nil, true},
+		{"max not above min", 16, 16, []float64{100, 200}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Unix(0, 0)
+			w := newWindow(tt.min, tt.max)
+			w.now = func() time.Time { return now }
+			ctx := context.Background()
+			for _, rate := range tt.rates {
+				if _, settled := w.sizes(); settled {
+					break
+				}
+				// One period: as many fetches as it needs, each taking a
+				// slot and giving it back, over one second in all.
+				n := periodFetches * w.size
+				for i := range n {
+					if err := w.acquire(ctx); err != nil {
+						t.Fatal(err)
+					}
+					if i == n-1 {
+						now = now.Add(time.Second)
+					}
+					w.release(int64(rate*1e6) / int64(n)) // in MB/s: no rounding to speak of
+				}
+			}
+			sizes, settled := w.sizes()
+			if !slices.Equal(sizes, tt.want) || settled != tt.settled {
+				t.Errorf("sizes %v, settled %v; want %v, %v", sizes, settled, tt.want, tt.settled)
+			}
+		})
+	}
+}
+
+// TestWindowAcquireWaits: a full window holds a fetch until a slot frees,
+// and gives up when the context ends.
+func TestWindowAcquireWaits(t *testing.T) {
+	w := newWindow(2, 0)
+	ctx := context.Background()
+	for range 2 {
+		if err := w.acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan error, 1)
+	go func() { got <- w.acquire(ctx) }()
+	select {
+	case err := <-got:
+		t.Fatalf("a third acquire in a window of 2 returned %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.release(1)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := w.acquire(cctx); err == nil {
+		t.Fatal("acquire in a full window with an ended context returned nil")
+	}
+}
+
+// slowSource answers every fetch after a delay, as a source a round trip
+// away; with one, only one fetch at a time is served, as a source whose
+// link is full. It records how many fetches were in flight as each began.
+type slowSource struct {
+	*fakeSource
+	delay time.Duration
+	one   sync.Mutex
+	serve bool // serve one at a time
+
+	mu       sync.Mutex
+	inflight atomic.Int32
+	seen     []int32
+}
+
+func (s *slowSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	s.mu.Lock()
+	s.seen = append(s.seen, n)
+	s.mu.Unlock()
+	if s.serve {
+		s.one.Lock()
+		defer s.one.Unlock()
+	}
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, chunk.Origin{}, ctx.Err()
+	}
+	return s.fakeSource.Fetch(ctx, c)
+}
+
+// TestRunWindow: a release's fetches widen where each waits on a round trip,
+// and stay where the source serves one at a time whatever the number asked.
+func TestRunWindow(t *testing.T) {
+	tests := []struct {
+		name     string
+		delay    time.Duration
+		serve    bool
+		min, max int
+		wantMax  int32 // the most fetches in flight, in the last quarter of the run
+	}{
+		{"far from the source", 20 * time.Millisecond, false, 4, 32, 32},
+		{"a full link", 500 * time.Microsecond, true, 4, 32, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chunks := make(map[cid.Cid][]byte)
+			data := randomBytes(7, 1500*testChunkSize)
+			m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
+			st := newMemStore(t)
+			src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: tt.delay, serve: tt.serve}
+			p := New(st, src, Options{Concurrency: tt.min, MaxConcurrency: tt.max})
+			if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			src.mu.Lock()
+			last := src.seen[len(src.seen)*3/4:]
+			src.mu.Unlock()
+			if got := slices.Max(last); got != tt.wantMax {
+				t.Errorf("at most %d fetches in flight in the last quarter of %d, want %d", got, len(src.seen), tt.wantMax)
+			}
+		})
+	}
+}
