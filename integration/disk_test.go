@@ -139,7 +139,7 @@ func TestNodeDiskFillsMidFetch(t *testing.T) {
 	cr.delay.Store(int64(20 * time.Millisecond))
 	data := filepath.Join(mnt, "data")
 	n := newNode(t, nodeOpts{Name: "fills", Trust: pub.Trust, Sources: []string{cr.URL},
-		Extra: []string{"--data", data, "--concurrency", "4"}})
+		Extra: []string{"--data", data, "--concurrency", "4", "--max-concurrency", "4"}})
 	waitFor(t, 60*time.Second, func() bool {
 		st, err := n.status()
 		return err == nil && st.Progress != nil && st.Progress.ChunksDone > st.Progress.ChunksTotal/5

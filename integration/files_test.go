@@ -344,7 +344,7 @@ func TestServeFilesWhileDownloading(t *testing.T) {
 	cr := newCountingRepo(t, pub.Repo)
 	cr.delay.Store(int64(40 * time.Millisecond))
 	addr := freeAddr(t)
-	n := newNode(t, nodeOpts{Name: "early", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "2", "--serve-files", addr}})
+	n := newNode(t, nodeOpts{Name: "early", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "2", "--max-concurrency", "2", "--serve-files", addr}})
 	waitFor(t, 60*time.Second, func() bool {
 		st, err := n.status()
 		return err == nil && st.Progress != nil && st.Progress.ChunksDone > 0

@@ -107,6 +107,8 @@ type countingRepo struct {
 	stats repo.Stats
 	delay atomic.Int64 // per chunk, nanoseconds
 	gets  sync.Map     // path -> *atomic.Int64: requests served per path
+	// chunk requests being served, and the most at once
+	inflight, peak atomic.Int64
 }
 
 // Gets returns how often path was requested.
@@ -127,6 +129,13 @@ func newCountingRepo(t *testing.T, dir string) *countingRepo {
 	h := repo.NewHandler(files, repo.HandlerOptions{Stats: &c.stats})
 	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			n := c.inflight.Add(1)
+			defer c.inflight.Add(-1)
+			for p := c.peak.Load(); n > p; p = c.peak.Load() {
+				if c.peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
 			time.Sleep(time.Duration(c.delay.Load()))
 		}
 		n, _ := c.gets.LoadOrStore(strings.TrimPrefix(r.URL.Path, "/"), new(atomic.Int64))
@@ -135,6 +144,27 @@ func newCountingRepo(t *testing.T, dir string) *countingRepo {
 	}))
 	t.Cleanup(func() { c.Close(); files.Close() })
 	return c
+}
+
+// TestNodeWidensFarFromSource: a node alone, whose source answers each chunk
+// after a delay as one far away would, fetches more chunks at once than
+// --concurrency, never more than --max-concurrency, and applies the release
+// exactly. The delay stands for a far link's round trip: this kernel has no
+// netem (scripts/bench-rtt.sh measures the same through a relay).
+func TestNodeWidensFarFromSource(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 24, 9)
+	pub.Publish("1.0.0", src)
+	cr := newCountingRepo(t, pub.Repo)
+	cr.delay.Store(int64(20 * time.Millisecond))
+	n := newNode(t, nodeOpts{Name: "far", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "4", "--max-concurrency", "32"}})
+	n.WaitVersion(t, "1.0.0", 120*time.Second)
+	sameTree(t, src, filepath.Join(n.Install, "current"))
+	if peak := cr.peak.Load(); peak <= 4 || peak > 32 {
+		t.Errorf("at most %d chunk requests at once; want more than --concurrency 4, at most --max-concurrency 32", peak)
+	}
+	t.Logf("at most %d chunk requests at once", cr.peak.Load())
 }
 
 // TestNodeResumesAfterKill kills a node with SIGKILL in the middle of a large
@@ -146,7 +176,7 @@ func TestNodeResumesAfterKill(t *testing.T) {
 	s := pub.Publish("2.0.0", src)
 	cr := newCountingRepo(t, pub.Repo)
 	cr.delay.Store(int64(15 * time.Millisecond))
-	n := newNode(t, nodeOpts{Name: "resume", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "8"}})
+	n := newNode(t, nodeOpts{Name: "resume", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "8", "--max-concurrency", "8"}})
 	waitFor(t, 60*time.Second, func() bool {
 		st, err := n.status()
 		return err == nil && st.Progress != nil && st.Progress.ChunksDone > st.Progress.ChunksTotal/3

@@ -45,7 +45,7 @@ func slowFetch(t *testing.T, name string, extra ...string) (*nodeProc, *counting
 	pub.Publish("1.0.0", src)
 	cr := newCountingRepo(t, pub.Repo)
 	cr.delay.Store(int64(30 * time.Millisecond))
-	n := newNode(t, nodeOpts{Name: name, Trust: pub.Trust, Sources: []string{cr.URL}, Extra: append([]string{"--concurrency", "4"}, extra...)})
+	n := newNode(t, nodeOpts{Name: name, Trust: pub.Trust, Sources: []string{cr.URL}, Extra: append([]string{"--concurrency", "4", "--max-concurrency", "4"}, extra...)})
 	waitFor(t, 60*time.Second, func() bool {
 		st, err := n.status()
 		return err == nil && st.Progress != nil && st.Progress.ChunksDone > 20

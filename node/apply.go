@@ -129,6 +129,11 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 	}
 	if f.mesh != nil {
 		opts.Owned = f.mesh.Owned()
+	} else {
+		// In a site, members fetch from each other and owners from the WAN
+		// for them, each with its own bounds; a node alone fetches everything
+		// from its sources, where round trips cap a fixed number of fetches.
+		opts.MaxConcurrency = f.cfg.MaxConcurrency
 	}
 	return pipeline.New(f.store, f.chunks, opts)
 }

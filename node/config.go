@@ -56,6 +56,11 @@ type Config struct {
 	Keep        int   `yaml:"keep"`        // old releases kept besides current and previous; zero: 2
 	QuotaBytes  int64 `yaml:"quota_bytes"` // chunk store size above which unneeded chunks are collected; zero: collect all unneeded
 	Concurrency int   `yaml:"concurrency"` // chunks fetched at once; zero: 16
+	// MaxConcurrency is how far a node outside a site lets its chunk fetches
+	// at once grow past Concurrency while more of them move more bytes a
+	// second: far from its sources each fetch waits a round trip. Zero: 64;
+	// not above Concurrency: Concurrency, fixed.
+	MaxConcurrency int `yaml:"max_concurrency"`
 	// ScrubRate bounds the bytes a second the background scrub reads to
 	// check every stored chunk against its CID. Zero: 1 MiB/s; negative: no
 	// background scrub (patchmesh node scrub still runs one).
@@ -205,22 +210,23 @@ func DefaultConfig() Config {
 	t := true
 	so := source.DefaultOptions()
 	return Config{
-		Channel:       "stable",
-		CheckInterval: Duration(time.Hour),
-		SourceTimeout: Duration(so.Timeout),
-		IdleTimeout:   Duration(so.IdleTimeout),
-		API:           "127.0.0.1:7780",
-		Keep:          2,
-		Concurrency:   16,
-		ScrubRate:     1 << 20,
-		ScrubInterval: Duration(24 * time.Hour),
-		RolloutPoll:   Duration(time.Minute),
-		Hooks:         HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
-		Mesh:          MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout)},
-		ProxyCache:    ProxyCacheConfig{MaxObject: proxy.DefaultMaxObject, MaxBytes: proxy.DefaultMaxBytes},
-		Report:        ReportConfig{Interval: Duration(time.Minute)},
-		GOOS:          runtime.GOOS,
-		GOARCH:        runtime.GOARCH,
+		Channel:        "stable",
+		CheckInterval:  Duration(time.Hour),
+		SourceTimeout:  Duration(so.Timeout),
+		IdleTimeout:    Duration(so.IdleTimeout),
+		API:            "127.0.0.1:7780",
+		Keep:           2,
+		Concurrency:    16,
+		MaxConcurrency: 64,
+		ScrubRate:      1 << 20,
+		ScrubInterval:  Duration(24 * time.Hour),
+		RolloutPoll:    Duration(time.Minute),
+		Hooks:          HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
+		Mesh:           MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout)},
+		ProxyCache:     ProxyCacheConfig{MaxObject: proxy.DefaultMaxObject, MaxBytes: proxy.DefaultMaxBytes},
+		Report:         ReportConfig{Interval: Duration(time.Minute)},
+		GOOS:           runtime.GOOS,
+		GOARCH:         runtime.GOARCH,
 	}
 }
 
@@ -326,6 +332,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = d.Concurrency
+	}
+	if c.MaxConcurrency <= 0 {
+		c.MaxConcurrency = d.MaxConcurrency
 	}
 	if c.ScrubRate == 0 {
 		c.ScrubRate = d.ScrubRate

@@ -62,11 +62,13 @@ api: 127.0.0.1:7780
 keep: 2
 quota_bytes: 0
 
-# Chunks fetched at once. Each waits a round trip, so far from its sources a
-# node moves at most about concurrency x 19 KiB (the mean chunk) per round trip:
-# at 50 ms, 16 gave 47 Mbit/s and 64 gave 174 (scripts/bench-rtt.sh). Raise it
-# for a fast, far WAN.
+# Chunks fetched at once. Each waits a round trip for its chunk (19 KiB on
+# average), so far from its sources a node moves at most about concurrency x
+# 19 KiB per round trip. A node outside a site widens it up to max_concurrency
+# while more at once move more bytes a second (scripts/bench-rtt.sh); set
+# max_concurrency to concurrency to keep it fixed.
 concurrency: 16
+max_concurrency: 64
 
 # Background scrub: every stored chunk is read and checked against its CID at
 # most this many bytes a second, once a day; a damaged one is dropped and
