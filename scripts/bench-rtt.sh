@@ -7,7 +7,9 @@
 #
 # For each concurrency it runs curl fetching every chunk file through the relay,
 # as many at once (the baseline), then a fresh node with that --concurrency
-# pulling the release through the relay, start to release current.
+# pulling the release through the relay, start to release current. The node may
+# widen its fetches up to --max-concurrency (64) while that pays; the sizes its
+# window took are printed beside its time.
 #
 # Environment:
 #   SIZE_MIB     release size in MiB (default 128)
@@ -97,5 +99,7 @@ for c in $CONCURRENCY; do
 	t=$(elapsed "$t0" "$(now)")
 	kill "$NODE"
 	wait "$NODE" 2>/dev/null || true
-	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s"
+	# A node outside a site widens its fetches while that pays; it logs the sizes.
+	sizes=$(grep -o 'msg="fetch window".*sizes="[^"]*"' "$WORK/node-$c.log" | grep -o 'sizes="[^"]*"' || echo "sizes=none")
+	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $sizes"
 done
