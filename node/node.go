@@ -108,6 +108,9 @@ func New(cfg Config) (*Node, error) {
 	opts := source.DefaultOptions()
 	opts.Throttle = n.caps.wan
 	opts.CAFile, opts.Proxy, opts.Logger = cfg.CAFile, cfg.Proxy, n.log
+	// As many kept-alive connections as requests run at once: a node's
+	// widest fetch window, or an owner's fetches for its peers in a site.
+	opts.Conns = max(cfg.MaxConcurrency, 2*cfg.Concurrency, opts.Conns)
 	opts.UserAgent = "patchmesh/" + cfg.Version
 	if cfg.SourceTimeout > 0 {
 		opts.Timeout = time.Duration(cfg.SourceTimeout)

@@ -15,10 +15,6 @@ import (
 	"time"
 )
 
-// maxConnsPerHost lets many chunk downloads run at once over kept-alive
-// connections to the same server.
-const maxConnsPerHost = 64
-
 type httpSource struct {
 	base   *url.URL
 	opts   Options
@@ -55,15 +51,17 @@ func newHTTP(u *url.URL, opts Options) (*httpSource, error) {
 	}
 	dialer := &net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:                  proxy,
-		DialContext:            dialer.DialContext,
-		TLSClientConfig:        tlsConf,
-		TLSHandshakeTimeout:    opts.Timeout,
-		ResponseHeaderTimeout:  opts.Timeout,
-		ExpectContinueTimeout:  time.Second,
-		IdleConnTimeout:        90 * time.Second,
-		MaxIdleConns:           maxConnsPerHost,
-		MaxIdleConnsPerHost:    maxConnsPerHost,
+		Proxy:                 proxy,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   opts.Timeout,
+		ResponseHeaderTimeout: opts.Timeout,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		// Many chunk downloads run at once, each over a kept-alive
+		// connection to the same server.
+		MaxIdleConns:           opts.Conns,
+		MaxIdleConnsPerHost:    opts.Conns,
 		MaxResponseHeaderBytes: 64 << 10,
 		// Chunks do not compress; and a transparent gunzip would hide the
 		// Content-Length that lets an oversized body fail before it is read.

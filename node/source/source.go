@@ -78,6 +78,9 @@ type Options struct {
 	// rate cap), shared by every source and request given the same one. Time
 	// waiting on it counts neither as a stall nor against Timeout. Nil: none.
 	Throttle Throttle
+	// Conns is how many requests to one HTTP server the caller runs at once:
+	// as many connections are kept alive for reuse. Zero: 64.
+	Conns int
 }
 
 // Throttle paces bytes: WaitN returns when n more bytes fit the cap, or ctx ends.
@@ -92,6 +95,7 @@ func DefaultOptions() Options {
 		IdleTimeout: 15 * time.Second,
 		UserAgent:   "patchmesh",
 		Logger:      slog.New(slog.DiscardHandler),
+		Conns:       64,
 	}
 }
 
@@ -108,6 +112,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = d.Logger
+	}
+	if o.Conns <= 0 {
+		o.Conns = d.Conns
 	}
 	return o
 }
