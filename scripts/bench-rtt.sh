@@ -8,8 +8,8 @@
 # For each concurrency it runs curl fetching every chunk file through the relay,
 # as many at once (the baseline), then a fresh node with that --concurrency
 # pulling the release through the relay, start to release current. The node may
-# widen its fetches up to --max-concurrency (64) while that pays; the sizes its
-# window took are printed beside its time.
+# widen its fetches up to --max-concurrency (64) while that pays; the largest
+# and the last size of its window are printed beside its time.
 #
 # Environment:
 #   SIZE_MIB     release size in MiB (default 128)
@@ -100,6 +100,6 @@ for c in $CONCURRENCY; do
 	kill "$NODE"
 	wait "$NODE" 2>/dev/null || true
 	# A node outside a site widens its fetches while that pays; it logs the sizes.
-	sizes=$(grep -o 'msg="fetch window".*sizes="[^"]*"' "$WORK/node-$c.log" | grep -o 'sizes="[^"]*"' || echo "sizes=none")
-	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $sizes"
+	window=$(grep -o 'msg="fetch window".*' "$WORK/node-$c.log" | grep -o 'peak=[0-9]* last=[0-9]*' || echo "fixed")
+	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $window"
 done

@@ -204,8 +204,8 @@ func (r *run) fetch(ctx context.Context) error {
 	g.Go(func() error {
 		w := newWindow(opts.Concurrency, opts.MaxConcurrency)
 		err := r.lane(gctx, others, w, false)
-		if sizes, _ := w.sizes(); len(sizes) > 0 {
-			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "sizes", sizes)
+		if size, peak, _ := w.state(); peak > opts.Concurrency {
+			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "peak", peak, "last", size)
 		}
 		return err
 	})

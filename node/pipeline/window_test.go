@@ -14,9 +14,22 @@ import (
 	"github.com/patchmesh/patchmesh/manifest"
 )
 
-// TestWindowSizes drives a window with a clock of its own through periods of
-// given rates, and checks the sizes it takes.
+// repeat returns n copies of x.
+func repeat[T any](x T, n int) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = x
+	}
+	return out
+}
+
+// TestWindowSizes drives a window through periods of one second each, at
+// given rates, on a clock of its own, and checks the size it takes after each.
 func TestWindowSizes(t *testing.T) {
+	// Settled at 16 after two periods, a window tries again once 30 s have
+	// passed: at the end of the 32nd period.
+	settled := slices.Concat([]float64{100, 110}, repeat(100.0, 30))
+	settledSizes := slices.Concat([]int{32, 16}, repeat(16, 29), []int{32})
 	tests := []struct {
 		name     string
 		min, max int
@@ -24,12 +37,14 @@ func TestWindowSizes(t *testing.T) {
 		want     []int     // sizes after each period
 		settled  bool
 	}{
-		{"every doubling pays, up to max", 4, 32, []float64{100, 200, 400, 800, 1600}, []int{8, 16, 32, 32}, true},
-		{"the first doubling does not pay", 16, 64, []float64{100, 110, 500}, []int{32, 16}, true},
+		{"every doubling pays, up to max", 4, 32, []float64{100, 200, 400, 800, 1600}, []int{8, 16, 32, 32, 32}, true},
+		{"the first doubling does not pay", 16, 64, []float64{100, 110, 500}, []int{32, 16, 16}, true},
 		{"a later one does not pay", 4, 64, []float64{100, 190, 200}, []int{8, 16, 8}, true},
 		{"still growing", 4, 64, []float64{100, 200}, []int{8, 16}, false},
-		{"fixed", 16, 0, []float64{100, 200}, nil, true},
-		{"max not above min", 16, 16, []float64{100, 200}, nil, true},
+		{"trying again pays", 16, 64, slices.Concat(settled, []float64{250, 520}), slices.Concat(settledSizes, []int{64, 64}), true},
+		{"trying again does not pay", 16, 64, slices.Concat(settled, []float64{105}), slices.Concat(settledSizes, []int{16}), true},
+		{"fixed", 16, 0, []float64{100, 200}, []int{16, 16}, true},
+		{"max not above min", 16, 16, []float64{100, 200}, []int{16, 16}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,13 +52,12 @@ func TestWindowSizes(t *testing.T) {
 			w := newWindow(tt.min, tt.max)
 			w.now = func() time.Time { return now }
 			ctx := context.Background()
+			var sizes []int
 			for _, rate := range tt.rates {
-				if _, settled := w.sizes(); settled {
-					break
-				}
+				size, _, _ := w.state()
 				// One period: as many fetches as it needs, each taking a
 				// slot and giving it back, over one second in all.
-				n := periodFetches * w.size
+				n := periodFetches * size
 				for i := range n {
 					if err := w.acquire(ctx); err != nil {
 						t.Fatal(err)
@@ -53,10 +67,15 @@ func TestWindowSizes(t *testing.T) {
 					}
 					w.release(int64(rate*1e6) / int64(n)) // in MB/s: no rounding to speak of
 				}
+				size, _, _ = w.state()
+				sizes = append(sizes, size)
 			}
-			sizes, settled := w.sizes()
+			_, peak, settled := w.state()
 			if !slices.Equal(sizes, tt.want) || settled != tt.settled {
 				t.Errorf("sizes %v, settled %v; want %v, %v", sizes, settled, tt.want, tt.settled)
+			}
+			if want := slices.Max(append(tt.want, tt.min)); peak != want {
+				t.Errorf("peak %d, want %d", peak, want)
 			}
 		})
 	}
