@@ -96,24 +96,36 @@ func openPacks(storeDir string) (*packs, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &packs{dir: dir, limit: packSize, files: make(map[uint32]*os.File), cur: 1}
+	p := &packs{dir: dir, limit: packSize, files: make(map[uint32]*os.File)}
 	nums, err := p.list()
 	if err != nil {
 		return nil, err
 	}
+	cur := uint32(1)
 	if len(nums) > 0 {
-		p.cur = nums[len(nums)-1]
+		cur = nums[len(nums)-1]
 	}
-	f, err := p.file(p.cur, true)
-	if err != nil {
+	if err := p.begin(cur); err != nil {
 		return nil, err
+	}
+	return p, nil
+}
+
+// begin makes pack n, created if missing, the one appended to, after its
+// end.
+func (p *packs) begin(n uint32) error {
+	f, err := p.file(n, true)
+	if err != nil {
+		return err
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	p.end, p.pendOff = fi.Size(), fi.Size()
-	return p, nil
+	p.mu.Lock()
+	p.cur, p.end, p.pendOff = n, fi.Size(), fi.Size()
+	p.mu.Unlock()
+	return nil
 }
 
 func packName(n uint32) string { return fmt.Sprintf("%08d.pack", n) }
@@ -173,17 +185,9 @@ func (p *packs) append(data []byte) (packLoc, error) {
 		if err := p.flush(); err != nil {
 			return packLoc{}, err
 		}
-		f, err := p.file(p.cur+1, true)
-		if err != nil {
+		if err := p.begin(p.cur + 1); err != nil {
 			return packLoc{}, fmt.Errorf("new pack: %w", err)
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			return packLoc{}, fmt.Errorf("new pack: %w", err)
-		}
-		p.mu.Lock()
-		p.cur, p.end, p.pendOff = p.cur+1, fi.Size(), fi.Size()
-		p.mu.Unlock()
 	}
 	loc := packLoc{pack: p.cur, off: p.end, n: len(data)}
 	p.pending = append(p.pending, data)
