@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/patchmesh/patchmesh/chunk"
 )
 
 // putChunks puts n chunks of size bytes made by m and returns them.
@@ -243,4 +245,50 @@ func TestPackWriteAt(t *testing.T) {
 	if !bytes.Equal(got[5:], want) || len(got) != 5+len(want) {
 		t.Errorf("file holds %d bytes after offset 5, want the %d bytes of %d buffers in order", len(got)-5, len(want), len(bufs))
 	}
+}
+
+// TestPacksCompactCompressed: GC moves chunks stored as zstd frames as they
+// are, and they read back whole, before and after the store reopens.
+func TestPacksCompactCompressed(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
+	s.packs.limit = 1 << 20
+	var order []cid.Cid
+	all := make(map[cid.Cid][]byte)
+	for i := range 200 {
+		d := append(testChunk(40+i, 20000), make([]byte, 20000)...) // compresses to about half
+		c := chunk.Sum(d)
+		if err := s.PutVerifiedWire(ctx, c, d, s.codec.Encode(d)); err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, c)
+		all[c] = d
+	}
+	before := len(packFiles(t, dir))
+	// Stored raw, the 8 MB of chunks would take 8 packs.
+	if before < 3 || before > 5 {
+		t.Fatalf("%d packs for 200 chunks of ~20 KB compressed in 1 MiB packs, want 3 to 5", before)
+	}
+	for _, c := range order[:150] {
+		if err := s.Delete(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		delete(all, c)
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := len(packFiles(t, dir)); after >= before {
+		t.Errorf("%d packs after GC, as many as the %d before: nothing compacted", after, before)
+	}
+	checkChunks(t, s, all)
+	if n, b := s.Usage(); n != 50 || b != 50*40000 {
+		t.Errorf("Usage = %d chunks, %d bytes; want 50, %d", n, b, 50*40000)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, Options{})
+	checkChunks(t, s, all)
 }

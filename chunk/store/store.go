@@ -1170,9 +1170,8 @@ func (s *Store) compactPacks(ctx context.Context) (int, error) {
 				return moved, err
 			}
 			var wire []byte
-			var zstd bool
-			err := s.read(ctx, h.c, nil, func(w, raw []byte) error {
-				wire, zstd = append([]byte(nil), w...), len(w) < len(raw)
+			err := s.read(ctx, h.c, nil, func(w, _ []byte) error {
+				wire = append([]byte(nil), w...)
 				return nil
 			})
 			if err != nil {
@@ -1185,7 +1184,8 @@ func (s *Store) compactPacks(ctx context.Context) (int, error) {
 				return moved, nil
 			}
 			r := h.r
-			p := &put{c: h.c, data: wire, zstd: zstd, rawSize: int(r.size), move: &r, wake: make(chan struct{})}
+			// Moved only while its record is still r, so wire is in r's encoding.
+			p := &put{c: h.c, data: wire, zstd: r.zstd(), rawSize: int(r.size), move: &r, wake: make(chan struct{})}
 			if err := s.commit(p); err != nil {
 				return moved, fmt.Errorf("move chunk %s out of pack %s: %w", h.c, packName(n), err)
 			}
