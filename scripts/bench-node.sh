@@ -101,21 +101,22 @@ sync
 awk -v u="http://$SEED/chunks/" '{ printf "url = \"%s%s\"\noutput = \"/dev/null\"\n", u, $1 }' "$WORK/chunks" >"$WORK/curl.cfg"
 # CPU seconds of curl, and of the seed while serving it, beside the node's below.
 seed_cpu() { awk '{ print $14 + $15 }' "/proc/$SEEDPID/stat"; }
+# seed_cpu_since TICKS prints the seed's CPU seconds since seed_cpu said TICKS.
+seed_cpu_since() { awk -v a="$1" -v b="$(seed_cpu)" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }'; }
 SEEDPID=${PIDS[0]}
 TIMEFORMAT='%U %S'
 # curl_run LABEL: one curl baseline; sets curl_secs, curl_cpu, seed_cpu_curl.
 # It runs before the node and again after it: curl's time alone varies by a
 # third between runs on a shared machine, and the ratios use the faster.
 curl_run() {
-	local scpu0 scpu1 t0 t1 curl_bytes curl_bad
+	local scpu0 t0 t1 curl_bytes curl_bad
 	scpu0=$(seed_cpu)
 	t0=$(now)
 	{ time curl -s --no-progress-meter --noproxy '*' --parallel --parallel-max "$PARALLEL" --max-time 60 \
 		-w '%{http_code} %{size_download}\n' -K "$WORK/curl.cfg" >"$WORK/curl.out"; } 2>"$WORK/curl.time"
 	t1=$(now)
-	scpu1=$(seed_cpu)
+	seed_cpu_curl=$(seed_cpu_since "$scpu0")
 	curl_cpu=$(awk '{ printf "%.1f", $1 + $2 }' "$WORK/curl.time")
-	seed_cpu_curl=$(awk -v a="$scpu0" -v b="$scpu1" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }')
 	curl_secs=$(elapsed "$t0" "$t1")
 	curl_bytes=$(awk '{ s += $2 } END { printf "%.0f", s }' "$WORK/curl.out")
 	curl_bad=$(awk '$1 != 200' "$WORK/curl.out" | wc -l)
@@ -135,7 +136,7 @@ t0=$(now)
 { time "$WORK/httpget" -list "$WORK/urls" -parallel "$PARALLEL" >"$WORK/httpget.out"; } 2>"$WORK/httpget.time"
 go_secs=$(elapsed "$t0" "$(now)")
 go_cpu=$(awk '{ printf "%.1f", $1 + $2 }' "$WORK/httpget.time")
-seed_cpu_go=$(awk -v a="$scpu0" -v b="$(seed_cpu)" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }')
+seed_cpu_go=$(seed_cpu_since "$scpu0")
 read -r go_bytes _ <"$WORK/httpget.out"
 ((go_bytes == chunkbytes)) || die "httpget fetched $go_bytes bytes, want $chunkbytes"
 say "Go net/http (same files)" "$go_secs s, $(rate "$go_bytes" "$go_secs") MiB/s; client $go_cpu CPU-s, seed $seed_cpu_go CPU-s"
@@ -202,7 +203,7 @@ wan=$(jq -r .bytes.wan <<<"$st")
 node_total=$(elapsed "$t0" "$done_at")
 ((wan == chunkbytes)) || echo "note: node counted $wan WAN bytes, chunk files hold $chunkbytes"
 node_cpu=$(awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / t }' "/proc/$NODE/stat")
-seed_cpu_node=$(awk -v a="$scpu0" -v b="$(seed_cpu)" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / t }')
+seed_cpu_node=$(seed_cpu_since "$scpu0")
 kill "$NODE"
 wait "$NODE" 2>/dev/null || true
 
