@@ -41,6 +41,20 @@ const packDir = "packs"
 // unit in which GC moves live chunks and removes packs.
 const packSize = 256 << 20
 
+// A pack's bytes leave the page cache once they are well behind its end: the
+// writeback of each writebackEvery bytes is started as they are written, and
+// the clean pages more than cacheBehind behind the end are dropped. Peers and
+// the assembly read back the chunks written last, not the whole release.
+// Cached, a 2 GiB release took 2 GiB of page cache from the host's programs;
+// and on a virtual machine that hands free memory back to its host, every
+// fresh page costs a fault there: copying into the page cache was a quarter
+// of a node's CPU samples while it pulled a release, and dropping the pages
+// behind cut the node's CPU time by a fifth (scripts/RESULTS-node.md).
+const (
+	writebackEvery = 8 << 20
+	cacheBehind    = 64 << 20
+)
+
 // packLoc is where a chunk's stored bytes are: pack number, offset, length.
 type packLoc struct {
 	pack uint32
@@ -86,6 +100,15 @@ type packs struct {
 	// fresh page-cache page to be zeroed, and then filled by the next.
 	pending [][]byte
 	pendOff int64
+
+	// What settle did to the current pack: where the writeback was last
+	// started, and up to where the page cache was dropped. prev is the pack
+	// before it, whose last bytes settle drops once the current pack's own
+	// are dropped; zero: none.
+	wbOff, dropOff int64
+	prev           uint32
+	prevEnd        int64
+	behind         int64 // cacheBehind; tests lower it
 }
 
 // openPacks opens the pack folder in storeDir, creating it if needed, and
@@ -96,7 +119,7 @@ func openPacks(storeDir string) (*packs, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &packs{dir: dir, limit: packSize, files: make(map[uint32]*os.File)}
+	p := &packs{dir: dir, limit: packSize, behind: cacheBehind, files: make(map[uint32]*os.File)}
 	nums, err := p.list()
 	if err != nil {
 		return nil, err
@@ -122,9 +145,18 @@ func (p *packs) begin(n uint32) error {
 	if err != nil {
 		return err
 	}
+	if p.end > 0 && n != p.cur {
+		// The pack closed: its last bytes go to disk now, and settle drops
+		// them from the cache later.
+		if old, err := p.file(p.cur, false); err == nil {
+			startWriteback(old, p.wbOff, p.end-p.wbOff)
+		}
+		p.prev, p.prevEnd = p.cur, p.end
+	}
 	p.mu.Lock()
 	p.cur, p.end, p.pendOff = n, fi.Size(), fi.Size()
 	p.mu.Unlock()
+	p.wbOff, p.dropOff = p.end, p.end
 	return nil
 }
 
@@ -207,6 +239,9 @@ func (p *packs) flush() error {
 	}
 	clear(p.pending)
 	p.pending, p.pendOff = p.pending[:0], p.end
+	if err == nil {
+		p.settle(f)
+	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("write pack %s: %w in %s: %w", packName(p.cur), ErrNoSpace, p.dir, err)
 	}
@@ -214,6 +249,31 @@ func (p *packs) flush() error {
 		return fmt.Errorf("write pack %s: %w", packName(p.cur), err)
 	}
 	return nil
+}
+
+// settle starts the writeback of the current pack's bytes every
+// writebackEvery bytes, and drops from the page cache what is more than
+// behind bytes behind its end, and then what the previous pack kept. Neither
+// waits for the disk; both are best effort.
+func (p *packs) settle(f *os.File) {
+	if p.end-p.wbOff < writebackEvery {
+		return
+	}
+	startWriteback(f, p.wbOff, p.end-p.wbOff)
+	p.wbOff = p.end
+	to := p.end - p.behind
+	if to <= p.dropOff {
+		return
+	}
+	dropCache(f, p.dropOff, to-p.dropOff)
+	p.dropOff = to
+	if p.prev != 0 {
+		// Looked up by number: GC may have removed it meanwhile.
+		if pf, err := p.file(p.prev, false); err == nil {
+			dropCache(pf, 0, p.prevEnd)
+		}
+		p.prev = 0
+	}
 }
 
 // read reads the bytes at l into buf, which it grows if needed.

@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 )
 
 // TestDeleteFreesPackSpace: a deleted chunk's blocks are given back at once
@@ -39,6 +43,96 @@ func TestDeleteFreesPackSpace(t *testing.T) {
 	t.Logf("pack blocks: %d bytes before, %d after deleting a 1 MiB chunk", before, after)
 	if before-after < 1<<20-2*8192 {
 		t.Errorf("deleting a 1 MiB chunk freed %d bytes of the pack, want about 1 MiB", before-after)
+	}
+	checkChunks(t, s, all)
+}
+
+// residentMiB returns, for each MiB of the file at path, how many of its
+// pages are in the page cache.
+func residentMiB(t *testing.T, path string) []int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (len(m)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal("mincore:", errno)
+	}
+	perMiB := (1 << 20) / page
+	out := make([]int, (len(vec)+perMiB-1)/perMiB)
+	for i, v := range vec {
+		out[i/perMiB] += int(v & 1)
+	}
+	return out
+}
+
+// TestPacksLeavePageCache: a pack's bytes leave the page cache once they are
+// more than the bound behind the end, and so does the previous pack's tail;
+// the last ones written stay, and every chunk still reads back.
+func TestPacksLeavePageCache(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC {
+		t.Skip("tmpfs files live in the page cache: nothing to drop (set TMPDIR to a disk)")
+	}
+	s := openStore(t, dir, Options{})
+	s.packs.limit = 32 << 20
+	s.packs.behind = 8 << 20
+	m := &chunkMaker{base: testChunk(34, 1<<20)}
+	all := make(map[cid.Cid][]byte)
+	for range 48 {
+		for c, d := range putChunks(t, s, m, 1) {
+			all[c] = d
+		}
+		// Written back before the next put, so the drops in it find clean
+		// pages: the kernel's writeback, started by the store, takes its time.
+		for _, p := range packFiles(t, dir) {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	// Pack 1 holds 32 MiB, pack 2 16 MiB. Writeback starts every 8 MiB: at
+	// pack 2's 16 MiB, its first 8 MiB and all of pack 1 were dropped.
+	first := residentMiB(t, filepath.Join(dir, packDir, packName(1)))
+	second := residentMiB(t, filepath.Join(dir, packDir, packName(2)))
+	t.Logf("pages cached per MiB: pack 1 %v, pack 2 %v", first, second)
+	if len(first) != 32 || len(second) != 16 {
+		t.Fatalf("packs of %d and %d MiB, want 32 and 16", len(first), len(second))
+	}
+	for i, n := range first {
+		if n != 0 {
+			t.Errorf("pack 1, MiB %d: %d pages cached, want none", i, n)
+		}
+	}
+	for i, n := range second[:8] {
+		if n != 0 {
+			t.Errorf("pack 2, MiB %d: %d pages cached, want none", i, n)
+		}
+	}
+	// What was written last is what peers and the assembly read back.
+	if n := second[15]; n == 0 {
+		t.Errorf("pack 2, last MiB: no page cached, want it kept")
 	}
 	checkChunks(t, s, all)
 }
