@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -188,7 +189,18 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 // "..", absolute names nor symlinks lead outside the folder.
 type DirFiles struct {
 	root *os.Root
+
+	// shards keeps the chunk folders ("chunks/ab") open: through the root,
+	// each chunk request opened and closed every folder on its path, a tenth
+	// of a seed's CPU samples while a node pulled a release. A chunk's name
+	// is its content, so a file found in a folder since removed or replaced
+	// is still the right one; one not found there is looked up again.
+	mu     sync.Mutex
+	shards map[string]*os.Root
 }
+
+// maxShards bounds the chunk folders kept open; a repository has 1024.
+const maxShards = 4096
 
 // OpenDir opens a repository folder for serving.
 func OpenDir(dir string) (*DirFiles, error) {
@@ -196,15 +208,60 @@ func OpenDir(dir string) (*DirFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
-	return &DirFiles{root: root}, nil
+	return &DirFiles{root: root, shards: make(map[string]*os.Root)}, nil
 }
 
 // Close releases the folder.
-func (d *DirFiles) Close() error { return d.root.Close() }
+func (d *DirFiles) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, r := range d.shards {
+		r.Close()
+		delete(d.shards, name)
+	}
+	return d.root.Close()
+}
+
+// open opens name, a chunk in its folder's kept root if it can.
+func (d *DirFiles) open(name string) (*os.File, error) {
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if path.Dir(dir) != chunksDir {
+		return d.root.Open(name)
+	}
+	d.mu.Lock()
+	r := d.shards[dir]
+	if r == nil && len(d.shards) < maxShards {
+		var err error
+		if r, err = d.root.OpenRoot(dir); err == nil {
+			d.shards[dir] = r
+		}
+	}
+	d.mu.Unlock()
+	if r == nil {
+		return d.root.Open(name)
+	}
+	f, err := r.Open(base)
+	if err == nil {
+		return f, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// The folder may have been removed, or removed and made again:
+		// forget it. A request that took it before fails on it closed, and
+		// looks again from the top too.
+		d.mu.Lock()
+		if d.shards[dir] == r {
+			delete(d.shards, dir)
+			r.Close()
+		}
+		d.mu.Unlock()
+	}
+	return d.root.Open(name)
+}
 
 // Open implements Files.
 func (d *DirFiles) Open(_ context.Context, name string) (*File, error) {
-	f, err := d.root.Open(name)
+	f, err := d.open(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, err

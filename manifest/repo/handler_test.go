@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -236,5 +237,72 @@ func TestHandlerErrors(t *testing.T) {
 func TestOpenDirMissing(t *testing.T) {
 	if _, err := OpenDir(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("open of a missing folder: %v", err)
+	}
+}
+
+// TestDirFilesChunkFolders: chunk folders are kept open between requests, yet
+// a folder removed, made again or swapped for a link out of the repository
+// serves what the repository holds now, and nothing outside it.
+func TestDirFilesChunkFolders(t *testing.T) {
+	ctx := context.Background()
+	repoDir := t.TempDir()
+	outside := t.TempDir()
+	writeTree(t, outside, map[string][]byte{"x3": []byte("secret"), "secret": []byte("secret")})
+	writeTree(t, repoDir, map[string][]byte{"chunks/ab/x1": []byte("one"), "chunks/cd/y": []byte("why")})
+	symlink(t, filepath.Join(outside, "secret"), filepath.Join(repoDir, "chunks/cd/evil"))
+	files, err := OpenDir(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { files.Close() })
+	steps := []struct {
+		name   string
+		change func()
+		open   string
+		want   string // "": not found
+	}{
+		{name: "chunk", open: "chunks/ab/x1", want: "one"},
+		{name: "missing in a kept folder", open: "chunks/ab/nope"},
+		{name: "again, from the kept folder", open: "chunks/ab/x1", want: "one"},
+		{name: "link out of the repository", open: "chunks/cd/evil"},
+		{name: "folder made again", change: func() {
+			if err := os.RemoveAll(filepath.Join(repoDir, "chunks/ab")); err != nil {
+				t.Fatal(err)
+			}
+			writeTree(t, repoDir, map[string][]byte{"chunks/ab/x2": []byte("two")})
+		}, open: "chunks/ab/x2", want: "two"},
+		{name: "gone with its folder", open: "chunks/ab/x1"},
+		{name: "folder swapped for a link out", change: func() {
+			if err := os.RemoveAll(filepath.Join(repoDir, "chunks/ab")); err != nil {
+				t.Fatal(err)
+			}
+			symlink(t, outside, filepath.Join(repoDir, "chunks/ab"))
+		}, open: "chunks/ab/x3"},
+		{name: "and asked again", open: "chunks/ab/x3"},
+		{name: "other folders still served", open: "chunks/cd/y", want: "why"},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			st.change()
+		}
+		f, err := files.Open(ctx, st.open)
+		if st.want == "" {
+			if !errors.Is(err, fs.ErrNotExist) {
+				if err == nil {
+					f.Close()
+				}
+				t.Errorf("%s: open %s: %v, want not found", st.name, st.open, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: open %s: %v", st.name, st.open, err)
+			continue
+		}
+		b, err := io.ReadAll(f.Content)
+		f.Close()
+		if err != nil || string(b) != st.want {
+			t.Errorf("%s: %s read %q, %v; want %q", st.name, st.open, b, err, st.want)
+		}
 	}
 }
