@@ -8,10 +8,12 @@
 #     (curl --parallel with as many transfers at once as the node's
 #     --concurrency; once before the node and once after, the faster counts).
 #     Go's net/http client (scripts/httpget) fetches the same files once too,
-#     to tell the cost of the node's HTTP stack from the node's own work.
+#     to tell the cost of the node's HTTP stack from the node's own work; and
+#     curl once more, saving each file, as a caching proxy would.
 # The node stores every chunk in its store and then assembles the release
 # files, so the run needs about four times SIZE_MIB of free disk (tree,
-# repository, chunk store, installed release).
+# repository, chunk store, installed release), and once more for curl's
+# saved files, removed once counted.
 #
 # Environment:
 #   SIZE_MIB     size of the release in MiB (default 2048)
@@ -215,6 +217,24 @@ if awk -v a="$curl_first" -v b="$curl_secs" 'BEGIN { exit !(a < b) }'; then
 fi
 say "curl, the faster of the two" "$curl_secs s: the ratios below use it"
 
+# A third reference, a caching proxy's work: curl saving each chunk file to
+# disk, through the page cache and unsynced, as the node's fetch phase leaves
+# its pack writes. It runs after the node: the page cache that the files take
+# comes from the same free memory, and freeing it before the node would warm
+# it for the node.
+awk -v u="http://$SEED/chunks/" -v d="$WORK/saved/" '{ printf "url = \"%s%s\"\noutput = \"%s%s\"\n", u, $1, d, $1 }' \
+	"$WORK/chunks" >"$WORK/curl-save.cfg"
+scpu0=$(seed_cpu)
+t0=$(now)
+{ time curl -s --no-progress-meter --noproxy '*' --create-dirs --parallel --parallel-max "$PARALLEL" --max-time 60 \
+	-w '%{http_code} %{size_download}\n' -K "$WORK/curl-save.cfg" >"$WORK/curl-save.out"; } 2>"$WORK/curl-save.time"
+save_secs=$(elapsed "$t0" "$(now)")
+seed_cpu_save=$(seed_cpu_since "$scpu0")
+save_bytes=$(find "$WORK/saved" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
+((save_bytes == chunkbytes)) || die "curl saved $save_bytes bytes, want $chunkbytes"
+rm -rf "$WORK/saved"
+say "curl saving each file" "$save_secs s, $(rate "$save_bytes" "$save_secs") MiB/s; curl $(awk '{ printf "%.1f", $1 + $2 }' "$WORK/curl-save.time") CPU-s, seed $seed_cpu_save CPU-s"
+
 # Peak RSS from the samples, and its split into anonymous memory and mapped files.
 read -r peak_rss peak_anon peak_file nsamples < <(awk '
 	$2 > r { r = $2 } $3 > a { a = $3 } $4 > f { f = $4 } END { print r, a, f, NR }' "$WORK/rss.samples")
@@ -229,6 +249,9 @@ say "node check (its own clock)" "$check_secs s: head, manifest, fetch, assemble
 say "node start to release current" "$node_total s, $(rate "$chunkbytes" "$node_total") MiB/s"
 if [[ -n $fetch_secs ]]; then
 	say "node fetch / curl" "$(awk -v n="$fetch_secs" -v c="$curl_secs" 'BEGIN { printf "%.2fx throughput (target: at least 0.7x)", c / n }')"
+fi
+if [[ -n $fetch_secs ]]; then
+	say "node fetch / curl saving files" "$(awk -v n="$fetch_secs" -v c="$save_secs" 'BEGIN { printf "%.2fx throughput", c / n }')"
 fi
 if [[ -n $fetch_secs ]]; then
 	say "node fetch / Go net/http" "$(awk -v n="$fetch_secs" -v g="$go_secs" 'BEGIN { printf "%.2fx throughput", g / n }')"
