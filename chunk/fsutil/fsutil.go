@@ -1,6 +1,7 @@
 // Package fsutil holds the few file-system helpers every layer of patchmesh
 // needs, written once: a write that readers and crashes see whole or not at
-// all, the directory sync that makes it durable, and a bounded read.
+// all, the directory sync that makes it durable, a bounded read, and what
+// keeps a large write from filling the page cache.
 //
 // It is a leaf: it imports nothing of patchmesh, so chunk, manifest, mesh and
 // node can all use it.

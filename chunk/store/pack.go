@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // Chunk bytes are kept in pack files of the store's own, beside badger, which
@@ -149,7 +151,7 @@ func (p *packs) begin(n uint32) error {
 		// The pack closed: its last bytes go to disk now, and settle drops
 		// them from the cache later.
 		if old, err := p.file(p.cur, false); err == nil {
-			startWriteback(old, p.wbOff, p.end-p.wbOff)
+			fsutil.StartWriteback(old, p.wbOff, p.end-p.wbOff)
 		}
 		p.prev, p.prevEnd = p.cur, p.end
 	}
@@ -259,18 +261,18 @@ func (p *packs) settle(f *os.File) {
 	if p.end-p.wbOff < writebackEvery {
 		return
 	}
-	startWriteback(f, p.wbOff, p.end-p.wbOff)
+	fsutil.StartWriteback(f, p.wbOff, p.end-p.wbOff)
 	p.wbOff = p.end
 	to := p.end - p.behind
 	if to <= p.dropOff {
 		return
 	}
-	dropCache(f, p.dropOff, to-p.dropOff)
+	fsutil.DropCache(f, p.dropOff, to-p.dropOff)
 	p.dropOff = to
 	if p.prev != 0 {
 		// Looked up by number: GC may have removed it meanwhile.
 		if pf, err := p.file(p.prev, false); err == nil {
-			dropCache(pf, 0, p.prevEnd)
+			fsutil.DropCache(pf, 0, p.prevEnd)
 		}
 		p.prev = 0
 	}

@@ -14,17 +14,6 @@ func punchHole(f *os.File, off, n int64) {
 	_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 }
 
-// startWriteback starts writing n bytes of f at off to disk, without waiting.
-func startWriteback(f *os.File, off, n int64) {
-	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
-}
-
-// dropCache drops the clean cached pages of n bytes of f at off; dirty pages
-// and pages being written stay.
-func dropCache(f *os.File, off, n int64) {
-	_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
-}
-
 // iovMax is the most buffers one pwritev takes (IOV_MAX).
 const iovMax = 1024
 

@@ -6,10 +6,11 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // TestDeleteFreesPackSpace: a deleted chunk's blocks are given back at once
@@ -51,29 +52,16 @@ func TestDeleteFreesPackSpace(t *testing.T) {
 // pages are in the page cache.
 func residentMiB(t *testing.T, path string) []int {
 	t.Helper()
-	f, err := os.Open(path)
+	cached, err := fsutil.CachedPages(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	page := os.Getpagesize()
-	vec := make([]byte, (len(m)+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal("mincore:", errno)
-	}
-	perMiB := (1 << 20) / page
-	out := make([]int, (len(vec)+perMiB-1)/perMiB)
-	for i, v := range vec {
-		out[i/perMiB] += int(v & 1)
+	perMiB := (1 << 20) / os.Getpagesize()
+	out := make([]int, (len(cached)+perMiB-1)/perMiB)
+	for i, in := range cached {
+		if in {
+			out[i/perMiB]++
+		}
 	}
 	return out
 }

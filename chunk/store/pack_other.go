@@ -7,12 +7,6 @@ import "os"
 // punchHole does nothing here: GC frees a pack once none of it is used.
 func punchHole(*os.File, int64, int64) {}
 
-// startWriteback does nothing here: the kernel writes back on its own.
-func startWriteback(*os.File, int64, int64) {}
-
-// dropCache does nothing here: the kernel evicts on its own.
-func dropCache(*os.File, int64, int64) {}
-
 // writeAt writes bufs, one after the other, at off in f.
 func writeAt(f *os.File, bufs [][]byte, off int64) error {
 	for _, b := range bufs {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"unsafe"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // stageBuf is the size of a stageWriter's buffer: each full buffer is one
@@ -112,13 +114,17 @@ func (w *stageWriter) buffered() error {
 }
 
 // writeBuffered writes the buffer through the page cache and starts the
-// writeback of what was so written since it was last started.
+// writeback of what was so written since it was last started. Staging fsyncs
+// every file before the switch; starting the writeback as the file is written
+// spreads that disk work over the download instead of leaving it all to the
+// end (on a site sharing one disk, 20 nodes flushing 64 MiB each at the same
+// moment took seconds).
 func (w *stageWriter) writeBuffered() error {
 	n, err := w.f.Write(w.buf)
 	w.off += int64(n)
 	w.buf = w.buf[:0]
 	if w.off-w.wbStart >= writebackEvery || err != nil {
-		startWriteback(w.f, w.wbStart, w.off-w.wbStart)
+		fsutil.StartWriteback(w.f, w.wbStart, w.off-w.wbStart)
 		w.wbStart = w.off
 	}
 	return err
@@ -135,7 +141,7 @@ func (w *stageWriter) Flush() error {
 	}
 	err := w.writeBuffered()
 	if w.off > w.wbStart {
-		startWriteback(w.f, w.wbStart, w.off-w.wbStart)
+		fsutil.StartWriteback(w.f, w.wbStart, w.off-w.wbStart)
 		w.wbStart = w.off
 	}
 	return err

@@ -2,12 +2,12 @@ package pipeline
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/patchmesh/patchmesh/chunk/fsutil"
 )
 
 // directWorks reports whether the file system of dir takes direct writes.
@@ -29,30 +29,14 @@ func directWorks(t *testing.T, dir string) bool {
 // how many it has.
 func cachedPages(t *testing.T, name string) (cached, pages int) {
 	t.Helper()
-	f, err := os.Open(name)
+	in, err := fsutil.CachedPages(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range in {
+		if c {
+			cached++
+		}
 	}
-	if fi.Size() == 0 {
-		return 0, 0
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	pages = (len(m) + os.Getpagesize() - 1) / os.Getpagesize()
-	vec := make([]byte, pages)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	for _, v := range vec {
-		cached += int(v & 1)
-	}
-	return cached, pages
+	return cached, len(in)
 }

@@ -7,9 +7,6 @@ import (
 	"os"
 )
 
-// startWriteback does nothing here; the staging fsync does all the work.
-func startWriteback(*os.File, int64, int64) {}
-
 // errDirectRefused is never returned here: no write is direct.
 var errDirectRefused = errors.ErrUnsupported
 
