@@ -35,13 +35,19 @@ func writeAt(f *os.File, bufs [][]byte, off int64) error {
 			return io.ErrShortWrite
 		}
 		off += int64(n)
-		for n > 0 {
-			if n < len(bufs[0]) {
-				bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
-				break
-			}
-			n -= len(bufs[0])
-			bufs = bufs[1:]
-		}
+		bufs = consumed(bufs, n)
 	}
+}
+
+// consumed returns what is left of bufs once n of their bytes are written:
+// a short write may end inside a buffer. bufs itself is left as it was.
+func consumed(bufs [][]byte, n int) [][]byte {
+	for n > 0 && len(bufs) > 0 {
+		if n < len(bufs[0]) {
+			return append([][]byte{bufs[0][n:]}, bufs[1:]...)
+		}
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	return bufs
 }

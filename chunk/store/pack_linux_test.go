@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -123,4 +124,35 @@ func TestPacksLeavePageCache(t *testing.T) {
 		t.Errorf("pack 2, last MiB: no page cached, want it kept")
 	}
 	checkChunks(t, s, all)
+}
+
+// TestConsumed: after a short write, writeAt goes on from the byte after the
+// last one written, inside a buffer or at its end, past empty ones.
+func TestConsumed(t *testing.T) {
+	bufs := [][]byte{[]byte("abc"), {}, []byte("de"), []byte("fgh")}
+	tests := []struct {
+		n    int
+		want string // the bytes left, buffers separated by "|"
+	}{
+		{0, "abc||de|fgh"},
+		{1, "bc||de|fgh"},
+		{3, "|de|fgh"},
+		{4, "e|fgh"},
+		{5, "fgh"},
+		{7, "h"},
+		{8, ""},
+	}
+	for _, tt := range tests {
+		left := consumed(bufs, tt.n)
+		var parts []string
+		for _, b := range left {
+			parts = append(parts, string(b))
+		}
+		if got := strings.Join(parts, "|"); got != tt.want {
+			t.Errorf("consumed(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+	if string(bufs[0]) != "abc" || len(bufs) != 4 {
+		t.Errorf("consumed changed its argument: %q", bufs)
+	}
 }
