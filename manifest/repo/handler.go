@@ -229,15 +229,7 @@ func (d *DirFiles) open(name string) (*os.File, error) {
 	if path.Dir(dir) != chunksDir {
 		return d.root.Open(name)
 	}
-	d.mu.Lock()
-	r := d.shards[dir]
-	if r == nil && len(d.shards) < maxShards {
-		var err error
-		if r, err = d.root.OpenRoot(dir); err == nil {
-			d.shards[dir] = r
-		}
-	}
-	d.mu.Unlock()
+	r := d.shard(dir)
 	if r == nil {
 		return d.root.Open(name)
 	}
@@ -257,6 +249,34 @@ func (d *DirFiles) open(name string) (*os.File, error) {
 		d.mu.Unlock()
 	}
 	return d.root.Open(name)
+}
+
+// shard returns the kept root of the chunk folder dir, opening it if need
+// be, or nil when it cannot be opened or kept. It opens outside the lock: a
+// folder on a slow mount must not hold up the requests for the others.
+func (d *DirFiles) shard(dir string) *os.Root {
+	d.mu.Lock()
+	r := d.shards[dir]
+	d.mu.Unlock()
+	if r != nil {
+		return r
+	}
+	r, err := d.root.OpenRoot(dir)
+	if err != nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if kept := d.shards[dir]; kept != nil {
+		r.Close() // another request opened it meanwhile
+		return kept
+	}
+	if len(d.shards) >= maxShards {
+		r.Close()
+		return nil
+	}
+	d.shards[dir] = r
+	return r
 }
 
 // Open implements Files.

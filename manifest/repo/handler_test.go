@@ -306,3 +306,53 @@ func TestDirFilesChunkFolders(t *testing.T) {
 		}
 	}
 }
+
+// TestDirFilesConcurrent: requests at once for chunks of the same folders,
+// some of them missing, all get what the repository holds (run with -race).
+func TestDirFilesConcurrent(t *testing.T) {
+	ctx := context.Background()
+	repoDir := t.TempDir()
+	tree := map[string][]byte{}
+	for i := range 64 {
+		tree[fmt.Sprintf("chunks/%c%c/c%d", 'a'+i%4, 'a'+i%4, i)] = []byte(fmt.Sprint(i))
+	}
+	writeTree(t, repoDir, tree)
+	files, err := OpenDir(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { files.Close() })
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 256 {
+				k := (i*7 + w) % 80 // 64 to 79 are missing
+				name := fmt.Sprintf("chunks/%c%c/c%d", 'a'+k%4, 'a'+k%4, k)
+				f, err := files.Open(ctx, name)
+				if k >= 64 {
+					if !errors.Is(err, fs.ErrNotExist) {
+						errs <- fmt.Errorf("open missing %s: %v", name, err)
+						return
+					}
+					continue
+				}
+				if err != nil {
+					errs <- fmt.Errorf("open %s: %w", name, err)
+					return
+				}
+				b, err := io.ReadAll(f.Content)
+				f.Close()
+				if err != nil || string(b) != fmt.Sprint(k) {
+					errs <- fmt.Errorf("%s read %q, %v", name, b, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
