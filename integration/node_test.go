@@ -156,15 +156,28 @@ func TestNodeWidensFarFromSource(t *testing.T) {
 	src := filepath.Join(pub.Dir, "build")
 	makeTree(t, src, 24, 9)
 	pub.Publish("1.0.0", src)
-	cr := newCountingRepo(t, pub.Repo)
-	cr.delay.Store(int64(20 * time.Millisecond))
-	n := newNode(t, nodeOpts{Name: "far", Trust: pub.Trust, Sources: []string{cr.URL}, Extra: []string{"--concurrency", "4", "--max-concurrency", "32"}})
-	n.WaitVersion(t, "1.0.0", 120*time.Second)
-	sameTree(t, src, filepath.Join(n.Install, "current"))
-	if peak := cr.peak.Load(); peak <= 4 || peak > 32 {
-		t.Errorf("at most %d chunk requests at once; want more than --concurrency 4, at most --max-concurrency 32", peak)
+	tests := []struct {
+		name    string
+		siteKey string
+	}{
+		{"outside a site", ""},
+		// A site's one distribution point fetches everything itself.
+		{"alone in its site", siteKey(t)},
 	}
-	t.Logf("at most %d chunk requests at once", cr.peak.Load())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cr := newCountingRepo(t, pub.Repo)
+			cr.delay.Store(int64(20 * time.Millisecond))
+			n := newNode(t, nodeOpts{Name: "far", Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: tt.siteKey,
+				Extra: []string{"--concurrency", "4", "--max-concurrency", "32"}})
+			n.WaitVersion(t, "1.0.0", 120*time.Second)
+			sameTree(t, src, filepath.Join(n.Install, "current"))
+			if peak := cr.peak.Load(); peak <= 4 || peak > 32 {
+				t.Errorf("at most %d chunk requests at once; want more than --concurrency 4, at most --max-concurrency 32", peak)
+			}
+			t.Logf("at most %d chunk requests at once", cr.peak.Load())
+		})
+	}
 }
 
 // TestNodeResumesAfterKill kills a node with SIGKILL in the middle of a large

@@ -59,7 +59,7 @@ type Config struct {
 	// (the node itself, or peers asking it as owner). Zero: the site's share
 	// of 32, given the live members, and at least 4: many members fetching
 	// at once already fill a thin WAN link, and hundreds of requests on it
-	// stall each other.
+	// stall each other. A member alone: 32, or Concurrency if larger.
 	WANConcurrency int
 	// PerPeer bounds the requests to one peer at once. Zero: 8.
 	PerPeer int

@@ -77,5 +77,5 @@
 //
 // A node fetches at most its share of about 32 WAN requests per site at once
 // (Config.WANConcurrency), since every owner fetching at once already fills a
-// thin link.
+// thin link. A member alone may go up to Config.Concurrency.
 package mesh

@@ -174,7 +174,7 @@ func New(cfg Config, st Store) (*Mesh, error) {
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
-	m.wanLimit = newWANLimiter(cfg.WANConcurrency, m.members.liveCount)
+	m.wanLimit = newWANLimiter(cfg.WANConcurrency, cfg.Concurrency, m.members.liveCount)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }

@@ -16,9 +16,13 @@ const (
 )
 
 // wanLimiter bounds this node's WAN fetches at once: a fixed limit, or, with
-// none set, the site's share given the live members at the time of asking.
+// none set, the site's share given the live members at the time of asking. A
+// member alone may go up to alone: with no peer to share the link, the node's
+// own bound on its requests, which widens them only while that pays, is the
+// one that counts.
 type wanLimiter struct {
 	fixed int
+	alone int
 	live  func() int
 
 	mu     sync.Mutex
@@ -26,8 +30,8 @@ type wanLimiter struct {
 	signal chan struct{} // closed and replaced when a slot frees
 }
 
-func newWANLimiter(fixed int, live func() int) *wanLimiter {
-	return &wanLimiter{fixed: fixed, live: live, signal: make(chan struct{})}
+func newWANLimiter(fixed, alone int, live func() int) *wanLimiter {
+	return &wanLimiter{fixed: fixed, alone: alone, live: live, signal: make(chan struct{})}
 }
 
 func (l *wanLimiter) limit() int {
@@ -35,7 +39,10 @@ func (l *wanLimiter) limit() int {
 		return l.fixed
 	}
 	live := l.live() // asked once: members come and go meanwhile
-	return max(minWANRequests, (siteWANRequests+live-1)/max(1, live))
+	if live <= 1 {
+		return max(siteWANRequests, l.alone)
+	}
+	return max(minWANRequests, (siteWANRequests+live-1)/live)
 }
 
 // acquire waits for a slot or for ctx to end.

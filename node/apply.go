@@ -129,10 +129,13 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 	}
 	if f.mesh != nil {
 		opts.Owned = f.mesh.Owned()
-	} else {
+	}
+	if f.mesh == nil || f.mesh.LiveMembers() < 2 {
 		// In a site, members fetch from each other and owners from the WAN
-		// for them, each with its own bounds; a node alone fetches everything
-		// from its sources, where round trips cap a fixed number of fetches.
+		// for them, each with its own bounds. A node alone, outside a site or
+		// the one live member of its own (a site's one distribution point),
+		// fetches everything from its sources, where round trips cap a
+		// fixed number of fetches.
 		opts.MaxConcurrency = f.cfg.MaxConcurrency
 	}
 	return pipeline.New(f.store, f.chunks, opts)

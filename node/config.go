@@ -56,8 +56,8 @@ type Config struct {
 	Keep        int   `yaml:"keep"`        // old releases kept besides current and previous; zero: 2
 	QuotaBytes  int64 `yaml:"quota_bytes"` // chunk store size above which unneeded chunks are collected; zero: collect all unneeded
 	Concurrency int   `yaml:"concurrency"` // chunks fetched at once; zero: 16
-	// MaxConcurrency is how far a node outside a site lets its chunk fetches
-	// at once grow past Concurrency while more of them move more bytes a
+	// MaxConcurrency is how far a node alone (outside a site, or its one live
+	// member) lets its chunk fetches at once grow past Concurrency while more of them move more bytes a
 	// second: far from its sources each fetch waits a round trip. Zero: 64;
 	// not above Concurrency: Concurrency, fixed.
 	MaxConcurrency int `yaml:"max_concurrency"`

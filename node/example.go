@@ -64,9 +64,9 @@ quota_bytes: 0
 
 # Chunks fetched at once. Each waits a round trip for its chunk (19 KiB on
 # average), so far from its sources a node moves at most about concurrency x
-# 19 KiB per round trip. A node outside a site widens it up to max_concurrency
-# while more at once move more bytes a second (scripts/bench-rtt.sh); set
-# max_concurrency to concurrency to keep it fixed.
+# 19 KiB per round trip. A node alone (outside a site, or its one live member)
+# widens it up to max_concurrency while more at once move more bytes a second
+# (scripts/bench-rtt.sh); set max_concurrency to concurrency to keep it fixed.
 concurrency: 16
 max_concurrency: 64
 

@@ -39,7 +39,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Keep, "keep", c.Keep, "old releases kept besides current and previous")
 	fs.Int64Var(&c.QuotaBytes, "quota", c.QuotaBytes, "chunk store bytes above which unneeded chunks are collected (0: collect all unneeded)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "chunks fetched at once")
-	fs.IntVar(&c.MaxConcurrency, "max-concurrency", c.MaxConcurrency, "outside a site, the most chunks fetched at once while more at once move more bytes a second (--concurrency or less: fixed)")
+	fs.IntVar(&c.MaxConcurrency, "max-concurrency", c.MaxConcurrency, "alone (outside a site, or its one live member), the most chunks fetched at once while more at once move more bytes a second (--concurrency or less: fixed)")
 	fs.Var((*commandValue)(&c.Hooks.PreActivate), "pre-activate", "command run before switching to a release (split on spaces)")
 	fs.Var((*commandValue)(&c.Hooks.HealthCheck), "health-check", "command run after switching; failure rolls back (split on spaces)")
 	fs.StringVar(&c.Mesh.SiteKey, "site-key", c.Mesh.SiteKey, "site key file: join the site mesh (patchmesh keygen --site)")

@@ -182,7 +182,10 @@ func New(cfg Config) (*Node, error) {
 		}
 		mc.Role = cfg.Mesh.Role
 		mc.IdentityFile = filepath.Join(cfg.DataDir, "p2p.key")
-		mc.Concurrency = cfg.Concurrency * 2
+		// Its pipeline's lanes and a site's share of owner fetches take
+		// 2 x --concurrency; a member alone widens its fetches up to
+		// --max-concurrency.
+		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency)
 		if cfg.Mesh.SiteTimeout > 0 {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
