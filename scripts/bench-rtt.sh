@@ -15,6 +15,8 @@
 #   SIZE_MIB     release size in MiB (default 128)
 #   RTT          round trip the relay adds, as Go spells it (default 50ms)
 #   CONCURRENCY  the concurrencies to measure (default "16 64")
+#   SITE=1       the node is the one member of a site of its own (a site key,
+#                no peers, no mDNS): a branch office's one distribution point
 #   TMPDIR       where the work folder goes (default /tmp)
 #   PATCHMESH    a patchmesh binary to measure (default: built from this tree)
 #   KEEP=1       keep the work folder
@@ -82,12 +84,20 @@ for c in $CONCURRENCY; do
 	((bad == 0)) || die "curl: $bad chunk requests did not answer 200"
 	say "curl, $c at once" "$t s, $(mbit "$bytes" "$t") Mbit/s"
 
+	rm -rf "$WORK/node"
+	site=()
+	if [[ ${SITE:-} == 1 ]]; then
+		[[ -f $WORK/site.key ]] || "$BIN" keygen --site --out "$WORK/site.key" >/dev/null
+		freeport
+		site=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$PORT" --mdns=false)
+		freeport
+		site+=(--p2p "/ip4/127.0.0.1/tcp/$PORT")
+	fi
 	freeport
 	API=127.0.0.1:$PORT
-	rm -rf "$WORK/node"
 	t0=$(now)
 	"$BIN" node run --name rtt --data "$WORK/node/data" --install-dir "$WORK/node/app" --trust "$WORK/trust.json" \
-		--source "http://$FAR" --api "$API" --check-interval 1h --concurrency "$c" >"$WORK/node-$c.log" 2>&1 &
+		--source "http://$FAR" --api "$API" --check-interval 1h --concurrency "$c" "${site[@]}" >"$WORK/node-$c.log" 2>&1 &
 	NODE=$!
 	PIDS+=($NODE)
 	end=$((SECONDS + 1800))
@@ -99,7 +109,7 @@ for c in $CONCURRENCY; do
 	t=$(elapsed "$t0" "$(now)")
 	kill "$NODE"
 	wait "$NODE" 2>/dev/null || true
-	# A node outside a site widens its fetches while that pays; it logs the sizes.
+	# A node alone widens its fetches while that pays; it logs the sizes.
 	window=$(grep -o 'msg="fetch window".*' "$WORK/node-$c.log" | grep -o 'peak=[0-9]* last=[0-9]*' || echo "fixed")
 	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $window"
 done
