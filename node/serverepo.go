@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"path"
 	"strconv"
@@ -25,7 +26,7 @@ import (
 // a verified manifest names is fetched through the site (and the WAN) on the way,
 // like a caching proxy; anything else is not found. Everything served was verified.
 func (n *Node) repoHandler() http.Handler {
-	return repo.NewHandler(nodeFiles{n: n, passThrough: true}, repo.HandlerOptions{Logger: n.log})
+	return repo.NewHandler(nodeFiles{n: n, passThrough: true}, repo.HandlerOptions{Logger: n.log, Access: repo.LogAccess(n.log, slog.LevelDebug)})
 }
 
 // nodeFiles are the repository files a node holds. With passThrough (the

@@ -171,7 +171,8 @@ SEED_API=127.0.0.1:8781
 SEED_PID=
 seed_status() { in_wan curl -sf --max-time 5 "http://$SEED_API/api/status"; }
 start_seed() { # repo log
-	bg "$NS_WAN" "$2" "$BIN" serve --repo "$1" --listen "$WAN_IP:$SEED_PORT" --api "$SEED_API"
+	# --access-log -: the timeline and bench-site-update.sh read the requests from the log.
+	bg "$NS_WAN" "$2" "$BIN" serve --repo "$1" --listen "$WAN_IP:$SEED_PORT" --api "$SEED_API" --access-log -
 	SEED_PID=${PIDS[-1]}
 	wait_until 20 "the seed to listen" seed_status
 }

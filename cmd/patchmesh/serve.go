@@ -13,7 +13,10 @@ func newServeCmd(a *app) *cobra.Command {
 		Short: "Run a seed node: serve a repository over HTTP(S)",
 		Long: `serve is the seed node: it serves a repository folder read-only over HTTP, or
 HTTPS with --tls-cert and --tls-key, with Range, ETag/If-None-Match and exact lengths,
-no directory listing and nothing outside the folder, and logs every request. Its
+no directory listing and nothing outside the folder. --access-log FILE appends a
+line for every request to FILE in the Combined Log Format (opened again when
+logrotate moves it); --access-log - logs them with the rest; without it they are
+logged at debug level. Its
 status API and dashboard listen on --api (loopback by default). With --report-tokens
 the API listener also collects the site reports nodes send (node run --report-to
 http://SEED-API/api/report --report-token-file F): patchmesh fleet and the dashboard
@@ -37,6 +40,7 @@ show them.`,
 	f.StringVar(&cfg.APIToken, "api-token", "", "token required by the API when it does not listen on loopback")
 	f.StringVar(&cfg.ReportTokens, "report-tokens", "", "file of report tokens (\"TOKEN\" or \"SITE TOKEN\" a line): collect site reports on POST /api/report of --api")
 	f.StringVar(&cfg.FleetData, "fleet-data", "", "folder of the fleet collector's database, so reports survive a restart (default: memory only)")
+	f.StringVar(&cfg.AccessLog, "access-log", "", "file to append a Combined Log Format line to for every request; \"-\": the log, at info level (default: the log, at debug level)")
 	f.StringVar(&cfg.Webhook, "webhook", "", "URL to POST a JSON event to when a report shows a node failing or rolled back, or a site halted")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd

@@ -58,8 +58,41 @@ func (s *Stats) Snapshot() StatsSnapshot {
 
 // HandlerOptions configure NewHandler. The zero value serves without logs.
 type HandlerOptions struct {
-	Logger *slog.Logger // access log; nil: none
-	Stats  *Stats       // nil: not counted
+	Logger *slog.Logger // errors opening files; nil: none
+	// Access is called once for every request, when its response has
+	// ended. Zero: no access log.
+	Access func(AccessEntry)
+	Stats  *Stats // nil: not counted
+}
+
+// AccessEntry is one answered request, for an access log.
+type AccessEntry struct {
+	Start     time.Time
+	Duration  time.Duration
+	Remote    string // the client's host:port
+	Method    string
+	Path      string // the request's path, as sent
+	Query     string // raw, without "?"
+	Proto     string
+	Status    int
+	Bytes     int64 // body bytes sent
+	Referer   string
+	UserAgent string
+}
+
+// LogAccess returns an Access function that writes each request to l as one
+// record "http" at level: at Debug, a busy server's requests cost nothing
+// unless debug logs are on.
+func LogAccess(l *slog.Logger, level slog.Level) func(AccessEntry) {
+	return func(e AccessEntry) {
+		if !l.Enabled(context.Background(), level) {
+			return
+		}
+		l.LogAttrs(context.Background(), level, "http",
+			slog.String("method", e.Method), slog.String("path", e.Path),
+			slog.Int("status", e.Status), slog.Int64("bytes", e.Bytes),
+			slog.Duration("dur", e.Duration), slog.String("remote", e.Remote))
+	}
 }
 
 // NewHandler serves a repository read-only over HTTP: GET and HEAD, Range,
@@ -91,11 +124,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.opts.Stats.Chunks.Add(1)
 			}
 		}
-		if h.opts.Logger != nil {
-			h.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "http",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
-				slog.Int("status", cw.status), slog.Int64("bytes", cw.n),
-				slog.Duration("dur", time.Since(start)), slog.String("remote", r.RemoteAddr))
+		if h.opts.Access != nil {
+			h.opts.Access(AccessEntry{Start: start, Duration: time.Since(start), Remote: r.RemoteAddr,
+				Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto,
+				Status: cw.status, Bytes: cw.n, Referer: r.Referer(), UserAgent: r.UserAgent()})
 		}
 	}()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -65,7 +65,7 @@ func TestHandlerServesTheRepository(t *testing.T) {
 	t.Cleanup(func() { files.Close() })
 	var stats Stats
 	logs := &lockedBuffer{}
-	srv := httptest.NewServer(NewHandler(files, HandlerOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Stats: &stats}))
+	srv := httptest.NewServer(NewHandler(files, HandlerOptions{Access: LogAccess(slog.New(slog.NewJSONHandler(logs, nil)), slog.LevelInfo), Stats: &stats}))
 	t.Cleanup(srv.Close)
 
 	tests := []struct {

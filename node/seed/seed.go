@@ -42,7 +42,13 @@ type Config struct {
 	// shows a node newly failing or rolled back, or a site newly halted.
 	// Zero: none.
 	Webhook string
-	Logger  *slog.Logger // zero: discard
+	// AccessLog is where a line for each repository request goes: a file,
+	// appended to in the Combined Log Format and opened again by name when
+	// logrotate moves it away; "-": the Logger, at info level. Zero: the
+	// Logger at debug level, so a busy seed's requests neither cost CPU nor
+	// crowd its warnings out of a rate-limited journal.
+	AccessLog string
+	Logger    *slog.Logger // zero: discard
 }
 
 // DefaultConfig returns a config serving on every interface, API on loopback.
@@ -65,6 +71,9 @@ type Seed struct {
 	// finish before it closes their connections; a field so tests can
 	// shorten it.
 	shutdownBound time.Duration
+	// reopenCheck is how often an access log file checks that its name still
+	// leads to it; a field so tests can shorten it.
+	reopenCheck time.Duration
 
 	tokens []reportToken // ReportTokens, read by New
 	fleet  *fleet        // the collector, set by Run before serving; nil: none
@@ -119,7 +128,7 @@ func New(cfg Config) (*Seed, error) {
 		return nil, errors.New("seed: --fleet-data and --webhook need a collector: set --report-tokens")
 	}
 	return &Seed{cfg: cfg, tokens: tokens, ready: make(chan struct{}), history: newHistory(historyLen), sampleEvery: sampleEvery,
-		shutdownBound: shutdownBound}, nil
+		shutdownBound: shutdownBound, reopenCheck: reopenCheck}, nil
 }
 
 // Stats returns what the seed has served so far.
@@ -172,7 +181,22 @@ func (s *Seed) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	}
-	servers := []*http.Server{newServer(repo.NewHandler(files, repo.HandlerOptions{Logger: s.cfg.Logger, Stats: &s.stats}))}
+	hopts := repo.HandlerOptions{Logger: s.cfg.Logger, Stats: &s.stats}
+	switch s.cfg.AccessLog {
+	case "":
+		hopts.Access = repo.LogAccess(s.cfg.Logger, slog.LevelDebug)
+	case "-":
+		hopts.Access = repo.LogAccess(s.cfg.Logger, slog.LevelInfo)
+	default:
+		af, err := openAccessFile(s.cfg.AccessLog, s.reopenCheck, s.cfg.Logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer af.Close()
+		hopts.Access = af.Access
+	}
+	servers := []*http.Server{newServer(repo.NewHandler(files, hopts))}
 	listeners := []net.Listener{ln}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
