@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/patchmesh/patchmesh/chunk/fsutil/fsutiltest"
 )
 
 // TestDropCache: the written back pages dropped are no longer cached, the
@@ -14,14 +14,7 @@ import (
 // page cache holds a file in folios of up to a few MiB here, and a folio only
 // partly in the range stays.
 func TestDropCache(t *testing.T) {
-	dir := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Skip("tmpfs files live in the page cache: nothing to drop (set TMPDIR to a disk)")
-	}
+	dir := fsutiltest.DiskDir(t)
 	const mib = 1 << 20
 	name := filepath.Join(dir, "f")
 	f, err := os.Create(name)

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
-	"golang.org/x/sys/unix"
 
 	"github.com/patchmesh/patchmesh/chunk/fsutil"
+	"github.com/patchmesh/patchmesh/chunk/fsutil/fsutiltest"
 )
 
 // TestDeleteFreesPackSpace: a deleted chunk's blocks are given back at once
@@ -71,14 +71,7 @@ func residentMiB(t *testing.T, path string) []int {
 // more than the bound behind the end, and so does the previous pack's tail;
 // the last ones written stay, and every chunk still reads back.
 func TestPacksLeavePageCache(t *testing.T) {
-	dir := t.TempDir()
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
-		t.Fatal(err)
-	}
-	if fs.Type == unix.TMPFS_MAGIC {
-		t.Skip("tmpfs files live in the page cache: nothing to drop (set TMPDIR to a disk)")
-	}
+	dir := fsutiltest.DiskDir(t)
 	s := openStore(t, dir, Options{})
 	s.packs.limit = 32 << 20
 	s.packs.behind = 8 << 20
