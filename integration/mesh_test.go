@@ -228,3 +228,26 @@ func TestTieredDistributionPoint(t *testing.T) {
 	}
 	dp.WaitVersion(t, "1.0.0", time.Second) // the dp itself still runs what it had
 }
+
+// TestSiteWidensFarFromSource: a site of two whose source answers each chunk
+// after a delay, as one far away would, keeps as many WAN fetches in flight as
+// --site-wan-requests asks: more than the default's 32, never more than asked,
+// though each member fetches only 4 chunks at once of its own (--concurrency).
+func TestSiteWidensFarFromSource(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 24, 9)
+	cr := newCountingRepo(t, pub.Repo)
+	nodes := site(t, pub, siteKey(t), 2, []string{cr.URL}, "--concurrency", "4", "--site-wan-requests", "64")
+	pub.Publish("1.0.0", src)
+	cr.delay.Store(int64(100 * time.Millisecond))
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "1.0.0", 120*time.Second)
+		sameTree(t, src, filepath.Join(n.Install, "current"))
+	}
+	if peak := cr.peak.Load(); peak <= 32 || peak > 64 {
+		t.Errorf("at most %d requests at once to the source; want more than the default site's 32, at most --site-wan-requests 64", peak)
+	}
+	t.Logf("at most %d requests at once to the source", cr.peak.Load())
+}

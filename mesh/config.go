@@ -61,7 +61,16 @@ type Config struct {
 	// at once already fill a thin WAN link, and hundreds of requests on it
 	// stall each other. A member alone: 32, or Concurrency if larger.
 	WANConcurrency int
-	// PerPeer bounds the requests to one peer at once. Zero: 8.
+	// SiteWANRequests is how many WAN fetches the whole site keeps in
+	// flight, shared by its live members (each at least 4); with more than 8
+	// each, a member also asks one peer for that many chunks at once. Far
+	// from the site's sources each fetch waits a round trip, so the site's
+	// WAN bytes a second are capped near SiteWANRequests times the average
+	// chunk over the round trip. Set it alike on every member. Zero: 32.
+	SiteWANRequests int
+	// PerPeer bounds the requests to one peer at once, and the idle
+	// streams kept to it; in a site of few members, an owner's larger share
+	// of SiteWANRequests raises it. Zero: 8.
 	PerPeer int
 	// ServeConcurrency bounds the chunk streams this node serves at once.
 	// Zero: 64.
@@ -102,6 +111,14 @@ const (
 	DefaultSiteTimeout      = 5 * time.Minute
 	DefaultPenaltyDuration  = time.Minute
 )
+
+// siteWANRequests is SiteWANRequests, or its default.
+func (c *Config) siteWANRequests() int {
+	if c.SiteWANRequests > 0 {
+		return c.SiteWANRequests
+	}
+	return DefaultSiteWANRequests
+}
 
 // DefaultP2PAddrs are the libp2p listen addresses used when Config.P2PAddrs is empty.
 var defaultP2PAddrs = []string{
@@ -166,7 +183,7 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Name) > maxNameLen {
 		return c, fmt.Errorf("name %q: longer than %d bytes: %w", c.Name, maxNameLen, ErrConfig)
 	}
-	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 || c.FallbackDelay < 0 {
+	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.SiteWANRequests < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 || c.FallbackDelay < 0 {
 		return c, fmt.Errorf("negative limit: %w", ErrConfig)
 	}
 	if c.Concurrency == 0 {

@@ -75,7 +75,9 @@
 //
 // # WAN share
 //
-// A node fetches at most its share of about 32 WAN requests per site at once
-// (Config.WANConcurrency), since every owner fetching at once already fills a
-// thin link. A member alone may go up to Config.Concurrency.
+// A node fetches at most its share of the site's WAN requests at once
+// (Config.SiteWANRequests, 32 by default; Config.WANConcurrency fixes it),
+// since every owner fetching at once already fills a thin link. It asks one
+// peer for up to that share at once, so its requests keep an owner's share
+// busy. A member alone may go up to Config.Concurrency.
 package mesh

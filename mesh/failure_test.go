@@ -183,9 +183,9 @@ func TestCorruptPeer(t *testing.T) {
 		t.Errorf("corrupting member is not penalized")
 	}
 	// Once penalized, the liar is not asked again: only requests already
-	// in flight to it (at most PerPeer) can fail verification.
-	if s.VerifyFailures > int64(reader.m.cfg.PerPeer) {
-		t.Errorf("%d verify failures, want at most PerPeer=%d: the penalty did not stop requests", s.VerifyFailures, reader.m.cfg.PerPeer)
+	// in flight to it (at most the per-peer bound) can fail verification.
+	if lim := reader.m.perPeer(); s.VerifyFailures > int64(lim) {
+		t.Errorf("%d verify failures, want at most the %d requests to one peer at once: the penalty did not stop requests", s.VerifyFailures, lim)
 	}
 }
 

@@ -319,12 +319,10 @@ func (m *Mesh) ask(ctx context.Context, name string, c cid.Cid, flag byte) (wire
 // chunk.MaxSize) and verifies it.
 func (m *Mesh) request(ctx context.Context, p peer.ID, c cid.Cid, flag byte) (wireChunk, error) {
 	sem := m.peerSemaphore(p)
-	select {
-	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return wireChunk{}, ctx.Err()
+	if err := sem.acquire(ctx); err != nil {
+		return wireChunk{}, err
 	}
-	defer func() { <-sem }()
+	defer sem.release()
 	// The timeout starts once the request may go: time spent queued behind
 	// our own requests to a busy peer is no failure of the peer, and counting
 	// it as one hands its chunks to the next member, which fetches them again.
@@ -565,15 +563,38 @@ type peerHealth struct {
 // maxPeerFails is how many failed requests in a row penalize a peer.
 const maxPeerFails = 3
 
-func (m *Mesh) peerSemaphore(p peer.ID) chan struct{} {
+func (m *Mesh) peerSemaphore(p peer.ID) *limiter {
 	m.peerMu.Lock()
 	defer m.peerMu.Unlock()
 	s := m.peerSem[p]
 	if s == nil {
-		s = make(chan struct{}, m.cfg.PerPeer)
+		s = newLimiter(m.perPeer)
 		m.peerSem[p] = s
 	}
 	return s
+}
+
+// perPeer bounds the requests to one peer at once: Config.PerPeer, or more
+// when an owner's share of the site's WAN fetches is larger, so that the
+// members asking it can keep its share busy. In a site of two, it is the one
+// member asking.
+func (m *Mesh) perPeer() int {
+	return perPeerLimit(m.cfg.PerPeer, m.cfg.siteWANRequests(), m.members.liveCount())
+}
+
+func perPeerLimit(perPeer, site, live int) int {
+	if live < 2 {
+		return perPeer
+	}
+	return max(perPeer, siteShare(site, live))
+}
+
+// WANShare is how many WAN fetches at once each member of the site makes, as
+// owner, given the live members now: Config.SiteWANRequests shared by them
+// (Config.WANConcurrency where set). A node in a site asks its owners for as
+// many chunks at once, so that they can keep the site's WAN fetches in flight.
+func (m *Mesh) WANShare() int {
+	return wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, m.members.liveCount())
 }
 
 func (m *Mesh) penalized(p peer.ID) bool {

@@ -102,12 +102,12 @@ type Mesh struct {
 	fetchGroup singleflight.Group // one network fetch per CID for local callers
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
 	reqSem     chan struct{}
-	wanLimit   *wanLimiter
+	wanLimit   *limiter
 	serveSem   chan struct{}
 	bufs       sync.Pool // *[]byte scratch buffers for responses
 
 	peerMu   sync.Mutex
-	peerSem  map[peer.ID]chan struct{}
+	peerSem  map[peer.ID]*limiter
 	idle     map[peer.ID][]*chunkStream // kept chunk streams, see streams.go
 	health   map[peer.ID]*peerHealth
 	counters map[peer.ID]*peerCounters
@@ -168,13 +168,15 @@ func New(cfg Config, st Store) (*Mesh, error) {
 		holdingCh: make(chan struct{}, 1),
 		reqSem:    make(chan struct{}, cfg.Concurrency),
 		serveSem:  make(chan struct{}, cfg.ServeConcurrency),
-		peerSem:   map[peer.ID]chan struct{}{},
+		peerSem:   map[peer.ID]*limiter{},
 		idle:      map[peer.ID][]*chunkStream{},
 		health:    map[peer.ID]*peerHealth{},
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
-	m.wanLimit = newWANLimiter(cfg.WANConcurrency, cfg.Concurrency, m.members.liveCount)
+	m.wanLimit = newLimiter(func() int {
+		return wanLimit(cfg.WANConcurrency, cfg.siteWANRequests(), cfg.Concurrency, m.members.liveCount())
+	})
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }

@@ -56,12 +56,13 @@ func (m *Mesh) getStream(ctx context.Context, p peer.ID) (cs *chunkStream, reuse
 	return &chunkStream{s: s, r: bufio.NewReader(s)}, false, nil
 }
 
-// putStream keeps cs for the next request to p, up to PerPeer idle streams.
+// putStream keeps cs for the next request to p, up to as many idle streams as
+// requests to p may run at once.
 func (m *Mesh) putStream(p peer.ID, cs *chunkStream) {
 	_ = cs.s.SetDeadline(time.Time{})
 	cs.used = time.Now()
 	m.peerMu.Lock()
-	if len(m.idle[p]) < m.cfg.PerPeer && m.active() {
+	if len(m.idle[p]) < m.perPeer() && m.active() {
 		m.idle[p] = append(m.idle[p], cs)
 		cs = nil
 	}

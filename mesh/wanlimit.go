@@ -5,50 +5,55 @@ import (
 	"sync"
 )
 
-// siteWANRequests is how many WAN fetches a whole site aims to keep in flight
-// when WANConcurrency is zero: enough to fill a WAN link as one node fetching
-// 16 at a time and a few more (the node's default), shared by the members
-// (each with at least minWANRequests), since hundreds of requests on a thin
-// link stall each other and cost retransmissions.
+// DefaultSiteWANRequests is how many WAN fetches a whole site aims to keep in flight
+// when neither WANConcurrency nor SiteWANRequests is set: enough to fill a WAN
+// link as one node fetching 16 at a time and a few more (the node's default),
+// shared by the members (each with at least minWANRequests), since hundreds of
+// requests on a thin link stall each other and cost retransmissions.
 const (
-	siteWANRequests = 32
-	minWANRequests  = 4
+	DefaultSiteWANRequests = 32
+	minWANRequests         = 4
 )
 
-// wanLimiter bounds this node's WAN fetches at once: a fixed limit, or, with
-// none set, the site's share given the live members at the time of asking. A
+// siteShare is one member's share of a site's site WAN fetches at once, with
+// live members alive (2 or more).
+func siteShare(site, live int) int {
+	return max(minWANRequests, (site+live-1)/live)
+}
+
+// wanLimit bounds a node's WAN fetches at once: fixed, if set; with none set,
+// its share of the site's site fetches, given the live members. A
 // member alone may go up to alone: with no peer to share the link, the node's
 // own bound on its requests, which widens them only while that pays, is the
 // one that counts.
-type wanLimiter struct {
-	fixed int
-	alone int
-	live  func() int
+func wanLimit(fixed, site, alone, live int) int {
+	if fixed > 0 {
+		return fixed
+	}
+	if live <= 1 {
+		return max(site, alone)
+	}
+	return siteShare(site, live)
+}
+
+// limiter is a counting semaphore whose bound is asked at every acquire, so
+// that it follows the site's live members.
+type limiter struct {
+	limit func() int
 
 	mu     sync.Mutex
 	n      int
 	signal chan struct{} // closed and replaced when a slot frees
 }
 
-func newWANLimiter(fixed, alone int, live func() int) *wanLimiter {
-	return &wanLimiter{fixed: fixed, alone: alone, live: live, signal: make(chan struct{})}
-}
-
-func (l *wanLimiter) limit() int {
-	if l.fixed > 0 {
-		return l.fixed
-	}
-	live := l.live() // asked once: members come and go meanwhile
-	if live <= 1 {
-		return max(siteWANRequests, l.alone)
-	}
-	return max(minWANRequests, (siteWANRequests+live-1)/live)
+func newLimiter(limit func() int) *limiter {
+	return &limiter{limit: limit, signal: make(chan struct{})}
 }
 
 // acquire waits for a slot or for ctx to end.
-func (l *wanLimiter) acquire(ctx context.Context) error {
+func (l *limiter) acquire(ctx context.Context) error {
 	for {
-		lim := l.limit()
+		lim := l.limit() // asked once a round: members come and go meanwhile
 		l.mu.Lock()
 		if l.n < lim {
 			l.n++
@@ -65,7 +70,7 @@ func (l *wanLimiter) acquire(ctx context.Context) error {
 	}
 }
 
-func (l *wanLimiter) release() {
+func (l *limiter) release() {
 	l.mu.Lock()
 	l.n--
 	close(l.signal)

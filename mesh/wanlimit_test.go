@@ -9,28 +9,52 @@ import (
 
 func TestWANLimit(t *testing.T) {
 	tests := []struct {
-		fixed, alone, live, want int
+		fixed, site, alone, live, want int
 	}{
-		{0, 8, 1, 32},  // alone: the whole site's share
-		{0, 64, 1, 64}, // or the node's own bound, if larger
-		{0, 64, 0, 64}, // before it counts itself
-		{0, 64, 2, 16}, // not alone: a share
-		{0, 8, 5, 7},
-		{0, 8, 20, 4}, // never below minWANRequests
-		{0, 8, 50, 4},
-		{3, 64, 1, 3}, // a configured limit wins
-		{3, 8, 20, 3},
+		{0, 32, 8, 1, 32},  // alone: the whole site's share
+		{0, 32, 64, 1, 64}, // or the node's own bound, if larger
+		{0, 32, 64, 0, 64}, // before it counts itself
+		{0, 32, 64, 2, 16}, // not alone: a share
+		{0, 32, 8, 5, 7},
+		{0, 32, 8, 20, 4}, // never below minWANRequests
+		{0, 32, 8, 50, 4},
+		{0, 128, 8, 2, 64}, // a site far from its sources keeps more in flight
+		{0, 128, 8, 5, 26},
+		{0, 128, 64, 1, 128},
+		{3, 32, 64, 1, 3}, // a configured limit wins
+		{3, 128, 8, 20, 3},
 	}
 	for _, tt := range tests {
-		l := newWANLimiter(tt.fixed, tt.alone, func() int { return tt.live })
-		if got := l.limit(); got != tt.want {
-			t.Errorf("fixed %d, alone %d, %d live: limit %d, want %d", tt.fixed, tt.alone, tt.live, got, tt.want)
+		if got := wanLimit(tt.fixed, tt.site, tt.alone, tt.live); got != tt.want {
+			t.Errorf("fixed %d, site %d, alone %d, %d live: limit %d, want %d", tt.fixed, tt.site, tt.alone, tt.live, got, tt.want)
+		}
+	}
+}
+
+// TestPerPeerLimit: a member may ask one peer for as many chunks at once as
+// that owner fetches from its WAN, so that its share is kept busy.
+func TestPerPeerLimit(t *testing.T) {
+	tests := []struct {
+		perPeer, site, live, want int
+	}{
+		{8, 32, 0, 8},
+		{8, 32, 1, 8},
+		{8, 32, 2, 16}, // the one other member asks for the owner's whole share
+		{8, 32, 3, 11},
+		{8, 32, 5, 8}, // the share is below PerPeer
+		{8, 128, 2, 64},
+		{8, 128, 20, 8},
+		{24, 128, 8, 24},
+	}
+	for _, tt := range tests {
+		if got := perPeerLimit(tt.perPeer, tt.site, tt.live); got != tt.want {
+			t.Errorf("per peer %d, site %d, %d live: %d, want %d", tt.perPeer, tt.site, tt.live, got, tt.want)
 		}
 	}
 }
 
 func TestWANLimiterWaits(t *testing.T) {
-	l := newWANLimiter(2, 0, func() int { return 1 })
+	l := newLimiter(func() int { return 2 })
 	ctx := t.Context()
 	for range 2 {
 		if err := l.acquire(ctx); err != nil {

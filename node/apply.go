@@ -137,6 +137,10 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 		// fetches everything from its sources, where round trips cap a
 		// fixed number of fetches.
 		opts.MaxConcurrency = f.cfg.MaxConcurrency
+	} else {
+		// Each owner fetches its share of the site's WAN requests for
+		// the members that ask it; asking for as many keeps them in flight.
+		opts.Concurrency = max(opts.Concurrency, f.mesh.WANShare())
 	}
 	return pipeline.New(f.store, f.chunks, opts)
 }

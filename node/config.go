@@ -202,7 +202,18 @@ type MeshConfig struct {
 	// keeps asking it for this long (within SiteTimeout) before fetching the
 	// chunk from its sources. Zero: fall back at the first failure.
 	FallbackDelay Duration `yaml:"fallback_delay"`
+	// WANRequests is how many WAN fetches the whole site keeps in flight,
+	// shared by its live members. Far from the sources each fetch waits a
+	// round trip for one chunk (19 KiB on average), so the site moves at most
+	// about WANRequests x 19 KiB a round trip: 32 make ~100 Mbit/s at 50 ms.
+	// Raise it on a site far from its sources behind a fast link; set it
+	// alike on every member. Zero: 32.
+	WANRequests int `yaml:"wan_requests"`
 }
+
+// maxSiteWANRequests bounds Mesh.WANRequests: each is a connection to a
+// source and a served stream on a LAN peer.
+const maxSiteWANRequests = 1024
 
 // DefaultConfig returns the defaults every field falls back to: the one
 // place they are written, read by withDefaults, LoadConfig and the flags' help.
@@ -222,7 +233,7 @@ func DefaultConfig() Config {
 		ScrubInterval:  Duration(24 * time.Hour),
 		RolloutPoll:    Duration(time.Minute),
 		Hooks:          HooksConfig{Timeout: Duration(2 * time.Minute), ReleaseHooks: &t},
-		Mesh:           MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout)},
+		Mesh:           MeshConfig{Gossip: mesh.DefaultGossipAddr, SiteTimeout: Duration(mesh.DefaultSiteTimeout), WANRequests: mesh.DefaultSiteWANRequests},
 		ProxyCache:     ProxyCacheConfig{MaxObject: proxy.DefaultMaxObject, MaxBytes: proxy.DefaultMaxBytes},
 		Report:         ReportConfig{Interval: Duration(time.Minute)},
 		GOOS:           runtime.GOOS,
@@ -368,6 +379,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Mesh.FallbackDelay < 0 {
 		return c, errors.New("config: mesh.fallback_delay is negative")
+	}
+	switch {
+	case c.Mesh.WANRequests == 0:
+		c.Mesh.WANRequests = d.Mesh.WANRequests
+	case c.Mesh.WANRequests < 0 || c.Mesh.WANRequests > maxSiteWANRequests:
+		return c, fmt.Errorf("config: mesh.wan_requests %d: want 1 to %d", c.Mesh.WANRequests, maxSiteWANRequests)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -72,6 +72,8 @@ func TestConfigRequired(t *testing.T) {
 		{"channel window", func(c *Config) {
 			c.Channels = []ChannelConfig{{Name: "db", InstallDir: "j", Windows: []string{"Mon 22:00-25:00"}}}
 		}, "channel db"},
+		{"site WAN requests negative", func(c *Config) { c.Mesh.WANRequests = -1 }, "mesh.wan_requests -1"},
+		{"site WAN requests unbounded", func(c *Config) { c.Mesh.WANRequests = 100000 }, "mesh.wan_requests 100000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +86,7 @@ func TestConfigRequired(t *testing.T) {
 		})
 	}
 	c, err := full.withDefaults()
-	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Name == "" {
+	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Mesh.WANRequests != 32 || c.Name == "" {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
 }

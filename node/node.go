@@ -184,8 +184,12 @@ func New(cfg Config) (*Node, error) {
 		mc.IdentityFile = filepath.Join(cfg.DataDir, "p2p.key")
 		// Its pipeline's lanes and a site's share of owner fetches take
 		// 2 x --concurrency; a member alone widens its fetches up to
-		// --max-concurrency.
-		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency)
+		// --max-concurrency; a member of a site of two asks its peer for
+		// up to half the site's WAN fetches.
+		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency, cfg.Mesh.WANRequests)
+		mc.SiteWANRequests = cfg.Mesh.WANRequests
+		// Peers may ask for as many chunks at once as this node's share.
+		mc.ServeConcurrency = max(mesh.DefaultServeConcurrency, cfg.Mesh.WANRequests)
 		if cfg.Mesh.SiteTimeout > 0 {
 			mc.SiteTimeout = time.Duration(cfg.Mesh.SiteTimeout)
 		}
