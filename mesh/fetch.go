@@ -576,8 +576,8 @@ func (m *Mesh) peerSemaphore(p peer.ID) *limiter {
 
 // perPeer bounds the requests to one peer at once: Config.PerPeer, or more
 // when an owner's share of the site's WAN fetches is larger, so that the
-// members asking it can keep its share busy. In a site of two, it is the one
-// member asking.
+// members asking it can keep its share busy (in a site of two, this node
+// alone asks it).
 func (m *Mesh) perPeer() int {
 	return perPeerLimit(m.cfg.PerPeer, m.cfg.siteWANRequests(), m.members.liveCount())
 }

@@ -5,24 +5,24 @@ import (
 	"sync"
 )
 
-// DefaultSiteWANRequests is how many WAN fetches a whole site aims to keep in flight
-// when neither WANConcurrency nor SiteWANRequests is set: enough to fill a WAN
-// link as one node fetching 16 at a time and a few more (the node's default),
-// shared by the members (each with at least minWANRequests), since hundreds of
-// requests on a thin link stall each other and cost retransmissions.
+// DefaultSiteWANRequests is how many WAN fetches a whole site keeps in flight
+// when Config.SiteWANRequests is zero: enough to fill a WAN link as one node
+// fetching 16 at a time and a few more (the node's default), shared by the
+// members (each with at least minWANRequests), since hundreds of requests on a
+// thin link stall each other and cost retransmissions.
 const (
 	DefaultSiteWANRequests = 32
 	minWANRequests         = 4
 )
 
-// siteShare is one member's share of a site's site WAN fetches at once, with
-// live members alive (2 or more).
+// siteShare is one member's share of the site WAN fetches a whole site keeps
+// in flight, with live members alive (2 or more).
 func siteShare(site, live int) int {
 	return max(minWANRequests, (site+live-1)/live)
 }
 
 // wanLimit bounds a node's WAN fetches at once: fixed, if set; with none set,
-// its share of the site's site fetches, given the live members. A
+// its share of the site's, given the live members. A
 // member alone may go up to alone: with no peer to share the link, the node's
 // own bound on its requests, which widens them only while that pays, is the
 // one that counts.
