@@ -17,6 +17,10 @@
 #   CONCURRENCY  the concurrencies to measure (default "16 64")
 #   SITE=1       the node is the one member of a site of its own (a site key,
 #                no peers, no mDNS): a branch office's one distribution point
+#   SITE=N       (2 or more) a site of N members, all behind the relay; they
+#                find each other first, then all update at once, and the time
+#                is until every member runs the release
+#   SITE_WAN_REQUESTS  with SITE=N, the members' --site-wan-requests
 #   TMPDIR       where the work folder goes (default /tmp)
 #   PATCHMESH    a patchmesh binary to measure (default: built from this tree)
 #   KEEP=1       keep the work folder
@@ -43,6 +47,22 @@ mbit() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b * 8 / 1e6 / 
 . "$ROOT/scripts/bench-lib.sh"
 trap stop_and_clean EXIT
 
+# sees_site API N: the node at API sees N members of its site alive, itself
+# included.
+sees_site() {
+	[[ $(curl -sf --max-time 5 "http://$1/api/status" | jq '[.peers[] | select(.state == "alive")] | length') == "$2" ]]
+}
+
+# wait_current API PID LOG: until the node at API runs release 1.0.0.
+wait_current() {
+	local end=$((SECONDS + 1800))
+	until [[ $(curl -sf --max-time 5 "http://$1/api/status" | jq -r '.current.version // "-"' 2>/dev/null) == 1.0.0 ]]; do
+		kill -0 "$2" 2>/dev/null || die "node exited; see $3 (KEEP=1 keeps it)"
+		((SECONDS < end)) || die "node did not run the release within 30 min"
+		sleep 0.2
+	done
+}
+
 if [[ -n ${PATCHMESH:-} ]]; then
 	cp "$PATCHMESH" "$BIN"
 else
@@ -64,7 +84,8 @@ say "release" "$nchunks chunk files, $bytes bytes (mean $(awk -v b="$bytes" -v n
 freeport
 SEED=127.0.0.1:$PORT
 freeport
-"$BIN" serve --repo "$REPO" --listen "$SEED" --api "127.0.0.1:$PORT" >"$WORK/seed.log" 2>&1 &
+SEEDAPI=127.0.0.1:$PORT
+"$BIN" serve --repo "$REPO" --listen "$SEED" --api "$SEEDAPI" >"$WORK/seed.log" 2>&1 &
 PIDS+=($!)
 waitfor 20 curl -sf --max-time 2 "http://$SEED/channels/stable/head.json" -o /dev/null
 freeport
@@ -84,32 +105,70 @@ for c in $CONCURRENCY; do
 	((bad == 0)) || die "curl: $bad chunk requests did not answer 200"
 	say "curl, $c at once" "$t s, $(mbit "$bytes" "$t") Mbit/s"
 
-	rm -rf "$WORK/node"
-	site=()
-	if [[ ${SITE:-} == 1 ]]; then
-		[[ -f $WORK/site.key ]] || "$BIN" keygen --site --out "$WORK/site.key" >/dev/null
+	rm -rf "$WORK"/node*
+	N=${SITE:-0}
+	if ((N < 2)); then
+		site=()
+		if ((N == 1)); then
+			[[ -f $WORK/site.key ]] || "$BIN" keygen --site --out "$WORK/site.key" >/dev/null
+			freeport
+			site=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$PORT" --mdns=false)
+			freeport
+			site+=(--p2p "/ip4/127.0.0.1/tcp/$PORT")
+		fi
 		freeport
-		site=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$PORT" --mdns=false)
-		freeport
-		site+=(--p2p "/ip4/127.0.0.1/tcp/$PORT")
+		API=127.0.0.1:$PORT
+		t0=$(now)
+		"$BIN" node run --name rtt --data "$WORK/node/data" --install-dir "$WORK/node/app" --trust "$WORK/trust.json" \
+			--source "http://$FAR" --api "$API" --check-interval 1h --concurrency "$c" "${site[@]}" >"$WORK/node-$c.log" 2>&1 &
+		NODE=$!
+		PIDS+=($NODE)
+		wait_current "$API" "$NODE" "$WORK/node-$c.log"
+		t=$(elapsed "$t0" "$(now)")
+		kill "$NODE"
+		wait "$NODE" 2>/dev/null || true
+		# A node alone widens its fetches while that pays; it logs the sizes.
+		window=$(grep -o 'msg="fetch window".*' "$WORK/node-$c.log" | grep -o 'peak=[0-9]* last=[0-9]*' || echo "fixed")
+		say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $window"
+		continue
 	fi
+	# A site of N: its members first find each other, with their source not
+	# yet answering (a relay started after), then all update at once.
+	[[ -f $WORK/site.key ]] || "$BIN" keygen --site --out "$WORK/site.key" >/dev/null
 	freeport
-	API=127.0.0.1:$PORT
+	LATE=127.0.0.1:$PORT
+	apis=() nodes=() join=()
+	for ((i = 1; i <= N; i++)); do
+		freeport
+		gossip=127.0.0.1:$PORT
+		freeport
+		p2p=/ip4/127.0.0.1/tcp/$PORT
+		freeport
+		apis+=("127.0.0.1:$PORT")
+		"$BIN" node run --name "rtt-$i" --data "$WORK/node$i/data" --install-dir "$WORK/node$i/app" --trust "$WORK/trust.json" \
+			--source "http://$LATE" --api "127.0.0.1:$PORT" --check-interval 1h --concurrency "$c" \
+			--site-key "$WORK/site.key" --gossip "$gossip" --p2p "$p2p" --mdns=false "${join[@]}" \
+			${SITE_WAN_REQUESTS:+--site-wan-requests "$SITE_WAN_REQUESTS"} >"$WORK/node$i-$c.log" 2>&1 &
+		nodes+=($!)
+		PIDS+=($!)
+		((i > 1)) || join=(--join "$gossip") # all join the first
+	done
+	for api in "${apis[@]}"; do
+		waitfor 90 sees_site "$api" "$N"
+	done
+	"$WORK/rttrelay" -listen "$LATE" -to "$SEED" -rtt "$RTT" >"$WORK/relay-$c.log" 2>&1 &
+	RELAY=$!
+	PIDS+=($RELAY)
+	waitfor 20 curl -sf --max-time 2 "http://$LATE/channels/stable/head.json" -o /dev/null
+	served0=$(curl -sf --max-time 5 "http://$SEEDAPI/api/status" | jq -r .served.chunk_bytes)
 	t0=$(now)
-	"$BIN" node run --name rtt --data "$WORK/node/data" --install-dir "$WORK/node/app" --trust "$WORK/trust.json" \
-		--source "http://$FAR" --api "$API" --check-interval 1h --concurrency "$c" "${site[@]}" >"$WORK/node-$c.log" 2>&1 &
-	NODE=$!
-	PIDS+=($NODE)
-	end=$((SECONDS + 1800))
-	until [[ $(curl -sf --max-time 5 "http://$API/api/status" | jq -r '.current.version // "-"' 2>/dev/null) == 1.0.0 ]]; do
-		kill -0 "$NODE" 2>/dev/null || die "node exited; see $WORK/node-$c.log (KEEP=1 keeps it)"
-		((SECONDS < end)) || die "node did not run the release within 30 min"
-		sleep 0.2
+	for api in "${apis[@]}"; do "$BIN" update --no-wait --api "$api" >/dev/null; done
+	for ((i = 0; i < N; i++)); do
+		wait_current "${apis[$i]}" "${nodes[$i]}" "$WORK/node$((i + 1))-$c.log"
 	done
 	t=$(elapsed "$t0" "$(now)")
-	kill "$NODE"
-	wait "$NODE" 2>/dev/null || true
-	# A node alone widens its fetches while that pays; it logs the sizes.
-	window=$(grep -o 'msg="fetch window".*' "$WORK/node-$c.log" | grep -o 'peak=[0-9]* last=[0-9]*' || echo "fixed")
-	say "node, --concurrency $c" "$t s to release current, $(mbit "$bytes" "$t") Mbit/s; window $window"
+	served=$(($(curl -sf --max-time 5 "http://$SEEDAPI/api/status" | jq -r .served.chunk_bytes) - served0))
+	kill "${nodes[@]}" "$RELAY"
+	for p in "${nodes[@]}" "$RELAY"; do wait "$p" 2>/dev/null || true; done
+	say "site of $N, --concurrency $c" "$t s until every member runs it, $(mbit "$bytes" "$t") Mbit/s; seed chunk bytes $(awk -v s="$served" -v b="$bytes" 'BEGIN { printf "%.2fx", s / b }') the release${SITE_WAN_REQUESTS:+; --site-wan-requests $SITE_WAN_REQUESTS}"
 done
