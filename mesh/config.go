@@ -62,7 +62,9 @@ type Config struct {
 	// stall each other. A member alone: 32, or Concurrency if larger.
 	WANConcurrency int
 	// SiteWANRequests is how many WAN fetches the whole site keeps in
-	// flight, shared by its live members (each at least 4); with more than 8
+	// flight, shared by the members that fetch from the WAN for the others
+	// (the live distribution points if any, else every live member; each at
+	// least 4); with more than 8
 	// each, a member also asks one peer for that many chunks at once. Far
 	// from the site's sources each fetch waits a round trip, so the site's
 	// WAN bytes a second are capped near SiteWANRequests times the average

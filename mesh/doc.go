@@ -76,8 +76,9 @@
 // # WAN share
 //
 // A node fetches at most its share of the site's WAN requests at once
-// (Config.SiteWANRequests, 32 by default; Config.WANConcurrency fixes it),
-// since every owner fetching at once already fills a thin link. It asks one
+// (Config.SiteWANRequests, 32 by default, shared by the members that may own
+// chunks: the live distribution points if any; Config.WANConcurrency fixes
+// it), since every owner fetching at once already fills a thin link. It asks one
 // peer for up to that share at once, so its requests keep an owner's share
 // busy. A member alone may go up to Config.Concurrency.
 package mesh

@@ -579,22 +579,27 @@ func (m *Mesh) peerSemaphore(p peer.ID) *limiter {
 // members asking it can keep its share busy (in a site of two, this node
 // alone asks it).
 func (m *Mesh) perPeer() int {
-	return perPeerLimit(m.cfg.PerPeer, m.cfg.siteWANRequests(), m.members.liveCount())
+	live, owners := m.members.counts()
+	return perPeerLimit(m.cfg.PerPeer, m.cfg.siteWANRequests(), live, owners)
 }
 
-func perPeerLimit(perPeer, site, live int) int {
+func perPeerLimit(perPeer, site, live, owners int) int {
 	if live < 2 {
 		return perPeer
 	}
-	return max(perPeer, siteShare(site, live))
+	return max(perPeer, siteShare(site, max(1, owners)))
 }
 
-// WANShare is how many WAN fetches at once each member of the site makes, as
-// owner, given the live members now: Config.SiteWANRequests shared by them
-// (Config.WANConcurrency where set). A node in a site asks its owners for as
-// many chunks at once, so that they can keep the site's WAN fetches in flight.
-func (m *Mesh) WANShare() int {
-	return wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, m.members.liveCount())
+// RequestShare is how many chunks at once a member of the site asks for so
+// that, all members together, the site keeps its WAN fetches in flight:
+// Config.SiteWANRequests shared by the live members (all of them ask, whoever
+// fetches from the WAN). A member alone: 0.
+func (m *Mesh) RequestShare() int {
+	live := m.members.liveCount()
+	if live < 2 {
+		return 0
+	}
+	return siteShare(m.cfg.siteWANRequests(), live)
 }
 
 func (m *Mesh) penalized(p peer.ID) bool {

@@ -35,6 +35,8 @@ type testWAN struct {
 	count  map[string]int            // CID → times served
 	by     map[string]map[string]int // CID → node → times served
 	bytes  int64
+
+	inflight, peak atomic.Int64 // requests being served at once
 }
 
 func newTestWAN(t testing.TB) *testWAN {
@@ -62,6 +64,10 @@ func (w *testWAN) serve(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.NotFound(rw, r)
 		return
+	}
+	n := w.inflight.Add(1)
+	defer w.inflight.Add(-1)
+	for p := w.peak.Load(); n > p && !w.peak.CompareAndSwap(p, n); p = w.peak.Load() {
 	}
 	if delay > 0 {
 		time.Sleep(delay) // a slow WAN link, so fetches overlap

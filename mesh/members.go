@@ -124,15 +124,29 @@ func (t *table) liveCandidates() []candidate {
 
 // liveCount is len(liveCandidates()), without building the list.
 func (t *table) liveCount() int {
+	live, _ := t.counts()
+	return live
+}
+
+// counts returns the live members and, of them, the ones eligible to own
+// chunks (and so to fetch from the WAN for the others): the live distribution
+// points if any, else all live members.
+func (t *table) counts() (live, owners int) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	n := 0
+	dps := 0
 	for _, e := range t.byName {
 		if e.live() {
-			n++
+			live++
+			if e.meta.role == RoleDP {
+				dps++
+			}
 		}
 	}
-	return n
+	if dps > 0 {
+		return live, dps
+	}
+	return live, live
 }
 
 // departedAhead reports whether a member that left or died within window

@@ -175,7 +175,8 @@ func New(cfg Config, st Store) (*Mesh, error) {
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
 	m.wanLimit = newLimiter(func() int {
-		return wanLimit(cfg.WANConcurrency, cfg.siteWANRequests(), cfg.Concurrency, m.members.liveCount())
+		live, owners := m.members.counts()
+		return wanLimit(cfg.WANConcurrency, cfg.siteWANRequests(), cfg.Concurrency, live, owners)
 	})
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil

@@ -142,3 +142,42 @@ func TestDelegateToldOfStored(t *testing.T) {
 		}
 	}
 }
+
+// TestDistributionPointShare: where distribution points alone fetch from the
+// WAN, the site's WAN fetches are shared among them, not among every member:
+// one distribution point of five members keeps up to the site's 32 in flight,
+// where a fifth share would be 7.
+func TestDistributionPointShare(t *testing.T) {
+	w := newTestWAN(t)
+	w.delay = 20 * time.Millisecond
+	cids, _ := w.add(t, 300, 16<<10)
+	nodes := startSite(t, siteKey(t), w, 5, siteOpts{config: func(i int, cfg *Config) {
+		if i == 0 {
+			cfg.Role = RoleDP
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			_, err := fetchAll(ctx, n, cids)
+			errs <- err
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes[1:] {
+		if c := n.d.wanChunks.Load(); c != 0 {
+			t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), c)
+		}
+	}
+	peak := w.peak.Load()
+	t.Logf("at most %d WAN fetches at once", peak)
+	if peak <= 8 || peak > DefaultSiteWANRequests {
+		t.Errorf("at most %d WAN fetches at once; want more than a fifth of the site's %d, at most all of them", peak, DefaultSiteWANRequests)
+	}
+}

@@ -15,25 +15,26 @@ const (
 	minWANRequests         = 4
 )
 
-// siteShare is one member's share of the site WAN fetches a whole site keeps
-// in flight, with live members alive (2 or more).
-func siteShare(site, live int) int {
-	return max(minWANRequests, (site+live-1)/live)
+// siteShare is one member's part of the site WAN fetches a whole site keeps
+// in flight, shared among n members (2 or more).
+func siteShare(site, n int) int {
+	return max(minWANRequests, (site+n-1)/n)
 }
 
 // wanLimit bounds a node's WAN fetches at once: fixed, if set; with none set,
-// its share of the site's, given the live members. A
-// member alone may go up to alone: with no peer to share the link, the node's
-// own bound on its requests, which widens them only while that pays, is the
-// one that counts.
-func wanLimit(fixed, site, alone, live int) int {
+// its share of the site's, shared among the owners: the live members eligible
+// to own chunks (only the distribution points, when any is alive). A member
+// alone may go up to alone: with no peer to share the link, the node's own
+// bound on its requests, which widens them only while that pays, is the one
+// that counts.
+func wanLimit(fixed, site, alone, live, owners int) int {
 	if fixed > 0 {
 		return fixed
 	}
 	if live <= 1 {
 		return max(site, alone)
 	}
-	return siteShare(site, live)
+	return siteShare(site, max(1, owners))
 }
 
 // limiter is a counting semaphore whose bound is asked at every acquire, so

@@ -9,24 +9,27 @@ import (
 
 func TestWANLimit(t *testing.T) {
 	tests := []struct {
-		fixed, site, alone, live, want int
+		fixed, site, alone, live, owners, want int
 	}{
-		{0, 32, 8, 1, 32},  // alone: the whole site's share
-		{0, 32, 64, 1, 64}, // or the node's own bound, if larger
-		{0, 32, 64, 0, 64}, // before it counts itself
-		{0, 32, 64, 2, 16}, // not alone: a share
-		{0, 32, 8, 5, 7},
-		{0, 32, 8, 20, 4}, // never below minWANRequests
-		{0, 32, 8, 50, 4},
-		{0, 128, 8, 2, 64}, // a site far from its sources keeps more in flight
-		{0, 128, 8, 5, 26},
-		{0, 128, 64, 1, 128},
-		{3, 32, 64, 1, 3}, // a configured limit wins
-		{3, 128, 8, 20, 3},
+		{0, 32, 8, 1, 1, 32},  // alone: the whole site's share
+		{0, 32, 64, 1, 1, 64}, // or the node's own bound, if larger
+		{0, 32, 64, 0, 0, 64}, // before it counts itself
+		{0, 32, 64, 2, 2, 16}, // not alone: a share
+		{0, 32, 8, 5, 5, 7},
+		{0, 32, 8, 20, 20, 4}, // never below minWANRequests
+		{0, 32, 8, 50, 50, 4},
+		{0, 128, 8, 2, 2, 64}, // a site far from its sources keeps more in flight
+		{0, 128, 8, 5, 5, 26},
+		{0, 128, 64, 1, 1, 128},
+		{0, 32, 8, 20, 2, 16}, // two distribution points fetch for twenty members
+		{0, 32, 8, 20, 1, 32},
+		{0, 32, 8, 20, 0, 32}, // none counted yet
+		{3, 32, 64, 1, 1, 3},  // a configured limit wins
+		{3, 128, 8, 20, 20, 3},
 	}
 	for _, tt := range tests {
-		if got := wanLimit(tt.fixed, tt.site, tt.alone, tt.live); got != tt.want {
-			t.Errorf("fixed %d, site %d, alone %d, %d live: limit %d, want %d", tt.fixed, tt.site, tt.alone, tt.live, got, tt.want)
+		if got := wanLimit(tt.fixed, tt.site, tt.alone, tt.live, tt.owners); got != tt.want {
+			t.Errorf("fixed %d, site %d, alone %d, %d live, %d owners: limit %d, want %d", tt.fixed, tt.site, tt.alone, tt.live, tt.owners, got, tt.want)
 		}
 	}
 }
@@ -35,21 +38,56 @@ func TestWANLimit(t *testing.T) {
 // that owner fetches from its WAN, so that its share is kept busy.
 func TestPerPeerLimit(t *testing.T) {
 	tests := []struct {
-		perPeer, site, live, want int
+		perPeer, site, live, owners, want int
 	}{
-		{8, 32, 0, 8},
-		{8, 32, 1, 8},
-		{8, 32, 2, 16}, // the one other member asks for the owner's whole share
-		{8, 32, 3, 11},
-		{8, 32, 5, 8}, // the share is below PerPeer
-		{8, 128, 2, 64},
-		{8, 128, 20, 8},
-		{24, 128, 8, 24},
+		{8, 32, 0, 0, 8},
+		{8, 32, 1, 1, 8},
+		{8, 32, 2, 2, 16}, // the one other member asks for the owner's whole share
+		{8, 32, 3, 3, 11},
+		{8, 32, 5, 5, 8}, // the share is below PerPeer
+		{8, 128, 2, 2, 64},
+		{8, 128, 20, 20, 8},
+		{8, 32, 20, 2, 16}, // a distribution point's share
+		{24, 128, 8, 8, 24},
 	}
 	for _, tt := range tests {
-		if got := perPeerLimit(tt.perPeer, tt.site, tt.live); got != tt.want {
-			t.Errorf("per peer %d, site %d, %d live: %d, want %d", tt.perPeer, tt.site, tt.live, got, tt.want)
+		if got := perPeerLimit(tt.perPeer, tt.site, tt.live, tt.owners); got != tt.want {
+			t.Errorf("per peer %d, site %d, %d live, %d owners: %d, want %d", tt.perPeer, tt.site, tt.live, tt.owners, got, tt.want)
 		}
+	}
+}
+
+// TestMemberCounts: owners are the live distribution points when any is
+// alive, else every live member; leaving and dead members count for neither.
+func TestMemberCounts(t *testing.T) {
+	tests := []struct {
+		name              string
+		members           []memberEntry
+		wantLive, wantOwn int
+	}{
+		{"none", nil, 0, 0},
+		{"all ordinary", []memberEntry{
+			{name: "a", state: StateAlive}, {name: "b", state: StateAlive}, {name: "c", state: StateDead},
+		}, 2, 2},
+		{"two distribution points", []memberEntry{
+			{name: "a", state: StateAlive, meta: nodeMeta{role: RoleDP}}, {name: "b", state: StateAlive, meta: nodeMeta{role: RoleDP}},
+			{name: "c", state: StateAlive}, {name: "d", state: StateAlive}, {name: "e", state: StateAlive},
+		}, 5, 2},
+		{"the distribution points gone", []memberEntry{
+			{name: "a", state: StateDead, meta: nodeMeta{role: RoleDP}}, {name: "b", state: StateAlive, meta: nodeMeta{role: RoleDP, leaving: true}},
+			{name: "c", state: StateAlive}, {name: "d", state: StateAlive},
+		}, 2, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := newTable()
+			for _, e := range tt.members {
+				tb.upsert(e)
+			}
+			if live, own := tb.counts(); live != tt.wantLive || own != tt.wantOwn {
+				t.Errorf("counts: %d live, %d owners; want %d, %d", live, own, tt.wantLive, tt.wantOwn)
+			}
+		})
 	}
 }
 

@@ -138,9 +138,9 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 		// fixed number of fetches.
 		opts.MaxConcurrency = f.cfg.MaxConcurrency
 	} else {
-		// Each owner fetches its share of the site's WAN requests for
-		// the members that ask it; asking for as many keeps them in flight.
-		opts.Concurrency = max(opts.Concurrency, f.mesh.WANShare())
+		// Owners fetch the site's WAN requests for the members that ask
+		// them; each member asking for its share keeps them in flight.
+		opts.Concurrency = max(opts.Concurrency, f.mesh.RequestShare())
 	}
 	return pipeline.New(f.store, f.chunks, opts)
 }

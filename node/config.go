@@ -203,11 +203,12 @@ type MeshConfig struct {
 	// chunk from its sources. Zero: fall back at the first failure.
 	FallbackDelay Duration `yaml:"fallback_delay"`
 	// WANRequests is how many WAN fetches the whole site keeps in flight,
-	// shared by its live members. Far from the sources each fetch waits a
-	// round trip for one chunk (19 KiB on average), so the site moves at most
-	// about WANRequests x 19 KiB a round trip: 32 make ~100 Mbit/s at 50 ms.
-	// Raise it on a site far from its sources behind a fast link; set it
-	// alike on every member. Zero: 32.
+	// shared by the members that fetch from the WAN for the others (the
+	// live distribution points if any, else all). Far from the sources each
+	// fetch waits a round trip for one chunk (19 KiB on average), so the
+	// site moves at most about WANRequests x 19 KiB a round trip: 32 make
+	// ~100 Mbit/s at 50 ms. Raise it on a site far from its sources behind a
+	// fast link; set it alike on every member. Zero: 32.
 	WANRequests int `yaml:"wan_requests"`
 }
 

@@ -100,7 +100,8 @@ mesh:
   # When the site fails to deliver a chunk, keep asking it this long before
   # fetching the chunk from the sources (within site_timeout).
   # fallback_delay: 30s
-  # WAN fetches the whole site keeps in flight, shared by its live members.
+  # WAN fetches the whole site keeps in flight, shared by the members that
+  # fetch from the WAN (the live distribution points if any, else all).
   # Far from the sources each waits a round trip for one chunk (19 KiB on
   # average): 32 make ~100 Mbit/s at 50 ms. Raise it on a site far from its
   # sources behind a fast link; set it alike on every member.

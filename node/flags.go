@@ -71,7 +71,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(&c.Caps.SiteWAN, "site-wan-rate", "cap on the whole site's WAN reads, shared by its live members; set it alike on every member")
 	fs.StringArrayVar(&c.Caps.SiteWANSchedule, "site-wan-rate-schedule", c.Caps.SiteWANSchedule, "a --site-wan-rate by weekday and hour, local time (repeatable)")
 	fs.Var(&c.Caps.LANUpload, "lan-upload-rate", "cap on the chunk bytes this node serves to site peers")
-	fs.IntVar(&c.Mesh.WANRequests, "site-wan-requests", c.Mesh.WANRequests, "WAN fetches the whole site keeps in flight, shared by its live members; raise it far from the sources behind a fast link; set it alike on every member")
+	fs.IntVar(&c.Mesh.WANRequests, "site-wan-requests", c.Mesh.WANRequests, "WAN fetches the whole site keeps in flight, shared by the members that fetch from the WAN (the live distribution points if any, else all); raise it far from the sources behind a fast link; set it alike on every member")
 	fs.Var((*durationValue)(&c.Mesh.FallbackDelay), "site-fallback-delay", "when the site fails to deliver a chunk, keep asking it this long (within --site-timeout) before fetching from the sources (0: at once)")
 	fs.StringVar(&c.Report.Site, "site-name", c.Report.Site, "label of this node's site in site and fleet views (none: the site key's fingerprint)")
 	fs.StringVar(&c.Report.To, "report-to", c.Report.To, "fleet collector URL (a seed's http://HOST:PORT/api/report): the site's elected node reports the site view there")
