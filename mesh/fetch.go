@@ -602,6 +602,14 @@ func (m *Mesh) RequestShare() int {
 	return siteShare(m.cfg.siteWANRequests(), live)
 }
 
+// WANShare is how many WAN fetches at once this node makes as owner, given
+// the live members now: its share of Config.SiteWANRequests (or
+// Config.WANConcurrency where set). A member alone: its own bound.
+func (m *Mesh) WANShare() int {
+	live, owners := m.members.counts()
+	return wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, live, owners)
+}
+
 func (m *Mesh) penalized(p peer.ID) bool {
 	m.peerMu.Lock()
 	defer m.peerMu.Unlock()

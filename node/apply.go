@@ -139,8 +139,10 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 		opts.MaxConcurrency = f.cfg.MaxConcurrency
 	} else {
 		// Owners fetch the site's WAN requests for the members that ask
-		// them; each member asking for its share keeps them in flight.
+		// them; each member asking for its share keeps them in flight, and
+		// each owner fetching its own share ahead of the asking.
 		opts.Concurrency = max(opts.Concurrency, f.mesh.RequestShare())
+		opts.OwnConcurrency = f.mesh.WANShare()
 	}
 	return pipeline.New(f.store, f.chunks, opts)
 }

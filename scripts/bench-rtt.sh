@@ -21,6 +21,8 @@
 #                find each other first, then all update at once, and the time
 #                is until every member runs the release
 #   SITE_WAN_REQUESTS  with SITE=N, the members' --site-wan-requests
+#   DPS          with SITE=N, the first DPS members are distribution points
+#                (--role dp): only they fetch from the WAN (default 0)
 #   TMPDIR       where the work folder goes (default /tmp)
 #   PATCHMESH    a patchmesh binary to measure (default: built from this tree)
 #   KEEP=1       keep the work folder
@@ -148,6 +150,7 @@ for c in $CONCURRENCY; do
 		"$BIN" node run --name "rtt-$i" --data "$WORK/node$i/data" --install-dir "$WORK/node$i/app" --trust "$WORK/trust.json" \
 			--source "http://$LATE" --api "127.0.0.1:$PORT" --check-interval 1h --concurrency "$c" \
 			--site-key "$WORK/site.key" --gossip "$gossip" --p2p "$p2p" --mdns=false "${join[@]}" \
+			$( ((i <= ${DPS:-0})) && echo --role dp) \
 			${SITE_WAN_REQUESTS:+--site-wan-requests "$SITE_WAN_REQUESTS"} >"$WORK/node$i-$c.log" 2>&1 &
 		nodes+=($!)
 		PIDS+=($!)
@@ -170,5 +173,5 @@ for c in $CONCURRENCY; do
 	served=$(($(curl -sf --max-time 5 "http://$SEEDAPI/api/status" | jq -r .served.chunk_bytes) - served0))
 	kill "${nodes[@]}" "$RELAY"
 	for p in "${nodes[@]}" "$RELAY"; do wait "$p" 2>/dev/null || true; done
-	say "site of $N, --concurrency $c" "$t s until every member runs it, $(mbit "$bytes" "$t") Mbit/s; seed chunk bytes $(awk -v s="$served" -v b="$bytes" 'BEGIN { printf "%.2fx", s / b }') the release${SITE_WAN_REQUESTS:+; --site-wan-requests $SITE_WAN_REQUESTS}"
+	say "site of $N, --concurrency $c" "$t s until every member runs it, $(mbit "$bytes" "$t") Mbit/s; seed chunk bytes $(awk -v s="$served" -v b="$bytes" 'BEGIN { printf "%.2fx", s / b }') the release${SITE_WAN_REQUESTS:+; --site-wan-requests $SITE_WAN_REQUESTS}${DPS:+; $DPS distribution points}"
 done

@@ -40,8 +40,8 @@ type Store interface {
 // Options tune one release's pipeline. The zero value works: no owned chunks,
 // no held bases, nobody told of progress.
 type Options struct {
-	// Concurrency bounds the chunk fetches of the others lane; the own lane
-	// and the deltas take a share of it. Zero means DefaultConcurrency.
+	// Concurrency bounds the chunk fetches of the others lane; the deltas
+	// take a share of it. Zero means DefaultConcurrency.
 	Concurrency int
 	// MaxConcurrency lets the others lane's fetches at once grow from
 	// Concurrency up to it while more of them move more bytes a second: far
@@ -51,6 +51,13 @@ type Options struct {
 	// Owned reports the chunks this node owns in its site: they go in a lane
 	// of their own. Nil: none.
 	Owned func(cid.Cid) bool
+	// OwnConcurrency bounds the own lane's fetches at once: the node's
+	// share of the site's WAN fetches, which it makes whether or not peers
+	// ask for them yet. Members all walk a release in the same order, so
+	// their requests overlap and alone keep fewer distinct chunks in flight
+	// than the owners may fetch. Zero, or below it: Concurrency/8, at
+	// least 2.
+	OwnConcurrency int
 	// Bases are the regular files of the releases the node keeps, by sha256:
 	// the delta bases it can read from the store. Nil: none.
 	Bases map[string]*manifest.File
@@ -200,7 +207,9 @@ func (r *run) fetch(ctx context.Context) error {
 			return r.lane(ctx, jobs, newWindow(opts.Concurrency, 0), true)
 		})
 	})
-	g.Go(func() error { return r.lane(gctx, own, newWindow(max(2, opts.Concurrency/8), 0), false) })
+	g.Go(func() error {
+		return r.lane(gctx, own, newWindow(max(2, opts.Concurrency/8, opts.OwnConcurrency), 0), false)
+	})
 	g.Go(func() error {
 		w := newWindow(opts.Concurrency, opts.MaxConcurrency)
 		err := r.lane(gctx, others, w, false)

@@ -174,3 +174,37 @@ func TestRunWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnLane: the chunks this node owns are fetched OwnConcurrency at a time
+// (its share of the site's WAN fetches), or Concurrency/8 and at least 2.
+func TestOwnLane(t *testing.T) {
+	tests := []struct {
+		name             string
+		concurrency, own int
+		wantMax          int32
+	}{
+		{"default", 16, 0, 2},
+		{"an eighth", 64, 0, 8},
+		{"the site's share", 16, 12, 12},
+		{"a share below the eighth", 64, 4, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chunks := make(map[cid.Cid][]byte)
+			data := randomBytes(11, 200*testChunkSize)
+			m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
+			st := newMemStore(t)
+			src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: 2 * time.Millisecond}
+			p := New(st, src, Options{Concurrency: tt.concurrency, OwnConcurrency: tt.own, Owned: func(cid.Cid) bool { return true }})
+			if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
+				t.Fatal(err)
+			}
+			src.mu.Lock()
+			got := slices.Max(src.seen)
+			src.mu.Unlock()
+			if got != tt.wantMax {
+				t.Errorf("at most %d fetches in flight, want %d", got, tt.wantMax)
+			}
+		})
+	}
+}
