@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -246,5 +247,31 @@ func TestPeerViewAfterRollback(t *testing.T) {
 	}
 	if out := mustPM(t, "status", "--api", a.API).stdout; !strings.Contains(out, "1 of 1 peer(s) alive") {
 		t.Errorf("status does not count 1 of 1 peers alive:\n%s", out)
+	}
+}
+
+// TestDemo runs the README quick start's main command, smaller: a seed and a
+// site on loopback, both releases reaching every node, the seed serving the
+// first about once, and every node's dashboard address printed.
+func TestDemo(t *testing.T) {
+	r := mustPM(t, "demo", "--exit", "--nodes", "3", "--size", "4", "--dir", t.TempDir())
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if !strings.Contains(r.stdout, v+" reached all 3 nodes") {
+			t.Errorf("the demo does not report %s reaching all 3 nodes:\n%s", v, r.stdout)
+		}
+	}
+	m := regexp.MustCompile(`1\.0\.0 reached all 3 nodes in \S+; the seed served \S+ MiB of chunks and deltas \(([0-9.]+)x`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no seed ratio for 1.0.0 in:\n%s", r.stdout)
+	}
+	if ratio, _ := strconv.ParseFloat(m[1], 64); ratio > 1.05 {
+		t.Errorf("the seed served %.2fx the first release's chunks to a site of 3, want about once", ratio)
+	}
+	_, dash, ok := strings.Cut(r.stdout, "\ndashboards:\n")
+	if !ok || len(regexp.MustCompile(`(?m)^  \S+ +http://127\.0\.0\.1:[0-9]+/$`).FindAllString(dash, -1)) != 3 {
+		t.Errorf("want 3 dashboard addresses on loopback after \"dashboards:\":\n%s", r.stdout)
+	}
+	if !strings.HasSuffix(r.stdout, "demo done\n") {
+		t.Errorf("the demo did not end with \"demo done\":\n%s", r.stdout)
 	}
 }
