@@ -276,20 +276,7 @@ func TestBusyOwnerIsWaitedFor(t *testing.T) {
 		// A request waits at most half of it for a serve slot, then "busy".
 		cfg.RequestTimeout = 2 * time.Second
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	errs := make(chan error, len(nodes))
-	for _, n := range nodes[1:] {
-		go func() {
-			_, err := fetchAll(ctx, n, cids)
-			errs <- err
-		}()
-	}
-	for range nodes[1:] {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	fetchAllAtOnce(t, nodes[1:], cids)
 	_, count, by := w.served()
 	for _, c := range cids {
 		if count[c.String()] != 1 {

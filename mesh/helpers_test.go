@@ -397,6 +397,26 @@ func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]chunk.Origin,
 	return origins, <-errs
 }
 
+// fetchAllAtOnce has every node fetch every CID, all nodes at once, within
+// two minutes.
+func fetchAllAtOnce(t testing.TB, nodes []*testNode, cids []cid.Cid) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			_, err := fetchAll(ctx, n, cids)
+			errs <- err
+		}()
+	}
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // checkStored asserts node n's store holds every CID with matching bytes.
 func checkStored(t testing.TB, n *testNode, cids []cid.Cid) {
 	t.Helper()

@@ -30,20 +30,7 @@ func TestSiteFetchesEachChunkOnce(t *testing.T) {
 					cfg.Role = RoleDP
 				}
 			}})
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			errs := make(chan error, len(nodes))
-			for _, n := range nodes {
-				go func() {
-					_, err := fetchAll(ctx, n, cids)
-					errs <- err
-				}()
-			}
-			for range nodes {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			fetchAllAtOnce(t, nodes, cids)
 			for _, n := range nodes {
 				checkStored(t, n, cids)
 			}
@@ -156,20 +143,7 @@ func TestDistributionPointShare(t *testing.T) {
 			cfg.Role = RoleDP
 		}
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	errs := make(chan error, len(nodes))
-	for _, n := range nodes {
-		go func() {
-			_, err := fetchAll(ctx, n, cids)
-			errs <- err
-		}()
-	}
-	for range nodes {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	fetchAllAtOnce(t, nodes, cids)
 	for _, n := range nodes[1:] {
 		if c := n.d.wanChunks.Load(); c != 0 {
 			t.Errorf("%s is no distribution point but fetched %d chunks from the WAN", n.m.Name(), c)

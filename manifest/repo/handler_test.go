@@ -170,6 +170,9 @@ func TestHandlerServesTheRepository(t *testing.T) {
 		}
 	}
 
+	// Counters and the access log are written once a response has ended,
+	// which may be just after the client read it: Close waits for that.
+	srv.Close()
 	snap := stats.Snapshot()
 	if snap.Requests != int64(len(tests)) || snap.Chunks != chunkBodies || snap.ChunkBytes != chunkBytes || snap.NotFound != notFound {
 		t.Errorf("stats %+v; want %d requests, %d chunk bodies of %d bytes, %d not found", snap, len(tests), chunkBodies, chunkBytes, notFound)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,8 +57,8 @@ var combinedLine = regexp.MustCompile(`^127\.0\.0\.1 - - \[[0-9]{2}/[A-Z][a-z]{2
 func TestAccessLogFile(t *testing.T) {
 	repoDir := newRepo(t, release{channel: "stable", version: "1.0.0"})
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	var logs lockedBuffer
-	s := start(t, Config{Repo: repoDir, AccessLog: logPath, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+	var logs bytes.Buffer
+	s, stop := runSeed(t, Config{Repo: repoDir, AccessLog: logPath, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
 		func(s *Seed) { s.reopenCheck = 0 })
 	get := func(p string, want int) {
 		t.Helper()
@@ -70,6 +69,9 @@ func TestAccessLogFile(t *testing.T) {
 	head := "/" + repo.HeadPath("stable")
 	get(head, http.StatusOK)
 	get("/nope", http.StatusNotFound)
+	// A request's line is written once its response has ended, which may be
+	// just after the client has read it.
+	waitLines(t, logPath, 2)
 	checkLines(t, logPath, []string{head + " 200", "/nope 404"})
 
 	// logrotate's default: move the file away, and the next request makes a new one.
@@ -77,6 +79,7 @@ func TestAccessLogFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	get(head, http.StatusOK)
+	waitLines(t, logPath, 1)
 	checkLines(t, logPath+".1", []string{head + " 200", "/nope 404"})
 	checkLines(t, logPath, []string{head + " 200"})
 	// Removed outright, too.
@@ -84,10 +87,26 @@ func TestAccessLogFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	get("/nope", http.StatusNotFound)
+	waitLines(t, logPath, 1)
 	checkLines(t, logPath, []string{"/nope 404"})
 
+	stop()
 	if strings.Contains(logs.String(), "msg=http") {
 		t.Errorf("requests logged to the seed's log too:\n%s", logs.String())
+	}
+}
+
+// waitLines waits until the file at path holds n lines or more.
+func waitLines(t *testing.T, path string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		data, err := os.ReadFile(path)
+		if err == nil && bytes.Count(data, []byte("\n")) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d lines after 10 s, want %d (%v)", filepath.Base(path), bytes.Count(data, []byte("\n")), n, err)
+		}
 	}
 }
 
@@ -130,13 +149,14 @@ func TestAccessLogToLog(t *testing.T) {
 		{"-", slog.LevelWarn, false},
 	} {
 		t.Run(tc.accessLog+" "+tc.level.String(), func(t *testing.T) {
-			var logs lockedBuffer
-			s := start(t, Config{Repo: repoDir, AccessLog: tc.accessLog,
+			var logs bytes.Buffer
+			s, stop := runSeed(t, Config{Repo: repoDir, AccessLog: tc.accessLog,
 				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: tc.level}))})
 			path := "/" + repo.HeadPath("stable")
 			if code, _, _ := call(t, nil, "GET", "http://"+s.Addr()+path, nil); code != http.StatusOK {
 				t.Fatalf("GET %s = %d", path, code)
 			}
+			stop()
 			got := strings.Contains(logs.String(), "msg=http method=GET path="+path+" status=200")
 			if got != tc.wantLines {
 				t.Errorf("request logged: %v, want %v; log:\n%s", got, tc.wantLines, logs.String())
@@ -151,7 +171,7 @@ func TestAccessLogFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full on this system:", err)
 	}
-	var logs lockedBuffer
+	var logs bytes.Buffer
 	a, err := openAccessFile("/dev/full", time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -172,22 +192,4 @@ func TestAccessLogFull(t *testing.T) {
 	if n := warnings(); n != 2 {
 		t.Errorf("%d warnings a minute later, want 2", n)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the seed's concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

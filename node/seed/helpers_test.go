@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,6 +83,15 @@ func newRepo(t *testing.T, rels ...release) string {
 // start runs a seed over repoDir until the test ends.
 func start(t *testing.T, cfg Config, tune ...func(*Seed)) *Seed {
 	t.Helper()
+	s, _ := runSeed(t, cfg, tune...)
+	return s
+}
+
+// runSeed runs a seed with cfg (on loopback, unless cfg says where) until
+// stop or the test's end. stop returns once Run has: every request's log line
+// is written by then.
+func runSeed(t *testing.T, cfg Config, tune ...func(*Seed)) (s *Seed, stop func()) {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -98,18 +108,22 @@ func start(t *testing.T, cfg Config, tune ...func(*Seed)) *Seed {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-s.Ready():
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	return s
+	return s, stop
 }
 
 // call does one request and returns the status, body and headers. hdr "Host"
