@@ -64,11 +64,11 @@ type Config struct {
 	// SiteWANRequests is how many WAN fetches the whole site keeps in
 	// flight, shared by the members that fetch from the WAN for the others
 	// (the live distribution points if any, else every live member; each at
-	// least 4); with more than 8
-	// each, a member also asks one peer for that many chunks at once. Far
-	// from the site's sources each fetch waits a round trip, so the site's
-	// WAN bytes a second are capped near SiteWANRequests times the average
-	// chunk over the round trip. Set it alike on every member. Zero: 32.
+	// least 4); with more than 8 each, a member also asks one peer for that
+	// many chunks at once. Far from the site's sources each fetch waits a
+	// round trip, so the site's WAN bytes a second are capped near
+	// SiteWANRequests times the average chunk over the round trip. Set it
+	// alike on every member. Zero: 32.
 	SiteWANRequests int
 	// PerPeer bounds the requests to one peer at once, and the idle
 	// streams kept to it; in a site of few members, an owner's larger share

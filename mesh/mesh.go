@@ -174,10 +174,7 @@ func New(cfg Config, st Store) (*Mesh, error) {
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
-	m.wanLimit = newLimiter(func() int {
-		live, owners := m.members.counts()
-		return wanLimit(cfg.WANConcurrency, cfg.siteWANRequests(), cfg.Concurrency, live, owners)
-	})
+	m.wanLimit = newLimiter(m.WANShare)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil
 }

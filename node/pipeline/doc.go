@@ -13,10 +13,10 @@
 // Chunks the store lacks are fetched from a Source, many at once: the chunks
 // this node owns in its site in a lane of their own (as many at once as its
 // share of the site's WAN fetches, Options.OwnConcurrency), the others in a
-// second; deltas beside them. Each chunk of the plan is looked up in the store once,
-// where a lane or a delta reaches it. The others lane may widen its fetches
-// at once, up to Options.MaxConcurrency, while that raises the bytes a second:
-// far from the source each fetch waits a round trip (window).
+// second; deltas beside them. Each chunk of the plan is looked up in the
+// store once, where a lane or a delta reaches it. The others lane may widen
+// its fetches at once, up to Options.MaxConcurrency, while that raises the
+// bytes a second: far from the source each fetch waits a round trip (window).
 //
 // # Verify
 //

@@ -17,6 +17,10 @@ import (
 // leads to it.
 const reopenCheck = time.Second
 
+// warnEach is the least time between two warnings of an access log file: a
+// full disk must not turn every request into a warning.
+const warnEach = time.Minute
+
 // accessFile appends request lines to a file by name. When the name no longer
 // leads to the open file (logrotate moved or removed it, its default "create"
 // mode) the next write opens the name again, so rotating needs no signal.
@@ -25,13 +29,12 @@ type accessFile struct {
 	checkEvery time.Duration
 	log        *slog.Logger // write errors, at most one a minute
 
-	mu       sync.Mutex
-	f        *os.File
-	checked  time.Time
-	warned   time.Time
-	line     []byte
-	now      func() time.Time
-	warnEach time.Duration
+	mu      sync.Mutex
+	f       *os.File
+	checked time.Time
+	warned  time.Time
+	line    []byte
+	now     func() time.Time // tests replace it
 }
 
 func openAccessFile(path string, checkEvery time.Duration, log *slog.Logger) (*accessFile, error) {
@@ -39,8 +42,7 @@ func openAccessFile(path string, checkEvery time.Duration, log *slog.Logger) (*a
 	if err != nil {
 		return nil, fmt.Errorf("seed: open access log: %w", err)
 	}
-	return &accessFile{path: path, checkEvery: checkEvery, log: log, f: f, checked: time.Now(),
-		now: time.Now, warnEach: time.Minute}, nil
+	return &accessFile{path: path, checkEvery: checkEvery, log: log, f: f, checked: time.Now(), now: time.Now}, nil
 }
 
 // Access writes e as one line of the Combined Log Format, the one web
@@ -83,10 +85,9 @@ func (a *accessFile) reopenIfMoved() error {
 	return nil
 }
 
-// warn logs err unless another was logged within warnEach: a full disk
-// must not turn every request into a warning.
+// warn logs err unless another was logged within warnEach.
 func (a *accessFile) warn(now time.Time, err error) {
-	if !a.warned.IsZero() && now.Sub(a.warned) < a.warnEach {
+	if !a.warned.IsZero() && now.Sub(a.warned) < warnEach {
 		return
 	}
 	a.warned = now
