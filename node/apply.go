@@ -142,7 +142,7 @@ func (f *follower) pipeline(m *manifest.Manifest, rec *releaseRecord) *pipeline.
 		// them; each member asking for its share keeps them in flight, and
 		// each owner fetching its own share ahead of the asking.
 		opts.Concurrency = max(opts.Concurrency, f.mesh.RequestShare())
-		opts.OwnConcurrency = f.mesh.WANShare()
+		opts.OwnConcurrency = f.mesh.WANShare
 	}
 	return pipeline.New(f.store, f.chunks, opts)
 }

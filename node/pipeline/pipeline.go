@@ -55,9 +55,10 @@ type Options struct {
 	// share of the site's WAN fetches, which it makes whether or not peers
 	// ask for them yet. Members all walk a release in the same order, so
 	// their requests overlap and alone keep fewer distinct chunks in flight
-	// than the owners may fetch. Zero, or below it: Concurrency/8, at
-	// least 2.
-	OwnConcurrency int
+	// than the owners may fetch. It is asked as the lane runs, since the
+	// share widens while the WAN fetches stay quick. Nil, or below it:
+	// Concurrency/8, at least 2.
+	OwnConcurrency func() int
 	// Bases are the regular files of the releases the node keeps, by sha256:
 	// the delta bases it can read from the store. Nil: none.
 	Bases map[string]*manifest.File
@@ -208,7 +209,9 @@ func (r *run) fetch(ctx context.Context) error {
 		})
 	})
 	g.Go(func() error {
-		return r.lane(gctx, own, newWindow(max(2, opts.Concurrency/8, opts.OwnConcurrency), 0), false)
+		w := newWindow(max(2, opts.Concurrency/8), 0)
+		w.follow = opts.OwnConcurrency
+		return r.lane(gctx, own, w, false)
 	})
 	g.Go(func() error {
 		w := newWindow(opts.Concurrency, opts.MaxConcurrency)

@@ -25,8 +25,11 @@ import (
 // lifts at night, a busy CPU made a doubling look unpaid).
 type window struct {
 	min, max int
-	fixed    bool             // max not above min: nothing to measure
-	now      func() time.Time // tests replace it
+	fixed    bool // max not above min: nothing to measure
+	// follow, if set, sizes a fixed window at each acquire, never below
+	// min: a bound that someone else measures.
+	follow func() int
+	now    func() time.Time // tests replace it
 
 	mu        sync.Mutex
 	size      int
@@ -68,7 +71,15 @@ func newWindow(min, max int) *window {
 // acquire waits for a slot in the window.
 func (w *window) acquire(ctx context.Context) error {
 	for {
+		size := 0
+		if w.fixed && w.follow != nil {
+			size = w.follow() // outside the lock: it takes the mesh's
+		}
 		w.mu.Lock()
+		if size > 0 {
+			w.size = max(w.min, size)
+			w.peak = max(w.peak, w.size)
+		}
 		if w.busy < w.size {
 			w.busy++
 			if w.start.IsZero() {

@@ -176,17 +176,20 @@ func TestRunWindow(t *testing.T) {
 }
 
 // TestOwnLane: the chunks this node owns are fetched OwnConcurrency at a time
-// (its share of the site's WAN fetches), or Concurrency/8 and at least 2.
+// (its share of the site's WAN fetches, which may widen as the lane runs), or
+// Concurrency/8 and at least 2.
 func TestOwnLane(t *testing.T) {
 	tests := []struct {
-		name             string
-		concurrency, own int
-		wantMax          int32
+		name        string
+		concurrency int
+		own         []int // what OwnConcurrency answers, call by call; the last one after
+		wantMax     int32
 	}{
-		{"default", 16, 0, 2},
-		{"an eighth", 64, 0, 8},
-		{"the site's share", 16, 12, 12},
-		{"a share below the eighth", 64, 4, 8},
+		{"default", 16, nil, 2},
+		{"an eighth", 64, nil, 8},
+		{"the site's share", 16, []int{12}, 12},
+		{"a share below the eighth", 64, []int{4}, 8},
+		{"a share that widens", 16, []int{4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 24}, 24},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,7 +198,14 @@ func TestOwnLane(t *testing.T) {
 			m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
 			st := newMemStore(t)
 			src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: 2 * time.Millisecond}
-			p := New(st, src, Options{Concurrency: tt.concurrency, OwnConcurrency: tt.own, Owned: func(cid.Cid) bool { return true }})
+			opts := Options{Concurrency: tt.concurrency, Owned: func(cid.Cid) bool { return true }}
+			if tt.own != nil {
+				var calls atomic.Int32
+				opts.OwnConcurrency = func() int {
+					return tt.own[min(int(calls.Add(1))-1, len(tt.own)-1)]
+				}
+			}
+			p := New(st, src, opts)
 			if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
 				t.Fatal(err)
 			}
