@@ -67,9 +67,18 @@ type Config struct {
 	// least 4); with more than 8 each, a member also asks one peer for that
 	// many chunks at once. Far from the site's sources each fetch waits a
 	// round trip, so the site's WAN bytes a second are capped near
-	// SiteWANRequests times the average chunk over the round trip. Set it
-	// alike on every member. Zero: 32.
+	// SiteWANRequests times the average chunk over the round trip, unless
+	// the owners widen their fetches (SiteWANRequestsMax). Set it alike on
+	// every member. Zero: 32.
 	SiteWANRequests int
+	// SiteWANRequestsMax is how far a member's WAN fetches may widen past
+	// its share of SiteWANRequests, up to its share of SiteWANRequestsMax,
+	// while they take about as long as the quickest: far from the sources
+	// and behind a fast link, the round trip, not the link, caps the site.
+	// A full link queues, and slows every fetch through it whichever member
+	// makes it, so the members stop widening together (see wanWindow).
+	// Zero: 4 x SiteWANRequests. Not above SiteWANRequests: no widening.
+	SiteWANRequestsMax int
 	// PerPeer bounds the requests to one peer at once, and the idle
 	// streams kept to it; in a site of few members, an owner's larger share
 	// of SiteWANRequests raises it. Zero: 8.
@@ -120,6 +129,14 @@ func (c *Config) siteWANRequests() int {
 		return c.SiteWANRequests
 	}
 	return DefaultSiteWANRequests
+}
+
+// siteWANRequestsMax is SiteWANRequestsMax, or its default.
+func (c *Config) siteWANRequestsMax() int {
+	if c.SiteWANRequestsMax > 0 {
+		return c.SiteWANRequestsMax
+	}
+	return 4 * c.siteWANRequests()
 }
 
 // DefaultP2PAddrs are the libp2p listen addresses used when Config.P2PAddrs is empty.
@@ -185,7 +202,7 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Name) > maxNameLen {
 		return c, fmt.Errorf("name %q: longer than %d bytes: %w", c.Name, maxNameLen, ErrConfig)
 	}
-	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.SiteWANRequests < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 || c.FallbackDelay < 0 {
+	if c.Concurrency < 0 || c.WANConcurrency < 0 || c.SiteWANRequests < 0 || c.SiteWANRequestsMax < 0 || c.PerPeer < 0 || c.ServeConcurrency < 0 || c.RequestTimeout < 0 || c.SiteTimeout < 0 || c.PenaltyDuration < 0 || c.FallbackDelay < 0 {
 		return c, fmt.Errorf("negative limit: %w", ErrConfig)
 	}
 	if c.Concurrency == 0 {

@@ -81,4 +81,10 @@
 // it), since every owner fetching at once already fills a thin link. It asks one
 // peer for up to that share at once, so its requests keep an owner's share
 // busy. A member alone may go up to Config.Concurrency.
+//
+// Far from the sources behind a fast link, round trips, not the link, cap
+// the share. An owner doubles its share while its WAN fetches take about as
+// long as the quickest, up to its share of Config.SiteWANRequestsMax: a full
+// link queues and slows every fetch through it, a signal every member sees
+// (wanWindow).
 package mesh

@@ -443,10 +443,14 @@ func (m *Mesh) fromWAN(ctx context.Context, c cid.Cid, takeover bool, why string
 			return fetchResult{}, err
 		}
 		m.log.Debug("WAN fetch", "cid", c, "why", why)
+		began := time.Now()
 		raw, wire, err := m.node.FetchChunk(ctx, c)
 		m.wanLimit.release()
 		if err != nil {
 			return fetchResult{}, fmt.Errorf("from WAN: %w", err)
+		}
+		if from, to, ok := m.wanWin.done(time.Since(began)); ok {
+			m.log.Info("site WAN fetches at once", "from", from, "to", to)
 		}
 		return m.store(ctx, c, wireChunk{raw: raw, wire: wire}, chunk.Origin{WAN: true})
 	})
@@ -604,10 +608,16 @@ func (m *Mesh) RequestShare() int {
 
 // WANShare is how many WAN fetches at once this node makes as owner, given
 // the live members now: its share of Config.SiteWANRequests (or
-// Config.WANConcurrency where set). A member alone: its own bound.
+// Config.WANConcurrency where set), widened while the fetches stay quick up to
+// its share of Config.SiteWANRequestsMax (see wanWindow). A member alone: its
+// own bound.
 func (m *Mesh) WANShare() int {
 	live, owners := m.members.counts()
-	return wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, live, owners)
+	share := wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, live, owners)
+	if m.cfg.WANConcurrency > 0 || live < 2 {
+		return share
+	}
+	return m.wanWin.widen(share, siteShare(m.cfg.siteWANRequestsMax(), max(1, owners)))
 }
 
 func (m *Mesh) penalized(p peer.ID) bool {

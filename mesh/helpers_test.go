@@ -29,6 +29,10 @@ import (
 type testWAN struct {
 	srv   *httptest.Server
 	delay time.Duration
+	// link, if set, is how long each answer holds the link, one at a time:
+	// a thin link, on which answers queue.
+	link   time.Duration
+	linkMu sync.Mutex
 
 	mu     sync.Mutex
 	chunks map[string][]byte
@@ -71,6 +75,11 @@ func (w *testWAN) serve(rw http.ResponseWriter, r *http.Request) {
 	}
 	if delay > 0 {
 		time.Sleep(delay) // a slow WAN link, so fetches overlap
+	}
+	if w.link > 0 {
+		w.linkMu.Lock()
+		time.Sleep(w.link)
+		w.linkMu.Unlock()
 	}
 	_, _ = rw.Write(data)
 }

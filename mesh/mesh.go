@@ -103,6 +103,7 @@ type Mesh struct {
 	wanGroup   singleflight.Group // one WAN fetch per CID, shared by Fetch and serving
 	reqSem     chan struct{}
 	wanLimit   *limiter
+	wanWin     *wanWindow
 	serveSem   chan struct{}
 	bufs       sync.Pool // *[]byte scratch buffers for responses
 
@@ -174,6 +175,7 @@ func New(cfg Config, st Store) (*Mesh, error) {
 		counters:  map[peer.ID]*peerCounters{},
 	}
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
+	m.wanWin = newWANWindow()
 	m.wanLimit = newLimiter(m.WANShare)
 	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
 	return m, nil

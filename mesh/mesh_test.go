@@ -155,3 +155,42 @@ func TestDistributionPointShare(t *testing.T) {
 		t.Errorf("at most %d WAN fetches at once; want more than a fifth of the site's %d, at most all of them", peak, DefaultSiteWANRequests)
 	}
 }
+
+// TestSiteWANWidens: far from its WAN behind a fast link, where every fetch
+// takes one round trip however many run at once, a site of two widens its
+// WAN fetches past SiteWANRequests, up to SiteWANRequestsMax. Behind a thin
+// link, which answers one fetch at a time so that fetches queue from the
+// first ones, it keeps SiteWANRequests.
+func TestSiteWANWidens(t *testing.T) {
+	tests := []struct {
+		name             string
+		delay, link      time.Duration
+		chunks           int
+		wantMin, wantMax int64
+	}{
+		{"far and fast", 50 * time.Millisecond, 0, 2000, DefaultSiteWANRequests + 1, 4 * DefaultSiteWANRequests},
+		{"thin", 0, 5 * time.Millisecond, 600, 1, DefaultSiteWANRequests},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newTestWAN(t)
+			w.delay, w.link = tt.delay, tt.link
+			cids, _ := w.add(t, tt.chunks, 4<<10)
+			nodes := startSite(t, siteKey(t), w, 2, siteOpts{config: func(_ int, cfg *Config) {
+				cfg.Concurrency = 256 // the node's bound on its fetches at once: room to widen
+			}})
+			fetchAllAtOnce(t, nodes, cids)
+			peak := w.peak.Load()
+			t.Logf("at most %d WAN fetches at once", peak)
+			if peak < tt.wantMin || peak > tt.wantMax {
+				t.Errorf("at most %d WAN fetches at once, want %d to %d", peak, tt.wantMin, tt.wantMax)
+			}
+			_, count, _ := w.served()
+			for _, c := range cids {
+				if n := count[c.String()]; n != 1 {
+					t.Fatalf("chunk %s crossed the WAN %d times, want once", c, n)
+				}
+			}
+		})
+	}
+}

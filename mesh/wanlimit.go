@@ -2,7 +2,9 @@ package mesh
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"time"
 )
 
 // DefaultSiteWANRequests is how many WAN fetches a whole site keeps in flight
@@ -77,4 +79,133 @@ func (l *limiter) release() {
 	close(l.signal)
 	l.signal = make(chan struct{})
 	l.mu.Unlock()
+}
+
+// wanWindow widens a site member's WAN fetches past its share of the site's
+// while they take about as long as the quickest it has seen.
+//
+// Far from the sources each fetch waits a round trip for one chunk, so a
+// fixed number of them caps the site's bytes a second whatever the link
+// (32 make about 100 Mbit/s through 50 ms). Members cannot each widen while
+// their own bytes a second rise, as a node alone does: on a full link one
+// member's doubling pays by taking the others' bytes, and together they
+// would overfill it. A full link queues instead, which slows every fetch
+// through it, whichever member makes it: fetch times are a signal the
+// members share. So each member doubles its fetches while the median fetch
+// of a period takes at most widenRatio times the quickest fetch since the
+// fetches began, which a queue rarely allows, and halves them when the
+// median passes narrowRatio. A thin link queues from the first requests and
+// never widens. A member that began when the others had filled the link
+// already saw no quick fetch; its doubling lengthens the queue, so a
+// doubling is kept only if the median after it stays within confirmRatio of
+// the one before.
+type wanWindow struct {
+	now func() time.Time // tests replace it
+
+	mu       sync.Mutex
+	factor   int // the share is multiplied by it: 1, 2, 4...
+	share    int // the share and the most last asked for
+	most     int
+	limit    int           // the limit last handed out, which sizes a period
+	capped   bool          // that limit was the most allowed
+	quickest time.Duration // the quickest fetch since the fetches began
+	heldTill time.Time     // no widening before then, after a narrowing
+	skip     bool          // the period after a change mixes both sizes: not measured
+	before   time.Duration // the median before a doubling not yet confirmed; 0: none
+	start    time.Time     // when the period began
+	last     time.Time     // when the last fetch ended
+	times    []time.Duration
+}
+
+const (
+	// widenRatio and narrowRatio bound a period's median fetch time against
+	// the quickest one: below the first the window doubles, above the
+	// second it halves.
+	widenRatio   = 1.5
+	narrowRatio  = 3
+	confirmRatio = 1.2
+	// A period lasts at least wanPeriodFetches fetches, or as many as the
+	// limit if more, and wanPeriodTime.
+	wanPeriodFetches = 8
+	wanPeriodTime    = 250 * time.Millisecond
+	// wanHold is how long a window that narrowed waits before it widens.
+	wanHold = 10 * time.Second
+	// wanIdle without a fetch ends the fetches: the next ones, maybe of
+	// another release over another route, start again from the share.
+	wanIdle = 5 * time.Second
+)
+
+func newWANWindow() *wanWindow { return &wanWindow{now: time.Now, factor: 1} }
+
+// widen returns share widened by the window, at most max (and never below
+// share).
+func (w *wanWindow) widen(share, max int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.share, w.most = share, max
+	n := w.sized()
+	w.limit, w.capped = n, n >= max
+	return n
+}
+
+// sized is the share widened by the factor, within the most.
+func (w *wanWindow) sized() int {
+	if w.most <= w.share {
+		return w.share
+	}
+	return min(w.share*w.factor, w.most)
+}
+
+// done records a WAN fetch that succeeded in d, and at a period's end sizes
+// the window for the next. It returns the limit before and after, when this
+// fetch changed it.
+func (w *wanWindow) done(d time.Duration) (from, to int, changed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	before := w.sized()
+	w.record(d)
+	after := w.sized()
+	return before, after, after != before
+}
+
+// record is done's work, with w.mu held.
+func (w *wanWindow) record(d time.Duration) {
+	now := w.now()
+	if !w.last.IsZero() && now.Sub(w.last) > wanIdle {
+		w.factor, w.quickest, w.heldTill, w.skip, w.before = 1, 0, time.Time{}, false, 0
+		w.start, w.times = time.Time{}, w.times[:0]
+	}
+	w.last = now
+	if w.start.IsZero() {
+		w.start = now
+	}
+	if w.quickest == 0 || d < w.quickest {
+		w.quickest = max(d, time.Microsecond)
+	}
+	w.times = append(w.times, d)
+	if len(w.times) < max(wanPeriodFetches, w.limit) || now.Sub(w.start) < wanPeriodTime {
+		return
+	}
+	med := median(w.times)
+	w.times, w.start = w.times[:0], now
+	if w.skip {
+		w.skip = false
+		return
+	}
+	before := w.before
+	w.before = 0
+	switch {
+	case w.factor > 1 && (float64(med) > narrowRatio*float64(w.quickest) || before > 0 && float64(med) > confirmRatio*float64(before)):
+		w.factor /= 2
+		w.heldTill, w.skip = now.Add(wanHold), true
+	case float64(med) <= widenRatio*float64(w.quickest) && !now.Before(w.heldTill) && !w.capped:
+		w.factor *= 2
+		w.skip, w.before = true, med
+	}
+}
+
+// median returns the median of ds, which it sorts.
+func median(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }

@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -109,5 +110,88 @@ func TestWANLimiterWaits(t *testing.T) {
 	l.release()
 	if err := <-got; err != nil {
 		t.Fatalf("acquire after a release: %v", err)
+	}
+}
+
+// driveWANWindow runs periods of a member's WAN fetches through w: in each,
+// as many fetches as the limit w hands out, taking took(limit) each, over
+// 300 ms of a fake clock. It returns the limit of each period.
+func driveWANWindow(w *wanWindow, share, most, periods int, took func(limit int) time.Duration) []int {
+	now := time.Unix(1e9, 0)
+	w.now = func() time.Time { return now }
+	var limits []int
+	for range periods {
+		limit := w.widen(share, most)
+		limits = append(limits, limit)
+		for range max(limit, wanPeriodFetches) {
+			now = now.Add(300 * time.Millisecond / time.Duration(max(limit, wanPeriodFetches)))
+			w.done(took(limit))
+		}
+	}
+	return limits
+}
+
+// TestWANWindow: a member widens its WAN fetches while they take about as
+// long as the quickest, up to its share of the most, and narrows them when
+// a queue builds; a thin link, queued from the start, never widens.
+func TestWANWindow(t *testing.T) {
+	const rtt = 50 * time.Millisecond
+	tests := []struct {
+		name        string
+		share, most int
+		periods     int
+		took        func(limit int) time.Duration
+		want        []int
+	}{
+		{"far, fast link", 16, 64, 8, func(int) time.Duration { return rtt }, []int{16, 32, 32, 64, 64, 64, 64, 64}},
+		{"no room", 16, 16, 4, func(int) time.Duration { return rtt }, []int{16, 16, 16, 16}},
+		{"a thin link", 16, 64, 6, func() func(int) time.Duration {
+			first := true
+			return func(int) time.Duration {
+				if first { // the first fetch met an empty link
+					first = false
+					return 10 * time.Millisecond
+				}
+				return 250 * time.Millisecond
+			}
+		}(), []int{16, 16, 16, 16, 16, 16}},
+		{"a queue past 32", 16, 128, 10, func(limit int) time.Duration {
+			if limit > 32 {
+				return 4 * rtt
+			}
+			return rtt
+		}, []int{16, 32, 32, 64, 64, 32, 32, 32, 32, 32}},
+		// Others filled the link before this member began: no fetch of its
+		// was quick, but its doubling lengthens the queue, and is undone.
+		{"a queue it joined late", 16, 64, 8, func(limit int) time.Duration {
+			return time.Duration(16+limit) * 2 * time.Millisecond
+		}, []int{16, 32, 32, 16, 16, 16, 16, 16}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := driveWANWindow(newWANWindow(), tt.share, tt.most, tt.periods, tt.took)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("limits %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWANWindowIdle: after wanIdle without a fetch, the next fetches start
+// again from the share, and from a new quickest fetch.
+func TestWANWindowIdle(t *testing.T) {
+	w := newWANWindow()
+	got := driveWANWindow(w, 8, 64, 5, func(int) time.Duration { return 40 * time.Millisecond })
+	if got[len(got)-1] != 32 {
+		t.Fatalf("limits %v, want them to reach 32", got)
+	}
+	now := w.now().Add(wanIdle + time.Second)
+	w.now = func() time.Time { return now }
+	w.done(300 * time.Millisecond)
+	if n := w.widen(8, 64); n != 8 {
+		t.Errorf("after a pause the limit is %d, want the share, 8", n)
+	}
+	if w.quickest != 300*time.Millisecond {
+		t.Errorf("quickest fetch %v after a pause, want the new one, 300ms", w.quickest)
 	}
 }
