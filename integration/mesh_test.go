@@ -230,24 +230,38 @@ func TestTieredDistributionPoint(t *testing.T) {
 }
 
 // TestSiteWidensFarFromSource: a site of two whose source answers each chunk
-// after a delay, as one far away would, keeps as many WAN fetches in flight as
-// --site-wan-requests asks: more than the default's 32, never more than asked,
-// though each member fetches only 4 chunks at once of its own (--concurrency).
+// after a delay, as one far away behind a fast link would, keeps more WAN
+// fetches in flight than the default's 32, though each member fetches only 4
+// chunks at once of its own (--concurrency): as many as --site-wan-requests
+// asks, or, by default, widened while the fetches stay as quick, up to 4 x 32.
 func TestSiteWidensFarFromSource(t *testing.T) {
-	pub := newPublisher(t)
-	src := filepath.Join(pub.Dir, "build")
-	makeTree(t, src, 24, 9)
-	cr := newCountingRepo(t, pub.Repo)
-	nodes := site(t, pub, siteKey(t), 2, []string{cr.URL}, "--concurrency", "4", "--site-wan-requests", "64")
-	pub.Publish("1.0.0", src)
-	cr.delay.Store(int64(100 * time.Millisecond))
-	updateAll(t, nodes)
-	for _, n := range nodes {
-		n.WaitVersion(t, "1.0.0", 120*time.Second)
-		sameTree(t, src, filepath.Join(n.Install, "current"))
+	tests := []struct {
+		name     string
+		args     []string
+		wantMost int64
+	}{
+		{"set", []string{"--site-wan-requests", "64", "--site-max-wan-requests", "64"}, 64},
+		{"widened", nil, 4 * 32},
 	}
-	if peak := cr.peak.Load(); peak <= 32 || peak > 64 {
-		t.Errorf("at most %d requests at once to the source; want more than the default site's 32, at most --site-wan-requests 64", peak)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub := newPublisher(t)
+			src := filepath.Join(pub.Dir, "build")
+			makeTree(t, src, 24, 9)
+			cr := newCountingRepo(t, pub.Repo)
+			nodes := site(t, pub, siteKey(t), 2, []string{cr.URL}, append([]string{"--concurrency", "4"}, tt.args...)...)
+			pub.Publish("1.0.0", src)
+			cr.delay.Store(int64(100 * time.Millisecond))
+			updateAll(t, nodes)
+			for _, n := range nodes {
+				n.WaitVersion(t, "1.0.0", 120*time.Second)
+				sameTree(t, src, filepath.Join(n.Install, "current"))
+			}
+			peak := cr.peak.Load()
+			t.Logf("at most %d requests at once to the source", peak)
+			if peak <= 32 || peak > tt.wantMost {
+				t.Errorf("at most %d requests at once to the source; want more than the default site's 32, at most %d", peak, tt.wantMost)
+			}
+		})
 	}
-	t.Logf("at most %d requests at once to the source", cr.peak.Load())
 }

@@ -206,10 +206,17 @@ type MeshConfig struct {
 	// shared by the members that fetch from the WAN for the others (the
 	// live distribution points if any, else all). Far from the sources each
 	// fetch waits a round trip for one chunk (19 KiB on average), so the
-	// site moves at most about WANRequests x 19 KiB a round trip: 32 make
-	// ~100 Mbit/s at 50 ms. Raise it on a site far from its sources behind a
-	// fast link; set it alike on every member. Zero: 32.
+	// site moves about WANRequests x 19 KiB a round trip (32 make ~100
+	// Mbit/s at 50 ms) until its owners widen their fetches, up to
+	// MaxWANRequests. Set it alike on every member. Zero: 32.
 	WANRequests int `yaml:"wan_requests"`
+	// MaxWANRequests is how far the site's WAN fetches widen past
+	// WANRequests while they take about as long as the quickest: far from
+	// the sources behind a fast link, where the round trip caps the site.
+	// A full link queues and slows every fetch, so members stop widening
+	// there. Zero: 4 x WANRequests (at most 1024); not above WANRequests:
+	// no widening.
+	MaxWANRequests int `yaml:"max_wan_requests"`
 }
 
 // maxSiteWANRequests bounds Mesh.WANRequests: each is a connection to a
@@ -386,6 +393,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.Mesh.WANRequests = d.Mesh.WANRequests
 	case c.Mesh.WANRequests < 0 || c.Mesh.WANRequests > maxSiteWANRequests:
 		return c, fmt.Errorf("config: mesh.wan_requests %d: want 1 to %d", c.Mesh.WANRequests, maxSiteWANRequests)
+	}
+	switch {
+	case c.Mesh.MaxWANRequests == 0:
+		c.Mesh.MaxWANRequests = min(4*c.Mesh.WANRequests, maxSiteWANRequests)
+	case c.Mesh.MaxWANRequests < 0 || c.Mesh.MaxWANRequests > maxSiteWANRequests:
+		return c, fmt.Errorf("config: mesh.max_wan_requests %d: want 1 to %d", c.Mesh.MaxWANRequests, maxSiteWANRequests)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -74,6 +74,8 @@ func TestConfigRequired(t *testing.T) {
 		}, "channel db"},
 		{"site WAN requests negative", func(c *Config) { c.Mesh.WANRequests = -1 }, "mesh.wan_requests -1"},
 		{"site WAN requests unbounded", func(c *Config) { c.Mesh.WANRequests = 100000 }, "mesh.wan_requests 100000"},
+		{"site WAN widening negative", func(c *Config) { c.Mesh.MaxWANRequests = -1 }, "mesh.max_wan_requests -1"},
+		{"site WAN widening unbounded", func(c *Config) { c.Mesh.MaxWANRequests = 2000 }, "mesh.max_wan_requests 2000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,8 +88,14 @@ func TestConfigRequired(t *testing.T) {
 		})
 	}
 	c, err := full.withDefaults()
-	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Mesh.WANRequests != 32 || c.Name == "" {
+	if err != nil || c.Channel != "stable" || c.Keep != 2 || c.Concurrency != 16 || c.Mesh.WANRequests != 32 || c.Mesh.MaxWANRequests != 128 || c.Name == "" {
 		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	// Widening defaults to 4 x the site's WAN fetches, within the bound.
+	wide := full
+	wide.Mesh.WANRequests = 512
+	if c, err := wide.withDefaults(); err != nil || c.Mesh.MaxWANRequests != maxSiteWANRequests {
+		t.Fatalf("mesh.wan_requests 512: max_wan_requests %d, %v; want %d", c.Mesh.MaxWANRequests, err, maxSiteWANRequests)
 	}
 }
 

@@ -103,9 +103,14 @@ mesh:
   # WAN fetches the whole site keeps in flight, shared by the members that
   # fetch from the WAN (the live distribution points if any, else all).
   # Far from the sources each waits a round trip for one chunk (19 KiB on
-  # average): 32 make ~100 Mbit/s at 50 ms. Raise it on a site far from its
-  # sources behind a fast link; set it alike on every member.
+  # average): 32 make ~100 Mbit/s at 50 ms, until they widen (below). Set it
+  # alike on every member.
   # wan_requests: 32
+  # How far the site's WAN fetches widen past wan_requests while they take
+  # about as long as the quickest (far from the sources, behind a fast
+  # link). A full link queues and slows every fetch, so it never widens
+  # there. Zero: 4 x wan_requests; at most wan_requests: no widening.
+  # max_wan_requests: 128
 
 # Byte-rate caps ("10Mbit", "500KB/s", "2MiB/s"; off: none). Schedules are
 # windows in local time; the first that holds replaces the plain cap. A

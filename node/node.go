@@ -111,6 +111,9 @@ func New(cfg Config) (*Node, error) {
 	// As many kept-alive connections as requests run at once: a node's
 	// widest fetch window, or an owner's fetches for its peers in a site.
 	opts.Conns = max(cfg.MaxConcurrency, 2*cfg.Concurrency, opts.Conns)
+	if cfg.Mesh.SiteKey != "" {
+		opts.Conns = max(opts.Conns, cfg.Mesh.MaxWANRequests)
+	}
 	opts.UserAgent = "patchmesh/" + cfg.Version
 	if cfg.SourceTimeout > 0 {
 		opts.Timeout = time.Duration(cfg.SourceTimeout)
@@ -186,8 +189,9 @@ func New(cfg Config) (*Node, error) {
 		// 2 x --concurrency; a member alone widens its fetches up to
 		// --max-concurrency; a member of a site of two asks its peer for
 		// up to half the site's WAN fetches.
-		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency, cfg.Mesh.WANRequests)
+		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency, cfg.Mesh.WANRequests, cfg.Mesh.MaxWANRequests)
 		mc.SiteWANRequests = cfg.Mesh.WANRequests
+		mc.SiteWANRequestsMax = cfg.Mesh.MaxWANRequests
 		// Peers may ask for as many chunks at once as this node's share.
 		mc.ServeConcurrency = max(mesh.DefaultServeConcurrency, cfg.Mesh.WANRequests)
 		if cfg.Mesh.SiteTimeout > 0 {
