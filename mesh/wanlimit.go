@@ -107,7 +107,6 @@ type wanWindow struct {
 	share    int // the share and the most last asked for
 	most     int
 	limit    int           // the limit last handed out, which sizes a period
-	capped   bool          // that limit was the most allowed
 	quickest time.Duration // the quickest fetch since the fetches began
 	heldTill time.Time     // no widening before then, after a narrowing
 	skip     bool          // the period after a change mixes both sizes: not measured
@@ -144,7 +143,7 @@ func (w *wanWindow) widen(share, max int) int {
 	defer w.mu.Unlock()
 	w.share, w.most = share, max
 	n := w.sized()
-	w.limit, w.capped = n, n >= max
+	w.limit = n
 	return n
 }
 
@@ -198,7 +197,7 @@ func (w *wanWindow) record(d time.Duration) {
 	case w.factor > 1 && (float64(med) > narrowRatio*float64(w.quickest) || before > 0 && float64(med) > confirmRatio*float64(before)):
 		w.factor /= 2
 		w.heldTill, w.skip = now.Add(wanHold), true
-	case float64(med) <= widenRatio*float64(w.quickest) && !now.Before(w.heldTill) && !w.capped:
+	case float64(med) <= widenRatio*float64(w.quickest) && !now.Before(w.heldTill) && w.sized() < w.most:
 		w.factor *= 2
 		w.skip, w.before = true, med
 	}

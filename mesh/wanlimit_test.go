@@ -195,3 +195,19 @@ func TestWANWindowIdle(t *testing.T) {
 		t.Errorf("quickest fetch %v after a pause, want the new one, 300ms", w.quickest)
 	}
 }
+
+// TestWANWindowUnasked: a member alone, or with a fixed limit, never asks the
+// window for a limit; its fetches must not widen it meanwhile, or it would
+// join a site with a share many times too large.
+func TestWANWindowUnasked(t *testing.T) {
+	w := newWANWindow()
+	now := time.Unix(1e9, 0)
+	w.now = func() time.Time { return now }
+	for range 10000 {
+		now = now.Add(10 * time.Millisecond)
+		w.done(50 * time.Millisecond)
+	}
+	if n := w.widen(16, 128); n != 16 {
+		t.Errorf("after fetches alone the limit is %d, want the share, 16", n)
+	}
+}
