@@ -142,6 +142,7 @@ func (w *wanWindow) widen(share, max int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.share, w.most = share, max
+	w.idle(w.now())
 	n := w.sized()
 	w.limit = n
 	return n
@@ -170,10 +171,7 @@ func (w *wanWindow) done(d time.Duration) (from, to int, changed bool) {
 // record is done's work, with w.mu held.
 func (w *wanWindow) record(d time.Duration) {
 	now := w.now()
-	if !w.last.IsZero() && now.Sub(w.last) > wanIdle {
-		w.factor, w.quickest, w.heldTill, w.skip, w.before = 1, 0, time.Time{}, false, 0
-		w.start, w.times = time.Time{}, w.times[:0]
-	}
+	w.idle(now)
 	w.last = now
 	if w.start.IsZero() {
 		w.start = now
@@ -201,6 +199,16 @@ func (w *wanWindow) record(d time.Duration) {
 		w.factor *= 2
 		w.skip, w.before = true, med
 	}
+}
+
+// idle starts the window again from the share when no fetch ended for
+// wanIdle.
+func (w *wanWindow) idle(now time.Time) {
+	if w.last.IsZero() || now.Sub(w.last) <= wanIdle {
+		return
+	}
+	w.factor, w.quickest, w.heldTill, w.skip, w.before = 1, 0, time.Time{}, false, 0
+	w.start, w.last, w.times = time.Time{}, time.Time{}, w.times[:0]
 }
 
 // median returns the median of ds, which it sorts.

@@ -187,6 +187,9 @@ func TestWANWindowIdle(t *testing.T) {
 	}
 	now := w.now().Add(wanIdle + time.Second)
 	w.now = func() time.Time { return now }
+	if n := w.widen(8, 64); n != 8 {
+		t.Errorf("after a pause, before any fetch, the limit is %d, want the share, 8", n)
+	}
 	w.done(300 * time.Millisecond)
 	if n := w.widen(8, 64); n != 8 {
 		t.Errorf("after a pause the limit is %d, want the share, 8", n)
