@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,9 +240,10 @@ func TestSiteWidensFarFromSource(t *testing.T) {
 		name     string
 		args     []string
 		wantMost int64
+		widens   bool
 	}{
-		{"set", []string{"--site-wan-requests", "64", "--site-max-wan-requests", "64"}, 64},
-		{"widened", nil, 4 * 32},
+		{"set", []string{"--site-wan-requests", "64", "--site-max-wan-requests", "64"}, 64, false},
+		{"widened", nil, 4 * 32, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,6 +263,25 @@ func TestSiteWidensFarFromSource(t *testing.T) {
 			t.Logf("at most %d requests at once to the source", peak)
 			if peak <= 32 || peak > tt.wantMost {
 				t.Errorf("at most %d requests at once to the source; want more than the default site's 32, at most %d", peak, tt.wantMost)
+			}
+			// Each widening is logged; the status says the node's fetches at once.
+			widened := 0
+			for _, n := range nodes {
+				log, err := os.ReadFile(n.log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, line := range strings.Split(string(log), "\n") {
+					if strings.Contains(line, `msg="site WAN fetches at once"`) && strings.Contains(line, "from=16 to=32") {
+						widened++
+					}
+				}
+				if st := n.Status(t); st.Node.WANFetches < 16 {
+					t.Errorf("%s: status says %d WAN fetches at once, want its share or more", n.Name, st.Node.WANFetches)
+				}
+			}
+			if (widened > 0) != tt.widens {
+				t.Errorf("%d members logged widening from 16 to 32; want some: %v", widened, tt.widens)
 			}
 		})
 	}

@@ -201,6 +201,9 @@ func (n *Node) Status() api.Status {
 		st.Progress = &c
 	}
 	st.Node.PeersAlive, st.Node.PeersKnown = alive, known
+	if n.mesh != nil {
+		st.Node.WANFetches = n.mesh.WANShare()
+	}
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
 	for _, s := range srcs {

@@ -30,7 +30,7 @@ func newFakeNode() *fakeNode {
 	cur := ReleaseInfo{Name: "1.4.2-7", Version: "1.4.2", Sequence: 7, State: "current", Activated: t0, Files: 3, Bytes: 5 << 20, FromWAN: 1 << 20, FromLAN: 4 << 20}
 	prev := ReleaseInfo{Name: "1.4.1-6", Version: "1.4.1", Sequence: 6, State: "previous", Activated: t0.Add(-time.Hour)}
 	return &fakeNode{st: Status{
-		Node:    NodeInfo{Name: "till-3", PeerID: "12D3KooWtill3", Site: "9f2c41ab", Role: "dp", Version: "0.1.0", Started: t0, UptimeSeconds: 3600, OS: "linux", Arch: "amd64"},
+		Node:    NodeInfo{Name: "till-3", PeerID: "12D3KooWtill3", Site: "9f2c41ab", Role: "dp", Version: "0.1.0", Started: t0, UptimeSeconds: 3600, OS: "linux", Arch: "amd64", WANFetches: 48},
 		Channel: "stable",
 		Sources: []SourceState{
 			{URL: "https://updates.example.com/repo", Healthy: true, BytesRead: 1 << 20},

@@ -74,6 +74,7 @@ func TestMetricsMatchTheNode(t *testing.T) {
 		typ    dto.MetricType
 	}{
 		{"patchmesh_up", nil, 1, dto.MetricType_GAUGE},
+		{"patchmesh_site_wan_fetches", nil, 48, dto.MetricType_GAUGE},
 		{"patchmesh_build_info", map[string]string{"version": "1.2.3"}, 1, dto.MetricType_GAUGE},
 		{"patchmesh_bytes_received_total", map[string]string{"origin": "wan"}, float64(st.Bytes.WAN), dto.MetricType_COUNTER},
 		{"patchmesh_bytes_received_total", map[string]string{"origin": "lan"}, float64(st.Bytes.LAN), dto.MetricType_COUNTER},

@@ -173,6 +173,10 @@ type NodeInfo struct {
 	// here once, so the CLI and the dashboard say the same.
 	PeersAlive int `json:"peers_alive"`
 	PeersKnown int `json:"peers_known"`
+	// WANFetches is how many WAN fetches this node makes at once now as
+	// an owner in its site: its share of the site's, widened while they
+	// stay quick. Zero without a mesh.
+	WANFetches int `json:"wan_fetches,omitempty"`
 }
 
 // SourceState is the health of one update source.

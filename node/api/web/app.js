@@ -212,7 +212,8 @@ function renderPeers(st) {
   $("peers").querySelector("tbody").replaceChildren(...rows);
   $("peers-empty").hidden = peers.length > 0;
   $("peers").hidden = peers.length === 0;
-  setText("peer-count", peers.length ? st.node.peers_alive + " of " + st.node.peers_known + " alive" : "");
+  setText("peer-count", peers.length ? st.node.peers_alive + " of " + st.node.peers_known + " alive" +
+    (st.node.wan_fetches ? " · " + st.node.wan_fetches + " WAN fetches at once" : "") : "");
 }
 
 function splitBar(r) {
