@@ -26,6 +26,9 @@
 #   SIZE_MIB  release size in MiB (default 64)
 #   RATE      WAN rate, as tc spells it (default 20mbit)
 #   DELAY     one-way WAN delay added with netem, e.g. 20ms (default none)
+#   RELAY_RTT a round trip added by scripts/rttrelay, run in pmb-site between
+#             the site and the seed, e.g. 50ms: a far link where netem is not
+#             at hand (default none; needs go)
 #   NODES     site sizes to measure (default "5 20 1")
 #   NODE_ARGS extra arguments of every `patchmesh node run`, e.g. "--concurrency 32"
 #   NODE_ENV  extra environment of every node, e.g. "GOMAXPROCS=1"
@@ -65,6 +68,7 @@ if [[ $CAP == 1 ]]; then SIZE_MIB=${SIZE_MIB:-24}; fi
 SIZE_MIB=${SIZE_MIB:-64}
 RATE=${RATE:-20mbit}
 DELAY=${DELAY:-}
+RELAY_RTT=${RELAY_RTT:-}
 UPDATE=${UPDATE:-0}
 if [[ $UPDATE == 1 ]]; then
 	NODES=${NODES:-1 5}
@@ -102,6 +106,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_procs
+	if [[ -n ${RELAY_PID:-} ]]; then kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; fi
 	ip netns del "$NS_WAN" 2>/dev/null || true
 	ip netns del "$NS_SITE" 2>/dev/null || true
 	if [[ "${KEEP:-0}" == 1 || "${PERF:-0}" == 1 || $rc != 0 ]]; then
@@ -168,6 +173,15 @@ echo "bench-site" >"$SRC/VERSION"
 
 SEED_PORT=8780
 SEED_API=127.0.0.1:8781
+# The seed as the site reaches it: over the veth, or through the relay.
+SEED_URL=http://$WAN_IP:$SEED_PORT
+if [[ -n $RELAY_RTT ]]; then
+	(cd "$ROOT" && go build -o "$WORK/rttrelay" ./scripts/rttrelay)
+	# Not in PIDS: it outlives the rows, whose processes stop_procs ends.
+	ip netns exec "$NS_SITE" "$WORK/rttrelay" -listen 127.0.0.1:8790 -to "$WAN_IP:$SEED_PORT" -rtt "$RELAY_RTT" >"$WORK/relay.log" 2>&1 &
+	RELAY_PID=$!
+	SEED_URL=http://127.0.0.1:8790
+fi
 SEED_PID=
 seed_status() { in_wan curl -sf --max-time 5 "http://$SEED_API/api/status"; }
 start_seed() { # repo log
@@ -180,7 +194,7 @@ start_seed() { # repo log
 say() { printf '%-44s %s\n' "$1" "$2"; }
 echo
 [[ $UPDATE == 1 ]] || say "release" "$SIZE_MIB MiB of random bytes"
-say "WAN" "tbf $RATE${DELAY:+, netem delay $DELAY} each way (veth between pmb-wan and pmb-site)"
+say "WAN" "tbf $RATE${DELAY:+, netem delay $DELAY} each way (veth between pmb-wan and pmb-site)${RELAY_RTT:+, relay adding $RELAY_RTT round trip}"
 say "binary" "$BIN"
 
 # --- raw link ---------------------------------------------------------------
@@ -193,7 +207,7 @@ RAW=$WORK/raw
 "$BIN" publish --repo "$RAW" --key "$WORK/release.key" --version 0.0.0 --json "$SRC" >"$WORK/raw.json"
 cp "$SRC/bin/app" "$RAW/blob.bin"
 start_seed "$RAW" "$WORK/seed-raw.log"
-in_site curl -sf --noproxy '*' --max-time 5 -o /dev/null "http://$WAN_IP:$SEED_PORT/root.json" ||
+in_site curl -sf --noproxy '*' --max-time 5 -o /dev/null "$SEED_URL/root.json" ||
 	die "the site does not reach the seed over the veth"
 UNIQUE=$(jq -r .new_bytes "$WORK/raw.json")
 say "unique chunk bytes" "$UNIQUE in $(jq -r .new_chunks "$WORK/raw.json") chunks"
@@ -205,12 +219,12 @@ ideal=$(awk -v b="$UNIQUE" -v r="$RATE" 'BEGIN {
 say "unique bytes at the nominal rate" "$ideal s"
 
 t0=$(now)
-in_site curl -sf --noproxy '*' -o /dev/null "http://$WAN_IP:$SEED_PORT/blob.bin"
+in_site curl -sf --noproxy '*' -o /dev/null "$SEED_URL/blob.bin"
 t1=$(now)
 RAW_FILE=$(calc "%.2f" "$t1 - $t0")
 say "raw link: curl one file of the same size" "$RAW_FILE s ($(calc "%.1f" "$UNIQUE * 8 / ($t1 - $t0) / 1e6") Mbit/s)"
 
-(cd "$RAW" && find chunks -type f -printf "url = \"http://$WAN_IP:$SEED_PORT/%p\"\noutput = \"/dev/null\"\n") >"$WORK/chunks.curl"
+(cd "$RAW" && find chunks -type f -printf "url = \"$SEED_URL/%p\"\noutput = \"/dev/null\"\n") >"$WORK/chunks.curl"
 t0=$(now)
 in_site curl -sf --no-progress-meter --noproxy '*' --parallel --parallel-max 16 -K "$WORK/chunks.curl"
 t1=$(now)
@@ -237,7 +251,7 @@ start_nodes() {
 	for ((i = 1; i <= n; i++)); do
 		local api=127.0.0.1:$((base + i)) args=()
 		args=(node run --name "n$i" --data "$dir/n$i/data" --install-dir "$dir/n$i/app" --trust "$trust"
-			--source "http://$WAN_IP:$SEED_PORT" --api "$api" --check-interval 1h ${NODE_ARGS:-})
+			--source "$SEED_URL" --api "$api" --check-interval 1h ${NODE_ARGS:-})
 		if ((mesh)); then
 			args+=(--site-key "$WORK/site.key" --gossip "127.0.0.1:$((base + 1000 + i))"
 				--p2p "/ip4/127.0.0.1/tcp/$((base + 2000 + i))")
