@@ -168,7 +168,7 @@ func TestSiteWANWidens(t *testing.T) {
 		chunks           int
 		wantMin, wantMax int64
 	}{
-		{"far and fast", 50 * time.Millisecond, 0, 2000, DefaultSiteWANRequests + 1, 4 * DefaultSiteWANRequests},
+		{"far and fast", 100 * time.Millisecond, 0, 2000, DefaultSiteWANRequests + 1, 4 * DefaultSiteWANRequests},
 		{"thin", 0, 5 * time.Millisecond, 600, 1, DefaultSiteWANRequests},
 	}
 	for _, tt := range tests {
