@@ -58,7 +58,7 @@ type Config struct {
 	Concurrency int   `yaml:"concurrency"` // chunks fetched at once; zero: 16
 	// MaxConcurrency is how far a node alone (outside a site, or its one live
 	// member) lets its chunk fetches at once grow past Concurrency while more of them move more bytes a
-	// second: far from its sources each fetch waits a round trip. Zero: 64;
+	// second: far from its sources each fetch waits a round trip. Zero: 128;
 	// not above Concurrency: Concurrency, fixed.
 	MaxConcurrency int `yaml:"max_concurrency"`
 	// ScrubRate bounds the bytes a second the background scrub reads to
@@ -236,7 +236,7 @@ func DefaultConfig() Config {
 		API:            "127.0.0.1:7780",
 		Keep:           2,
 		Concurrency:    16,
-		MaxConcurrency: 64,
+		MaxConcurrency: 128,
 		ScrubRate:      1 << 20,
 		ScrubInterval:  Duration(24 * time.Hour),
 		RolloutPoll:    Duration(time.Minute),

@@ -68,7 +68,7 @@ quota_bytes: 0
 # widens it up to max_concurrency while more at once move more bytes a second
 # (scripts/bench-rtt.sh); set max_concurrency to concurrency to keep it fixed.
 concurrency: 16
-max_concurrency: 64
+max_concurrency: 128
 
 # Background scrub: every stored chunk is read and checked against its CID at
 # most this many bytes a second, once a day; a damaged one is dropped and

@@ -8,7 +8,7 @@
 # For each concurrency it runs curl fetching every chunk file through the relay,
 # as many at once (the baseline), then a fresh node with that --concurrency
 # pulling the release through the relay, start to release current. The node may
-# widen its fetches up to --max-concurrency (64) while that pays; the largest
+# widen its fetches up to --max-concurrency (128) while that pays; the largest
 # and the last size of its window are printed beside its time.
 #
 # Environment:
