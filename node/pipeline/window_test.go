@@ -141,6 +141,25 @@ func (s *slowSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin
 	return s.fakeSource.Fetch(ctx, c)
 }
 
+// runSlow runs a release of one file of n test chunks (random from seed)
+// through a pipeline with opts, fetching from a slowSource that answers after
+// delay (one at a time if serve), and returns the fetches in flight the source
+// saw at each request.
+func runSlow(t *testing.T, seed uint64, n int, delay time.Duration, serve bool, opts Options) []int32 {
+	t.Helper()
+	chunks := make(map[cid.Cid][]byte)
+	data := randomBytes(seed, n*testChunkSize)
+	m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
+	st := newMemStore(t)
+	src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: delay, serve: serve}
+	if _, err := New(st, src, opts).Run(context.Background(), m, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.seen
+}
+
 // TestRunWindow: a release's fetches widen where each waits on a round trip,
 // and stay where the source serves one at a time whatever the number asked.
 func TestRunWindow(t *testing.T) {
@@ -156,20 +175,9 @@ func TestRunWindow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			chunks := make(map[cid.Cid][]byte)
-			data := randomBytes(7, 1500*testChunkSize)
-			m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
-			st := newMemStore(t)
-			src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: tt.delay, serve: tt.serve}
-			p := New(st, src, Options{Concurrency: tt.min, MaxConcurrency: tt.max})
-			if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
-				t.Fatal(err)
-			}
-			src.mu.Lock()
-			last := src.seen[len(src.seen)*3/4:]
-			src.mu.Unlock()
-			if got := slices.Max(last); got != tt.wantMax {
-				t.Errorf("at most %d fetches in flight in the last quarter of %d, want %d", got, len(src.seen), tt.wantMax)
+			seen := runSlow(t, 7, 1500, tt.delay, tt.serve, Options{Concurrency: tt.min, MaxConcurrency: tt.max})
+			if got := slices.Max(seen[len(seen)*3/4:]); got != tt.wantMax {
+				t.Errorf("at most %d fetches in flight in the last quarter of %d, want %d", got, len(seen), tt.wantMax)
 			}
 		})
 	}
@@ -193,11 +201,6 @@ func TestOwnLane(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			chunks := make(map[cid.Cid][]byte)
-			data := randomBytes(11, 200*testChunkSize)
-			m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
-			st := newMemStore(t)
-			src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: 2 * time.Millisecond}
 			opts := Options{Concurrency: tt.concurrency, Owned: func(cid.Cid) bool { return true }}
 			if tt.own != nil {
 				var calls atomic.Int32
@@ -205,13 +208,7 @@ func TestOwnLane(t *testing.T) {
 					return tt.own[min(int(calls.Add(1))-1, len(tt.own)-1)]
 				}
 			}
-			p := New(st, src, opts)
-			if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
-				t.Fatal(err)
-			}
-			src.mu.Lock()
-			got := slices.Max(src.seen)
-			src.mu.Unlock()
+			got := slices.Max(runSlow(t, 11, 200, 2*time.Millisecond, false, opts))
 			if got != tt.wantMax {
 				t.Errorf("at most %d fetches in flight, want %d", got, tt.wantMax)
 			}
