@@ -106,7 +106,6 @@ type wanWindow struct {
 	factor   int // the share is multiplied by it: 1, 2, 4...
 	share    int // the share and the most last asked for
 	most     int
-	limit    int           // the limit last handed out, which sizes a period
 	quickest time.Duration // the quickest fetch since the fetches began
 	heldTill time.Time     // no widening before then, after a narrowing
 	skip     bool          // the period after a change mixes both sizes: not measured
@@ -143,9 +142,7 @@ func (w *wanWindow) widen(share, max int) int {
 	defer w.mu.Unlock()
 	w.share, w.most = share, max
 	w.idle(w.now())
-	n := w.sized()
-	w.limit = n
-	return n
+	return w.sized()
 }
 
 // sized is the share widened by the factor, within the most.
@@ -180,7 +177,7 @@ func (w *wanWindow) record(d time.Duration) {
 		w.quickest = max(d, time.Microsecond)
 	}
 	w.times = append(w.times, d)
-	if len(w.times) < max(wanPeriodFetches, w.limit) || now.Sub(w.start) < wanPeriodTime {
+	if len(w.times) < max(wanPeriodFetches, w.sized()) || now.Sub(w.start) < wanPeriodTime {
 		return
 	}
 	med := median(w.times)
