@@ -188,7 +188,8 @@ func New(cfg Config) (*Node, error) {
 		// Its pipeline's lanes and a site's share of owner fetches take
 		// 2 x --concurrency; a member alone widens its fetches up to
 		// --max-concurrency; a member of a site of two asks its peer for
-		// up to half the site's WAN fetches.
+		// up to half the site's WAN fetches; an owner's own lane widens
+		// up to its share of --site-max-wan-requests.
 		mc.Concurrency = max(cfg.Concurrency*2, cfg.MaxConcurrency, cfg.Mesh.WANRequests, cfg.Mesh.MaxWANRequests)
 		mc.SiteWANRequests = cfg.Mesh.WANRequests
 		mc.SiteWANRequestsMax = cfg.Mesh.MaxWANRequests
