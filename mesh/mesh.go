@@ -684,9 +684,31 @@ func (m *Mesh) Owned() func(cid.Cid) bool {
 	return func(c cid.Cid) bool { return hrwOwner(c.Bytes(), live) == m.name }
 }
 
-// LiveMembers returns how many members are alive, this node included: the
-// number a site-wide cap is shared by.
+// LiveMembers returns how many members are alive, this node included.
 func (m *Mesh) LiveMembers() int { return m.members.liveCount() }
+
+// CapShare returns how many members a site-wide WAN rate cap is shared by,
+// in this node's view (see capShare).
+func (m *Mesh) CapShare() int {
+	live, owners := m.members.counts()
+	return capShare(m.cfg.Role == RoleDP, live, owners)
+}
+
+// capShare is how many members a site-wide cap is shared by, from the view
+// of a member that is a distribution point or not, given the live members
+// and the owners among them (the live distribution points if any, else all
+// live members). The owners make the site's WAN fetches, so a member that
+// is one of them shares the cap with the others only: one distribution point
+// among twenty members reads at the whole cap, not a twentieth. An ordinary
+// member of a site with distribution points fetches from the WAN only when
+// they fail it; it shares the cap with every live member, so that such
+// fallback takes a small part of the cap.
+func capShare(dp bool, live, owners int) int {
+	if dp || owners >= live {
+		return max(1, owners)
+	}
+	return max(1, live)
+}
 
 // Members returns every member this node knows, itself included, by name.
 func (m *Mesh) Members() []Member {

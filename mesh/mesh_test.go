@@ -133,7 +133,7 @@ func TestDelegateToldOfStored(t *testing.T) {
 // TestDistributionPointShare: where distribution points alone fetch from the
 // WAN, the site's WAN fetches are shared among them, not among every member:
 // one distribution point of five members keeps up to the site's 32 in flight,
-// where a fifth share would be 7.
+// where a fifth share would be 7, and reads at a site rate cap's whole.
 func TestDistributionPointShare(t *testing.T) {
 	w := newTestWAN(t)
 	w.delay = 20 * time.Millisecond
@@ -153,6 +153,16 @@ func TestDistributionPointShare(t *testing.T) {
 	t.Logf("at most %d WAN fetches at once", peak)
 	if peak <= 8 || peak > DefaultSiteWANRequests {
 		t.Errorf("at most %d WAN fetches at once; want more than a fifth of the site's %d, at most all of them", peak, DefaultSiteWANRequests)
+	}
+	// A site WAN rate cap goes the same way: whole to the one that fetches.
+	for i, n := range nodes {
+		want := 5
+		if i == 0 {
+			want = 1
+		}
+		if got := n.m.CapShare(); got != want {
+			t.Errorf("%s shares a site cap by %d, want %d", n.m.Name(), got, want)
+		}
 	}
 }
 

@@ -35,6 +35,31 @@ func TestWANLimit(t *testing.T) {
 	}
 }
 
+// TestCapShare: a site's WAN rate cap is shared by the members that fetch
+// from the WAN for the site; an ordinary member of a site with distribution
+// points, which fetches only when they fail it, shares it with every member.
+func TestCapShare(t *testing.T) {
+	tests := []struct {
+		dp                 bool
+		live, owners, want int
+	}{
+		{false, 0, 0, 1}, // before it counts itself
+		{false, 1, 1, 1},
+		{false, 5, 5, 5}, // no distribution points: every member fetches
+		{true, 5, 5, 5},  // every live member is a distribution point
+		{true, 20, 1, 1}, // the one distribution point reads at the whole cap
+		{true, 20, 2, 2},
+		{false, 20, 2, 20}, // an ordinary member's fallback: a small part
+		{false, 20, 0, 20}, // none counted yet
+		{true, 20, 0, 1},   // its own entry not counted yet
+	}
+	for _, tt := range tests {
+		if got := capShare(tt.dp, tt.live, tt.owners); got != tt.want {
+			t.Errorf("dp %v, %d live, %d owners: shared by %d, want %d", tt.dp, tt.live, tt.owners, got, tt.want)
+		}
+	}
+}
+
 // TestPerPeerLimit: a member may ask one peer for as many chunks at once as
 // that owner fetches from its WAN, so that its share is kept busy.
 func TestPerPeerLimit(t *testing.T) {
