@@ -107,3 +107,76 @@ func TestLANUploadCapHolds(t *testing.T) {
 	}
 	t.Logf("%d LAN bytes in %v: %.0f B/s under an upload cap of %d B/s", lan, elapsed.Round(time.Millisecond), float64(lan)/elapsed.Seconds(), capRate)
 }
+
+// TestSiteWANCapGoesToTheDistributionPoint: in a site of three whose one
+// distribution point alone fetches from the WAN, a site cap set alike on every
+// member is the distribution point's whole cap, not a third of it; the
+// ordinary members keep a third for when it fails them. The site still reads
+// no faster than the cap.
+func TestSiteWANCapGoesToTheDistributionPoint(t *testing.T) {
+	const capRate = 1_000_000 // --site-wan-rate 1MB/s, in bytes a second
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 4, 17)
+	cr := newCountingRepo(t, pub.Repo)
+	key := siteKey(t)
+	dp := newNode(t, nodeOpts{Name: "site-dp", Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: key,
+		Extra: []string{"--role", "dp", "--site-wan-rate", "1MB/s"}})
+	nodes := []*nodeProc{dp}
+	for _, name := range []string{"site-a", "site-b"} {
+		nodes = append(nodes, newNode(t, nodeOpts{Name: name, Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: key,
+			Join: []string{dp.Gossip}, Extra: []string{"--site-wan-rate", "1MB/s"}}))
+	}
+	// Every member sees all three alive, the distribution point as one, and
+	// has made its start-up check.
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, func() bool {
+			st, err := n.status()
+			if err != nil || st.LastCheck == nil {
+				return false
+			}
+			live, dps := 0, 0
+			for _, p := range st.Peers {
+				if p.State == "alive" {
+					live++
+					if p.Role == "dp" {
+						dps++
+					}
+				}
+			}
+			return live == 3 && dps == 1
+		}, n.Name+" to see the site")
+	}
+
+	s := pub.Publish("1.0.0", src)
+	start := time.Now()
+	updateAll(t, nodes)
+	for _, n := range nodes {
+		n.WaitVersion(t, "1.0.0", 90*time.Second)
+	}
+	elapsed := time.Since(start)
+	sameTree(t, src, filepath.Join(nodes[2].Install, "current"))
+	moved := cr.stats.ChunkBytes.Load()
+	if moved < s.NewBytes || float64(moved) > 1.05*float64(s.NewBytes) {
+		t.Errorf("the seed served %d chunk bytes for a release of %d new bytes, want each about once", moved, s.NewBytes)
+	}
+	for _, n := range nodes {
+		st := n.Status(t)
+		want := int64(capRate / 3)
+		if n == dp {
+			want = capRate
+		} else if r := st.Current; r == nil || r.FromWAN != 0 {
+			t.Errorf("%s is no distribution point; its release record %+v, want nothing from the WAN", n.Name, r)
+		}
+		// Read after the transfer: the limiters asked their caps every second of it.
+		if st.Caps == nil || st.Caps.SiteWAN != capRate || st.Caps.WAN != want {
+			t.Errorf("%s: caps %+v, want the site's %d and %d B/s of it", n.Name, st.Caps, capRate, want)
+		}
+	}
+	// One bucket's worth (at most 64 KiB at 1 MB/s) moves unpaced.
+	const slack = 64 << 10
+	if min := time.Duration(float64(moved-slack) / capRate * float64(time.Second)); elapsed < min {
+		t.Errorf("%d bytes under a site cap of %d B/s moved in %v, want at least %v", moved, capRate, elapsed, min)
+	}
+	t.Logf("the site read %d bytes in %v: %.2fx its cap of %d B/s", moved, elapsed.Round(time.Millisecond), float64(moved)/elapsed.Seconds()/capRate, capRate)
+}

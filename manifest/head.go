@@ -34,7 +34,7 @@ type Head struct {
 // ChannelCaps are byte-rate caps in bytes a second; zero: none.
 type ChannelCaps struct {
 	WAN       int64 `json:"wan,omitempty"`        // each node's WAN reads
-	SiteWAN   int64 `json:"site_wan,omitempty"`   // a whole site's WAN reads, shared by its live members
+	SiteWAN   int64 `json:"site_wan,omitempty"`   // a whole site's WAN reads, shared by the members that fetch from the WAN
 	LANUpload int64 `json:"lan_upload,omitempty"` // each node's chunk bytes served to peers
 }
 

@@ -11,19 +11,21 @@ import (
 // caps holds the node's rate limiters and what their caps depend on.
 //
 // The site's WAN cap is shared without coordination: each member caps its own
-// WAN reads at the site cap divided by the live members it sees, asked again
-// every second. While every member sees the same membership the site stays
-// under the cap whoever fetches. A member joining or dying changes N in
-// every view within the gossip's convergence time (seconds), and during it a
-// member that has not yet seen a join reads at cap/(N-1): at most cap/N·k too
-// much for k joins not yet seen, for that long. A member that fetches nothing
-// leaves its share unused, so the site uses less than the cap when few
-// members own what is fetched (distribution points: cap them one by one).
+// WAN reads at the site cap divided by the N members it sees fetch from the
+// WAN for the site, asked again every second: the live distribution points if
+// any, else every live member (mesh.Mesh.CapShare). While every member sees
+// the same membership the site stays under the cap. A member joining or dying
+// changes N in every view within the gossip's convergence time (seconds), and
+// during it a member that has not yet seen a join reads at cap/(N-1): at most
+// cap/N·k too much for k joins not yet seen, for that long. An ordinary member
+// of a site with distribution points fetches from the WAN only when they fail
+// it, at the cap divided by every live member: the site's reads pass the cap
+// by that much while it does.
 type caps struct {
 	conf                CapsConfig
 	wanSched, siteSched ratecap.Schedule
 	wan, lan            *ratecap.Limiter
-	liveMembers         func() int // nil: alone
+	sharedBy            func() int // the members a site cap is shared by; nil: alone
 	clock               func() time.Time
 	onDemand            atomic.Int32 // updates asked for, running: WANNow applies
 	channel             atomic.Pointer[channelCaps]
@@ -32,11 +34,11 @@ type caps struct {
 // channelCaps are the caps a channel's head sets; node config can only tighten them.
 type channelCaps struct{ wan, siteWAN, lanUpload ratecap.Rate }
 
-func newCaps(conf CapsConfig, liveMembers func() int, clock func() time.Time) (*caps, error) {
+func newCaps(conf CapsConfig, sharedBy func() int, clock func() time.Time) (*caps, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	c := &caps{conf: conf, liveMembers: liveMembers, clock: clock}
+	c := &caps{conf: conf, sharedBy: sharedBy, clock: clock}
 	var err error
 	if c.wanSched, err = ratecap.ParseSchedule(conf.WANSchedule); err != nil {
 		return nil, err
@@ -78,8 +80,8 @@ func (c *caps) share(site ratecap.Rate) ratecap.Rate {
 		return 0
 	}
 	n := 1
-	if c.liveMembers != nil {
-		n = max(1, c.liveMembers())
+	if c.sharedBy != nil {
+		n = max(1, c.sharedBy())
 	}
 	return max(1, site/ratecap.Rate(n))
 }

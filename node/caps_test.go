@@ -32,8 +32,9 @@ func TestLoadConfigCaps(t *testing.T) {
 }
 
 // A node's WAN cap is the tightest of its own (by schedule, or the
-// update-now cap while one runs), its share of the site's among the live
-// members, and the channel's; it follows the clock and the membership.
+// update-now cap while one runs), its share of the site's among the members
+// that fetch for the site, and the channel's; it follows the clock and the
+// membership.
 func TestCapsCombine(t *testing.T) {
 	mon := func(h int) time.Time { return time.Date(2026, 11, 30, h, 0, 0, 0, time.Local) }
 	now := mon(7)

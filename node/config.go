@@ -178,9 +178,11 @@ type CapsConfig struct {
 	// WANNow replaces WAN (and its schedule) while an update asked for
 	// through the API or CLI runs. Zero: WAN holds then too.
 	WANNow ratecap.Rate `yaml:"wan_now"`
-	// SiteWAN caps the whole site's WAN reads: each live member reads at
-	// most SiteWAN divided by the live members it sees. Set it alike on
-	// every member.
+	// SiteWAN caps the whole site's WAN reads: each member reads at most
+	// SiteWAN divided by the members it sees fetch from the WAN for the
+	// site (the live distribution points if any, else every live member;
+	// an ordinary member beside distribution points divides by every live
+	// member). Set it alike on every member.
 	SiteWAN         ratecap.Rate `yaml:"site_wan"`
 	SiteWANSchedule []string     `yaml:"site_wan_schedule"` // windows that replace SiteWAN
 	LANUpload       ratecap.Rate `yaml:"lan_upload"`        // chunk bytes served to site peers

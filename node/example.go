@@ -119,7 +119,7 @@ mesh:
 #   wan: 20Mbit                  # this node's reads from its sources
 #   wan_schedule: ["Mon-Fri 08:00-18:00=2Mbit"]
 #   wan_now: 50Mbit              # while an update asked for (update now) runs
-#   site_wan: 10Mbit             # the whole site, shared by its live members
+#   site_wan: 10Mbit             # the whole site, shared by the members that fetch (DPs if any)
 #   site_wan_schedule: ["Mon-Fri 08:00-18:00=4Mbit"]
 #   lan_upload: 200Mbit          # chunk bytes served to site peers
 

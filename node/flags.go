@@ -68,7 +68,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(&c.Caps.WAN, "wan-rate", "cap on this node's reads from its sources, e.g. 10Mbit, 500KB/s, 2MiB/s")
 	fs.StringArrayVar(&c.Caps.WANSchedule, "wan-rate-schedule", c.Caps.WANSchedule, "a --wan-rate by weekday and hour, local time, e.g. \"Mon-Fri 08:00-18:00=2Mbit\" (repeatable; the first window that holds wins)")
 	fs.Var(&c.Caps.WANNow, "wan-rate-now", "WAN cap while an update asked for (patchmesh update, the dashboard) runs, instead of --wan-rate (off: --wan-rate holds then too)")
-	fs.Var(&c.Caps.SiteWAN, "site-wan-rate", "cap on the whole site's WAN reads, shared by its live members; set it alike on every member")
+	fs.Var(&c.Caps.SiteWAN, "site-wan-rate", "cap on the whole site's WAN reads, shared by the members that fetch from the WAN (its distribution points if any); set it alike on every member")
 	fs.StringArrayVar(&c.Caps.SiteWANSchedule, "site-wan-rate-schedule", c.Caps.SiteWANSchedule, "a --site-wan-rate by weekday and hour, local time (repeatable)")
 	fs.Var(&c.Caps.LANUpload, "lan-upload-rate", "cap on the chunk bytes this node serves to site peers")
 	fs.IntVar(&c.Mesh.WANRequests, "site-wan-requests", c.Mesh.WANRequests, "WAN fetches the whole site keeps in flight, shared by the members that fetch from the WAN (the live distribution points if any, else all), before they widen (--site-max-wan-requests); set it alike on every member")

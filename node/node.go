@@ -95,12 +95,12 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 
-	// The mesh, made below, tells the live members when a cap is asked.
+	// The mesh, made below, tells whom a site cap is shared by when asked.
 	n.caps, err = newCaps(cfg.Caps, func() int {
 		if n.mesh == nil {
 			return 1
 		}
-		return n.mesh.LiveMembers()
+		return n.mesh.CapShare()
 	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("config: caps: %w", err)

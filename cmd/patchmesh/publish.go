@@ -163,7 +163,7 @@ type channelCapFlags struct{ wan, siteWAN, lanUpload ratecap.Rate }
 
 func (c *channelCapFlags) addFlags(f *pflag.FlagSet) {
 	f.Var(&c.wan, "channel-wan-rate", "default WAN cap of every node of the channel, e.g. 10Mbit (nodes may only tighten it; \"off\" clears it; nodes older than caps refuse a head with caps); unset: the previous head's")
-	f.Var(&c.siteWAN, "channel-site-wan-rate", "default WAN cap of each whole site, shared by its live members; unset: the previous head's")
+	f.Var(&c.siteWAN, "channel-site-wan-rate", "default WAN cap of each whole site, shared by the members that fetch from the WAN; unset: the previous head's")
 	f.Var(&c.lanUpload, "channel-lan-upload-rate", "default cap on each node's uploads to its site peers; unset: the previous head's")
 }
 

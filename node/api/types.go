@@ -97,7 +97,7 @@ type ProxyStatus struct {
 // time its transfers waited on them.
 type Caps struct {
 	WAN       int64 `json:"wan"`        // this node's WAN reads: its own, its site share, the channel's, whichever is tightest
-	SiteWAN   int64 `json:"site_wan"`   // the whole site's WAN cap, shared by its live members
+	SiteWAN   int64 `json:"site_wan"`   // the whole site's WAN cap, shared by the members that fetch from the WAN
 	LANUpload int64 `json:"lan_upload"` // chunk bytes served to site peers
 	// Seconds transfers waited on a cap, summed over transfers that waited at once.
 	WANThrottledSeconds float64 `json:"wan_throttled_seconds"`
