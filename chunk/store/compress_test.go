@@ -150,3 +150,49 @@ func TestReadsOldLayout(t *testing.T) {
 		t.Fatal("old chunk still there after Delete")
 	}
 }
+
+// TestAppendWire: AppendWire appends the form GetWire returns to dst, after
+// dst's bytes, in dst's array where it has room (a chunk stored with a
+// checksum is read straight into it), in a new one where it has not.
+func TestAppendWire(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		raw    []byte
+		noSum  bool
+		room   int
+		shares bool
+	}{
+		{"compressed", textChunk(40000), false, chunk.MaxSize, true},
+		{"raw", testChunk(5, 40000), false, chunk.MaxSize, true},
+		{"compressed, dst too small", textChunk(40000), false, 10, false},
+		{"raw, dst too small", testChunk(5, 40000), false, 10, false},
+		{"compressed, before checksums", textChunk(40000), true, chunk.MaxSize, true},
+		{"raw, before checksums", testChunk(5, 40000), true, chunk.MaxSize, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir(), Options{})
+			s.noSum = tt.noSum
+			c := chunk.Sum(tt.raw)
+			if err := s.Put(ctx, c, tt.raw); err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.GetWire(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := append(make([]byte, 0, 3+tt.room), "hdr"...)
+			out, err := s.AppendWire(ctx, c, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out[:3]) != "hdr" || !bytes.Equal(out[3:], want) {
+				t.Fatalf("AppendWire = %q + %d bytes; want hdr + the %d bytes GetWire returns", out[:min(3, len(out))], len(out)-3, len(want))
+			}
+			if shares := &out[0] == &dst[0]; shares != tt.shares {
+				t.Errorf("the result in dst's array = %v, want %v", shares, tt.shares)
+			}
+		})
+	}
+}

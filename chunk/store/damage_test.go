@@ -83,7 +83,7 @@ func truncateStored(t *testing.T, dir string, want []byte) {
 	t.Fatalf("stored bytes not found in the store's files")
 }
 
-// readers are the three ways the store hands out a chunk.
+// readers are the ways the store hands out a chunk.
 var readers = []struct {
 	name string
 	read func(ctx context.Context, s *Store, c cid.Cid) ([]byte, error)
@@ -95,6 +95,20 @@ var readers = []struct {
 			return nil, err
 		}
 		return s.codec.Decode(c, wire, 0)
+	}},
+	{"AppendWire", func(ctx context.Context, s *Store, c cid.Cid) ([]byte, error) {
+		buf := append(make([]byte, 0, 3+chunk.MaxSize), "hdr"...)
+		out, err := s.AppendWire(ctx, c, buf)
+		if err != nil {
+			if string(buf) != "hdr" {
+				return nil, errors.New("AppendWire changed dst's contents on an error")
+			}
+			return nil, err
+		}
+		if string(out[:3]) != "hdr" {
+			return nil, errors.New("AppendWire changed dst's contents")
+		}
+		return s.codec.Decode(c, out[3:], 0)
 	}},
 	{"WriteTo", func(ctx context.Context, s *Store, c cid.Cid) ([]byte, error) {
 		var b bytes.Buffer
@@ -114,14 +128,17 @@ func TestDamagedChunkIsDroppedNotReturned(t *testing.T) {
 		name       string
 		compressed bool
 		legacy     bool // stored as badger values, as before packs
+		noSum      bool // in packs, without checksums, as before them
 		damage     func(t *testing.T, dir string, stored []byte)
 	}{
-		{"flipped raw", false, false, flipStored},
-		{"flipped zstd", true, false, flipStored},
-		{"pack truncated", false, false, truncateStored},
-		{"flipped raw badger value", false, true, flipStored},
-		{"flipped zstd badger value", true, true, flipStored},
-		{"newest value log truncated", false, true, truncateStored},
+		{"flipped raw", false, false, false, flipStored},
+		{"flipped zstd", true, false, false, flipStored},
+		{"pack truncated", false, false, false, truncateStored},
+		{"flipped raw without checksum", false, false, true, flipStored},
+		{"flipped zstd without checksum", true, false, true, flipStored},
+		{"flipped raw badger value", false, true, false, flipStored},
+		{"flipped zstd badger value", true, true, false, flipStored},
+		{"newest value log truncated", false, true, false, truncateStored},
 	}
 	for _, d := range damages {
 		for _, r := range readers {
@@ -140,7 +157,7 @@ func TestDamagedChunkIsDroppedNotReturned(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s.legacy = d.legacy
+				s.legacy, s.noSum = d.legacy, d.noSum
 				for i := range 3 {
 					data := chunkFor(i)
 					c := chunk.Sum(data)

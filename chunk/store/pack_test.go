@@ -248,12 +248,14 @@ func TestPackWriteAt(t *testing.T) {
 }
 
 // TestPacksCompactCompressed: GC moves chunks stored as zstd frames as they
-// are, and they read back whole, before and after the store reopens.
+// are, and they read back whole, before and after the store reopens. Chunks
+// stored before checksums get one as they move.
 func TestPacksCompactCompressed(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{})
 	s.packs.limit = 1 << 20
+	s.noSum = true
 	var order []cid.Cid
 	all := make(map[cid.Cid][]byte)
 	for i := range 200 {
@@ -276,11 +278,18 @@ func TestPacksCompactCompressed(t *testing.T) {
 		}
 		delete(all, c)
 	}
+	s.noSum = false
+	if n := summedRecords(t, s); n != 0 {
+		t.Fatalf("%d records with checksums before GC, want none", n)
+	}
 	if err := s.GC(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if after := len(packFiles(t, dir)); after >= before {
 		t.Errorf("%d packs after GC, as many as the %d before: nothing compacted", after, before)
+	}
+	if n := summedRecords(t, s); n == 0 {
+		t.Errorf("no record has a checksum after GC moved chunks")
 	}
 	checkChunks(t, s, all)
 	if n, b := s.Usage(); n != 50 || b != 50*40000 {
@@ -291,4 +300,18 @@ func TestPacksCompactCompressed(t *testing.T) {
 	}
 	s = openStore(t, dir, Options{})
 	checkChunks(t, s, all)
+}
+
+// summedRecords counts the pack records with checksums.
+func summedRecords(t *testing.T, s *Store) int {
+	t.Helper()
+	n := 0
+	if err := s.packRecords(context.Background(), func(_ cid.Cid, r record) {
+		if r.summed() {
+			n++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

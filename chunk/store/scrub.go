@@ -44,7 +44,7 @@ func (s *Store) Scrub(ctx context.Context, rate int64) (ScrubResult, error) {
 	defer s.bufs.Put(bp)
 	start := time.Now()
 	err := s.ForEach(ctx, func(c cid.Cid, size int64) error {
-		err := s.read(ctx, c, (*bp)[:0], func(_, _ []byte) error { return nil })
+		err := s.read(ctx, c, (*bp)[:0], false, func(_, _ []byte) error { return nil })
 		switch {
 		case errors.Is(err, ErrCorrupt):
 			res.Damaged++
