@@ -11,13 +11,27 @@ import (
 	"github.com/patchmesh/patchmesh/chunk"
 )
 
-// BenchmarkLANTransfer moves 1 MiB chunks from one node to another over
-// loopback with the chunk protocol (verified), 8 at a time, and reports its
-// throughput as a ratio of a plain HTTP download of the same bytes, 8 at a
-// time, measured in the same run ("x-http"; the brief asks for at least 0.5).
+// BenchmarkLANTransfer moves chunks from one node to another over loopback
+// with the chunk protocol (verified, and checked by the serving store), 8 at
+// a time, and reports its throughput as a ratio of a plain HTTP download of
+// the same bytes from memory, 8 at a time, measured in the same run
+// ("x-http"; the brief asks for at least 0.7). Chunks of chunk.MaxSize, and
+// of 19 KiB, the mean chunk of real releases (scripts/bench-node.sh).
 func BenchmarkLANTransfer(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		n, size int
+	}{
+		{"1MiB", 32, chunk.MaxSize},
+		{"19KiB", 1600, 19 << 10},
+	} {
+		b.Run(bc.name, func(b *testing.B) { benchLANTransfer(b, bc.n, bc.size) })
+	}
+}
+
+func benchLANTransfer(b *testing.B, n, size int) {
 	w := newTestWAN(b)
-	cids, total := w.addFixed(b, 32, chunk.MaxSize)
+	cids, total := w.addFixed(b, n, size)
 	nodes := startSite(b, siteKey(b), w, 2, siteOpts{})
 	src, dst := nodes[0], nodes[1]
 	ctx := context.Background()

@@ -91,20 +91,17 @@ func (m *Mesh) local(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
 }
 
 // localWire returns c's stored wire form if it is there, checked by the
-// store: a damaged chunk is dropped and never served.
-func (m *Mesh) localWire(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
-	has, err := m.st.Has(ctx, c)
-	if err != nil || !has {
-		return nil, false, err
-	}
-	wire, err := m.st.GetWire(ctx, c)
+// store (a damaged chunk is dropped and never served), appended to buf's
+// bytes: the result is the wire form alone, in buf's array where it fits.
+func (m *Mesh) localWire(ctx context.Context, c cid.Cid, buf []byte) ([]byte, bool, error) {
+	out, err := m.st.AppendWire(ctx, c, buf)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	return wire, true, nil
+	return out[len(buf):], true, nil
 }
 
 // fetch is one network fetch of c, run once per CID at a time.

@@ -2,7 +2,6 @@ package mesh
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,9 +37,11 @@ type Store interface {
 	// Get returns the raw chunk, checked against c, or an error wrapping
 	// store.ErrNotFound when c is absent or was found damaged and dropped.
 	Get(ctx context.Context, c cid.Cid) ([]byte, error)
-	// GetWire returns the chunk as stored, compressed or raw, to serve,
-	// checked as Get's.
-	GetWire(ctx context.Context, c cid.Cid) ([]byte, error)
+	// AppendWire appends the chunk as stored, compressed or raw, to dst to
+	// serve it, checked (a damaged chunk is dropped; the error then wraps
+	// store.ErrNotFound as for an absent one), and returns the extended
+	// slice: in dst's array where chunk.MaxSize fits in its spare capacity.
+	AppendWire(ctx context.Context, c cid.Cid, dst []byte) ([]byte, error)
 	// PutVerifiedWire stores raw, already checked against c, keeping wire,
 	// the form it came in, when that is a smaller zstd frame.
 	PutVerifiedWire(ctx context.Context, c cid.Cid, raw, wire []byte) error
@@ -177,7 +178,7 @@ func New(cfg Config, st Store) (*Mesh, error) {
 	m.sums = newSummaries(name, m.members.has, func() int { return max(1, m.members.liveCount()) })
 	m.wanWin = newWANWindow()
 	m.wanLimit = newLimiter(m.WANShare)
-	m.bufs.New = func() any { b := make([]byte, 0, chunk.MaxSize+binary.MaxVarintLen32+1); return &b }
+	m.bufs.New = func() any { b := make([]byte, 0, respRoom+chunk.MaxSize); return &b }
 	return m, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -103,22 +104,35 @@ func readRequest(r *bufio.Reader) (cid.Cid, byte, error) {
 	return c, hdr[1], nil
 }
 
+// respRoom is the room a response keeps in its buffer before the wire bytes
+// for its header (status, encoding, uvarint length), so that bytes already
+// read there are sent without another copy.
+const respRoom = 2 + binary.MaxVarintLen32
+
 // writeResponse sends a status and, for statusOK, the encoding of the wire
 // bytes (encZstd when they start like a zstd frame) and the length-prefixed
 // bytes, in one write (one frame) through buf, a scratch buffer it may grow.
+// Data already at respRoom in buf, as AppendWire leaves it, is not copied.
 func writeResponse(w io.Writer, status byte, data []byte, buf *[]byte) error {
-	b := append((*buf)[:0], status)
-	if status == statusOK {
-		enc := encRaw
-		if chunk.IsFrame(data) {
-			enc = encZstd
-		}
-		b = append(b, enc)
-		b = binary.AppendUvarint(b, uint64(len(data)))
-		b = append(b, data...)
+	if status != statusOK {
+		_, err := w.Write([]byte{status})
+		return err
 	}
-	*buf = b
-	_, err := w.Write(b)
+	b := *buf
+	if len(data) == 0 || cap(b) < respRoom+len(data) || &b[:respRoom+1][respRoom] != &data[0] {
+		b = append(slices.Grow(b[:0], respRoom+len(data))[:respRoom], data...)
+		*buf = b
+	}
+	b = b[:respRoom+len(data)]
+	enc := encRaw
+	if chunk.IsFrame(data) {
+		enc = encZstd
+	}
+	var h [respRoom]byte
+	hdr := binary.AppendUvarint(append(h[:0], statusOK, enc), uint64(len(data)))
+	start := respRoom - len(hdr)
+	copy(b[start:], hdr)
+	_, err := w.Write(b[start:])
 	return err
 }
 

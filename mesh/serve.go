@@ -88,7 +88,9 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader, corrupt func([]byte) 
 		return writeResponse(s, statusBusy, nil, &b) == nil && stop()
 	}
 	defer func() { <-m.serveSem }()
-	data, status := m.serveData(ctx, c, flag)
+	bp := m.bufs.Get().(*[]byte)
+	defer m.bufs.Put(bp)
+	data, status := m.serveData(ctx, c, flag, (*bp)[:respRoom])
 	if status == statusOK && corrupt != nil {
 		data = corrupt(data)
 	}
@@ -100,10 +102,7 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader, corrupt func([]byte) 
 			return false
 		}
 	}
-	bp := m.bufs.Get().(*[]byte)
-	err = writeResponse(s, status, data, bp)
-	m.bufs.Put(bp)
-	if err != nil {
+	if err := writeResponse(s, status, data, bp); err != nil {
 		m.log.Debug("send chunk", "cid", c, "peer", p, "err", err)
 		return false
 	}
@@ -117,9 +116,11 @@ func (m *Mesh) serveOne(s network.Stream, r *bufio.Reader, corrupt func([]byte) 
 	return stop()
 }
 
-// serveData finds the wire form to serve for c and the status to send.
-func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byte) {
-	wire, ok, err := m.localWire(ctx, c)
+// serveData finds the wire form to serve for c and the status to send. A
+// stored chunk is read into buf's spare capacity, after buf's bytes (the
+// response header's room), so that it is sent without a copy.
+func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte, buf []byte) ([]byte, byte) {
+	wire, ok, err := m.localWire(ctx, c, buf)
 	if err != nil {
 		m.log.Warn("read chunk to serve", "cid", c, "err", err)
 		return nil, statusFailed
@@ -145,7 +146,7 @@ func (m *Mesh) serveData(ctx context.Context, c cid.Cid, flag byte) ([]byte, byt
 		return nil, statusFailed
 	}
 	if r.wire == nil { // stored meanwhile: read its stored form
-		return m.serveData(ctx, c, flagStore)
+		return m.serveData(ctx, c, flagStore, buf)
 	}
 	return r.wire, statusOK
 }

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -379,5 +380,64 @@ func TestMetaStatus(t *testing.T) {
 	m.status = nil
 	if got, err := decodeMeta(m.encode(512)); err != nil || got.status != nil {
 		t.Fatalf("no status: %+v, %v", got, err)
+	}
+}
+
+// TestResponseRoundTrip: a response reads back as written, whether its
+// bytes were read into the buffer's room after the header (sent as they
+// are) or come from elsewhere (copied in), and a buffer too small grows.
+func TestResponseRoundTrip(t *testing.T) {
+	raw := make([]byte, 40000)
+	_, _ = rand.Read(raw)
+	frame := []byte("\x28\xb5\x2f\xfd and then some bytes")
+	inRoom := func(data []byte) ([]byte, *[]byte) {
+		b := append(make([]byte, respRoom, respRoom+chunk.MaxSize), data...)
+		return b[respRoom:], &b
+	}
+	apart := func(data []byte) ([]byte, *[]byte) {
+		b := make([]byte, 0, respRoom+chunk.MaxSize)
+		return data, &b
+	}
+	small := func(data []byte) ([]byte, *[]byte) {
+		var b []byte
+		return data, &b
+	}
+	tests := []struct {
+		name    string
+		status  byte
+		data    []byte
+		place   func([]byte) ([]byte, *[]byte)
+		wantEnc byte
+	}{
+		{"raw, read into the room", statusOK, raw, inRoom, encRaw},
+		{"raw, from elsewhere", statusOK, raw, apart, encRaw},
+		{"raw, buffer grown", statusOK, raw, small, encRaw},
+		{"frame, read into the room", statusOK, frame, inRoom, encZstd},
+		{"frame, from elsewhere", statusOK, frame, apart, encZstd},
+		{"one byte", statusOK, []byte{7}, inRoom, encRaw},
+		{"not found", statusNotFound, nil, small, 0},
+		{"busy", statusBusy, nil, apart, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, buf := tt.place(tt.data)
+			var w bytes.Buffer
+			if err := writeResponse(&w, tt.status, data, buf); err != nil {
+				t.Fatal(err)
+			}
+			got, enc, status, err := readResponse(bufio.NewReader(&w))
+			if status != tt.status {
+				t.Fatalf("status %d, want %d", status, tt.status)
+			}
+			if tt.status != statusOK {
+				if err == nil || w.Len() != 0 {
+					t.Errorf("%v, %d bytes left; want a status error and nothing after the status", err, w.Len())
+				}
+				return
+			}
+			if err != nil || enc != tt.wantEnc || !bytes.Equal(got, tt.data) || w.Len() != 0 {
+				t.Errorf("read %d bytes, encoding %d, %v, %d bytes left; want the %d written, encoding %d", len(got), enc, err, w.Len(), len(tt.data), tt.wantEnc)
+			}
+		})
 	}
 }
