@@ -608,13 +608,23 @@ func (m *Mesh) RequestShare() int {
 // Config.WANConcurrency where set), widened while the fetches stay quick up to
 // its share of Config.SiteWANRequestsMax (see wanWindow). A member alone: its
 // own bound.
-func (m *Mesh) WANShare() int {
+func (m *Mesh) WANShare() int { return m.wanShare(false) }
+
+// WANFetches is WANShare for reports: the same number, without recording the
+// share in the window.
+func (m *Mesh) WANFetches() int { return m.wanShare(true) }
+
+func (m *Mesh) wanShare(peek bool) int {
 	live, owners := m.members.counts()
 	share := wanLimit(m.cfg.WANConcurrency, m.cfg.siteWANRequests(), m.cfg.Concurrency, live, owners)
 	if m.cfg.WANConcurrency > 0 || live < 2 {
 		return share
 	}
-	return m.wanWin.widen(share, siteShare(m.cfg.siteWANRequestsMax(), max(1, owners)))
+	most := siteShare(m.cfg.siteWANRequestsMax(), max(1, owners))
+	if peek {
+		return m.wanWin.peek(share, most)
+	}
+	return m.wanWin.widen(share, most)
 }
 
 func (m *Mesh) penalized(p peer.ID) bool {

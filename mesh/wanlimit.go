@@ -145,6 +145,21 @@ func (w *wanWindow) widen(share, max int) int {
 	return w.sized()
 }
 
+// peek returns what widen would, recording nothing: for reports, which must
+// not move the window, nor end an idle one (that is the fetches' to do).
+func (w *wanWindow) peek(share, max int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	factor := w.factor
+	if !w.last.IsZero() && w.now().Sub(w.last) > wanIdle {
+		factor = 1
+	}
+	if max <= share {
+		return share
+	}
+	return min(share*factor, max)
+}
+
 // sized is the share widened by the factor, within the most.
 func (w *wanWindow) sized() int {
 	if w.most <= w.share {

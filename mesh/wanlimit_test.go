@@ -224,6 +224,34 @@ func TestWANWindowIdle(t *testing.T) {
 	}
 }
 
+// TestWANWindowPeek: peek says what widen would, and moves nothing: after a
+// pause it says the share, but the window starts again only when asked.
+func TestWANWindowPeek(t *testing.T) {
+	w := newWANWindow()
+	driveWANWindow(w, 8, 64, 5, func(int) time.Duration { return 40 * time.Millisecond })
+	n := w.peek(8, 64)
+	if n <= 8 {
+		t.Fatalf("peek = %d after quick fetches, want the window widened past the share, 8", n)
+	}
+	if m := w.peek(8, 16); m != 16 {
+		t.Errorf("peek with a lower most = %d, want 16", m)
+	}
+	if m := w.widen(8, 64); m != n || w.most != 64 {
+		t.Fatalf("widen = %d after peeks, most %d; want peek's %d, and 64 (peek records no most)", m, w.most, n)
+	}
+	now := w.now().Add(wanIdle + time.Second)
+	w.now = func() time.Time { return now }
+	if m := w.peek(8, 64); m != 8 {
+		t.Errorf("peek after a pause = %d, want the share, 8", m)
+	}
+	if w.factor == 1 || w.quickest == 0 {
+		t.Errorf("peek after a pause reset the window (factor %d, quickest %v)", w.factor, w.quickest)
+	}
+	if m := w.widen(8, 64); m != 8 || w.factor != 1 {
+		t.Errorf("widen after a pause = %d, factor %d; want the share, 8, and the window started again", m, w.factor)
+	}
+}
+
 // TestWANWindowUnasked: a member alone, or with a fixed limit, never asks the
 // window for a limit; its fetches must not widen it meanwhile, or it would
 // join a site with a share many times too large.

@@ -202,7 +202,7 @@ func (n *Node) Status() api.Status {
 	}
 	st.Node.PeersAlive, st.Node.PeersKnown = alive, known
 	if n.mesh != nil {
-		st.Node.WANFetches = n.mesh.WANShare()
+		st.Node.WANFetches = n.mesh.WANFetches()
 	}
 	st.Counters.SourceFailures = 0
 	st.Counters.SourceFailuresByURL = make(map[string]int64)
