@@ -19,7 +19,8 @@
 #                no peers, no mDNS): a branch office's one distribution point
 #   SITE=N       (2 or more) a site of N members, all behind the relay; they
 #                find each other first, then all update at once, and the time
-#                is until every member runs the release
+#                is until every member runs the release; each member's CPU
+#                seconds are printed after it
 #   SITE_WAN_REQUESTS  with SITE=N, the members' --site-wan-requests
 #   DPS          with SITE=N, the first DPS members are distribution points
 #                (--role dp): only they fetch from the WAN (default 0)
@@ -171,7 +172,11 @@ for c in $CONCURRENCY; do
 	done
 	t=$(elapsed "$t0" "$(now)")
 	served=$(($(curl -sf --max-time 5 "http://$SEEDAPI/api/status" | jq -r .served.chunk_bytes) - served0))
+	# Each member's CPU seconds since it started (joining included), the
+	# distribution points first: they serve every chunk to the others.
+	cpus=$(for p in "${nodes[@]}"; do awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f ", ($14 + $15) / t }' "/proc/$p/stat"; done)
 	kill "${nodes[@]}" "$RELAY"
 	for p in "${nodes[@]}" "$RELAY"; do wait "$p" 2>/dev/null || true; done
 	say "site of $N, --concurrency $c" "$t s until every member runs it, $(mbit "$bytes" "$t") Mbit/s; seed chunk bytes $(awk -v s="$served" -v b="$bytes" 'BEGIN { printf "%.2fx", s / b }') the release${SITE_WAN_REQUESTS:+; --site-wan-requests $SITE_WAN_REQUESTS}${DPS:+; $DPS distribution points}"
+	say "member CPU-s" "$cpus"
 done
