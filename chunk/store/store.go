@@ -18,10 +18,9 @@
 // the bytes against a CRC-32C taken when they were written, after they were
 // verified: damage is found as surely, for a twentieth of the work and
 // without decompressing, and whoever is served checks the CID itself. (A
-// distribution point serves every chunk to every member of its site.) Meta
-// writes, which record
-// what the node has promised (sequence numbers, release records), are
-// synced before SetMeta returns.
+// distribution point serves every chunk to every member of its site.)
+// Meta writes, which record what the node has promised (sequence numbers,
+// release records), are synced before SetMeta returns.
 package store
 
 import (
@@ -806,7 +805,9 @@ func (s *Store) read(ctx context.Context, c cid.Cid, buf []byte, wireOnly bool, 
 
 // readPack reads chunk c, whose record is rec, from its pack: its stored
 // bytes, into wbuf when compressed, and raw decoded into buf (nil: a new
-// slice), checked against c.
+// slice), checked against their checksum where the record has one and
+// against c. With wireOnly and a checksum, the stored bytes alone are read,
+// into buf, and checked against the checksum alone; raw is nil.
 func (s *Store) readPack(c cid.Cid, rec record, buf, wbuf []byte, wireOnly bool) (wire, raw []byte, err error) {
 	if rec.loc.n > 2*chunk.MaxSize {
 		return nil, nil, fmt.Errorf("size record names %d bytes in a pack", rec.loc.n)
