@@ -17,6 +17,8 @@
 // store once, where a lane or a delta reaches it. The others lane may widen
 // its fetches at once, up to Options.MaxConcurrency, while that raises the
 // bytes a second: far from the source each fetch waits a round trip (window).
+// Whatever the windows, the lanes hold at most fetchBytes (16 MiB) of chunks
+// in flight together: a manifest may name chunks of up to 1 MiB.
 //
 // # Verify
 //

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/patchmesh/patchmesh/chunk"
 	"github.com/patchmesh/patchmesh/manifest"
@@ -115,7 +116,16 @@ type Pipeline struct {
 	opts Options
 	// handoffLimit bounds a run's handoff; tests set it lower.
 	handoffLimit int64
+	// fetchLimit bounds the chunk bytes a run's lanes fetch at once;
+	// tests set it lower.
+	fetchLimit int64
 }
+
+// fetchBytes bounds the chunk bytes a run's chunk lanes fetch at once, all
+// together, whatever their windows: 128 fetches at once hold 2.4 MiB of
+// chunks at the 19 KiB mean, but 128 MiB of chunks at chunk.MaxSize, which
+// a manifest may name.
+const fetchBytes = 16 << 20
 
 // New returns a pipeline over st and src.
 func New(st Store, src Source, opts Options) *Pipeline {
@@ -125,7 +135,7 @@ func New(st Store, src Source, opts Options) *Pipeline {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{st: st, src: src, opts: opts, handoffLimit: handoffBytes}
+	return &Pipeline{st: st, src: src, opts: opts, handoffLimit: handoffBytes, fetchLimit: fetchBytes}
 }
 
 // Run fetches every chunk of m the store lacks and, when dir is not "",
@@ -134,7 +144,7 @@ func New(st Store, src Source, opts Options) *Pipeline {
 // whatever happens next, so a later Run resumes where this one left off. The
 // Result counts what was fetched, also on error.
 func (p *Pipeline) Run(ctx context.Context, m *manifest.Manifest, dir string) (Result, error) {
-	r := &run{p: p, m: m, plan: planRelease(m)}
+	r := &run{p: p, m: m, plan: planRelease(m), fetching: semaphore.NewWeighted(p.fetchLimit)}
 	r.ready = newReadiness(len(r.plan.jobs))
 	if p.opts.Planned != nil {
 		p.opts.Planned(len(r.plan.jobs), r.plan.total)
@@ -168,6 +178,8 @@ type run struct {
 	ready *readiness
 	// handoff passes fetched chunks to the assembly; nil when not assembling.
 	handoff *handoff
+	// fetching holds the chunk bytes the lanes fetch at once (fetchBytes).
+	fetching *semaphore.Weighted
 
 	wan, lan, local, rebuilt atomic.Int64
 }
@@ -228,9 +240,9 @@ func (r *run) fetch(ctx context.Context) error {
 	return err
 }
 
-// lane fetches the plan's jobs, as many at a time as w lets, in order.
-// Unless missing says the store lacks them all, each is looked up in the
-// store first.
+// lane fetches the plan's jobs, as many at a time as w lets and the run's
+// bound on bytes in flight allows, in order. Unless missing says the store
+// lacks them all, each is looked up in the store first.
 func (r *run) lane(ctx context.Context, jobs []int, w *window, missing bool) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, i := range jobs {
@@ -243,8 +255,14 @@ func (r *run) lane(ctx context.Context, jobs []int, w *window, missing bool) err
 		if w.acquire(gctx) != nil {
 			break
 		}
+		cost := min(r.plan.jobs[i].size, r.p.fetchLimit)
+		if r.fetching.Acquire(gctx, cost) != nil {
+			w.release(0)
+			break
+		}
 		g.Go(func() error {
 			err := r.fetchJob(gctx, i)
+			r.fetching.Release(cost)
 			var n int64
 			if err == nil {
 				n = r.plan.jobs[i].size

@@ -215,3 +215,27 @@ func TestOwnLane(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchBytesBound: whatever the lanes' windows, the chunk bytes they
+// fetch at once, both lanes together, stay within the run's bound.
+func TestFetchBytesBound(t *testing.T) {
+	chunks := make(map[cid.Cid][]byte)
+	data := randomBytes(13, 300*testChunkSize)
+	m := &manifest.Manifest{Version: "1", Files: []manifest.File{regular("f", 0o644, data, chunks)}}
+	st := newMemStore(t)
+	src := &slowSource{fakeSource: newFakeSource(st, chunks), delay: 2 * time.Millisecond}
+	p := New(st, src, Options{
+		Concurrency:    32,
+		Owned:          func(c cid.Cid) bool { b := c.Bytes(); return b[len(b)-1]%2 == 0 },
+		OwnConcurrency: func() int { return 32 },
+	})
+	p.fetchLimit = 6 * testChunkSize
+	if _, err := p.Run(context.Background(), m, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if got := slices.Max(src.seen); got != 6 {
+		t.Errorf("at most %d chunks of %d bytes in flight, want the bound's 6", got, testChunkSize)
+	}
+}
