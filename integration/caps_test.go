@@ -173,6 +173,9 @@ func TestSiteWANCapGoesToTheDistributionPoint(t *testing.T) {
 			t.Errorf("%s: caps %+v, want the site's %d and %d B/s of it", n.Name, st.Caps, capRate, want)
 		}
 	}
+	if out := mustPM(t, "status", "--api", dp.API).stdout; !strings.Contains(out, "WAN 8Mbit/s, site WAN 8Mbit/s; waited") {
+		t.Errorf("patchmesh status of the distribution point does not show its caps and wait:\n%s", out)
+	}
 	// One bucket's worth (at most 64 KiB at 1 MB/s) moves unpaced.
 	const slack = 64 << 10
 	if min := time.Duration(float64(moved-slack) / capRate * float64(time.Second)); elapsed < min {

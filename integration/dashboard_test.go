@@ -63,7 +63,8 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	siteKey := filepath.Join(pub.Dir, "site.key")
 	mustPM(t, "keygen", "--site", "--out", siteKey)
-	opts := nodeOpts{Trust: pub.Trust, Sources: []string{wan}, SiteKey: siteKey, Extra: []string{"--concurrency", "2"}}
+	// A LAN upload cap far above what the test moves, for the page to show.
+	opts := nodeOpts{Trust: pub.Trust, Sources: []string{wan}, SiteKey: siteKey, Extra: []string{"--concurrency", "2", "--lan-upload-rate", "1000Mbit"}}
 	o1 := opts
 	o1.Name = "till-1"
 	n1 := newNode(t, o1)
@@ -109,7 +110,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var seenPeers, seenProgress, done bool
+	var seenPeers, seenProgress, seenCaps, done bool
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -117,6 +118,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			Event   string `json:"event"`
 			Phase   string `json:"phase"`
 			Current string `json:"current"`
+			Caps    string `json:"caps"`
 			Peers   []struct {
 				Name, State string
 			} `json:"peers"`
@@ -133,6 +135,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			}
 		}
 		seenPeers = seenPeers || alive == 3
+		seenCaps = seenCaps || ev.Caps == "LAN upload 1 Gbit/s"
 		switch {
 		case ev.Event == "ready":
 			// The page shows v1 and the site: now publish v2 and let the click find it.
@@ -161,6 +164,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if !seenProgress {
 		t.Error("the dashboard never showed the release in progress")
+	}
+	if !seenCaps {
+		t.Error(`the dashboard never showed the rate caps as "LAN upload 1 Gbit/s"`)
 	}
 	if st, err := os.Stat(shot); err != nil || st.Size() == 0 {
 		t.Errorf("no screenshot at %s: %v", shot, err)

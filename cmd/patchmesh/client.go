@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/patchmesh/patchmesh/node/api"
+	"github.com/patchmesh/patchmesh/node/ratecap"
 )
 
 // clientFlags are how client commands reach a running node.
@@ -112,11 +113,40 @@ func failingOutcomeText(o string) bool {
 	return false
 }
 
+// capsLine says the rate caps in force, or "" when none is set.
+func capsLine(c *api.Caps) string {
+	if c == nil || c.WAN == 0 && c.SiteWAN == 0 && c.LANUpload == 0 {
+		return ""
+	}
+	var parts []string
+	if c.WAN > 0 {
+		p := "WAN " + ratecap.Rate(c.WAN).String()
+		if c.UpdateNow {
+			p += " (update now)"
+		}
+		parts = append(parts, p)
+	}
+	if c.SiteWAN > 0 {
+		parts = append(parts, "site WAN "+ratecap.Rate(c.SiteWAN).String())
+	}
+	if c.LANUpload > 0 {
+		parts = append(parts, "LAN upload "+ratecap.Rate(c.LANUpload).String())
+	}
+	line := strings.Join(parts, ", ")
+	if waited := c.WANThrottledSeconds + c.LANThrottledSeconds; waited >= 1 {
+		line += "; waited " + time.Duration(waited*float64(time.Second)).Round(time.Second).String()
+	}
+	return line
+}
+
 func printStatus(a *app, st *api.Status) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s (up %s)\n", st.Node.Name, time.Duration(st.Node.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	if st.Node.Site != "" {
 		fmt.Fprintf(w, "site\t%s, %d of %d peer(s) alive%s, %d WAN fetches at once\n", st.Node.Site, st.Node.PeersAlive, st.Node.PeersKnown, map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"], st.Node.WANFetches)
+	}
+	if c := capsLine(st.Caps); c != "" {
+		fmt.Fprintf(w, "caps\t%s\n", c)
 	}
 	fmt.Fprintf(w, "channel\t%s\n", st.Channel)
 	if st.Current != nil {

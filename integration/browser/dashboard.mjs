@@ -78,6 +78,7 @@ async function seen(page) {
       phase: progress?.dataset.phase || "",
       progress: text("#progress-pct"),
       checking: document.querySelector("#check-now")?.disabled || false,
+      caps: text("#caps"),
       peers: [...document.querySelectorAll("#peers tbody tr")].map((tr) => ({
         name: tr.dataset.peer, state: tr.dataset.state, holding: tr.querySelector("[data-testid=peer-holding]")?.textContent.trim(),
       })),

@@ -14,6 +14,28 @@ export function fmtBytes(n) {
 
 export function fmtCount(n) { return (n || 0).toLocaleString(); }
 
+// fmtRate takes bytes a second and writes bits a second, as links are rated.
+export function fmtRate(bytesPerSec) {
+  const b = (bytesPerSec || 0) * 8;
+  if (b >= 1e9) return +(b / 1e9).toFixed(2) + " Gbit/s";
+  if (b >= 1e6) return +(b / 1e6).toFixed(1) + " Mbit/s";
+  if (b >= 1e3) return +(b / 1e3).toFixed(1) + " kbit/s";
+  return b + " bit/s";
+}
+
+// capsText says the rate caps in force, from /api/status's caps: "none" when
+// no cap is set.
+export function capsText(c) {
+  if (!c || !(c.wan || c.site_wan || c.lan_upload)) return "none";
+  const parts = [];
+  if (c.wan) parts.push("WAN " + fmtRate(c.wan) + (c.update_now ? " (update now)" : ""));
+  if (c.site_wan) parts.push("site WAN " + fmtRate(c.site_wan));
+  if (c.lan_upload) parts.push("LAN upload " + fmtRate(c.lan_upload));
+  const waited = (c.wan_throttled_seconds || 0) + (c.lan_throttled_seconds || 0);
+  if (waited >= 1) parts.push("waited " + fmtDuration(waited));
+  return parts.join(" · ");
+}
+
 // fmtDuration takes seconds.
 export function fmtDuration(s) {
   s = Math.max(0, Math.round(s));
