@@ -151,21 +151,21 @@ func (w *wanWindow) peek(share, max int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	factor := w.factor
-	if !w.last.IsZero() && w.now().Sub(w.last) > wanIdle {
+	if w.idleAt(w.now()) {
 		factor = 1
 	}
-	if max <= share {
-		return share
-	}
-	return min(share*factor, max)
+	return widened(share, max, factor)
 }
 
 // sized is the share widened by the factor, within the most.
-func (w *wanWindow) sized() int {
-	if w.most <= w.share {
-		return w.share
+func (w *wanWindow) sized() int { return widened(w.share, w.most, w.factor) }
+
+// widened is share times factor, within most; share if most is not above it.
+func widened(share, most, factor int) int {
+	if most <= share {
+		return share
 	}
-	return min(w.share*w.factor, w.most)
+	return min(share*factor, most)
 }
 
 // done records a WAN fetch that succeeded in d, and at a period's end sizes
@@ -213,10 +213,16 @@ func (w *wanWindow) record(d time.Duration) {
 	}
 }
 
+// idleAt reports whether no fetch ended for wanIdle before now, since the
+// fetches began.
+func (w *wanWindow) idleAt(now time.Time) bool {
+	return !w.last.IsZero() && now.Sub(w.last) > wanIdle
+}
+
 // idle starts the window again from the share when no fetch ended for
 // wanIdle.
 func (w *wanWindow) idle(now time.Time) {
-	if w.last.IsZero() || now.Sub(w.last) <= wanIdle {
+	if !w.idleAt(now) {
 		return
 	}
 	w.factor, w.quickest, w.heldTill, w.skip, w.before = 1, 0, time.Time{}, false, 0
