@@ -578,8 +578,10 @@ func (s *Store) writePacks(batch []*put) error {
 			p.rec.enc = encPackZstdSum
 		}
 		if s.noSum {
-			p.rec.enc -= encPackRawSum - encPackRaw
-			p.rec.sum = 0
+			p.rec.enc, p.rec.sum = encPackRaw, 0
+			if p.zstd {
+				p.rec.enc = encPackZstd
+			}
 		}
 	}
 	return s.packs.flush()
