@@ -79,6 +79,7 @@ async function seen(page) {
       progress: text("#progress-pct"),
       checking: document.querySelector("#check-now")?.disabled || false,
       caps: text("#caps"),
+      peerCount: text("#peer-count"),
       peers: [...document.querySelectorAll("#peers tbody tr")].map((tr) => ({
         name: tr.dataset.peer, state: tr.dataset.state, holding: tr.querySelector("[data-testid=peer-holding]")?.textContent.trim(),
       })),
@@ -216,7 +217,12 @@ async function main() {
       return n && !n.textContent.includes("Checking the sources") && (n.hidden || n.textContent.includes(want));
     }, o.want, { timeout: Math.min(left(), 15000), polling: 200 })
       .catch(async () => { throw new Error(`the check notice still says ${JSON.stringify((await seen(page)).notice)} after ${o.want} became current`); });
-    say({ event: "notice-ended", ...(await seen(page)) });
+    const ended = await seen(page);
+    say({ event: "notice-ended", ...ended });
+    // The heading counts the rows below it but this node's own.
+    const others = ended.peers.filter((p) => p.name !== ended.node);
+    const heading = `this node and ${others.filter((p) => p.state === "alive").length} of ${others.length} peer`;
+    if (!ended.peerCount.startsWith(heading)) throw new Error(`the peers heading says ${JSON.stringify(ended.peerCount)} over ${ended.peers.length} rows, want it to start ${JSON.stringify(heading)}`);
     // Let the charts take the final state before the picture.
     await page.waitForTimeout(500);
     const labels = await labelProblems(page);

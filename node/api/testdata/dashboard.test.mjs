@@ -3,7 +3,7 @@
 // browser runs it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fmtAgo, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "./web/format.js";
+import { fmtAgo, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText } from "./web/format.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./web/check.js";
 
 const T = "2026-03-01T12:00:10.500Z"; // when the node took the request
@@ -57,6 +57,16 @@ test("isFinal tells an outcome from a queued request", () => {
   assert.equal(isFinal({ outcome: "queued", started: T }), false);
   assert.equal(isFinal(applied), true);
   assert.equal(isFinal({}), false);
+});
+
+test("peerCountText counts the other members beside this node", () => {
+  const want = [
+    [{ peers_alive: 2, peers_known: 2 }, "this node and 2 of 2 peers alive"],
+    [{ peers_alive: 0, peers_known: 1 }, "this node and 0 of 1 peer alive"],
+    [{}, "this node and 0 of 0 peers alive"],
+    [{ peers_alive: 3, peers_known: 4, wan_fetches: 32 }, "this node and 3 of 4 peers alive · 32 WAN fetches at once"],
+  ];
+  for (const [node, text] of want) assert.equal(peerCountText(node), text, JSON.stringify(node));
 });
 
 test("format helpers", () => {

@@ -2,7 +2,7 @@
 // polling as the fallback. Every value goes in through textContent: no HTML
 // from the node is ever parsed. An ES module: format.js and check.js are
 // shared with tests, and format.js and dom.js with the seed dashboard.
-import { capsText, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet } from "./format.js";
+import { capsText, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText } from "./format.js";
 import { $, el, setText, svg } from "./dom.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
 import { renderSite } from "./site.js";
@@ -213,8 +213,7 @@ function renderPeers(st) {
   $("peers").querySelector("tbody").replaceChildren(...rows);
   $("peers-empty").hidden = peers.length > 0;
   $("peers").hidden = peers.length === 0;
-  setText("peer-count", peers.length ? st.node.peers_alive + " of " + st.node.peers_known + " alive" +
-    (st.node.wan_fetches ? " · " + st.node.wan_fetches + " WAN fetches at once" : "") : "");
+  setText("peer-count", peers.length ? peerCountText(st.node) : "");
 }
 
 function splitBar(r) {

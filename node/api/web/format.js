@@ -36,6 +36,14 @@ export function capsText(c) {
   return parts.join(" · ");
 }
 
+// peerCountText heads the peers table. Its rows are this node and the other
+// members it knows; peers_alive and peers_known count the others only.
+export function peerCountText(n) {
+  const known = n.peers_known || 0;
+  return "this node and " + (n.peers_alive || 0) + " of " + known + (known === 1 ? " peer" : " peers") + " alive" +
+    (n.wan_fetches ? " · " + n.wan_fetches + " WAN fetches at once" : "");
+}
+
 // fmtDuration takes seconds.
 export function fmtDuration(s) {
   s = Math.max(0, Math.round(s));
