@@ -727,6 +727,14 @@ func (m *Mesh) Members() []Member {
 			Running: e.meta.running,
 			Self:    e.self,
 		}
+		if e.self {
+			// Our own row says what we set, not what gossip has carried
+			// back to our member table yet.
+			mb.Holding, mb.Running = m.holding.Load(), m.running.Load()
+			if st := m.status.Load(); st != nil {
+				mb.Status = *st
+			}
+		}
 		if e.state == StateAlive && e.meta.leaving {
 			mb.State = StateLeaving
 			// A member leaves within these bounds of announcing it. If its

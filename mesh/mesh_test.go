@@ -207,3 +207,39 @@ func TestSiteWANWidens(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfRowIsCurrent: our own row in Members says what the node set at
+// once; the other members see it once gossip carries it.
+func TestSelfRowIsCurrent(t *testing.T) {
+	nodes := startSite(t, siteKey(t), newTestWAN(t), 2, siteOpts{})
+	m := nodes[0].m
+	m.SetHolding(7)
+	m.SetRunning(6)
+	if err := m.SetStatus([]byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	row := func(ms *Mesh, name string) Member {
+		for _, mb := range ms.Members() {
+			if mb.Name == name {
+				return mb
+			}
+		}
+		t.Fatalf("%s is not a member", name)
+		return Member{}
+	}
+	self := row(m, m.name)
+	if !self.Self || self.Holding != 7 || self.Running != 6 || string(self.Status) != "s" {
+		t.Errorf("own row right after setting: self %v, holding %d, running %d, status %q; want true, 7, 6, \"s\"", self.Self, self.Holding, self.Running, self.Status)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		other := row(nodes[1].m, m.name)
+		if other.Holding == 7 && other.Running == 6 && string(other.Status) == "s" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer's row of us never said holding 7, running 6: %+v", other)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
