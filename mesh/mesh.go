@@ -158,7 +158,7 @@ func New(cfg Config, st Store) (*Mesh, error) {
 	}
 	m := &Mesh{
 		cfg:       cfg,
-		log:       cfg.Logger.With("member", name),
+		log:       cfg.Logger.With("self", name), // "member" names the other one in its records
 		st:        st,
 		node:      cfg.Delegate,
 		priv:      priv,
