@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchmesh/patchmesh/manifest"
@@ -73,6 +74,10 @@ type Scheduler struct {
 	cfg   Config
 	clock Clock
 	reqs  chan request
+	// due marks the channels to check now as if their time had come, and
+	// dueCh wakes Run to read them.
+	due   []atomic.Bool
+	dueCh chan struct{}
 }
 
 // request is a check someone asked for: every channel is checked, and done
@@ -84,7 +89,8 @@ type request struct {
 
 // New returns a scheduler of cfg; it checks nothing before Run.
 func New(cfg Config) *Scheduler {
-	s := &Scheduler{cfg: cfg, clock: cfg.Clock, reqs: make(chan request, queue)}
+	s := &Scheduler{cfg: cfg, clock: cfg.Clock, reqs: make(chan request, queue),
+		due: make([]atomic.Bool, cfg.Channels), dueCh: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = realClock{}
 	}
@@ -131,6 +137,15 @@ func (s *Scheduler) Run(ctx context.Context) {
 				collect, collectAt = nil, nil
 				continue
 			case <-wake:
+			case <-s.dueCh:
+				stop()
+				now := s.clock.Now()
+				for i := range s.due {
+					if s.due[i].Swap(false) && next[i].After(now) {
+						next[i] = now
+					}
+				}
+				continue
 			case r := <-s.reqs:
 				stop()
 				reqs = append(reqs, r)
@@ -236,6 +251,22 @@ func (s *Scheduler) Ask(ctx context.Context, ch int, wait bool) (api.CheckResult
 	case <-ctx.Done():
 		return api.CheckResult{}, ctx.Err()
 	}
+}
+
+// Due makes channel ch's check due now, as if its time had come: unlike
+// Ask, the round checks only the channels due, without the update-now cap,
+// and nobody waits for it. Called while ch checks, it checks once more
+// after. It does not block.
+func (s *Scheduler) Due(ch int) error {
+	if ch < 0 || ch >= s.cfg.Channels {
+		return fmt.Errorf("due check: channel %d of %d", ch, s.cfg.Channels)
+	}
+	s.due[ch].Store(true)
+	select {
+	case s.dueCh <- struct{}{}:
+	default: // Run is already woken
+	}
+	return nil
 }
 
 // send queues a request for channel ch. With wait it waits for room in the

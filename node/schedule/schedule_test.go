@@ -310,6 +310,31 @@ func TestAskChecksEveryChannel(t *testing.T) {
 	}
 }
 
+func TestDueChecksThatChannel(t *testing.T) {
+	h := newHarness(t, []time.Duration{time.Hour, time.Hour, time.Hour})
+	h.start(t.Context())
+	h.clock.advance(time.Minute) // nothing due
+	for _, ch := range []int{1, 2, 1} {
+		if err := h.s.Due(ch); err != nil {
+			t.Fatal(err)
+		}
+		// Woken, the scheduler publishes the channel due now, then checks it
+		// alone, without the update-now cap.
+		if got := h.idle(); got[ch] != 0 {
+			t.Errorf("after Due(%d): next in %v, want channel %d now", ch, got, ch)
+		}
+		if ev := h.check(ch, ok("")); ev.updateNow {
+			t.Errorf("due check of channel %d ran with the update-now cap", ch)
+		}
+		if got := h.idle(); got[ch] != time.Hour || got[0] != 59*time.Minute {
+			t.Errorf("after the due check of channel %d: next in %v, want it in 1h and channel 0 still in 59m", ch, got)
+		}
+	}
+	if err := h.s.Due(3); err == nil {
+		t.Error("Due of channel 3 of 3 was accepted")
+	}
+}
+
 func TestAskUnknownChannel(t *testing.T) {
 	h := newHarness(t, []time.Duration{time.Hour})
 	h.run(t.Context())
