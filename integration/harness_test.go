@@ -347,6 +347,10 @@ type nodeOpts struct {
 	Join    []string // gossip addresses
 	Extra   []string // more flags
 	Binary  string   // zero: the patchmesh binary built by TestMain
+	// CatchUp lets the node check when a site member has a newer release
+	// (--site-catch-up). Zero: off, so that a node checks only when its test
+	// says so; ignored with Binary.
+	CatchUp bool
 }
 
 // nodeProc is a running `patchmesh node run`.
@@ -376,6 +380,9 @@ func newNode(t *testing.T, o nodeOpts) *nodeProc {
 		args = append(args, "--site-key", o.SiteKey, "--gossip", n.Gossip, "--p2p", "/ip4/127.0.0.1/tcp/"+strconv.Itoa(freePort(t)))
 		for _, j := range o.Join {
 			args = append(args, "--join", j)
+		}
+		if o.Binary == "" {
+			args = append(args, "--site-catch-up="+strconv.FormatBool(o.CatchUp))
 		}
 	}
 	args = append(args, o.Extra...)

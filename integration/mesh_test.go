@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -284,5 +285,75 @@ func TestSiteWidensFarFromSource(t *testing.T) {
 				t.Errorf("%d members logged widening from 16 to 32; want some: %v", widened, tt.widens)
 			}
 		})
+	}
+}
+
+// TestSiteCatchesUp: one member of a site is asked to check; the members that
+// catch up (--site-catch-up, on by default) follow within seconds without
+// being asked, and the seed serves each new object once; a member with it off
+// waits for its schedule.
+func TestSiteCatchesUp(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 8, 21)
+	pub.Publish("1.0.0", src)
+	cr := newCountingRepo(t, pub.Repo)
+	key := siteKey(t)
+	var nodes []*nodeProc
+	for i, catchUp := range []bool{true, true, false} {
+		o := nodeOpts{Name: "cu-" + strconv.Itoa(i+1), Trust: pub.Trust, Sources: []string{cr.URL}, SiteKey: key, CatchUp: catchUp}
+		if i > 0 {
+			o.Join = []string{nodes[0].Gossip}
+		}
+		nodes = append(nodes, newNode(t, o))
+	}
+	for _, n := range nodes {
+		waitFor(t, 30*time.Second, func() bool { return alive(n) == 3 }, n.Name+" to see the whole site")
+		n.WaitVersion(t, "1.0.0", 60*time.Second)
+	}
+	asked, follower, waiter := nodes[0], nodes[1], nodes[2]
+	waiterCheck := waiter.Status(t).LastCheck
+
+	editTree(t, src, 20)
+	pub.Publish("2.0.0", src)
+	served := func() map[string]int64 {
+		m := map[string]int64{}
+		cr.gets.Range(func(k, v any) bool {
+			if p := k.(string); strings.HasPrefix(p, "chunks/") {
+				m[p] = v.(*atomic.Int64).Load()
+			}
+			return true
+		})
+		return m
+	}
+	before := served()
+	start := time.Now()
+	if r := asked.Update(t); r.code != 0 || !strings.Contains(r.stdout, "applied") {
+		t.Fatalf("update of %s: exit %d: %s%s", asked.Name, r.code, r.stdout, r.stderr)
+	}
+	follower.WaitVersion(t, "2.0.0", 60*time.Second)
+	t.Logf("%s ran 2.0.0 %s after %s was asked", follower.Name, time.Since(start).Round(time.Millisecond), asked.Name)
+	sameTree(t, src, filepath.Join(follower.Install, "current"))
+	if !follower.logHas("a site member has a newer release: checking now") {
+		t.Errorf("%s reached 2.0.0 without logging that it caught up with the site", follower.Name)
+	}
+	for p, n := range served() {
+		if n-before[p] > 1 {
+			t.Errorf("the seed served %s %d times for 2.0.0, want once for the site", p, n-before[p])
+		}
+	}
+
+	// The member that does not catch up sees the same gossip for two more
+	// summary periods, and checks nothing.
+	time.Sleep(12 * time.Second)
+	st := waiter.Status(t)
+	if st.Current == nil || st.Current.Version != "1.0.0" {
+		t.Errorf("%s, with --site-catch-up=false, runs %+v, want 1.0.0 until its schedule", waiter.Name, st.Current)
+	}
+	if st.LastCheck == nil || waiterCheck == nil || !st.LastCheck.Started.Equal(waiterCheck.Started) {
+		t.Errorf("%s, with --site-catch-up=false, checked again: last check %+v, before %+v", waiter.Name, st.LastCheck, waiterCheck)
+	}
+	if waiter.logHas("a site member has a newer release") {
+		t.Errorf("%s, with --site-catch-up=false, logged catching up", waiter.Name)
 	}
 }

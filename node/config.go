@@ -197,6 +197,11 @@ type MeshConfig struct {
 	P2P     []string `yaml:"p2p"`      // libp2p listeners, as multiaddrs or host:port; zero: TCP and QUIC on all interfaces, any port
 	Role    string   `yaml:"role"`     // "dp" marks a distribution point: when any is alive, only they fetch from the WAN
 	MDNS    *bool    `yaml:"mdns"`     // zero: on when Join is empty
+	// CatchUp makes the node check its sources at once when a member of its
+	// site has verified a newer release of its first channel than it knows,
+	// rather than at its next scheduled check: the site catches up with the
+	// first member to see a release within seconds. Zero: on.
+	CatchUp *bool `yaml:"catch_up"`
 	// SiteTimeout: after this long without the site delivering a chunk, the node
 	// fetches it from its sources itself. Zero: 5m.
 	SiteTimeout Duration `yaml:"site_timeout"`

@@ -96,6 +96,9 @@ mesh:
   # p2p: ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
   # "dp" marks a distribution point: when any is alive, only they use the WAN.
   # role: dp
+  # Check the sources at once when a site member has verified a newer
+  # release of the channel, rather than at the next scheduled check.
+  # catch_up: true
   # site_timeout: 5m
   # When the site fails to deliver a chunk, keep asking it this long before
   # fetching the chunk from the sources (within site_timeout).

@@ -50,6 +50,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Var((*durationValue)(&c.Mesh.SiteTimeout), "site-timeout", "fetch a chunk from the sources when the site has not delivered it in this long")
 	fs.Var(&optBoolValue{&c.Mesh.MDNS}, "mdns", "discover site members by mDNS even with --join")
 	fs.Lookup("mdns").NoOptDefVal = "true"
+	fs.Var(&optBoolValue{&c.Mesh.CatchUp}, "site-catch-up", "check the sources at once when a site member has verified a newer release of the channel (default true; false: wait for the schedule)")
+	fs.Lookup("site-catch-up").NoOptDefVal = "true"
 	fs.StringVar(&c.ServeRepo, "serve-repo", c.ServeRepo, "serve the repository format on this address for plain clients and other sites")
 	fs.StringVar(&c.ServeFiles.Addr, "serve-files", c.ServeFiles.Addr, "serve the current release's files by path on this address, for agents that update from a plain HTTP server")
 	fs.BoolVar(&c.ServeFiles.Index, "serve-files-index", c.ServeFiles.Index, "list folders in the file view (wget --mirror needs it)")

@@ -27,6 +27,11 @@ type memberSummary struct {
 	WAN28d    int64  `json:"w28,omitempty"`
 	LAN28d    int64  `json:"l28,omitempty"`
 	Served28d int64  `json:"s28,omitempty"`
+	// Channel and Head: the first channel's name and the newest release of
+	// it the member verified (head and manifest), which members that catch
+	// up (--site-catch-up) check for.
+	Channel string `json:"ch,omitempty"`
+	Head    uint64 `json:"hd,omitempty"`
 }
 
 // Cuts that keep a summary under mesh.MaxSummary whatever the release.
@@ -84,6 +89,8 @@ func (n *Node) siteLoop(ctx context.Context) {
 	var lastCheck *api.CheckResult
 	var failures int64
 	var lastSent []byte
+	var caught uint64 // the release last caught up with (catchUp)
+	var caughtAt time.Time
 	t := time.NewTicker(summaryEvery)
 	defer t.Stop()
 	for {
@@ -109,6 +116,10 @@ func (n *Node) siteLoop(ctx context.Context) {
 					n.log.Warn("gossip site summary", "err", err)
 				}
 				lastSent = b
+			}
+			// Until the check at start ends, it is catching up by itself.
+			if lc != nil && (n.cfg.Mesh.CatchUp == nil || *n.cfg.Mesh.CatchUp) {
+				caught = n.catchUp(caught, &caughtAt)
 			}
 		}
 		select {
@@ -139,7 +150,57 @@ func (n *Node) ownSummary(now time.Time, days *dailyBytes, lc *api.CheckResult, 
 	w28 := days.window(now, 28)
 	s.WAN7d, s.LAN7d = w7.WAN, w7.LAN
 	s.WAN28d, s.LAN28d, s.Served28d = w28.WAN, w28.LAN, w28.Served
+	s.Channel = first.channel
+	if hd, err := first.highestSeq(); err == nil {
+		s.Head = hd
+	}
 	return s
+}
+
+// newestHead returns the newest release of channel that a live member other
+// than this node gossips having verified, and that member's name.
+func newestHead(members []mesh.Member, sums map[string][]byte, channel string) (seq uint64, from string) {
+	for _, m := range members {
+		if m.Self || m.State != mesh.StateAlive {
+			continue
+		}
+		var s memberSummary
+		if b, ok := sums[m.Name]; !ok || json.Unmarshal(b, &s) != nil || s.Channel != channel {
+			continue
+		}
+		if s.Head > seq {
+			seq, from = s.Head, m.Name
+		}
+	}
+	return seq, from
+}
+
+// catchUpGap is the least time between two checks a node makes to catch up
+// with its site: a member that gossips ever newer releases it does not have
+// (another source, or a lie) costs a check per gap, no more.
+const catchUpGap = 30 * time.Second
+
+// catchUp makes the first channel's check due when a live member of the site
+// has verified a newer release of it than this node has, once for each
+// newer release seen and at most once a catchUpGap. done is the release last
+// caught up with; catchUp returns the new one.
+func (n *Node) catchUp(done uint64, last *time.Time) uint64 {
+	first := n.followers[0]
+	own, err := first.highestSeq()
+	if err != nil || time.Since(*last) < catchUpGap {
+		return done
+	}
+	newest, from := newestHead(n.mesh.Members(), n.mesh.Summaries(), first.channel)
+	if newest <= own || newest <= done {
+		return done
+	}
+	n.log.Info("a site member has a newer release: checking now", "from", from, "sequence", newest, "highest_here", own)
+	if err := n.sched.Due(0); err != nil {
+		n.log.Warn("catch up with the site", "err", err)
+		return done
+	}
+	*last = time.Now()
+	return newest
 }
 
 // siteView builds the site view from the members' gossiped summaries.

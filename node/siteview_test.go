@@ -45,9 +45,42 @@ func TestSummaryFits(t *testing.T) {
 	big := int64(1) << 62
 	s := memberSummary{Version: strings.Repeat("\x01", 500), Seq: ^uint64(0), Checked: big, Outcome: "rolled-back",
 		Message: strings.Repeat("\"é\x00", 1000), Failures: big, Halted: true,
-		WAN7d: big, LAN7d: big, WAN28d: big, LAN28d: big, Served28d: big}
+		WAN7d: big, LAN7d: big, WAN28d: big, LAN28d: big, Served28d: big, Channel: strings.Repeat("c", 64), Head: ^uint64(0)}
 	if b := s.encode(); len(b) > mesh.MaxSummary {
 		t.Fatalf("summary of %d bytes, over %d", len(b), mesh.MaxSummary)
+	}
+}
+
+func TestNewestHead(t *testing.T) {
+	sum := func(ch string, head uint64) []byte { return memberSummary{Channel: ch, Head: head, Seq: 1}.encode() }
+	alive := func(name string) mesh.Member { return mesh.Member{Name: name, State: mesh.StateAlive} }
+	tests := []struct {
+		name    string
+		members []mesh.Member
+		sums    map[string][]byte
+		seq     uint64
+		from    string
+	}{
+		{"the newest of the live others", []mesh.Member{alive("a"), alive("b"), alive("c")},
+			map[string][]byte{"a": sum("stable", 4), "b": sum("stable", 6), "c": sum("stable", 5)}, 6, "b"},
+		{"another channel's sequence is no news", []mesh.Member{alive("a"), alive("b")},
+			map[string][]byte{"a": sum("beta", 9), "b": sum("stable", 3)}, 3, "b"},
+		{"this node's own summary", []mesh.Member{{Name: "me", State: mesh.StateAlive, Self: true}, alive("b")},
+			map[string][]byte{"me": sum("stable", 9), "b": sum("stable", 3)}, 3, "b"},
+		{"dead and leaving members", []mesh.Member{{Name: "d", State: mesh.StateDead}, {Name: "l", State: mesh.StateLeaving}},
+			map[string][]byte{"d": sum("stable", 9), "l": sum("stable", 8)}, 0, ""},
+		{"no summary, or one unreadable", []mesh.Member{alive("a"), alive("b")},
+			map[string][]byte{"b": []byte("{")}, 0, ""},
+		{"an older member without the fields", []mesh.Member{alive("a")},
+			map[string][]byte{"a": []byte(`{"v":"1.0.0","q":3}`)}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seq, from := newestHead(tt.members, tt.sums, "stable")
+			if seq != tt.seq || from != tt.from {
+				t.Errorf("got %d from %q, want %d from %q", seq, from, tt.seq, tt.from)
+			}
+		})
 	}
 }
 
