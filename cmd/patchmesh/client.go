@@ -143,7 +143,7 @@ func printStatus(a *app, st *api.Status) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s (up %s)\n", st.Node.Name, time.Duration(st.Node.UptimeSeconds*float64(time.Second)).Round(time.Second))
 	if st.Node.Site != "" {
-		fmt.Fprintf(w, "site\t%s, %d of %d peer(s) alive%s, %d WAN fetches at once\n", st.Node.Site, st.Node.PeersAlive, st.Node.PeersKnown, map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"], st.Node.WANFetches)
+		fmt.Fprintf(w, "site\t%s, %d of %d peer(s) alive%s, up to %d WAN fetches at once\n", st.Node.Site, st.Node.PeersAlive, st.Node.PeersKnown, map[bool]string{true: ", distribution point"}[st.Node.Role == "dp"], st.Node.WANFetches)
 	}
 	if c := capsLine(st.Caps); c != "" {
 		fmt.Fprintf(w, "caps\t%s\n", c)

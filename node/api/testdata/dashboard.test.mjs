@@ -64,7 +64,7 @@ test("peerCountText counts the other members beside this node", () => {
     [{ peers_alive: 2, peers_known: 2 }, "this node and 2 of 2 peers alive"],
     [{ peers_alive: 0, peers_known: 1 }, "this node and 0 of 1 peer alive"],
     [{}, "this node and 0 of 0 peers alive"],
-    [{ peers_alive: 3, peers_known: 4, wan_fetches: 32 }, "this node and 3 of 4 peers alive · 32 WAN fetches at once"],
+    [{ peers_alive: 3, peers_known: 4, wan_fetches: 32 }, "this node and 3 of 4 peers alive · up to 32 WAN fetches at once"],
   ];
   for (const [node, text] of want) assert.equal(peerCountText(node), text, JSON.stringify(node));
 });

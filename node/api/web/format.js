@@ -41,7 +41,7 @@ export function capsText(c) {
 export function peerCountText(n) {
   const known = n.peers_known || 0;
   return "this node and " + (n.peers_alive || 0) + " of " + known + (known === 1 ? " peer" : " peers") + " alive" +
-    (n.wan_fetches ? " · " + n.wan_fetches + " WAN fetches at once" : "");
+    (n.wan_fetches ? " · up to " + n.wan_fetches + " WAN fetches at once" : "");
 }
 
 // fmtDuration takes seconds.
