@@ -62,13 +62,7 @@ func TestOwnerStopsMidway(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			errs := make(chan error, len(survivors))
-			for _, n := range survivors {
-				go func() {
-					_, err := fetchAll(ctx, n, cids)
-					errs <- err
-				}()
-			}
+			errs := startFetchAll(ctx, survivors, cids)
 			// Stop the owner once it has served a quarter of what it would.
 			quarter := int64(owned[victim.m.Name()] * len(survivors) / 4)
 			for victim.m.Stats().ServedChunks < quarter {

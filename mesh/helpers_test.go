@@ -406,12 +406,9 @@ func fetchAll(ctx context.Context, n *testNode, cids []cid.Cid) ([]chunk.Origin,
 	return origins, <-errs
 }
 
-// fetchAllAtOnce has every node fetch every CID, all nodes at once, within
-// two minutes.
-func fetchAllAtOnce(t testing.TB, nodes []*testNode, cids []cid.Cid) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// startFetchAll has every node fetch every CID, all nodes at once, and
+// returns where each node's outcome arrives, len(nodes) in all.
+func startFetchAll(ctx context.Context, nodes []*testNode, cids []cid.Cid) <-chan error {
 	errs := make(chan error, len(nodes))
 	for _, n := range nodes {
 		go func() {
@@ -419,6 +416,16 @@ func fetchAllAtOnce(t testing.TB, nodes []*testNode, cids []cid.Cid) {
 			errs <- err
 		}()
 	}
+	return errs
+}
+
+// fetchAllAtOnce has every node fetch every CID, all nodes at once, within
+// two minutes.
+func fetchAllAtOnce(t testing.TB, nodes []*testNode, cids []cid.Cid) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := startFetchAll(ctx, nodes, cids)
 	for range nodes {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
