@@ -337,6 +337,20 @@ func TestSiteCatchesUp(t *testing.T) {
 	if !follower.logHas("a site member has a newer release: checking now") {
 		t.Errorf("%s reached 2.0.0 without logging that it caught up with the site", follower.Name)
 	}
+	// Each says what made its check run.
+	waitFor(t, 30*time.Second, func() bool {
+		st, err := follower.status()
+		return err == nil && st.LastCheck != nil && st.LastCheck.Outcome == "applied"
+	}, follower.Name+"'s check to end")
+	if lc := follower.Status(t).LastCheck; lc.Trigger != "site" {
+		t.Errorf("%s's last check: trigger %q, want site", follower.Name, lc.Trigger)
+	}
+	if out := mustPM(t, "status", "--api", follower.API).stdout; !strings.Contains(out, "applied: 2.0.0 is now current (a site member had a newer release)") {
+		t.Errorf("%s's status does not say why it checked:\n%s", follower.Name, out)
+	}
+	if lc := asked.Status(t).LastCheck; lc.Trigger != "asked" {
+		t.Errorf("%s's last check: trigger %q, want asked", asked.Name, lc.Trigger)
+	}
 	for p, n := range served() {
 		if n-before[p] > 1 {
 			t.Errorf("the seed served %s %d times for 2.0.0, want once for the site", p, n-before[p])
@@ -350,7 +364,7 @@ func TestSiteCatchesUp(t *testing.T) {
 	if st.Current == nil || st.Current.Version != "1.0.0" {
 		t.Errorf("%s, with --site-catch-up=false, runs %+v, want 1.0.0 until its schedule", waiter.Name, st.Current)
 	}
-	if st.LastCheck == nil || waiterCheck == nil || !st.LastCheck.Started.Equal(waiterCheck.Started) {
+	if st.LastCheck == nil || waiterCheck == nil || !st.LastCheck.Started.Equal(waiterCheck.Started) || st.LastCheck.Trigger != "start" {
 		t.Errorf("%s, with --site-catch-up=false, checked again: last check %+v, before %+v", waiter.Name, st.LastCheck, waiterCheck)
 	}
 	if waiter.logHas("a site member has a newer release") {

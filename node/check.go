@@ -32,8 +32,10 @@ var errRefused = errors.New("refused")
 // It never disturbs the running release unless a new one passes every check.
 // applied is the manifest of a release it applied, whose older releases and
 // chunks the caller collects once it has reported the result.
-func (f *follower) check(ctx context.Context) (res api.CheckResult, applied *manifest.Manifest) {
-	res = api.CheckResult{Started: time.Now()}
+// trigger says what made it run (schedule.TriggerStart and the others, or
+// triggerSite).
+func (f *follower) check(ctx context.Context, trigger string) (res api.CheckResult, applied *manifest.Manifest) {
+	res = api.CheckResult{Started: time.Now(), Trigger: trigger}
 	waitsForWindow := false
 	defer func() {
 		if !waitsForWindow && res.Outcome != "failed" {
@@ -54,7 +56,7 @@ func (f *follower) check(ctx context.Context) (res api.CheckResult, applied *man
 		f.st.lastCheck = &res
 		f.mu.Unlock()
 		f.stat.checked(res.Finished.Sub(res.Started))
-		f.log.Info("check done", "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
+		f.log.Info("check done", "trigger", res.Trigger, "outcome", res.Outcome, "release", res.Version, "sequence", res.Sequence, "msg", res.Message)
 	}()
 
 	if err := f.storeReady(); err != nil {

@@ -153,8 +153,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.sched = schedule.New(schedule.Config{
 		Channels: len(n.followers),
-		Check: func(ctx context.Context, i int) (api.CheckResult, *manifest.Manifest) {
-			return n.followers[i].check(ctx)
+		Check: func(ctx context.Context, i int, trigger string) (api.CheckResult, *manifest.Manifest) {
+			return n.followers[i].check(ctx, trigger)
 		},
 		Next:      func(i int, now time.Time) time.Time { return n.followers[i].nextCheck(now) },
 		Collect:   n.collect,

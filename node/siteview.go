@@ -175,6 +175,9 @@ func newestHead(members []mesh.Member, sums map[string][]byte, channel string) (
 	return seq, from
 }
 
+// triggerSite is the trigger of a check made to catch up with the site.
+const triggerSite = "site"
+
 // catchUpGap is the least time between two checks a node makes to catch up
 // with its site: a member that gossips ever newer releases it does not have
 // (another source, or a lie) costs a check per gap, no more.
@@ -195,7 +198,7 @@ func (n *Node) catchUp(done uint64, last *time.Time) uint64 {
 		return done
 	}
 	n.log.Info("a site member has a newer release: checking now", "from", from, "sequence", newest, "highest_here", own)
-	if err := n.sched.Due(0); err != nil {
+	if err := n.sched.Due(0, triggerSite); err != nil {
 		n.log.Warn("catch up with the site", "err", err)
 		return done
 	}

@@ -139,6 +139,17 @@ func capsLine(c *api.Caps) string {
 	return line
 }
 
+// triggerText says what made a check run, from its trigger: " (asked)" and
+// the like, or nothing for a trigger it does not know.
+func triggerText(t string) string {
+	s := map[string]string{"start": "at start", "schedule": "on schedule", "retry": "retry after a failure", "asked": "asked",
+		"site": "a site member had a newer release"}[t]
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
+
 func printStatus(a *app, st *api.Status) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node\t%s (up %s)\n", st.Node.Name, time.Duration(st.Node.UptimeSeconds*float64(time.Second)).Round(time.Second))
@@ -161,7 +172,7 @@ func printStatus(a *app, st *api.Status) {
 		fmt.Fprintf(w, "progress\t%s %s: %d/%d chunks, %s/%s\n", p.Phase, p.Version, p.ChunksDone, p.ChunksTotal, humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
 	}
 	if lc := st.LastCheck; lc != nil {
-		fmt.Fprintf(w, "last check\t%s %s: %s\n", lc.Finished.Local().Format(time.DateTime), lc.Outcome, lc.Message)
+		fmt.Fprintf(w, "last check\t%s %s: %s%s\n", lc.Finished.Local().Format(time.DateTime), lc.Outcome, lc.Message, triggerText(lc.Trigger))
 	}
 	if !st.NextCheck.IsZero() {
 		fmt.Fprintf(w, "next check\t%s\n", st.NextCheck.Local().Format(time.DateTime))

@@ -29,3 +29,19 @@ func TestCapsLine(t *testing.T) {
 		})
 	}
 }
+
+func TestTriggerText(t *testing.T) {
+	for _, tt := range []struct{ trigger, want string }{
+		{"start", " (at start)"},
+		{"schedule", " (on schedule)"},
+		{"retry", " (retry after a failure)"},
+		{"asked", " (asked)"},
+		{"site", " (a site member had a newer release)"},
+		{"", ""},
+		{"from a newer node", ""},
+	} {
+		if got := triggerText(tt.trigger); got != tt.want {
+			t.Errorf("triggerText(%q) = %q, want %q", tt.trigger, got, tt.want)
+		}
+	}
+}

@@ -205,6 +205,11 @@ type CheckResult struct {
 	Sequence uint64 `json:"sequence,omitempty"`
 	Source   string `json:"source,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Trigger says what made the check run: "start", "schedule", "retry"
+	// (sooner, after a failure), "asked" (patchmesh update, the dashboard's
+	// button, the API) or "site" (a site member had verified a newer
+	// release). Empty in an answer that only says "queued".
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // ReleaseInfo is one release the node knows.

@@ -13,11 +13,19 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/patchmesh/patchmesh/manifest"
 	"github.com/patchmesh/patchmesh/node/api"
+)
+
+// What made a check run, as Check receives it.
+const (
+	TriggerStart    = "start"    // the first round
+	TriggerSchedule = "schedule" // its time came
+	TriggerRetry    = "retry"    // its time came sooner, after a failure
+	TriggerAsked    = "asked"    // someone asked (Ask)
 )
 
 // RetryFirst is how soon a failed check is retried; each failure in a row
@@ -50,9 +58,10 @@ type Clock interface {
 type Config struct {
 	// Channels is how many channels there are, numbered from 0.
 	Channels int
-	// Check checks channel i; applied is the manifest of a release it
-	// applied, nil if none, which Collect later receives.
-	Check func(ctx context.Context, i int) (res api.CheckResult, applied *manifest.Manifest)
+	// Check checks channel i, for trigger (TriggerStart and the others);
+	// applied is the manifest of a release it applied, nil if none, which
+	// Collect later receives.
+	Check func(ctx context.Context, i int, trigger string) (res api.CheckResult, applied *manifest.Manifest)
 	// Next is when channel i, checked at now without failing, checks again.
 	Next func(i int, now time.Time) time.Time
 	// Collect collects the store; applied are the releases applied since
@@ -74,9 +83,10 @@ type Scheduler struct {
 	cfg   Config
 	clock Clock
 	reqs  chan request
-	// due marks the channels to check now as if their time had come, and
-	// dueCh wakes Run to read them.
-	due   []atomic.Bool
+	// dueMu guards due, the trigger of each channel made due by Due (empty:
+	// none); dueCh wakes Run to read them.
+	dueMu sync.Mutex
+	due   []string
 	dueCh chan struct{}
 }
 
@@ -90,7 +100,7 @@ type request struct {
 // New returns a scheduler of cfg; it checks nothing before Run.
 func New(cfg Config) *Scheduler {
 	s := &Scheduler{cfg: cfg, clock: cfg.Clock, reqs: make(chan request, queue),
-		due: make([]atomic.Bool, cfg.Channels), dueCh: make(chan struct{}, 1)}
+		due: make([]string, cfg.Channels), dueCh: make(chan struct{}, 1)}
 	if s.clock == nil {
 		s.clock = realClock{}
 	}
@@ -105,8 +115,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 	now := s.clock.Now()
 	next := make([]time.Time, n)
 	retry := make([]time.Duration, n)
+	trigger := make([]string, n) // what made each channel due, when not its time
 	for i := range next {
-		next[i], retry[i] = now, RetryFirst
+		next[i], retry[i], trigger[i] = now, RetryFirst, TriggerStart
 	}
 	var collect []*manifest.Manifest // applied, not yet collected
 	var collectAt <-chan time.Time
@@ -140,11 +151,14 @@ func (s *Scheduler) Run(ctx context.Context) {
 			case <-s.dueCh:
 				stop()
 				now := s.clock.Now()
-				for i := range s.due {
-					if s.due[i].Swap(false) && next[i].After(now) {
-						next[i] = now
+				s.dueMu.Lock()
+				for i, why := range s.due {
+					if why != "" && next[i].After(now) {
+						next[i], trigger[i] = now, why
 					}
+					s.due[i] = ""
 				}
+				s.dueMu.Unlock()
 				continue
 			case r := <-s.reqs:
 				stop()
@@ -162,7 +176,17 @@ func (s *Scheduler) Run(ctx context.Context) {
 			if len(reqs) == 0 && next[i].After(now) {
 				continue // not due, and nobody asked
 			}
-			res, applied := s.cfg.Check(ctx, i)
+			why := trigger[i]
+			switch {
+			case len(reqs) > 0:
+				why = TriggerAsked
+			case why == "" && retry[i] > RetryFirst:
+				why = TriggerRetry
+			case why == "":
+				why = TriggerSchedule
+			}
+			trigger[i] = ""
+			res, applied := s.cfg.Check(ctx, i, why)
 			results[i] = &res
 			if applied != nil {
 				collect = append(collect, applied)
@@ -253,15 +277,17 @@ func (s *Scheduler) Ask(ctx context.Context, ch int, wait bool) (api.CheckResult
 	}
 }
 
-// Due makes channel ch's check due now, as if its time had come: unlike
-// Ask, the round checks only the channels due, without the update-now cap,
-// and nobody waits for it. Called while ch checks, it checks once more
-// after. It does not block.
-func (s *Scheduler) Due(ch int) error {
-	if ch < 0 || ch >= s.cfg.Channels {
-		return fmt.Errorf("due check: channel %d of %d", ch, s.cfg.Channels)
+// Due makes channel ch's check due now, as if its time had come, for
+// trigger (not empty), which Check receives: unlike Ask, the round checks
+// only the channels due, without the update-now cap, and nobody waits for
+// it. Called while ch checks, it checks once more after. It does not block.
+func (s *Scheduler) Due(ch int, trigger string) error {
+	if ch < 0 || ch >= s.cfg.Channels || trigger == "" {
+		return fmt.Errorf("due check: channel %d of %d, trigger %q", ch, s.cfg.Channels, trigger)
 	}
-	s.due[ch].Store(true)
+	s.dueMu.Lock()
+	s.due[ch] = trigger
+	s.dueMu.Unlock()
 	select {
 	case s.dueCh <- struct{}{}:
 	default: // Run is already woken

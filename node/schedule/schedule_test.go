@@ -70,6 +70,7 @@ type event struct {
 	kind      string // "check", "idle" (about to wait) or "collect"
 	ch        int    // check: the channel
 	updateNow bool   // check: the update-now cap was on
+	trigger   string // check: what made it run
 	at        time.Time
 	next      []time.Time          // idle: each channel's next check
 	applied   []*manifest.Manifest // collect
@@ -111,12 +112,12 @@ func newHarness(t *testing.T, intervals []time.Duration) *harness {
 	}
 	h.s = New(Config{
 		Channels: len(intervals),
-		Check: func(ctx context.Context, i int) (api.CheckResult, *manifest.Manifest) {
+		Check: func(ctx context.Context, i int, trigger string) (api.CheckResult, *manifest.Manifest) {
 			if checking.Add(1) != 1 {
 				t.Errorf("checks overlap: channel %d started while another ran", i)
 			}
 			defer checking.Add(-1)
-			ev := event{kind: "check", ch: i, updateNow: onDemand.Load() > 0, at: h.clock.Now(), reply: make(chan outcome)}
+			ev := event{kind: "check", ch: i, updateNow: onDemand.Load() > 0, trigger: trigger, at: h.clock.Now(), reply: make(chan outcome)}
 			if send(ctx, ev) {
 				select {
 				case o := <-ev.reply:
@@ -244,8 +245,8 @@ func TestDueChannelsOnly(t *testing.T) {
 	} {
 		h.clock.advance(step.advance)
 		for _, ch := range step.due {
-			if ev := h.check(ch, ok("")); ev.updateNow {
-				t.Errorf("scheduled check of channel %d ran with the update-now cap", ch)
+			if ev := h.check(ch, ok("")); ev.updateNow || ev.trigger != TriggerSchedule {
+				t.Errorf("scheduled check of channel %d: update-now cap %v, trigger %q; want no cap, %q", ch, ev.updateNow, ev.trigger, TriggerSchedule)
 			}
 		}
 		h.idle()
@@ -288,8 +289,8 @@ func TestAskChecksEveryChannel(t *testing.T) {
 				answered <- res
 			}()
 			for i := range 3 {
-				if ev := h.check(i, ok(fmt.Sprint("channel ", i))); !ev.updateNow {
-					t.Errorf("asked check of channel %d ran without the update-now cap", i)
+				if ev := h.check(i, ok(fmt.Sprint("channel ", i))); !ev.updateNow || ev.trigger != TriggerAsked {
+					t.Errorf("asked check of channel %d: update-now cap %v, trigger %q; want the cap, %q", i, ev.updateNow, ev.trigger, TriggerAsked)
 				}
 			}
 			if got := h.idle(); !slices.Equal(got, []time.Duration{time.Hour, time.Hour, time.Hour}) {
@@ -315,7 +316,7 @@ func TestDueChecksThatChannel(t *testing.T) {
 	h.start(t.Context())
 	h.clock.advance(time.Minute) // nothing due
 	for _, ch := range []int{1, 2, 1} {
-		if err := h.s.Due(ch); err != nil {
+		if err := h.s.Due(ch, "site"); err != nil {
 			t.Fatal(err)
 		}
 		// Woken, the scheduler publishes the channel due now, then checks it
@@ -323,15 +324,18 @@ func TestDueChecksThatChannel(t *testing.T) {
 		if got := h.idle(); got[ch] != 0 {
 			t.Errorf("after Due(%d): next in %v, want channel %d now", ch, got, ch)
 		}
-		if ev := h.check(ch, ok("")); ev.updateNow {
-			t.Errorf("due check of channel %d ran with the update-now cap", ch)
+		if ev := h.check(ch, ok("")); ev.updateNow || ev.trigger != "site" {
+			t.Errorf("due check of channel %d: update-now cap %v, trigger %q; want no cap, the trigger given", ch, ev.updateNow, ev.trigger)
 		}
 		if got := h.idle(); got[ch] != time.Hour || got[0] != 59*time.Minute {
 			t.Errorf("after the due check of channel %d: next in %v, want it in 1h and channel 0 still in 59m", ch, got)
 		}
 	}
-	if err := h.s.Due(3); err == nil {
+	if err := h.s.Due(3, "site"); err == nil {
 		t.Error("Due of channel 3 of 3 was accepted")
+	}
+	if err := h.s.Due(0, ""); err == nil {
+		t.Error("Due without a trigger was accepted")
 	}
 }
 
@@ -399,7 +403,16 @@ func TestFailedCheckBacksOff(t *testing.T) {
 			h.run(t.Context())
 			h.idle()
 			for k, o := range tc.outcomes {
-				h.check(0, o)
+				want := TriggerSchedule
+				switch {
+				case k == 0:
+					want = TriggerStart
+				case tc.outcomes[k-1].res.Outcome == "failed":
+					want = TriggerRetry
+				}
+				if ev := h.check(0, o); ev.trigger != want {
+					t.Errorf("check %d: trigger %q, want %q", k+1, ev.trigger, want)
+				}
 				gap := h.idle()[0]
 				if gap != tc.gaps[k] {
 					t.Fatalf("after check %d (%s): next in %v, want %v", k+1, o.res.Outcome, gap, tc.gaps[k])

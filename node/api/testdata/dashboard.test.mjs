@@ -3,7 +3,7 @@
 // browser runs it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fmtAgo, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText } from "./web/format.js";
+import { fmtAgo, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText, triggerText } from "./web/format.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./web/check.js";
 
 const T = "2026-03-01T12:00:10.500Z"; // when the node took the request
@@ -67,6 +67,13 @@ test("peerCountText counts the other members beside this node", () => {
     [{ peers_alive: 3, peers_known: 4, wan_fetches: 32 }, "this node and 3 of 4 peers alive · up to 32 WAN fetches at once"],
   ];
   for (const [node, text] of want) assert.equal(peerCountText(node), text, JSON.stringify(node));
+});
+
+test("triggerText names every trigger a check has", () => {
+  for (const t of ["start", "schedule", "retry", "asked", "site"]) assert.notEqual(triggerText(t), "", t);
+  assert.equal(triggerText("site"), "a site member had a newer release");
+  assert.equal(triggerText(undefined), "");
+  assert.equal(triggerText("from the future"), "");
 });
 
 test("format helpers", () => {

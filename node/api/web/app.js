@@ -2,7 +2,7 @@
 // polling as the fallback. Every value goes in through textContent: no HTML
 // from the node is ever parsed. An ES module: format.js and check.js are
 // shared with tests, and format.js and dom.js with the seed dashboard.
-import { capsText, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText } from "./format.js";
+import { capsText, fmtBytes, fmtDate, fmtDuration, fmtTime, fmtWhen, isSet, peerCountText, triggerText } from "./format.js";
 import { $, el, setText, svg } from "./dom.js";
 import { askCheck, finishedCheck, isFinal, outcomeNotice } from "./check.js";
 import { renderSite } from "./site.js";
@@ -36,7 +36,8 @@ function render(st) {
   renderWindow(st.window);
   setText("caps", capsText(st.caps));
   const lc = st.last_check;
-  if (lc) setTime("last-check", lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") + ", ", lc.finished || lc.started);
+  if (lc) setTime("last-check", lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") +
+    (triggerText(lc.trigger) ? " (" + triggerText(lc.trigger) + ")" : "") + ", ", lc.finished || lc.started);
   else setText("last-check", "never");
 
   const src = $("sources");

@@ -44,6 +44,12 @@ export function peerCountText(n) {
     (n.wan_fetches ? " · up to " + n.wan_fetches + " WAN fetches at once" : "");
 }
 
+// triggerText says what made a check run, from its trigger.
+export function triggerText(t) {
+  return { start: "at start", schedule: "on schedule", retry: "retry after a failure", asked: "asked",
+    site: "a site member had a newer release" }[t] || "";
+}
+
 // fmtDuration takes seconds.
 export function fmtDuration(s) {
   s = Math.max(0, Math.round(s));
