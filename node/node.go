@@ -53,6 +53,10 @@ type Node struct {
 	sched *schedule.Scheduler
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
+	// summaryNow wakes the site loop to gossip this node's summary before
+	// its period ends: the first channel has a newer head, which the site
+	// catches up with.
+	summaryNow chan struct{}
 
 	// rootMu guards root, the newest trust root reached.
 	rootMu sync.Mutex
@@ -78,7 +82,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name),
-		scrubSem: make(chan struct{}, 1), stat: newCounters()}
+		scrubSem: make(chan struct{}, 1), summaryNow: make(chan struct{}, 1), stat: newCounters()}
 
 	data, err := os.ReadFile(cfg.Trust)
 	if err != nil {

@@ -126,6 +126,7 @@ func (n *Node) siteLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.summaryNow:
 		}
 	}
 }
