@@ -132,10 +132,7 @@ func (f *follower) check(ctx context.Context, trigger string) (res api.CheckResu
 	if f.first {
 		// Members that catch up check at once: tell them now, not at
 		// the summary's next period.
-		select {
-		case f.summaryNow <- struct{}{}:
-		default:
-		}
+		f.summarySoon()
 	}
 	if err := f.store.SetMeta(manifestKey(f.channel, m.Sequence), menv); err != nil {
 		res.Outcome, res.Message = "failed", err.Error()

@@ -84,6 +84,16 @@ func (n *Node) gossipRunning() {
 		seq = cur.Sequence
 	}
 	n.mesh.SetRunning(seq)
+	n.summarySoon() // the site view shows the release a member runs
+}
+
+// summarySoon wakes the site loop to gossip this node's summary now rather
+// than at the end of its period. It does not block.
+func (n *Node) summarySoon() {
+	select {
+	case n.summaryNow <- struct{}{}:
+	default: // already woken
+	}
 }
 
 // releases lists f's releases, newest first, with its current and previous.
