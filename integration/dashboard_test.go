@@ -110,7 +110,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var seenPeers, seenProgress, seenCaps, done bool
+	var seenPeers, seenProgress, seenCaps, done, askedOthers bool
+	// The other nodes check too, so the release spreads over the site; only
+	// once the page has shown this node's progress: asked with the click,
+	// they sometimes held every chunk before this node began, and its
+	// release came over the LAN between two of the page's updates.
+	askOthers := func() {
+		if askedOthers {
+			return
+		}
+		askedOthers = true
+		for _, n := range nodes[1:] {
+			if _, err := api.NewClient(n.API, "").Check(ctx, false); err != nil {
+				t.Errorf("%s: check: %v", n.Name, err)
+			}
+		}
+	}
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -144,16 +159,12 @@ func TestDashboardInBrowser(t *testing.T) {
 			if _, err := io.WriteString(stdin, "go\n"); err != nil {
 				t.Fatal(err)
 			}
-			// The other nodes check too, so the release spreads over the site.
-			for _, n := range nodes[1:] {
-				if _, err := api.NewClient(n.API, "").Check(ctx, false); err != nil {
-					t.Errorf("%s: check: %v", n.Name, err)
-				}
-			}
 		case ev.Event == "seen" && ev.Phase != "" && ev.Phase != "idle":
 			seenProgress = true
+			askOthers()
 		case ev.Event == "done":
 			done = true
+			askOthers()
 		}
 	}
 	if err := cmd.Wait(); err != nil || !done {
