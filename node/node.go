@@ -54,8 +54,8 @@ type Node struct {
 	// scrubSem lets one scrub run at a time, background or asked for.
 	scrubSem chan struct{}
 	// summaryNow wakes the site loop to gossip this node's summary before
-	// its period ends: the first channel has a newer head, which the site
-	// catches up with.
+	// its period ends (summarySoon): the first channel has a newer head,
+	// which the site catches up with, or the node runs another release.
 	summaryNow chan struct{}
 
 	// rootMu guards root, the newest trust root reached.

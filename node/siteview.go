@@ -89,8 +89,7 @@ func (n *Node) siteLoop(ctx context.Context) {
 	var lastCheck *api.CheckResult
 	var failures int64
 	var lastSent []byte
-	var caught uint64 // the release last caught up with (catchUp)
-	var caughtAt time.Time
+	var caught caughtUp
 	t := time.NewTicker(summaryEvery)
 	defer t.Stop()
 	for {
@@ -110,7 +109,12 @@ func (n *Node) siteLoop(ctx context.Context) {
 		}
 		lastCheck = lc
 		if n.mesh != nil {
+			// Read once for the summary and for catching up.
+			head, headErr := n.followers[0].highestSeq()
 			s := n.ownSummary(now, days, lc, failures)
+			if headErr == nil {
+				s.Head = head
+			}
 			if b := s.encode(); string(b) != string(lastSent) {
 				if err := n.mesh.SetSummary(b); err != nil {
 					n.log.Warn("gossip site summary", "err", err)
@@ -118,8 +122,8 @@ func (n *Node) siteLoop(ctx context.Context) {
 				lastSent = b
 			}
 			// Until the check at start ends, it is catching up by itself.
-			if lc != nil && (n.cfg.Mesh.CatchUp == nil || *n.cfg.Mesh.CatchUp) {
-				caught = n.catchUp(caught, &caughtAt)
+			if lc != nil && headErr == nil && (n.cfg.Mesh.CatchUp == nil || *n.cfg.Mesh.CatchUp) {
+				n.catchUp(&caught, head)
 			}
 		}
 		select {
@@ -151,10 +155,7 @@ func (n *Node) ownSummary(now time.Time, days *dailyBytes, lc *api.CheckResult, 
 	w28 := days.window(now, 28)
 	s.WAN7d, s.LAN7d = w7.WAN, w7.LAN
 	s.WAN28d, s.LAN28d, s.Served28d = w28.WAN, w28.LAN, w28.Served
-	s.Channel = first.channel
-	if hd, err := first.highestSeq(); err == nil {
-		s.Head = hd
-	}
+	s.Channel = first.channel // and Head, which the site loop sets
 	return s
 }
 
@@ -184,27 +185,30 @@ const triggerSite = "site"
 // (another source, or a lie) costs a check per gap, no more.
 const catchUpGap = 30 * time.Second
 
+// caughtUp is what catchUp last did: the release it caught up with, and when.
+type caughtUp struct {
+	seq uint64
+	at  time.Time
+}
+
 // catchUp makes the first channel's check due when a live member of the site
-// has verified a newer release of it than this node has, once for each
-// newer release seen and at most once a catchUpGap. done is the release last
-// caught up with; catchUp returns the new one.
-func (n *Node) catchUp(done uint64, last *time.Time) uint64 {
-	first := n.followers[0]
-	own, err := first.highestSeq()
-	if err != nil || time.Since(*last) < catchUpGap {
-		return done
+// has verified a newer release of it than own, the newest this node has,
+// once for each newer release seen and at most once a catchUpGap.
+func (n *Node) catchUp(last *caughtUp, own uint64) {
+	if time.Since(last.at) < catchUpGap {
+		return
 	}
+	first := n.followers[0]
 	newest, from := newestHead(n.mesh.Members(), n.mesh.Summaries(), first.channel)
-	if newest <= own || newest <= done {
-		return done
+	if newest <= own || newest <= last.seq {
+		return
 	}
 	n.log.Info("a site member has a newer release: checking now", "from", from, "sequence", newest, "highest_here", own)
 	if err := n.sched.Due(0, triggerSite); err != nil {
 		n.log.Warn("catch up with the site", "err", err)
-		return done
+		return
 	}
-	*last = time.Now()
-	return newest
+	*last = caughtUp{seq: newest, at: time.Now()}
 }
 
 // siteView builds the site view from the members' gossiped summaries.

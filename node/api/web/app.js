@@ -36,8 +36,9 @@ function render(st) {
   renderWindow(st.window);
   setText("caps", capsText(st.caps));
   const lc = st.last_check;
+  const why = lc && triggerText(lc.trigger);
   if (lc) setTime("last-check", lc.outcome + (lc.version ? " " + lc.version : "") + (lc.message ? " — " + lc.message : "") +
-    (triggerText(lc.trigger) ? " (" + triggerText(lc.trigger) + ")" : "") + ", ", lc.finished || lc.started);
+    (why ? " (" + why + ")" : "") + ", ", lc.finished || lc.started);
   else setText("last-check", "never");
 
   const src = $("sources");
