@@ -652,17 +652,34 @@ func (s *Store) commitRecords(batch []*put) {
 
 // Has reports whether the store holds c.
 func (s *Store) Has(ctx context.Context, c cid.Cid) (bool, error) {
-	_, err := s.Size(ctx, c)
-	if errors.Is(err, ErrNotFound) {
+	_, err := s.size(ctx, c)
+	if err == badger.ErrKeyNotFound {
+		// Not formatted: a node pulling a release into an empty store asks
+		// this of every chunk.
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, fmt.Errorf("size of chunk %s: %w", c, err)
+	}
+	return true, nil
 }
 
 // Size returns the length of chunk c, or an error wrapping ErrNotFound.
 func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
-	if err := ctx.Err(); err != nil {
+	n, err := s.size(ctx, c)
+	if err == badger.ErrKeyNotFound {
+		err = ErrNotFound
+	}
+	if err != nil {
 		return 0, fmt.Errorf("size of chunk %s: %w", c, err)
+	}
+	return n, nil
+}
+
+// size returns the length of chunk c, or badger.ErrKeyNotFound itself.
+func (s *Store) size(ctx context.Context, c cid.Cid) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	var n int64
 	err := s.view(func(txn *badger.Txn) error {
@@ -674,13 +691,7 @@ func (s *Store) Size(ctx context.Context, c cid.Cid) (int64, error) {
 		n = r.size
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return 0, fmt.Errorf("size of chunk %s: %w", c, err)
-	}
-	return n, nil
+	return n, err
 }
 
 // Get returns a copy of chunk c, raw, checked against c. The error wraps
