@@ -8,6 +8,7 @@ import (
 
 func newServeCmd(a *app) *cobra.Command {
 	cfg := seed.DefaultConfig()
+	batch := true
 	cmd := &cobra.Command{
 		Use:   "serve --repo DIR [--listen ADDR]",
 		Short: "Run a seed node: serve a repository over HTTP(S)",
@@ -16,7 +17,9 @@ HTTPS with --tls-cert and --tls-key, with Range, ETag/If-None-Match and exact le
 no directory listing and nothing outside the folder. --access-log FILE appends a
 line for every request to FILE in the Combined Log Format (opened again when
 logrotate moves it); --access-log - logs them with the rest; without it they are
-logged at debug level. Its
+logged at debug level. Nodes ask for many chunks in one request (a batch read),
+which a static server refuses and they then ask one at a time; --batch=false
+refuses them here too. Its
 status API and dashboard listen on --api (loopback by default). With --report-tokens
 the API listener also collects the site reports nodes send (node run --report-to
 http://SEED-API/api/report --report-token-file F): patchmesh fleet and the dashboard
@@ -24,6 +27,7 @@ show them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = a.logger()
+			cfg.NoBatch = !batch
 			s, err := seed.New(cfg)
 			if err != nil {
 				return withCode(exitUsage, err)
@@ -42,6 +46,7 @@ show them.`,
 	f.StringVar(&cfg.FleetData, "fleet-data", "", "folder of the fleet collector's database, so reports survive a restart (default: memory only)")
 	f.StringVar(&cfg.AccessLog, "access-log", "", "file to append a Combined Log Format line to for every request; \"-\": the log, at info level (default: the log, at debug level)")
 	f.StringVar(&cfg.Webhook, "webhook", "", "URL to POST a JSON event to when a report shows a node failing or rolled back, or a site halted")
+	f.BoolVar(&batch, "batch", true, "answer batch reads: many chunks in one request (false: one request a chunk, as a static server)")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/patchmesh/patchmesh/manifest/batch"
 )
 
 // Files is what a repository server serves from: a folder, or a node's own store.
@@ -63,6 +65,10 @@ type HandlerOptions struct {
 	// ended. Zero: no access log.
 	Access func(AccessEntry)
 	Stats  *Stats // nil: not counted
+	// Batch answers POST batch.Path: many chunk files in one response
+	// (package batch). Each chunk counts in Stats as if served on its own.
+	// Zero: refused with 405, as a static server would.
+	Batch bool
 }
 
 // AccessEntry is one answered request, for an access log.
@@ -110,6 +116,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	name, ok := cleanRequestPath(r.URL.Path)
+	isBatch := ok && name == batch.Path && r.Method == http.MethodPost && h.opts.Batch
 	defer func() {
 		if h.opts.Stats != nil {
 			h.opts.Stats.Requests.Add(1)
@@ -119,7 +126,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			// Error pages under chunks/ are not chunk bytes.
 			served := cw.status == http.StatusOK || cw.status == http.StatusPartialContent
-			if ok && served && strings.HasPrefix(name, chunksDir+"/") && cw.n > 0 {
+			if ok && served && !isBatch && strings.HasPrefix(name, chunksDir+"/") && cw.n > 0 {
 				h.opts.Stats.ChunkBytes.Add(cw.n)
 				h.opts.Stats.Chunks.Add(1)
 			}
@@ -130,6 +137,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Status: cw.status, Bytes: cw.n, Referer: r.Referer(), UserAgent: r.UserAgent()})
 		}
 	}()
+	if isBatch {
+		h.serveBatch(cw, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		cw.Header().Set("Allow", "GET, HEAD")
 		http.Error(cw, "method not allowed", http.StatusMethodNotAllowed)

@@ -48,7 +48,12 @@ type Config struct {
 	// Logger at debug level, so a busy seed's requests neither cost CPU nor
 	// crowd its warnings out of a rate-limited journal.
 	AccessLog string
-	Logger    *slog.Logger // zero: discard
+	// NoBatch refuses batch reads (package batch), as a static server
+	// would: nodes then ask for each chunk on its own. Zero: a node asks
+	// for up to 256 chunks in one request, which halves the CPU a seed
+	// spends serving them.
+	NoBatch bool
+	Logger  *slog.Logger // zero: discard
 }
 
 // DefaultConfig returns a config serving on every interface, API on loopback.
@@ -181,7 +186,7 @@ func (s *Seed) Run(ctx context.Context) error {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	}
-	hopts := repo.HandlerOptions{Logger: s.cfg.Logger, Stats: &s.stats}
+	hopts := repo.HandlerOptions{Logger: s.cfg.Logger, Stats: &s.stats, Batch: !s.cfg.NoBatch}
 	switch s.cfg.AccessLog {
 	case "":
 		hopts.Access = repo.LogAccess(s.cfg.Logger, slog.LevelDebug)
