@@ -304,11 +304,11 @@ func newSeed(t *testing.T, repoDir string) *seedProc {
 	return newSeedAt(t, repoDir, freeAddr(t))
 }
 
-// newSeedAt starts a seed serving on addr.
-func newSeedAt(t *testing.T, repoDir, addr string) *seedProc {
+// newSeedAt starts a seed serving on addr, with extra flags.
+func newSeedAt(t *testing.T, repoDir, addr string, extra ...string) *seedProc {
 	t.Helper()
 	apiAddr := freeAddr(t)
-	p := startProc(t, "seed", "serve", "--repo", repoDir, "--listen", addr, "--api", apiAddr)
+	p := startProc(t, "seed", append([]string{"serve", "--repo", repoDir, "--listen", addr, "--api", apiAddr}, extra...)...)
 	s := &seedProc{proc: p, URL: "http://" + addr, APIURL: "http://" + apiAddr}
 	waitFor(t, 20*time.Second, func() bool { _, err := s.served(); return err == nil }, "seed to listen")
 	return s

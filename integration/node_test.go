@@ -485,3 +485,42 @@ func TestNodeRetriesFailedCheck(t *testing.T) {
 	newSeedAt(t, pub.Repo, addr)
 	n.WaitVersion(t, "1.0.0", 60*time.Second)
 }
+
+// TestNodeReadsChunksInBatches: a node asks a patchmesh seed for many chunks
+// in one request, and a seed with --batch=false (as any static server) for
+// one at a time. Either way the node installs the exact tree, and the seed
+// serves each chunk once.
+func TestNodeReadsChunksInBatches(t *testing.T) {
+	pub := newPublisher(t)
+	src := filepath.Join(pub.Dir, "build")
+	makeTree(t, src, 8, 5)
+	s1 := pub.Publish("1.0.0", src)
+	if s1.NewChunks < 200 {
+		t.Fatalf("the release has %d chunks; the test needs 200", s1.NewChunks)
+	}
+	tests := []struct {
+		name    string
+		flags   []string
+		batches bool
+	}{
+		{"batches", nil, true},
+		{"one at a time", []string{"--batch=false"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seed := newSeedAt(t, pub.Repo, freeAddr(t), tt.flags...)
+			n := newNode(t, nodeOpts{Name: "n", Trust: pub.Trust, Sources: []string{seed.URL}})
+			n.WaitVersion(t, "1.0.0", 60*time.Second)
+			sameTree(t, src, filepath.Join(n.Install, "current"))
+			st := seed.Served(t)
+			if st.Chunks != int64(s1.NewChunks) || st.ChunkBytes != s1.NewBytes {
+				t.Errorf("seed served %d chunks of %d bytes; the release has %d of %d", st.Chunks, st.ChunkBytes, s1.NewChunks, s1.NewBytes)
+			}
+			// Besides chunks, a node reads the trust root, the head and the
+			// manifest: a few requests.
+			if batched := st.Requests < st.Chunks/4; batched != tt.batches {
+				t.Errorf("seed answered %d requests for %d chunks; batches %v, want %v", st.Requests, st.Chunks, batched, tt.batches)
+			}
+		})
+	}
+}

@@ -72,7 +72,7 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte
 // read gets path from the sources in order, accepting only bytes that decode
 // to c (chunk files may be compressed; documents are read as they are).
 func (w *wanSource) read(ctx context.Context, c cid.Cid, path string) (raw, wire []byte, err error) {
-	wire, _, err = w.list.ReadVerified(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
+	wire, _, err = w.list.ReadChunk(ctx, path, chunk.MaxSize, func(s source.Source, data []byte) error {
 		r, err := w.codec.Decode(c, data, 0)
 		if err != nil {
 			w.verifyFailed(fmt.Sprintf("chunk %s from %s: %v", c, s, err))

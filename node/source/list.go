@@ -25,6 +25,7 @@ type List struct {
 	logger  *slog.Logger
 	now     func() time.Time // the clock; tests replace it
 	entries []*entry
+	batches *batches
 
 	mu sync.Mutex // guards the state fields of entries
 }
@@ -39,6 +40,9 @@ type entry struct {
 	lastErrAt time.Time
 	lastOK    time.Time
 	retryAt   time.Time
+	// noBatchUntil: until then, the source's chunks are read one at a time
+	// (its batch read failed).
+	noBatchUntil time.Time
 }
 
 // Health is the state of one source, for status pages and the API.
@@ -61,14 +65,17 @@ func NewList(sources []Source, logger *slog.Logger) *List {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &List{logger: logger, now: time.Now}
+	l.batches = newBatches(l)
 	for _, s := range sources {
 		l.entries = append(l.entries, &entry{src: s})
 	}
 	return l
 }
 
-// Close closes the sources that hold connections.
+// Close ends the batch reads in flight and closes the sources that hold
+// connections.
 func (l *List) Close() error {
+	l.batches.stop()
 	var errs []error
 	for _, e := range l.entries {
 		if c, ok := e.src.(io.Closer); ok {
