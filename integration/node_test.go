@@ -521,6 +521,12 @@ func TestNodeReadsChunksInBatches(t *testing.T) {
 			if batched := st.Requests < st.Chunks/4; batched != tt.batches {
 				t.Errorf("seed answered %d requests for %d chunks; batches %v, want %v", st.Requests, st.Chunks, batched, tt.batches)
 			}
+			// Many fetches in flight cost a seed that batches little: the
+			// node starts wide.
+			log, _ := os.ReadFile(n.log)
+			if wide := bytes.Contains(log, []byte("start=64")); wide != tt.batches {
+				t.Errorf("node's fetch window started at 64: %v, want %v", wide, tt.batches)
+			}
 		})
 	}
 }

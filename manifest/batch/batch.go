@@ -14,7 +14,9 @@
 // line, as the body. The response, of type ContentType, holds one item per
 // path, in the order asked: a status byte (Found, or Missing), then the
 // file's length as 8 bytes big-endian (0 when missing), then the file's
-// bytes. A server that meets an error mid-response breaks the connection,
+// bytes. A request without paths asks whether the server answers batches:
+// the response has no items. A server that meets an error mid-response
+// breaks the connection,
 // so the client never takes a truncated stream for a complete one.
 //
 // A server without batches answers Path with a 404, 405 or 501, or with a

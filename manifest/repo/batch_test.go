@@ -102,7 +102,6 @@ func TestBatchRefusesBadRequests(t *testing.T) {
 		name string
 		body string
 	}{
-		{"empty", ""},
 		{"a blank line", paths[0] + "\n\n" + paths[1]},
 		{"not a chunk", "channels/stable/head.json"},
 		{"the batch path", batch.Path},
@@ -122,6 +121,21 @@ func TestBatchRefusesBadRequests(t *testing.T) {
 	}
 	if s := stats.Snapshot(); s.Chunks != 0 {
 		t.Errorf("refused batches served %d chunks", s.Chunks)
+	}
+}
+
+// TestBatchProbe: a batch without paths is answered, with no items.
+func TestBatchProbe(t *testing.T) {
+	srv, stats, _, _ := batchServer(t, true)
+	for _, body := range []string{"", "\n"} {
+		resp := postBatch(t, srv.URL, body)
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != batch.ContentType || len(data) != 0 {
+			t.Fatalf("batch of %q: %s, %q, %d bytes, %v; want 200, %s, no bytes", body, resp.Status, resp.Header.Get("Content-Type"), len(data), err, batch.ContentType)
+		}
+	}
+	if s := stats.Snapshot(); s.Chunks != 0 || s.Requests != 2 {
+		t.Errorf("stats %+v: want 2 requests, no chunk", s)
 	}
 }
 

@@ -49,6 +49,13 @@ type Options struct {
 	// from its source each fetch waits a round trip (see window). Zero, or
 	// not above Concurrency, keeps Concurrency fixed.
 	MaxConcurrency int
+	// StartConcurrency is where the others lane's window starts, within
+	// Concurrency and MaxConcurrency; it may settle lower, not below
+	// Concurrency. A source that reads the chunks fetched at once in
+	// batches (source.List.Batches) makes each fetch in flight cheap and
+	// each batch larger the more there are: starting wide spares the
+	// window's climb. Zero: Concurrency.
+	StartConcurrency int
 	// Owned reports the chunks this node owns in its site: they go in a lane
 	// of their own. Nil: none.
 	Owned func(cid.Cid) bool
@@ -227,9 +234,10 @@ func (r *run) fetch(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		w := newWindow(opts.Concurrency, opts.MaxConcurrency)
+		w.startAt(opts.StartConcurrency)
 		err := r.lane(gctx, others, w, false)
 		if size, peak, _ := w.state(); peak > opts.Concurrency {
-			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "peak", peak, "last", size)
+			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "start", max(opts.Concurrency, min(opts.StartConcurrency, w.max)), "peak", peak, "last", size)
 		}
 		return err
 	})

@@ -68,6 +68,15 @@ func newWindow(min, max int) *window {
 	return w
 }
 
+// startAt opens the window at n fetches at once, within its bounds, before
+// its first acquire.
+func (w *window) startAt(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.size = max(w.min, min(n, w.max))
+	w.peak = max(w.peak, w.size)
+}
+
 // acquire waits for a slot in the window.
 func (w *window) acquire(ctx context.Context) error {
 	for {

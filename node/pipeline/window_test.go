@@ -33,23 +33,31 @@ func TestWindowSizes(t *testing.T) {
 	tests := []struct {
 		name     string
 		min, max int
+		start    int       // startAt; zero: not called
 		rates    []float64 // MB a second of each period, in turn
 		want     []int     // sizes after each period
 		settled  bool
 	}{
-		{"every doubling pays, up to max", 4, 32, []float64{100, 200, 400, 800, 1600}, []int{8, 16, 32, 32, 32}, true},
-		{"the first doubling does not pay", 16, 64, []float64{100, 110, 500}, []int{32, 16, 16}, true},
-		{"a later one does not pay", 4, 64, []float64{100, 190, 200}, []int{8, 16, 8}, true},
-		{"still growing", 4, 64, []float64{100, 200}, []int{8, 16}, false},
-		{"trying again pays", 16, 64, slices.Concat(settled, []float64{250, 520}), slices.Concat(settledSizes, []int{64, 64}), true},
-		{"trying again does not pay", 16, 64, slices.Concat(settled, []float64{105}), slices.Concat(settledSizes, []int{16}), true},
-		{"fixed", 16, 0, []float64{100, 200}, []int{16, 16}, true},
-		{"max not above min", 16, 16, []float64{100, 200}, []int{16, 16}, true},
+		{"every doubling pays, up to max", 4, 32, 0, []float64{100, 200, 400, 800, 1600}, []int{8, 16, 32, 32, 32}, true},
+		{"the first doubling does not pay", 16, 64, 0, []float64{100, 110, 500}, []int{32, 16, 16}, true},
+		{"a later one does not pay", 4, 64, 0, []float64{100, 190, 200}, []int{8, 16, 8}, true},
+		{"still growing", 4, 64, 0, []float64{100, 200}, []int{8, 16}, false},
+		{"trying again pays", 16, 64, 0, slices.Concat(settled, []float64{250, 520}), slices.Concat(settledSizes, []int{64, 64}), true},
+		{"trying again does not pay", 16, 64, 0, slices.Concat(settled, []float64{105}), slices.Concat(settledSizes, []int{16}), true},
+		{"fixed", 16, 0, 0, []float64{100, 200}, []int{16, 16}, true},
+		{"max not above min", 16, 16, 0, []float64{100, 200}, []int{16, 16}, true},
+		{"started wide", 16, 128, 64, []float64{100, 110}, []int{128, 64}, true},
+		{"started wide, settled where it started", 16, 128, 64, []float64{100, 110, 100}, []int{128, 64, 64}, true},
+		{"started below min", 16, 64, 4, []float64{100, 110}, []int{32, 16}, true},
+		{"started over max", 16, 64, 512, []float64{100, 200}, []int{64, 64}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			now := time.Unix(0, 0)
 			w := newWindow(tt.min, tt.max)
+			if tt.start != 0 {
+				w.startAt(tt.start)
+			}
 			w.now = func() time.Time { return now }
 			ctx := context.Background()
 			var sizes []int

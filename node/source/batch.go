@@ -173,6 +173,9 @@ func (b *batches) send(items []*batchItem) {
 			// The source answers; before any reader checks what it sent,
 			// so bad bytes leave it failed.
 			b.l.answered(e)
+			b.l.mu.Lock()
+			e.batched = true
+			b.l.mu.Unlock()
 		}
 		got = i + 1
 		if !found {
@@ -219,6 +222,34 @@ func (l *List) ReadChunk(ctx context.Context, path string, max int64, check func
 	return l.ReadVerified(ctx, path, max, check)
 }
 
+// Batches reports whether chunk reads now go to the first source in
+// batches: it is up and answers them. Unless one of its batches was answered
+// since the last failed, it asks, with a batch of no chunks; so a caller may
+// size what it reads at once before it reads.
+func (l *List) Batches(ctx context.Context) bool {
+	e := l.batchEntry()
+	if e == nil {
+		return false
+	}
+	l.mu.Lock()
+	known := e.batched
+	l.mu.Unlock()
+	if known {
+		return true
+	}
+	err := e.src.(batchReader).readBatch(ctx, nil, 0, nil)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.noBatch(e, err)
+		}
+		return false
+	}
+	l.mu.Lock()
+	e.batched = true
+	l.mu.Unlock()
+	return true
+}
+
 // batchEntry returns the first source in order if it is up and may answer
 // batch reads, or nil.
 func (l *List) batchEntry() *entry {
@@ -243,6 +274,7 @@ func (l *List) noBatch(e *entry, err error) {
 	l.mu.Lock()
 	first := e.noBatchUntil.IsZero()
 	e.noBatchUntil = l.now().Add(noBatchFor)
+	e.batched = false
 	l.mu.Unlock()
 	if errors.Is(err, errNoBatch) {
 		// A static server: expected, and said once.

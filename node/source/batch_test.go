@@ -115,6 +115,9 @@ func TestReadChunkBatches(t *testing.T) {
 	l := NewList([]Source{mustNew(t, srv.URL, testOptions())}, nil)
 	t.Cleanup(func() { l.Close() })
 
+	if !l.Batches(t.Context()) || !l.Batches(t.Context()) || c.posts.Load() != 1 {
+		t.Fatalf("Batches: %d probes to a server that answers them; want true, after 1", c.posts.Load())
+	}
 	readAllAtOnce(t, l, paths, want)
 	if g := c.gets.Load(); g != 0 {
 		t.Errorf("%d chunks read one at a time from a server that answers batches", g)
@@ -152,6 +155,9 @@ func TestReadChunkWithoutBatches(t *testing.T) {
 	if p := c.posts.Load(); p == 0 || p > batchesInFlight {
 		t.Errorf("%d batch requests to a server without them, want 1 to %d", p, batchesInFlight)
 	}
+	if l.Batches(t.Context()) {
+		t.Error("Batches: true for a server that refused them")
+	}
 	if g := c.gets.Load(); int(g) != len(paths) {
 		t.Errorf("%d GETs for %d chunks", g, len(paths))
 	}
@@ -166,6 +172,17 @@ func TestReadChunkWithoutBatches(t *testing.T) {
 	}
 	if p := c.posts.Load(); p != before+1 {
 		t.Errorf("after %v: %d more batch requests, want 1", noBatchFor, p-before)
+	}
+	// Asked first, the list learns it from its probe alone.
+	l2, _ := newTestList(mustNew(t, srv.URL, testOptions()))
+	t.Cleanup(func() { l2.Close() })
+	before = c.posts.Load()
+	if l2.Batches(t.Context()) {
+		t.Error("Batches: true for a server without them")
+	}
+	readAllAtOnce(t, l2, paths[:10], want)
+	if p := c.posts.Load(); p != before+1 {
+		t.Errorf("a probe and 10 reads: %d batch requests, want the probe's", p-before)
 	}
 }
 

@@ -43,6 +43,7 @@ type entry struct {
 	// noBatchUntil: until then, the source's chunks are read one at a time
 	// (its batch read failed).
 	noBatchUntil time.Time
+	batched      bool // a batch was answered since
 }
 
 // Health is the state of one source, for status pages and the API.
