@@ -82,7 +82,11 @@ func newBatches(l *List) *batches {
 
 // stop ends the batch requests in flight and waits for their goroutines.
 func (b *batches) stop() {
+	// Under the lock that read holds from its check of ctx to wg.Add, so
+	// no dispatcher starts after Wait.
+	b.mu.Lock()
 	b.cancel()
+	b.mu.Unlock()
 	b.wg.Wait()
 }
 
