@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,14 +16,7 @@ import (
 // returns the server, its stats, and the release's first chunk paths.
 func batchServer(t *testing.T, on bool) (*httptest.Server, *Stats, []string, string) {
 	t.Helper()
-	key := newKey(t)
-	repoDir := t.TempDir()
-	src, _ := releaseTree(t, 16)
-	mustPublish(t, repoDir, src, publishOpts("1.0.0", key))
-	_, _, m, _, err := LoadRelease(context.Background(), DirReader(repoDir), newRoot(t, 1, key), "stable", testNow)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repoDir, m := publishedRelease(t)
 	var paths []string
 	for _, f := range m.Files {
 		for _, c := range f.Chunks {

@@ -38,14 +38,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestHandlerServesTheRepository(t *testing.T) {
-	key := newKey(t)
-	repoDir := t.TempDir()
-	src, _ := releaseTree(t, 16)
-	mustPublish(t, repoDir, src, publishOpts("1.0.0", key))
-	_, _, m, _, err := LoadRelease(context.Background(), DirReader(repoDir), newRoot(t, 1, key), "stable", testNow)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repoDir, m := publishedRelease(t)
 	ref := m.Files[0].Chunks[0]
 	chunkURL := "/" + ChunkPath(ref.CID)
 	chunkData := readFile(t, filepath.Join(repoDir, ChunkPath(ref.CID)))

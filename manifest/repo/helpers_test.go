@@ -185,3 +185,18 @@ func readFile(t testing.TB, name string) []byte {
 	}
 	return b
 }
+
+// publishedRelease publishes a release of 16 files into a fresh repository
+// and returns the repository and the release's verified manifest.
+func publishedRelease(t *testing.T) (string, *manifest.Manifest) {
+	t.Helper()
+	key := newKey(t)
+	repoDir := t.TempDir()
+	src, _ := releaseTree(t, 16)
+	mustPublish(t, repoDir, src, publishOpts("1.0.0", key))
+	_, _, m, _, err := LoadRelease(context.Background(), DirReader(repoDir), newRoot(t, 1, key), "stable", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repoDir, m
+}
