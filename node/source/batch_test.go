@@ -115,8 +115,14 @@ func TestReadChunkBatches(t *testing.T) {
 	l := NewList([]Source{mustNew(t, srv.URL, testOptions())}, nil)
 	t.Cleanup(func() { l.Close() })
 
-	if !l.Batches(t.Context()) || !l.Batches(t.Context()) || c.posts.Load() != 1 {
-		t.Fatalf("Batches: %d probes to a server that answers them; want true, after 1", c.posts.Load())
+	// Asked twice, it probes once.
+	for range 2 {
+		if !l.Batches(t.Context()) {
+			t.Fatal("Batches: false for a server that answers them")
+		}
+	}
+	if p := c.posts.Load(); p != 1 {
+		t.Fatalf("Batches: %d probes, want 1", p)
 	}
 	readAllAtOnce(t, l, paths, want)
 	if g := c.gets.Load(); g != 0 {
