@@ -41,6 +41,12 @@ type wanSource struct {
 // the wire form it was read in (a compressed chunk file, or raw); the mesh
 // uses it when this node owns a chunk.
 func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte, err error) {
+	return w.fetchChunk(ctx, c, false)
+}
+
+// fetchChunk is FetchChunk; with batch, the chunk may travel in a batch read
+// (see read).
+func (w *wanSource) fetchChunk(ctx context.Context, c cid.Cid, batch bool) (raw, wire []byte, err error) {
 	path, isDoc := repo.ChunkPath(c), false
 	if r, ok := w.docs.Load(c); ok {
 		data, err := w.readDoc(ctx, c, r.(manifest.Ref))
@@ -49,7 +55,7 @@ func (w *wanSource) FetchChunk(ctx context.Context, c cid.Cid) (raw, wire []byte
 		}
 		return data, data, nil
 	}
-	raw, wire, err = w.read(ctx, c, path, false)
+	raw, wire, err = w.read(ctx, c, path, batch)
 	if errors.Is(err, source.ErrNotFound) && !isDoc {
 		// A peer may ask us, the owner, for a manifest before our own check
 		// reached it: the verified head names it.
@@ -140,13 +146,11 @@ func (w *wanSource) manifestRef(ctx context.Context, c cid.Cid) (manifest.Ref, b
 // Fetch implements pipeline.Source for a node without a mesh: its chunks
 // travel in batches from a source that answers them.
 func (w *wanSource) Fetch(ctx context.Context, c cid.Cid) ([]byte, chunk.Origin, error) {
-	data, wire, err := w.read(ctx, c, repo.ChunkPath(c), true)
+	data, wire, err := w.fetchChunk(ctx, c, true)
 	if err != nil {
-		return nil, chunk.Origin{}, fmt.Errorf("fetch chunk %s: %w", c, err)
+		return nil, chunk.Origin{}, err
 	}
-	w.bytes.Add(int64(len(wire)))
-	w.chunks.Add(1)
-	if err := w.st.PutVerifiedWire(ctx, c, data, wire); err != nil { // read verified it
+	if err := w.st.PutVerifiedWire(ctx, c, data, wire); err != nil { // fetchChunk verified it
 		return nil, chunk.Origin{}, err
 	}
 	return data, chunk.Origin{WAN: true}, nil

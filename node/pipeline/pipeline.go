@@ -234,10 +234,10 @@ func (r *run) fetch(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		w := newWindow(opts.Concurrency, opts.MaxConcurrency)
-		w.startAt(opts.StartConcurrency)
+		start := w.startAt(opts.StartConcurrency)
 		err := r.lane(gctx, others, w, false)
 		if size, peak, _ := w.state(); peak > opts.Concurrency {
-			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "start", max(opts.Concurrency, min(opts.StartConcurrency, w.max)), "peak", peak, "last", size)
+			r.p.opts.Logger.Info("fetch window", "release", r.m.Version, "from", opts.Concurrency, "start", start, "peak", peak, "last", size)
 		}
 		return err
 	})

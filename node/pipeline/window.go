@@ -69,12 +69,13 @@ func newWindow(min, max int) *window {
 }
 
 // startAt opens the window at n fetches at once, within its bounds, before
-// its first acquire.
-func (w *window) startAt(n int) {
+// its first acquire, and returns the size it took.
+func (w *window) startAt(n int) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.size = max(w.min, min(n, w.max))
 	w.peak = max(w.peak, w.size)
+	return w.size
 }
 
 // acquire waits for a slot in the window.
